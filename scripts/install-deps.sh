@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+#
+# Installs every Debian package regcache needs to build, test and benchmark:
+# the C++ toolchain and test libraries, the RDMA userspace stack (rdma-core,
+# libfabric, UCX, perftest) and the VM test rig (qemu, Debian's kernel with
+# headers, busybox).  Idempotent and quiet; when everything is already there
+# it never touches apt, so re-runs take a fraction of a second.
+#
+# Usage: scripts/install-deps.sh        (as root, or with sudo available)
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libibverbs-dev librdmacm-dev libfabric-dev libfabric-bin libucx-dev
+  rdma-core ibverbs-utils ibverbs-providers perftest
+  qemu-system-x86 linux-image-amd64 linux-headers-amd64
+  busybox-static kmod cpio iproute2 python3
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  [[ "$status" == installed ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+SUDO=()
+if ((EUID != 0)); then
+  command -v sudo >/dev/null || {
+    echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2
+    exit 1
+  }
+  SUDO=(sudo)
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done" >&2
