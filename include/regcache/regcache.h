@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * regcache: a memory registration cache for RDMA.
+ *
+ * This header is the C API. It defines the cache object, the registration
+ * handle returned by regcache_get(), the pluggable registrar (what actually
+ * registers memory: ibv_reg_mr, fi_mr_reg, a user callback) and the cache
+ * configuration. Backend-specific registrars live in regcache/ibverbs.h and
+ * regcache/libfabric.h; a C++ RAII layer lives in regcache/regcache.hpp.
+ *
+ * Thread safety
+ *   Every function taking a regcache_t may be called from any number of
+ *   threads at once, except regcache_destroy(), which must not race with any
+ *   other call on the same cache. regcache_get() on a cached range (a hit)
+ *   takes no process-wide lock and makes no system call. A handle may be
+ *   released by a thread other than the one that obtained it.
+ *
+ * Lifetime
+ *   A handle returned by regcache_get() holds a reference: the registration
+ *   it names stays registered (its lkey/rkey/fid_mr stay valid for the device)
+ *   until regcache_put(). If the memory is unmapped or remapped while the
+ *   handle is held, the registration is removed from the cache at once (no
+ *   later regcache_get() returns it) but it is deregistered only at the last
+ *   regcache_put(); RDMA through it meanwhile reaches the OLD pages, which is
+ *   the caller's bug, exactly as with a plain ibv_reg_mr. After
+ *   regcache_put() the handle and the regcache_mr it points to must not be
+ *   used.
+ *
+ * Errors
+ *   Functions return 0 or a negative errno value. The calling thread's last
+ *   error message (which limit was hit, what was wrong with an argument) is
+ *   available from regcache_last_error(). Nothing in this API aborts on bad
+ *   input.
+ */
+#ifndef REGCACHE_REGCACHE_H_
+#define REGCACHE_REGCACHE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define REGCACHE_VERSION_MAJOR 0
+#define REGCACHE_VERSION_MINOR 1
+
+typedef struct regcache regcache_t;
+
+/* Access rights of a registration. A cached registration whose access is a
+ * superset of the requested access satisfies the request. */
+enum regcache_access {
+  REGCACHE_ACCESS_LOCAL_WRITE = 1u << 0,
+  REGCACHE_ACCESS_REMOTE_WRITE = 1u << 1,
+  REGCACHE_ACCESS_REMOTE_READ = 1u << 2,
+  REGCACHE_ACCESS_REMOTE_ATOMIC = 1u << 3,
+};
+#define REGCACHE_ACCESS_ALL                                        \
+  (REGCACHE_ACCESS_LOCAL_WRITE | REGCACHE_ACCESS_REMOTE_WRITE |    \
+   REGCACHE_ACCESS_REMOTE_READ | REGCACHE_ACCESS_REMOTE_ATOMIC)
+
+/* What one registration is, as the backend made it. Filled by the
+ * registrar; read-only to everyone else. The range is the page-rounded range
+ * actually registered, which covers the requested one. */
+struct regcache_mr {
+  void *addr;        /* first byte registered */
+  size_t length;     /* bytes registered */
+  uint32_t access;   /* regcache_access bits */
+  uint32_t lkey;     /* ibverbs lkey (0 for backends without one) */
+  uint32_t rkey;     /* ibverbs rkey (0 for backends without one) */
+  uint64_t key;      /* libfabric fi_mr_key() (0 for backends without one) */
+  void *desc;        /* libfabric fi_mr_desc() (NULL for other backends) */
+  void *backend;     /* struct ibv_mr *, struct fid_mr *, or the callback's */
+};
+
+/* A registrar turns memory into a registration and back. Both callbacks are
+ * called without any cache lock held and never from a monitor's event
+ * thread, so they may allocate, free and make system calls.
+ *   reg:   register [addr, addr + length) with at least `access`; fill
+ *          out->lkey/rkey/key/desc/backend (the cache fills addr, length,
+ *          access). Return 0 or a negative errno; -ENOMEM and -EAGAIN mean
+ *          "out of pinnable memory" and make the cache evict and retry.
+ *   dereg: undo reg. Return 0 or a negative errno (which is counted, and
+ *          reported through regcache_last_error(), but cannot be undone).
+ * `ctx` is passed through untouched. The registrar must outlive the cache.
+ */
+struct regcache_registrar {
+  const char *name; /* for messages and statistics, e.g. "ibverbs" */
+  int (*reg)(void *ctx, void *addr, size_t length, uint32_t access,
+             struct regcache_mr *out);
+  int (*dereg)(void *ctx, struct regcache_mr *mr);
+  void *ctx;
+};
+
+/* A fake registrar for tests and benchmarks: it registers nothing, hands out
+ * increasing keys and, with `lock_memory` set, mlock()s the range so that
+ * RLIMIT_MEMLOCK behaves as it does for ibv_reg_mr. Not for production. */
+int regcache_registrar_fake(int lock_memory, struct regcache_registrar *out);
+
+/* How the cache learns that memory was unmapped or remapped. */
+enum regcache_monitor_kind {
+  REGCACHE_MONITOR_AUTO = 0, /* kmod if /dev/regcache opens, else uffd, else none */
+  REGCACHE_MONITOR_NONE,     /* only regcache_invalidate() invalidates */
+  REGCACHE_MONITOR_UFFD,     /* userfaultfd non-cooperative events */
+  REGCACHE_MONITOR_KMOD,     /* the regcache kernel module (/dev/regcache) */
+};
+
+/* Cache configuration. Initialise with regcache_config_init(), which applies
+ * the defaults and then the environment (REGCACHE_MAX_ENTRIES,
+ * REGCACHE_MAX_BYTES, REGCACHE_MONITOR, REGCACHE_STATS); change fields after
+ * that to override the environment. */
+struct regcache_config {
+  size_t max_entries; /* unused entries beyond this are evicted (LRU); 0 = no limit */
+  size_t max_bytes;   /* unused pinned bytes beyond this are evicted; 0 = no limit */
+  enum regcache_monitor_kind monitor;
+  int print_stats_at_exit; /* print statistics to stderr at destroy/exit */
+  uint32_t flags;          /* must be 0 */
+};
+
+/* Defaults, then environment. Returns -EINVAL (and leaves the defaults in
+ * the bad field) when an environment variable cannot be parsed; the message
+ * names the variable. */
+int regcache_config_init(struct regcache_config *config);
+
+/* Create a cache. `registrar` is copied; its ctx must outlive the cache.
+ * `config` may be NULL for regcache_config_init() defaults. Fails with
+ * -ENODEV when the requested monitor is unavailable (the message says why). */
+int regcache_create(const struct regcache_registrar *registrar,
+                    const struct regcache_config *config, regcache_t **out);
+
+/* Deregister everything and free the cache. Handles still held are
+ * reported (stderr and regcache_last_error()) and their registrations are
+ * deregistered anyway; returns -EBUSY in that case, 0 otherwise. */
+int regcache_destroy(regcache_t *cache);
+
+/* An acquired registration. Opaque; see regcache_handle_mr(). */
+typedef struct regcache_handle regcache_handle_t;
+
+/* Obtain a registration covering [addr, addr + length) with at least
+ * `access`, from the cache or by registering. The range is rounded out to
+ * pages. Errors: -EINVAL (length 0, NULL addr, addr + length overflows,
+ * unknown access bits), -ENOMEM/-EAGAIN (pinnable memory exhausted after
+ * eviction; the message names RLIMIT_MEMLOCK and its value), or the
+ * registrar's error. */
+int regcache_get(regcache_t *cache, const void *addr, size_t length,
+                 uint32_t access, regcache_handle_t **out);
+
+/* The registration a handle holds. Valid until regcache_put(). */
+const struct regcache_mr *regcache_handle_mr(const regcache_handle_t *handle);
+
+/* Release a handle. Returns -EINVAL for a pointer that is not a handle of
+ * this cache and -EALREADY for a handle already released. */
+int regcache_put(regcache_t *cache, regcache_handle_t *handle);
+
+/* Drop every cached registration overlapping [addr, addr + length). Entries
+ * in use are removed from lookup now and deregistered at their last put. */
+int regcache_invalidate(regcache_t *cache, const void *addr, size_t length);
+
+/* Drop every unused registration; entries in use go at their last put. */
+int regcache_flush(regcache_t *cache);
+
+/* Why an entry was invalidated. */
+enum regcache_inval_reason {
+  REGCACHE_INVAL_EXPLICIT = 0, /* regcache_invalidate() */
+  REGCACHE_INVAL_UNMAP,        /* munmap, brk shrink, shmdt, exit */
+  REGCACHE_INVAL_REMOVE,       /* madvise(DONTNEED/FREE/REMOVE), page zap */
+  REGCACHE_INVAL_REMAP,        /* mremap, MAP_FIXED over */
+  REGCACHE_INVAL_MIGRATE,      /* page migration, exclusive access (kmod) */
+  REGCACHE_INVAL_FLUSH,        /* regcache_flush() */
+  REGCACHE_INVAL_FORK,         /* dropped in a forked child */
+  REGCACHE_INVAL_NREASONS
+};
+
+/* Statistics. Counters are totals since creation; "now" fields are current.
+ * Read with regcache_stats(); values from concurrent threads may be a few
+ * operations behind. */
+struct regcache_stats {
+  uint64_t hits;               /* gets served from the cache */
+  uint64_t misses;             /* gets that registered */
+  uint64_t registrations;      /* successful registrar reg calls */
+  uint64_t deregistrations;    /* registrar dereg calls */
+  uint64_t registration_errors;
+  uint64_t evictions;          /* unused entries dropped for the limits */
+  uint64_t invalidations[REGCACHE_INVAL_NREASONS];
+  uint64_t uncacheable;        /* gets served by a registration not kept
+                                  because the monitor cannot watch it */
+  uint64_t registration_ns;    /* total time spent in registrar reg */
+  uint64_t entries_now;        /* entries registered (cached or in use) */
+  uint64_t pinned_bytes_now;   /* bytes those entries register */
+  uint64_t in_use_now;         /* handles held */
+  enum regcache_monitor_kind monitor; /* the monitor in effect */
+};
+
+int regcache_stats(regcache_t *cache, struct regcache_stats *out);
+
+/* Print statistics in a human-readable form to `stream` (a FILE *). */
+int regcache_print_stats(regcache_t *cache, void *stream);
+
+/* Names for messages: "uffd", "unmap", ... */
+const char *regcache_monitor_name(enum regcache_monitor_kind kind);
+const char *regcache_inval_reason_name(enum regcache_inval_reason reason);
+
+/* The calling thread's message for its most recent failed call ("" if
+ * none). Valid until the next regcache call on this thread. */
+const char *regcache_last_error(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* REGCACHE_REGCACHE_H_ */
