@@ -45,7 +45,7 @@ extern "C" {
 #define REGCACHE_VERSION_MAJOR 0
 #define REGCACHE_VERSION_MINOR 1
 
-typedef struct regcache regcache_t;
+typedef struct regcache_cache regcache_t;
 
 /* Access rights of a registration. A cached registration whose access is a
  * superset of the requested access satisfies the request. */

@@ -16,7 +16,7 @@ using regcache_internal::Cache;
 using regcache_internal::HoldSlot;
 using regcache_internal::SetError;
 
-struct regcache {};  // never defined: regcache_t* is a Cache*
+struct regcache_cache {};  // never instantiated: regcache_t* is a Cache*
 struct regcache_handle {};  // never defined: a handle is a HoldSlot*
 
 namespace {

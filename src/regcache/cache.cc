@@ -480,7 +480,8 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
       e->access.store(mr.access, std::memory_order_relaxed);
       e->watch_generation.store(token.generation, std::memory_order_relaxed);
       e->watch_expected.store(token.expected, std::memory_order_relaxed);
-      e->lru_epoch.store(1, std::memory_order_relaxed);
+      // Unreferenced: its place at the head already protects a new entry.
+      e->lru_epoch.store(0, std::memory_order_relaxed);
       e->mr = mr;
       e->token = token;
       e->watched = cacheable;

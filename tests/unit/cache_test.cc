@@ -1,0 +1,530 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Cache semantics with a fake registrar and no monitor: hits and misses,
+// superset and access-superset hits, reference counts, invalidation of
+// entries in use, CLOCK eviction, memlock exhaustion, bad input, handles
+// across threads, thread exit, fork, destroy, configuration and statistics.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache.h"
+#include "fake_registrar.h"
+#include "gtest/gtest.h"
+#include "regcache/regcache.h"
+#include "regcache/regcache.hpp"
+#include "test_util.h"
+
+namespace {
+
+using regcache_test::CheckingFakeRegistrar;
+
+constexpr uint32_t kLW = REGCACHE_ACCESS_LOCAL_WRITE;
+constexpr uint32_t kRR = REGCACHE_ACCESS_REMOTE_READ;
+constexpr uint32_t kRW = REGCACHE_ACCESS_REMOTE_WRITE;
+
+size_t Page() { return size_t(sysconf(_SC_PAGESIZE)); }
+
+// Anonymous memory that the test owns; never touched by the fake registrar.
+struct Region {
+  explicit Region(size_t bytes) : size(bytes) {
+    base = static_cast<char*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  }
+  ~Region() { munmap(base, size); }
+  char* base;
+  size_t size;
+};
+
+class CacheTest : public ::testing::Test {
+ protected:
+  void Make(size_t max_entries = 0, size_t max_bytes = 0) {
+    regcache_config cfg;
+    ASSERT_EQ(regcache_config_init(&cfg), 0) << regcache_last_error();
+    cfg.monitor = REGCACHE_MONITOR_NONE;
+    cfg.max_entries = max_entries;
+    cfg.max_bytes = max_bytes;
+    reg_ = fake_.registrar();
+    ASSERT_EQ(regcache_create(&reg_, &cfg, &cache_), 0) << regcache_last_error();
+  }
+  void TearDown() override {
+    if (cache_ != nullptr) EXPECT_EQ(regcache_destroy(cache_), 0) << regcache_last_error();
+    EXPECT_EQ(fake_.violations(), 0u) << "a held registration was deregistered";
+    EXPECT_EQ(fake_.live(), 0u) << "destroy left registrations behind";
+  }
+  void Check() {
+    std::string why;
+    EXPECT_TRUE(reinterpret_cast<regcache_internal::Cache*>(cache_)->CheckInvariants(&why))
+        << why;
+  }
+  regcache_handle_t* Get(const void* p, size_t len, uint32_t access = kLW) {
+    regcache_handle_t* h = nullptr;
+    int rc = regcache_get(cache_, p, len, access, &h);
+    EXPECT_EQ(rc, 0) << regcache_last_error();
+    return h;
+  }
+  void Put(regcache_handle_t* h) {
+    EXPECT_EQ(regcache_put(cache_, h), 0) << regcache_last_error();
+  }
+  struct regcache_stats Stats() {
+    struct regcache_stats s;
+    EXPECT_EQ(regcache_stats(cache_, &s), 0);
+    return s;
+  }
+
+  CheckingFakeRegistrar fake_;
+  regcache_registrar reg_{};
+  regcache_t* cache_ = nullptr;
+};
+
+TEST_F(CacheTest, SecondGetOfSameRangeIsAHit) {
+  Make();
+  Region r(16 * Page());
+  regcache_handle_t* a = Get(r.base, 8 * Page());
+  Put(a);
+  regcache_handle_t* b = Get(r.base, 8 * Page());
+  EXPECT_EQ(regcache_handle_mr(b)->lkey, 1u);
+  Put(b);
+  struct regcache_stats s = Stats();
+  EXPECT_EQ(s.misses, 1u);
+  EXPECT_EQ(s.hits, 1u);
+  EXPECT_EQ(fake_.regs(), 1u);
+  Check();
+}
+
+TEST_F(CacheTest, RequestIsRoundedOutToPages) {
+  Make();
+  Region r(4 * Page());
+  regcache_handle_t* h = Get(r.base + 100, Page());  // spans two pages
+  const regcache_mr* mr = regcache_handle_mr(h);
+  EXPECT_EQ(mr->addr, r.base);
+  EXPECT_EQ(mr->length, 2 * Page());
+  EXPECT_EQ(mr->access & kLW, kLW);
+  Put(h);
+}
+
+TEST_F(CacheTest, SubrangeOfCachedEntryIsAHitWithoutNewRegistration) {
+  Make();
+  Region r(64 * Page());
+  Put(Get(r.base, 64 * Page()));
+  // Same start, shorter; then inside, twice (second time via the alias).
+  Put(Get(r.base, Page()));
+  Put(Get(r.base + 10 * Page() + 7, 3 * Page()));
+  Put(Get(r.base + 10 * Page() + 7, 3 * Page()));
+  EXPECT_EQ(fake_.regs(), 1u);
+  EXPECT_EQ(Stats().hits, 3u);
+  Check();
+}
+
+TEST_F(CacheTest, AccessMustBeASubsetOfTheEntrys) {
+  Make();
+  Region r(4 * Page());
+  Put(Get(r.base, Page(), kLW));
+  Put(Get(r.base, Page(), kLW | kRR));  // needs more: miss
+  EXPECT_EQ(fake_.regs(), 2u);
+  Put(Get(r.base, Page(), kRR));        // the second covers it: hit
+  Put(Get(r.base, Page(), kLW));
+  EXPECT_EQ(fake_.regs(), 2u);
+  Check();
+}
+
+TEST_F(CacheTest, BadArgumentsReturnEinvalWithAMessage) {
+  Make();
+  Region r(Page());
+  regcache_handle_t* h = nullptr;
+  struct Case {
+    const void* addr;
+    size_t len;
+    uint32_t access;
+    const char* expect;
+  } cases[] = {
+      {r.base, 0, kLW, "length is 0"},
+      {nullptr, 10, kLW, "NULL"},
+      {reinterpret_cast<void*>(~uintptr_t{0} - 10), 100, kLW, "overflows"},
+      {r.base, 10, 1u << 20, "unknown access"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(regcache_get(cache_, c.addr, c.len, c.access, &h), -EINVAL);
+    EXPECT_NE(strstr(regcache_last_error(), c.expect), nullptr)
+        << regcache_last_error();
+  }
+  EXPECT_EQ(regcache_get(nullptr, r.base, 1, kLW, &h), -EINVAL);
+  EXPECT_EQ(regcache_get(cache_, r.base, 1, kLW, nullptr), -EINVAL);
+  EXPECT_EQ(fake_.regs(), 0u);
+}
+
+TEST_F(CacheTest, PutOfForeignPointerOrReleasedHandleIsRefused) {
+  Make();
+  Region r(Page());
+  int local = 0;
+  EXPECT_EQ(regcache_put(cache_, reinterpret_cast<regcache_handle_t*>(&local)), -EINVAL);
+  EXPECT_NE(strstr(regcache_last_error(), "not a handle"), nullptr);
+  EXPECT_EQ(regcache_put(cache_, nullptr), -EINVAL);
+  regcache_handle_t* h = Get(r.base, Page());
+  // One byte off a real handle is not a handle either.
+  EXPECT_EQ(regcache_put(cache_, reinterpret_cast<regcache_handle_t*>(
+                                     reinterpret_cast<char*>(h) + 1)),
+            -EINVAL);
+  Put(h);
+  EXPECT_EQ(regcache_put(cache_, h), -EALREADY);
+  EXPECT_NE(strstr(regcache_last_error(), "already released"), nullptr);
+  // Nothing was lost: the entry is still cached and usable.
+  Put(Get(r.base, Page()));
+  EXPECT_EQ(fake_.regs(), 1u);
+}
+
+TEST_F(CacheTest, DoublePutFromAnotherThreadIsRefused) {
+  Make();
+  Region r(Page());
+  regcache_handle_t* h = Get(r.base, Page());
+  Put(h);
+  int rc = 0;
+  std::thread([&] { rc = regcache_put(cache_, h); }).join();
+  EXPECT_EQ(rc, -EALREADY);
+}
+
+TEST_F(CacheTest, InvalidatedEntryInUseIsDeregisteredAtLastPut) {
+  Make();
+  Region r(8 * Page());
+  regcache_handle_t* h = Get(r.base, 8 * Page());
+  CheckingFakeRegistrar::Hold(regcache_handle_mr(h));
+  ASSERT_EQ(regcache_invalidate(cache_, r.base + Page(), 1), 0);
+  EXPECT_EQ(fake_.deregs(), 0u) << "deregistered while in use";
+  EXPECT_EQ(Stats().invalidations[REGCACHE_INVAL_EXPLICIT], 1u);
+  // It is out of lookup at once: a new get registers anew.
+  regcache_handle_t* h2 = Get(r.base, 8 * Page());
+  EXPECT_NE(regcache_handle_mr(h2)->lkey, regcache_handle_mr(h)->lkey);
+  EXPECT_EQ(fake_.regs(), 2u);
+  CheckingFakeRegistrar::Unhold(regcache_handle_mr(h));
+  Put(h);
+  EXPECT_EQ(fake_.deregs(), 1u) << "last put must deregister";
+  Put(h2);
+  EXPECT_EQ(fake_.deregs(), 1u);
+  Check();
+}
+
+TEST_F(CacheTest, InvalidateOnlyTouchesOverlappingEntries) {
+  Make();
+  Region r(16 * Page());
+  Put(Get(r.base, 4 * Page()));
+  Put(Get(r.base + 4 * Page(), 4 * Page()));
+  Put(Get(r.base + 8 * Page(), 4 * Page()));
+  ASSERT_EQ(regcache_invalidate(cache_, r.base + 4 * Page(), Page()), 0);
+  EXPECT_EQ(fake_.deregs(), 1u);
+  Put(Get(r.base, 4 * Page()));
+  Put(Get(r.base + 8 * Page(), 4 * Page()));
+  EXPECT_EQ(fake_.regs(), 3u);
+  EXPECT_EQ(regcache_invalidate(cache_, r.base, 0), -EINVAL);
+  Check();
+}
+
+TEST_F(CacheTest, FlushDropsUnusedAndKeepsHeldUntilPut) {
+  Make();
+  Region r(8 * Page());
+  regcache_handle_t* held = Get(r.base, Page());
+  Put(Get(r.base + 2 * Page(), Page()));
+  CheckingFakeRegistrar::Hold(regcache_handle_mr(held));
+  ASSERT_EQ(regcache_flush(cache_), 0);
+  EXPECT_EQ(fake_.deregs(), 1u);
+  EXPECT_EQ(Stats().entries_now, 1u);
+  CheckingFakeRegistrar::Unhold(regcache_handle_mr(held));
+  Put(held);
+  EXPECT_EQ(fake_.deregs(), 2u);
+  EXPECT_EQ(Stats().entries_now, 0u);
+}
+
+TEST_F(CacheTest, EntryLimitEvictsUnusedEntries) {
+  Make(/*max_entries=*/4);
+  Region r(64 * Page());
+  for (int i = 0; i < 32; ++i) {
+    Put(Get(r.base + i * 2 * Page(), Page()));
+    EXPECT_LE(Stats().entries_now, 4u) << "after " << i;
+    Check();
+  }
+  EXPECT_GE(Stats().evictions, 28u);
+}
+
+TEST_F(CacheTest, ByteLimitEvictsUnusedEntries) {
+  Make(0, /*max_bytes=*/8 * Page());
+  Region r(64 * Page());
+  for (int i = 0; i < 16; ++i) Put(Get(r.base + i * 4 * Page(), 2 * Page()));
+  EXPECT_LE(Stats().pinned_bytes_now, 8 * Page());
+  EXPECT_GE(Stats().evictions, 12u);
+}
+
+TEST_F(CacheTest, ClockGivesARecentlyHitEntryASecondChance) {
+  Make(/*max_entries=*/4);
+  Region r(64 * Page());
+  regcache_handle_t* hot = Get(r.base, Page());
+  Put(hot);
+  for (int i = 1; i < 4; ++i) Put(Get(r.base + i * 2 * Page(), Page()));
+  // The oldest entry is the hot one; hit it, then overflow by one.
+  Put(Get(r.base, Page()));
+  Put(Get(r.base + 20 * Page(), Page()));
+  const uint64_t regs = fake_.regs();
+  Put(Get(r.base, Page()));
+  EXPECT_EQ(fake_.regs(), regs) << "the recently hit entry was evicted";
+}
+
+TEST_F(CacheTest, EntriesInUseAreNeverEvicted) {
+  Make(/*max_entries=*/2);
+  Region r(64 * Page());
+  std::vector<regcache_handle_t*> held;
+  for (int i = 0; i < 8; ++i) {
+    held.push_back(Get(r.base + i * 2 * Page(), Page()));
+    CheckingFakeRegistrar::Hold(regcache_handle_mr(held.back()));
+  }
+  EXPECT_EQ(fake_.deregs(), 0u);
+  EXPECT_EQ(Stats().in_use_now, 8u);
+  for (regcache_handle_t* h : held) {
+    CheckingFakeRegistrar::Unhold(regcache_handle_mr(h));
+    Put(h);
+  }
+  // Back under the limit once the holds are gone and another miss evicts.
+  Put(Get(r.base + 40 * Page(), Page()));
+  EXPECT_LE(Stats().entries_now, 2u);
+}
+
+TEST_F(CacheTest, MemlockExhaustionEvictsAndRetries) {
+  Make();
+  fake_.set_budget(4 * Page());
+  Region r(64 * Page());
+  for (int i = 0; i < 4; ++i) Put(Get(r.base + i * 2 * Page(), Page()));
+  // Full: the next registration fails once, the cache evicts and retries.
+  regcache_handle_t* h = Get(r.base + 20 * Page(), Page());
+  EXPECT_NE(h, nullptr);
+  EXPECT_GE(fake_.failures(), 1u);
+  EXPECT_GE(Stats().evictions, 1u);
+  Put(h);
+}
+
+TEST_F(CacheTest, MemlockExhaustionWithEverythingInUseFailsClearly) {
+  Make();
+  fake_.set_budget(2 * Page());
+  Region r(64 * Page());
+  regcache_handle_t* a = Get(r.base, Page());
+  regcache_handle_t* b = Get(r.base + 2 * Page(), Page());
+  regcache_handle_t* c = nullptr;
+  int rc = regcache_get(cache_, r.base + 4 * Page(), Page(), kLW, &c);
+  EXPECT_EQ(rc, -ENOMEM);
+  const std::string msg = regcache_last_error();
+  EXPECT_NE(msg.find("RLIMIT_MEMLOCK"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("2 registrations"), std::string::npos) << msg;
+  // Nothing lost: the held ones are intact, and releasing one makes room.
+  Put(a);
+  c = Get(r.base + 4 * Page(), Page());
+  EXPECT_NE(c, nullptr);
+  Put(b);
+  Put(c);
+}
+
+TEST_F(CacheTest, HandleMayBeReleasedByAnotherThread) {
+  Make();
+  Region r(Page());
+  regcache_handle_t* h = Get(r.base, Page());
+  int rc = -1;
+  std::thread([&] { rc = regcache_put(cache_, h); }).join();
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(Stats().in_use_now, 0u);
+}
+
+TEST_F(CacheTest, HandleOutlivesTheThreadThatGotIt) {
+  Make();
+  Region r(Page());
+  regcache_handle_t* h = nullptr;
+  std::thread([&] { h = Get(r.base, Page()); }).join();
+  Put(h);
+  // A new thread adopts the orphaned state and still hits.
+  std::thread([&] { Put(Get(r.base, Page())); }).join();
+  EXPECT_EQ(fake_.regs(), 1u);
+}
+
+TEST_F(CacheTest, ManyHandlesOnOneThreadOverflowTheSlotBlock) {
+  Make();
+  Region r(Page());
+  std::vector<regcache_handle_t*> hs;
+  for (int i = 0; i < 100; ++i) hs.push_back(Get(r.base, Page()));
+  EXPECT_EQ(Stats().in_use_now, 100u);
+  for (auto* h : hs) Put(h);
+  EXPECT_EQ(fake_.regs(), 1u);
+}
+
+TEST_F(CacheTest, ConcurrentGetPutInvalidateNeverDeregistersAHeldEntry) {
+  Make(/*max_entries=*/64);
+  Region r(256 * Page());
+  const unsigned seed = std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(seed + t);
+      for (int i = 0; i < 20000 && !stop; ++i) {
+        const size_t page = rng() % 200;
+        const size_t pages = 1 + rng() % 8;
+        char* p = r.base + page * Page();
+        if (rng() % 16 == 0) {
+          regcache_invalidate(cache_, p, pages * Page());
+          continue;
+        }
+        regcache_handle_t* h = nullptr;
+        if (regcache_get(cache_, p, pages * Page(), kLW, &h) != 0) {
+          errors++;
+          continue;
+        }
+        const regcache_mr* mr = regcache_handle_mr(h);
+        CheckingFakeRegistrar::Hold(mr);
+        auto* rec = CheckingFakeRegistrar::RecordOf(mr);
+        if (!rec->live || rec->addr > uint64_t(p) ||
+            rec->addr + rec->length < uint64_t(p) + pages * Page())
+          errors++;
+        CheckingFakeRegistrar::Unhold(mr);
+        if (regcache_put(cache_, h) != 0) errors++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0u);
+  EXPECT_EQ(fake_.violations(), 0u);
+  Check();
+}
+
+TEST_F(CacheTest, ForkedChildCachesAfreshAndNeverDeregistersParentEntries) {
+  Make();
+  Region r(8 * Page());
+  Put(Get(r.base, Page()));
+  regcache_handle_t* held = Get(r.base + 2 * Page(), Page());
+  const uint64_t regs_before = fake_.regs();
+  auto outcome = regcache_test::RunInChild([&]() -> std::string {
+    regcache_handle_t* h = nullptr;
+    // The inherited entry must not be returned: the child registers again.
+    if (regcache_get(cache_, r.base, Page(), kLW, &h) != 0) return regcache_last_error();
+    if (fake_.regs() != regs_before + 1) return "child hit an inherited entry";
+    if (regcache_put(cache_, h) != 0) return regcache_last_error();
+    // The handle the forking thread held is still releasable.
+    if (regcache_put(cache_, held) != 0) return regcache_last_error();
+    if (fake_.deregs() != 0) return "child deregistered an inherited entry";
+    struct regcache_stats s;
+    regcache_stats(cache_, &s);
+    if (s.invalidations[REGCACHE_INVAL_FORK] != 2) return "fork invalidations not counted";
+    return "";
+  });
+  EXPECT_FALSE(outcome.skipped);
+  EXPECT_EQ(outcome.message, "");
+  // The parent is unaffected.
+  Put(Get(r.base, Page()));
+  EXPECT_EQ(fake_.regs(), regs_before);
+  Put(held);
+}
+
+TEST(CacheLifetime, DestroyWithHeldHandlesDeregistersAndReportsBusy) {
+  CheckingFakeRegistrar fake;
+  regcache_registrar reg = fake.registrar();
+  regcache_config cfg;
+  regcache_config_init(&cfg);
+  cfg.monitor = REGCACHE_MONITOR_NONE;
+  regcache_t* c = nullptr;
+  ASSERT_EQ(regcache_create(&reg, &cfg, &c), 0);
+  Region r(Page());
+  regcache_handle_t* h = nullptr;
+  ASSERT_EQ(regcache_get(c, r.base, Page(), kLW, &h), 0);
+  EXPECT_EQ(regcache_destroy(c), -EBUSY);
+  EXPECT_NE(strstr(regcache_last_error(), "still held"), nullptr);
+  EXPECT_EQ(fake.live(), 0u);
+}
+
+TEST(CacheLifetime, CreateRejectsBadRegistrarAndFlags) {
+  regcache_registrar reg{};
+  regcache_t* c = nullptr;
+  EXPECT_EQ(regcache_create(&reg, nullptr, &c), -EINVAL);
+  CheckingFakeRegistrar fake;
+  reg = fake.registrar();
+  regcache_config cfg;
+  regcache_config_init(&cfg);
+  cfg.monitor = REGCACHE_MONITOR_NONE;
+  cfg.flags = 1;
+  EXPECT_EQ(regcache_create(&reg, &cfg, &c), -EINVAL);
+  EXPECT_NE(strstr(regcache_last_error(), "flags"), nullptr);
+}
+
+TEST(CacheConfig, EnvironmentIsParsedAndBadValuesAreNamed) {
+  setenv("REGCACHE_MAX_ENTRIES", "64K", 1);
+  setenv("REGCACHE_MAX_BYTES", "512MiB", 1);
+  setenv("REGCACHE_MONITOR", "uffd", 1);
+  setenv("REGCACHE_STATS", "1", 1);
+  regcache_config cfg;
+  EXPECT_EQ(regcache_config_init(&cfg), 0) << regcache_last_error();
+  EXPECT_EQ(cfg.max_entries, 65536u);
+  EXPECT_EQ(cfg.max_bytes, size_t{512} << 20);
+  EXPECT_EQ(cfg.monitor, REGCACHE_MONITOR_UFFD);
+  EXPECT_EQ(cfg.print_stats_at_exit, 1);
+  setenv("REGCACHE_MAX_BYTES", "lots", 1);
+  EXPECT_EQ(regcache_config_init(&cfg), -EINVAL);
+  EXPECT_NE(strstr(regcache_last_error(), "REGCACHE_MAX_BYTES"), nullptr);
+  setenv("REGCACHE_MAX_BYTES", "99999999999T", 1);
+  EXPECT_EQ(regcache_config_init(&cfg), -EINVAL);
+  setenv("REGCACHE_MAX_BYTES", "1G", 1);
+  setenv("REGCACHE_MONITOR", "magic", 1);
+  EXPECT_EQ(regcache_config_init(&cfg), -EINVAL);
+  EXPECT_NE(strstr(regcache_last_error(), "REGCACHE_MONITOR"), nullptr);
+  for (const char* v : {"REGCACHE_MAX_ENTRIES", "REGCACHE_MAX_BYTES",
+                        "REGCACHE_MONITOR", "REGCACHE_STATS"})
+    unsetenv(v);
+}
+
+TEST(CacheCxx, RegistrationReleasesAtScopeExit) {
+  CheckingFakeRegistrar fake;
+  regcache_config cfg;
+  regcache_config_init(&cfg);
+  cfg.monitor = REGCACHE_MONITOR_NONE;
+  regcache::Cache cache;
+  ASSERT_EQ(regcache::Cache::Create(fake.registrar(), &cfg, &cache), 0);
+  Region r(Page());
+  {
+    regcache::Registration reg;
+    ASSERT_EQ(cache.Get(r.base, 10, kLW, &reg), 0);
+    EXPECT_EQ(reg.lkey(), 1u);
+    EXPECT_EQ(cache.Stats().in_use_now, 1u);
+    regcache::Registration moved = std::move(reg);
+    EXPECT_FALSE(reg);
+    EXPECT_TRUE(moved);
+  }
+  EXPECT_EQ(cache.Stats().in_use_now, 0u);
+  EXPECT_EQ(cache.Destroy(), 0);
+  EXPECT_EQ(fake.live(), 0u);
+}
+
+TEST(CacheStats, PrintedWithEveryField) {
+  CheckingFakeRegistrar fake;
+  regcache_registrar reg = fake.registrar();
+  regcache_config cfg;
+  regcache_config_init(&cfg);
+  cfg.monitor = REGCACHE_MONITOR_NONE;
+  regcache_t* c = nullptr;
+  ASSERT_EQ(regcache_create(&reg, &cfg, &c), 0);
+  Region r(Page());
+  regcache_handle_t* h = nullptr;
+  ASSERT_EQ(regcache_get(c, r.base, 1, kLW, &h), 0);
+  regcache_put(c, h);
+  char buf[2048] = {};
+  FILE* f = fmemopen(buf, sizeof buf - 1, "w");
+  ASSERT_EQ(regcache_print_stats(c, f), 0);
+  fclose(f);
+  for (const char* field : {"monitor=none", "hits=0", "misses=1", "pinned_bytes=",
+                            "invalidations:", "unmap=0", "reg_time_avg_us="})
+    EXPECT_NE(strstr(buf, field), nullptr) << field << " missing in: " << buf;
+  struct regcache_stats s;
+  regcache_stats(c, &s);
+  EXPECT_GT(s.registration_ns, 0u);
+  EXPECT_EQ(s.pinned_bytes_now, Page());
+  regcache_destroy(c);
+}
+
+}  // namespace
