@@ -4,8 +4,9 @@
 
 Reads Google Benchmark JSON (--benchmark_out_format=json) and prints, per
 case, both sides' numbers, their ratio and PASS/FAIL against the targets in
-docs/benchmarks.md. Single-thread cases compare real time per get+put;
-threaded cases compare aggregate items_per_second (real time). With
+docs/benchmarks.md. Single-thread cases compare CPU time per get+put
+(robust on a shared machine; equal to real time on an idle one); threaded
+cases compare aggregate items_per_second (real time). With
 --benchmark_repetitions the median aggregate is used.
 
 Usage: compare_ratios.py [--strict] hit_path.json
@@ -60,7 +61,7 @@ def load_runs(path):
 
 
 def ns_per_op(run):
-    return run["real_time"] * _NS_PER_UNIT[run.get("time_unit", "ns")]
+    return run["cpu_time"] * _NS_PER_UNIT[run.get("time_unit", "ns")]
 
 
 def usable(run):
