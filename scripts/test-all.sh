@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+#
+# Runs every test: installs the Debian packages, builds, runs the host unit
+# tests, the guest tests in the qemu + Soft-RoCE rig (ctest -L vm), and the
+# host suite again under AddressSanitizer+UBSan and under ThreadSanitizer.
+#
+# Usage: scripts/test-all.sh [--no-vm] [--no-sanitizers]
+# Exit status: 0 only if every stage passed. Build trees: build/, build-asan/,
+# build-tsan/ at the top of the checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run_vm=1
+run_sanitizers=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-vm) run_vm=0 ;;
+    --no-sanitizers) run_sanitizers=0 ;;
+    *) echo "usage: $0 [--no-vm] [--no-sanitizers]" >&2; exit 2 ;;
+  esac
+done
+
+jobs=$(nproc)
+stage() { printf '\n=== %s ===\n' "$*"; }
+
+stage "install dependencies"
+scripts/install-deps.sh
+
+stage "build (RelWithDebInfo)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+
+stage "host tests"
+ctest --test-dir build -LE vm --output-on-failure -j"$jobs"
+
+if ((run_vm)); then
+  stage "guest tests (qemu + Debian kernel + regcache module + rdma_rxe)"
+  ctest --test-dir build -L vm --output-on-failure
+fi
+
+if ((run_sanitizers)); then
+  for pair in "asan:address,undefined" "tsan:thread"; do
+    dir=build-${pair%%:*}
+    san=${pair#*:}
+    stage "host tests under -fsanitize=$san"
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DREGCACHE_SANITIZE="$san" \
+      -DREGCACHE_BUILD_BENCH=OFF >/dev/null
+    cmake --build "$dir" -j"$jobs"
+    ctest --test-dir "$dir" -LE vm --output-on-failure -j"$jobs"
+  done
+fi
+
+stage "all stages passed"
