@@ -1,0 +1,759 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Tests of the userfaultfd monitor on its own, with a RecordingSink (a fake
+// InvalidationSink) in place of the cache: which system calls produce which
+// invalidation, that the gate bit is already set when munmap() returns (the
+// synchronous-window claim) and cleared by WaitForPending(), that WP-mode
+// registration never faults, that the reader keeps releasing munmap() while
+// the sink is blocked, fork, and Stop(). Every test that could hang on a
+// regression runs the risky call on a thread with a time limit.
+//
+// Skips (with the reason) when userfaultfd is not available here.
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "monitor.h"
+#include "regcache/regcache.h"
+#include "test_util.h"
+#include "uffd_monitor.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define REGCACHE_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define REGCACHE_TEST_TSAN 1
+#endif
+#endif
+
+#if defined(REGCACHE_TEST_TSAN)
+// The fork tests start threads in the child (RestartInChild()), which TSan
+// refuses by default after a multi-threaded fork.
+extern "C" const char* __tsan_default_options() { return "die_after_fork=0"; }
+#endif
+
+namespace {
+
+using regcache_internal::CreateNullMonitor;
+using regcache_internal::CreateUffdMonitor;
+using regcache_internal::GetUffdMonitorCounters;
+using regcache_internal::InvalidationSink;
+using regcache_internal::kGateEventsPending;
+using regcache_internal::kGateForked;
+using regcache_internal::kUffdApplyQueueCapacity;
+using regcache_internal::Monitor;
+using regcache_internal::StaticGeneration;
+using regcache_internal::UffdMonitorCounters;
+using regcache_internal::WatchToken;
+using namespace std::chrono_literals;
+
+const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+
+uint64_t Addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
+
+// A fake sink that records every InvalidateRange() call. Block() makes
+// calls wait (as if for a lock) until Unblock(); `waiting_` counts callers
+// so a test can tell the applier is stuck inside the sink.
+class RecordingSink : public InvalidationSink {
+ public:
+  struct Call {
+    uint64_t first;
+    uint64_t last;
+    regcache_inval_reason reason;
+  };
+
+  RecordingSink() { calls_.reserve(1 << 14); }
+
+  void InvalidateRange(uint64_t first, uint64_t last,
+                       regcache_inval_reason reason) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return !blocked_; });
+    --waiting_;
+    calls_.push_back({first, last, reason});
+  }
+
+  void Block() {
+    std::lock_guard<std::mutex> lock(mu_);
+    blocked_ = true;
+  }
+  void Unblock() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      blocked_ = false;
+    }
+    cv_.notify_all();
+  }
+  // Waits until a call is stuck in Block(); false after `limit`.
+  bool WaitUntilSomeoneWaits(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, limit, [this] { return waiting_ > 0; });
+  }
+
+  size_t size() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_.size();
+  }
+  std::vector<Call> Calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+  void Clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.clear();
+  }
+
+  // A call from index `since` on with `reason` that overlaps [first, last].
+  bool SawSince(size_t since, uint64_t first, uint64_t last,
+                regcache_inval_reason reason) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = since; i < calls_.size(); ++i) {
+      const Call& c = calls_[i];
+      if (c.reason == reason && c.first <= last && first <= c.last) return true;
+    }
+    return false;
+  }
+  bool Saw(uint64_t first, uint64_t last, regcache_inval_reason reason) {
+    return SawSince(0, first, last, reason);
+  }
+  // A call with exactly this range and reason.
+  bool SawExactly(uint64_t first, uint64_t last, regcache_inval_reason reason) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Call& c : calls_) {
+      if (c.reason == reason && c.first == first && c.last == last) return true;
+    }
+    return false;
+  }
+  // Any call, of any reason, overlapping [first, last].
+  size_t CountOverlapping(uint64_t first, uint64_t last) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::count_if(calls_.begin(), calls_.end(), [&](const Call& c) {
+      return c.first <= last && first <= c.last;
+    });
+  }
+  // Every byte of [first, last] is inside some call.
+  bool Covers(uint64_t first, uint64_t last) {
+    std::vector<Call> calls = Calls();
+    std::sort(calls.begin(), calls.end(),
+              [](const Call& a, const Call& b) { return a.first < b.first; });
+    uint64_t next = first;  // first byte not yet covered
+    for (const Call& c : calls) {
+      if (c.first > next) break;
+      if (c.last >= next) {
+        if (c.last >= last) return true;
+        next = c.last + 1;
+      }
+    }
+    return false;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool blocked_ = false;
+  int waiting_ = 0;
+  std::vector<Call> calls_;
+};
+
+// Runs `fn` on its own thread; WaitFor() tells whether it finished in time.
+// The destructor joins, so a caller that timed out must first unblock it.
+class TimedRun {
+ public:
+  explicit TimedRun(std::function<void()> fn)
+      : thread_([this, fn = std::move(fn)] {
+          fn();
+          done_.store(true);
+        }) {}
+  ~TimedRun() { thread_.join(); }
+  bool WaitFor(std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done_.load()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(1ms);
+    }
+    return true;
+  }
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// Ends the test binary when a hang cannot be undone: failing loudly beats
+// hanging CI.
+[[noreturn]] void AbortHung(const char* what) {
+  fprintf(stderr, "HUNG: %s; aborting the test binary\n", what);
+  fflush(stderr);
+  abort();
+}
+
+char* MapAnon(size_t pages, int prot = PROT_READ | PROT_WRITE,
+              int flags = MAP_PRIVATE | MAP_ANONYMOUS) {
+  void* p = mmap(nullptr, pages * kPage, prot, flags, -1, 0);
+  return p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+}
+
+class UffdMonitorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    monitor_ = CreateUffdMonitor(&why);
+    if (!monitor_) GTEST_SKIP() << "userfaultfd unavailable here: " << why;
+    ASSERT_EQ(monitor_->kind(), REGCACHE_MONITOR_UFFD);
+    ASSERT_EQ(monitor_->Start(&sink_, &gate_, &why), 0) << why;
+  }
+  void TearDown() override {
+    if (monitor_) monitor_->Stop();
+  }
+
+  int Watch(const void* p, size_t pages) {
+    WatchToken token;
+    const int rc = monitor_->Watch(Addr(p), Addr(p) + pages * kPage - 1, &token);
+    if (rc == 0) {
+      EXPECT_EQ(token.generation, StaticGeneration());
+      EXPECT_EQ(token.expected, token.generation->load());
+    }
+    return rc;
+  }
+  char* MapAndWatch(size_t pages) {
+    char* p = MapAnon(pages);
+    if (p == nullptr) return nullptr;
+    memset(p, 0x5a, pages * kPage);
+    if (Watch(p, pages) != 0) {
+      munmap(p, pages * kPage);
+      return nullptr;
+    }
+    return p;
+  }
+  bool Pending() { return (gate_.load() & kGateEventsPending) != 0; }
+  UffdMonitorCounters Counters() {
+    UffdMonitorCounters c;
+    EXPECT_TRUE(GetUffdMonitorCounters(*monitor_, &c));
+    return c;
+  }
+
+  RecordingSink sink_;
+  std::atomic<uint32_t> gate_{0};
+  std::unique_ptr<Monitor> monitor_;
+};
+
+TEST_F(UffdMonitorTest, MunmapSetsGateBeforeReturningAndWaitForPendingApplies) {
+  char* p = MapAndWatch(4);
+  ASSERT_NE(p, nullptr);
+  // With the sink blocked nothing can be applied, so the only way the
+  // gate can be clear after munmap() returns is a broken protocol.
+  sink_.Block();
+  ASSERT_EQ(munmap(p, 4 * kPage), 0);
+  EXPECT_TRUE(Pending()) << "munmap() returned before the gate was set";
+  EXPECT_EQ(sink_.size(), 0u);
+  sink_.Unblock();
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + 4 * kPage - 1,
+                               REGCACHE_INVAL_UNMAP));
+  EXPECT_FALSE(Pending()) << "WaitForPending() returned with the gate set";
+}
+
+TEST_F(UffdMonitorTest, GateSetOrAppliedWheneverMunmapReturns) {
+  // Natural timing: the applier may or may not have finished by the time
+  // munmap() returns; either the gate is set or the invalidation is there.
+  for (int i = 0; i < 200; ++i) {
+    char* p = MapAndWatch(2);
+    ASSERT_NE(p, nullptr);
+    const size_t before = sink_.size();
+    ASSERT_EQ(munmap(p, 2 * kPage), 0);
+    const bool pending = Pending();  // read the gate first, then the sink
+    const bool applied = sink_.SawSince(before, Addr(p), Addr(p) + 2 * kPage - 1,
+                                        REGCACHE_INVAL_UNMAP);
+    ASSERT_TRUE(pending || applied) << "iteration " << i;
+    monitor_->WaitForPending();
+    ASSERT_TRUE(sink_.SawSince(before, Addr(p), Addr(p) + 2 * kPage - 1,
+                               REGCACHE_INVAL_UNMAP))
+        << "iteration " << i;
+  }
+}
+
+TEST_F(UffdMonitorTest, PartialMunmapInvalidatesOnlyTheUnmappedPages) {
+  char* p = MapAndWatch(8);
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(munmap(p + 2 * kPage, 2 * kPage), 0);
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(p) + 2 * kPage, Addr(p) + 4 * kPage - 1,
+                               REGCACHE_INVAL_UNMAP));
+  EXPECT_EQ(sink_.CountOverlapping(Addr(p), Addr(p) + 2 * kPage - 1), 0u);
+  EXPECT_EQ(sink_.CountOverlapping(Addr(p) + 4 * kPage, Addr(p) + 8 * kPage - 1),
+            0u);
+  munmap(p, 2 * kPage);
+  munmap(p + 4 * kPage, 4 * kPage);
+}
+
+TEST_F(UffdMonitorTest, MremapMoveInvalidatesTheOldRangeWithRemapReason) {
+  char* p = MapAndWatch(4);
+  ASSERT_NE(p, nullptr);
+  char* target = MapAnon(4, PROT_NONE);  // a place to move to
+  ASSERT_NE(target, nullptr);
+  void* moved = mremap(p, 4 * kPage, 4 * kPage, MREMAP_MAYMOVE | MREMAP_FIXED,
+                       target);
+  ASSERT_EQ(moved, static_cast<void*>(target));
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + 4 * kPage - 1,
+                               REGCACHE_INVAL_REMAP));
+  munmap(target, 4 * kPage);
+}
+
+TEST_F(UffdMonitorTest, MremapGrowThatMovesInvalidatesTheOldRange) {
+  char* p = MapAnon(3);
+  ASSERT_NE(p, nullptr);
+  // A PROT_NONE page right after the range keeps it from growing in place,
+  // so the kernel has to move it.
+  ASSERT_EQ(mprotect(p + 2 * kPage, kPage, PROT_NONE), 0);
+  p[0] = 1;
+  ASSERT_EQ(Watch(p, 2), 0);
+  void* moved = mremap(p, 2 * kPage, 64 * kPage, MREMAP_MAYMOVE);
+  ASSERT_NE(moved, MAP_FAILED);
+  ASSERT_NE(moved, static_cast<void*>(p));
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + 2 * kPage - 1,
+                               REGCACHE_INVAL_REMAP));
+  munmap(moved, 64 * kPage);
+  munmap(p + 2 * kPage, kPage);
+}
+
+TEST_F(UffdMonitorTest, MremapOntoAWatchedRangeInvalidatesTheTargetToo) {
+  char* source = MapAndWatch(2);
+  char* target = MapAndWatch(2);
+  ASSERT_NE(source, nullptr);
+  ASSERT_NE(target, nullptr);
+  ASSERT_EQ(mremap(source, 2 * kPage, 2 * kPage, MREMAP_MAYMOVE | MREMAP_FIXED,
+                   target),
+            static_cast<void*>(target));
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.Saw(Addr(source), Addr(source) + 2 * kPage - 1,
+                        REGCACHE_INVAL_REMAP));
+  EXPECT_TRUE(sink_.Saw(Addr(target), Addr(target) + 2 * kPage - 1,
+                        REGCACHE_INVAL_UNMAP))
+      << "what was mapped at the target must be invalidated";
+  munmap(target, 2 * kPage);
+}
+
+TEST_F(UffdMonitorTest, MremapShrinkInvalidatesTheTailWithUnmapReason) {
+  char* p = MapAndWatch(8);
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(mremap(p, 8 * kPage, 3 * kPage, 0), static_cast<void*>(p));
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(p) + 3 * kPage, Addr(p) + 8 * kPage - 1,
+                               REGCACHE_INVAL_UNMAP));
+  EXPECT_EQ(sink_.CountOverlapping(Addr(p), Addr(p) + 3 * kPage - 1), 0u);
+  munmap(p, 3 * kPage);
+}
+
+TEST_F(UffdMonitorTest, MadviseDontneedInvalidatesWithRemoveReason) {
+  char* p = MapAndWatch(4);
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(madvise(p + kPage, 2 * kPage, MADV_DONTNEED), 0);
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(p) + kPage, Addr(p) + 3 * kPage - 1,
+                               REGCACHE_INVAL_REMOVE));
+  munmap(p, 4 * kPage);
+}
+
+TEST_F(UffdMonitorTest, MadviseFreeInvalidatesWithRemoveReason) {
+  char* p = MapAndWatch(4);
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(madvise(p, 4 * kPage, MADV_FREE), 0);
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + 4 * kPage - 1,
+                               REGCACHE_INVAL_REMOVE));
+  munmap(p, 4 * kPage);
+}
+
+TEST_F(UffdMonitorTest, MmapFixedOverAWatchedRangeInvalidatesWithUnmapReason) {
+  char* p = MapAndWatch(4);
+  ASSERT_NE(p, nullptr);
+  void* q = mmap(p + kPage, 2 * kPage, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  ASSERT_EQ(q, static_cast<void*>(p + kPage));
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(p) + kPage, Addr(p) + 3 * kPage - 1,
+                               REGCACHE_INVAL_UNMAP));
+  munmap(p, 4 * kPage);
+}
+
+TEST_F(UffdMonitorTest, MprotectSendsNothing) {
+  char* a = MapAndWatch(4);
+  char* fence = MapAndWatch(1);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(fence, nullptr);
+  ASSERT_EQ(mprotect(a, 4 * kPage, PROT_READ), 0);
+  ASSERT_EQ(mprotect(a + kPage, kPage, PROT_NONE), 0);
+  ASSERT_EQ(mprotect(a, 4 * kPage, PROT_READ | PROT_WRITE), 0);
+  a[0] = 1;
+  // Events arrive in order: once the fence's UNMAP is applied, anything the
+  // mprotect() calls had produced would have been applied before it.
+  ASSERT_EQ(munmap(fence, kPage), 0);
+  monitor_->WaitForPending();
+  ASSERT_TRUE(sink_.Saw(Addr(fence), Addr(fence) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_EQ(sink_.CountOverlapping(Addr(a), Addr(a) + 4 * kPage - 1), 0u);
+  munmap(a, 4 * kPage);
+}
+
+TEST_F(UffdMonitorTest, TouchingPagesAfterDontneedNeverFaults) {
+  // The WP-mode claim: registered, nothing write-protected, so neither the
+  // refault of a zapped page nor the first touch of a never-populated one
+  // is delivered to us. With MISSING mode the touch would hang.
+  char* p = MapAnon(16);
+  ASSERT_NE(p, nullptr);
+  memset(p, 1, 8 * kPage);  // pages 8..15 never populated
+  ASSERT_EQ(Watch(p, 16), 0);
+  ASSERT_EQ(madvise(p, 8 * kPage, MADV_DONTNEED), 0);
+  monitor_->WaitForPending();
+  std::atomic<uint64_t> sum{0};
+  {
+    TimedRun touch([&] {
+      uint64_t s = 0;
+      for (size_t i = 0; i < 16; ++i) s += static_cast<uint8_t>(p[i * kPage]);
+      for (size_t i = 0; i < 16; ++i) p[i * kPage + 1] = 2;
+      sum.store(s);
+    });
+    if (!touch.WaitFor(10s)) {
+      ADD_FAILURE() << "a touch after MADV_DONTNEED hung in a uffd fault";
+      monitor_->Stop();  // closing the uffd wakes the faulting thread
+    }
+  }
+  EXPECT_EQ(sum.load(), 0u) << "zapped anonymous pages must read back as zero";
+  EXPECT_EQ(Counters().unexpected_faults, 0u);
+  munmap(p, 16 * kPage);
+}
+
+TEST_F(UffdMonitorTest, FileBackedMappingIsUnsupported) {
+  // A regular file on a disk filesystem (tmpfs would be shmem, which uffd
+  // can watch).
+  std::string path;
+  int fd = -1;
+  const char* const dirs[] = {getenv("TMPDIR"), "/var/tmp", "/tmp", "."};
+  for (const char* dir : dirs) {
+    if (dir == nullptr) continue;
+    struct statfs fs;
+    if (statfs(dir, &fs) != 0 || fs.f_type == TMPFS_MAGIC ||
+        fs.f_type == RAMFS_MAGIC || fs.f_type == HUGETLBFS_MAGIC) {
+      continue;
+    }
+    std::string tmpl = std::string(dir) + "/uffd_monitor_test.XXXXXX";
+    fd = mkstemp(tmpl.data());
+    if (fd >= 0) {
+      path = tmpl;
+      break;
+    }
+  }
+  if (fd < 0) GTEST_SKIP() << "no writable directory on a non-tmpfs filesystem";
+  unlink(path.c_str());
+  ASSERT_EQ(ftruncate(fd, 4 * static_cast<off_t>(kPage)), 0);
+  for (int flags : {MAP_SHARED, MAP_PRIVATE}) {
+    void* p = mmap(nullptr, 4 * kPage, PROT_READ | PROT_WRITE, flags, fd, 0);
+    ASSERT_NE(p, MAP_FAILED);
+    EXPECT_EQ(Watch(p, 4), -EOPNOTSUPP)
+        << (flags == MAP_SHARED ? "MAP_SHARED" : "MAP_PRIVATE");
+    munmap(p, 4 * kPage);
+  }
+  close(fd);
+  EXPECT_EQ(Counters().watch_unsupported, 2u);
+}
+
+TEST_F(UffdMonitorTest, SharedAnonymousMemoryIsWatched) {
+  char* p = MapAnon(4, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS);
+  ASSERT_NE(p, nullptr);
+  const int rc = Watch(p, 4);
+  if (rc == -EOPNOTSUPP) {
+    munmap(p, 4 * kPage);
+    GTEST_SKIP() << "this kernel has no uffd-wp on shmem (needs Linux >= 5.19)";
+  }
+  ASSERT_EQ(rc, 0);
+  memset(p, 3, 4 * kPage);
+  ASSERT_EQ(madvise(p, kPage, MADV_REMOVE), 0);
+  ASSERT_EQ(munmap(p + 2 * kPage, 2 * kPage), 0);
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + kPage - 1, REGCACHE_INVAL_REMOVE));
+  EXPECT_TRUE(sink_.SawExactly(Addr(p) + 2 * kPage, Addr(p) + 4 * kPage - 1,
+                               REGCACHE_INVAL_UNMAP));
+  munmap(p, 2 * kPage);
+}
+
+TEST_F(UffdMonitorTest, RangeOwnedByAnotherUserfaultfdIsUnsupported) {
+  std::string why;
+  std::unique_ptr<Monitor> other = CreateUffdMonitor(&why);
+  ASSERT_TRUE(other) << why;
+  RecordingSink other_sink;
+  std::atomic<uint32_t> other_gate{0};
+  ASSERT_EQ(other->Start(&other_sink, &other_gate, &why), 0) << why;
+  char* p = MapAnon(2);
+  ASSERT_NE(p, nullptr);
+  WatchToken token;
+  ASSERT_EQ(other->Watch(Addr(p), Addr(p) + 2 * kPage - 1, &token), 0);
+  EXPECT_EQ(Watch(p, 2), -EOPNOTSUPP);
+  EXPECT_EQ(Counters().watch_busy, 1u);
+  ASSERT_EQ(munmap(p, 2 * kPage), 0);  // the other monitor's reader reads it
+  other->WaitForPending();
+  EXPECT_TRUE(other_sink.Saw(Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_UNMAP));
+  other->Stop();
+}
+
+TEST_F(UffdMonitorTest, WatchRejectsRangesThatAreNotPageAligned) {
+  char* p = MapAnon(2);
+  ASSERT_NE(p, nullptr);
+  WatchToken token;
+  EXPECT_EQ(monitor_->Watch(Addr(p) + 1, Addr(p) + kPage - 1, &token), -EINVAL);
+  EXPECT_EQ(monitor_->Watch(Addr(p), Addr(p) + kPage, &token), -EINVAL);
+  EXPECT_EQ(monitor_->Watch(Addr(p) + kPage, Addr(p), &token), -EINVAL);
+  munmap(p, 2 * kPage);
+}
+
+TEST_F(UffdMonitorTest, ReaderKeepsReleasingMunmapWhileTheSinkIsBlocked) {
+  // libfabric #5554: a thread that unmaps registered memory while holding a
+  // lock the event thread needs to apply events. Here the sink stands in
+  // for that lock: it blocks until this thread, after two munmap() calls,
+  // lets it go. A single read-and-apply thread would deadlock.
+  char* a = MapAndWatch(1);
+  char* b = MapAndWatch(1);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  sink_.Block();
+  {
+    TimedRun unmapper([&] {
+      munmap(a, kPage);
+      munmap(b, kPage);
+    });
+    ASSERT_TRUE(sink_.WaitUntilSomeoneWaits(10s)) << "the applier never ran";
+    if (!unmapper.WaitFor(10s)) AbortHung("munmap() while the sink was blocked");
+  }
+  EXPECT_TRUE(Pending());
+  sink_.Unblock();
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.Saw(Addr(a), Addr(a) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_TRUE(sink_.Saw(Addr(b), Addr(b) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_FALSE(Pending());
+}
+
+TEST_F(UffdMonitorTest, FullQueueMergesInvalidationsInsteadOfBlocking) {
+  const size_t pages = 2 * kUffdApplyQueueCapacity + 16;
+  char* p = MapAndWatch(pages);
+  ASSERT_NE(p, nullptr);
+  sink_.Block();
+  {
+    // One event per page; every munmap() must return although nothing can
+    // be applied.
+    TimedRun unmapper([&] {
+      for (size_t i = 0; i < pages; ++i) munmap(p + i * kPage, kPage);
+    });
+    if (!unmapper.WaitFor(30s)) AbortHung("munmap() with a full apply queue");
+  }
+  EXPECT_TRUE(Pending());
+  sink_.Unblock();
+  monitor_->WaitForPending();
+  EXPECT_FALSE(Pending());
+  EXPECT_TRUE(sink_.Covers(Addr(p), Addr(p) + pages * kPage - 1));
+  const UffdMonitorCounters c = Counters();
+  EXPECT_EQ(c.unmap_events, pages);
+  EXPECT_GT(c.merged_events, 0u);
+  EXPECT_LT(sink_.size(), pages) << "nothing was merged";
+}
+
+TEST_F(UffdMonitorTest, ConcurrentMunmapsEachSeeTheirInvalidation) {
+  constexpr int kThreads = 4;
+  constexpr int kIterations = 200;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kIterations; ++i) {
+        char* p = MapAnon(2);
+        if (p == nullptr) {
+          failures.fetch_add(1);
+          return;
+        }
+        p[0] = 1;
+        WatchToken token;
+        if (monitor_->Watch(Addr(p), Addr(p) + 2 * kPage - 1, &token) != 0) {
+          failures.fetch_add(1);
+          return;
+        }
+        const size_t before = sink_.size();
+        munmap(p, 2 * kPage);
+        const bool pending = Pending();
+        if (!pending && !sink_.SawSince(before, Addr(p), Addr(p) + 2 * kPage - 1,
+                                        REGCACHE_INVAL_UNMAP)) {
+          failures.fetch_add(1);
+        }
+        monitor_->WaitForPending();
+        if (!sink_.SawSince(before, Addr(p), Addr(p) + 2 * kPage - 1,
+                            REGCACHE_INVAL_UNMAP)) {
+          failures.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(Counters().unmap_events, uint64_t{kThreads} * kIterations);
+}
+
+TEST_F(UffdMonitorTest, WaitForPendingReturnsAtOnceWhenIdle) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 1000; ++i) monitor_->WaitForPending();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+}
+
+TEST_F(UffdMonitorTest, StopWhileIdleReturnsPromptly) {
+  const auto start = std::chrono::steady_clock::now();
+  monitor_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  monitor_->Stop();  // idempotent
+  monitor_->WaitForPending();  // returns at once after Stop()
+}
+
+TEST_F(UffdMonitorTest, MunmapAfterStopDoesNotBlock) {
+  // Stop() closes the uffd; the kernel then drops every registration, so a
+  // later munmap() has nobody to wait for.
+  char* p = MapAndWatch(2);
+  ASSERT_NE(p, nullptr);
+  monitor_->Stop();
+  TimedRun unmapper([&] { munmap(p, 2 * kPage); });
+  if (!unmapper.WaitFor(10s)) AbortHung("munmap() after Stop()");
+}
+
+TEST_F(UffdMonitorTest, ForkChildRestartsAndSeesItsOwnEvents) {
+  char* inherited = MapAndWatch(2);   // unmapped by the child before restart
+  char* inherited2 = MapAndWatch(2);  // ... and after restart
+  ASSERT_NE(inherited, nullptr);
+  ASSERT_NE(inherited2, nullptr);
+  monitor_->WaitForPending();  // nothing in flight while forking
+  sink_.Clear();
+  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
+    alarm(20);  // a hang kills the child, which the parent reports
+    // The inherited ranges lost their registration in the child:
+    // unmapping them must neither block nor be reported.
+    if (munmap(inherited, 2 * kPage) != 0) return "munmap inherited failed";
+    std::string why;
+    gate_.fetch_or(kGateForked);  // what the cache's atfork handler does
+    if (int rc = monitor_->RestartInChild(&why); rc != 0) {
+      return "RestartInChild: " + std::to_string(rc) + " " + why;
+    }
+    char* own = MapAnon(3);
+    if (own == nullptr) return "mmap failed";
+    WatchToken token;
+    if (int rc = monitor_->Watch(Addr(own), Addr(own) + 3 * kPage - 1, &token);
+        rc != 0) {
+      return "Watch in child: " + std::to_string(rc);
+    }
+    if (munmap(inherited2, 2 * kPage) != 0) return "munmap inherited2 failed";
+    sink_.Block();
+    if (munmap(own, 3 * kPage) != 0) return "munmap own failed";
+    if ((gate_.load() & kGateEventsPending) == 0) {
+      return "gate not set when munmap returned in the child";
+    }
+    sink_.Unblock();
+    monitor_->WaitForPending();
+    // Events arrive in order, so own's UNMAP is a fence for inherited2.
+    if (!sink_.SawExactly(Addr(own), Addr(own) + 3 * kPage - 1,
+                          REGCACHE_INVAL_UNMAP)) {
+      return "child missed its UNMAP event";
+    }
+    if (sink_.CountOverlapping(Addr(inherited), Addr(inherited) + 2 * kPage - 1) +
+            sink_.CountOverlapping(Addr(inherited2),
+                                   Addr(inherited2) + 2 * kPage - 1) !=
+        0) {
+      return "child reported an inherited range";
+    }
+    monitor_->Stop();
+    return "";
+  });
+  if (child.skipped) GTEST_SKIP() << child.message;
+  EXPECT_TRUE(child.passed) << child.message;
+  // The parent's registrations are intact.
+  ASSERT_EQ(munmap(inherited, 2 * kPage), 0);
+  ASSERT_EQ(munmap(inherited2, 2 * kPage), 0);
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(inherited), Addr(inherited) + 2 * kPage - 1,
+                               REGCACHE_INVAL_UNMAP));
+  EXPECT_TRUE(sink_.SawExactly(Addr(inherited2), Addr(inherited2) + 2 * kPage - 1,
+                               REGCACHE_INVAL_UNMAP));
+}
+
+TEST_F(UffdMonitorTest, ForkChildDoesNotKeepTheParentsUffdAliveAfterStop) {
+  // Regression: a child that neither execs nor restarts the monitor keeps
+  // its inherited copy of the uffd. If it kept it open, the parent's
+  // Stop() would not release the context, the parent's VMAs would stay
+  // registered with no reader, and the parent's next munmap() would sleep
+  // for ever. The monitor's atfork handler closes the copy in the child.
+  char* p = MapAndWatch(2);
+  ASSERT_NE(p, nullptr);
+  monitor_->WaitForPending();
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(pipe_fds[1]);
+    char c;
+    while (read(pipe_fds[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+  }
+  close(pipe_fds[0]);
+  monitor_->Stop();
+  bool hung = false;
+  {
+    TimedRun unmapper([&] { munmap(p, 2 * kPage); });
+    if (!unmapper.WaitFor(10s)) {
+      hung = true;
+      kill(pid, SIGKILL);  // drops the child's reference: wakes munmap()
+    }
+  }
+  EXPECT_FALSE(hung) << "munmap() in the parent waited for a uffd held open "
+                        "only by a fork child";
+  close(pipe_fds[1]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+}
+
+TEST(NullMonitor, WatchesEverythingAndReportsNothing) {
+  std::unique_ptr<Monitor> monitor = CreateNullMonitor();
+  ASSERT_TRUE(monitor);
+  EXPECT_EQ(monitor->kind(), REGCACHE_MONITOR_NONE);
+  RecordingSink sink;
+  std::atomic<uint32_t> gate{0};
+  std::string why;
+  ASSERT_EQ(monitor->Start(&sink, &gate, &why), 0);
+  char* p = MapAnon(1);
+  ASSERT_NE(p, nullptr);
+  WatchToken token;
+  ASSERT_EQ(monitor->Watch(Addr(p), Addr(p) + kPage - 1, &token), 0);
+  EXPECT_EQ(token.generation, StaticGeneration());
+  EXPECT_EQ(token.expected, StaticGeneration()->load());
+  munmap(p, kPage);
+  monitor->WaitForPending();
+  EXPECT_EQ(sink.size(), 0u);
+  EXPECT_EQ(gate.load(), 0u);
+  EXPECT_EQ(monitor->RestartInChild(&why), 0);
+  monitor->Stop();
+}
+
+}  // namespace
