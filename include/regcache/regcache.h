@@ -42,6 +42,9 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility; only this API is exported. */
+#pragma GCC visibility push(default)
+
 #define REGCACHE_VERSION_MAJOR 0
 #define REGCACHE_VERSION_MINOR 1
 
@@ -203,6 +206,8 @@ const char *regcache_inval_reason_name(enum regcache_inval_reason reason);
 /* The calling thread's message for its most recent failed call ("" if
  * none). Valid until the next regcache call on this thread. */
 const char *regcache_last_error(void);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -37,6 +37,9 @@ void SetState(Entry* e, EntryState state) {
   e->seq.store(SeqMake(SeqGeneration(s) + 1, state), std::memory_order_release);
 }
 
+static_assert(REGCACHE_ACCESS_ALL <= kTagAccessMask,
+              "access bits must fit a bucket tag");
+
 constexpr size_t kDefaultEntryCapacity = size_t{1} << 24;
 constexpr size_t kMaxThreadStates = 1 << 16;
 constexpr int kMaxMissRetries = 8;
@@ -120,6 +123,7 @@ int Cache::Create(const regcache_registrar& registrar,
                       int(config.monitor));
   }
   c->monitor_kind_ = c->monitor_->kind();
+  c->range_generations_ = c->monitor_kind_ == REGCACHE_MONITOR_KMOD;
   if (c->monitor_note_.empty())
     c->monitor_note_ = std::string(regcache_monitor_name(c->monitor_kind_)) +
                        " (requested)";
@@ -247,7 +251,8 @@ ThreadState* Cache::ThreadStateForCaller() {
       }
       ts->live.store(1);
     }
-    ts->owner_key.store(ThisThreadKey(), std::memory_order_relaxed);
+    for (ThreadState* s = ts; s != nullptr; s = s->overflow.load())
+      s->SetOwner(ThisThreadKey());
     ts->hint = 0;
   }
   RememberThreadState(id_, ts);
@@ -275,7 +280,7 @@ HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e) {
       extra->slots[i].index = uint32_t(i);
       extra->slots[i].owner = extra;
     }
-    extra->owner_key.store(ThisThreadKey(), std::memory_order_relaxed);
+    extra->SetOwner(ThisThreadKey());
     extra->live.store(2);  // never adopted as a thread's primary state
     ThreadState* tail = ts;
     while (tail->overflow.load() != nullptr) tail = tail->overflow.load();
@@ -323,7 +328,9 @@ void Cache::AddAliasLocked(Entry* e, uint64_t first, HashTable** retired) {
   for (int i = 0; i < e->alias_count; ++i)
     if (e->alias_pages[i] == page) return;
   if (e->alias_count == kMaxAliases) return;
-  if (index_.Insert(page, e, retired)) e->alias_pages[e->alias_count++] = page;
+  if (index_.Insert(page, e, e->last.load(std::memory_order_relaxed),
+                    e->access.load(std::memory_order_relaxed), retired))
+    e->alias_pages[e->alias_count++] = page;
 }
 
 void Cache::BackOff(Entry* e) {
@@ -356,7 +363,7 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
           AddAliasLocked(e, first, &retired);
           e->lru_epoch.store(1, std::memory_order_relaxed);
           AdoptRetiredLocked(retired);
-          ts->counters.AddHit();
+          ts->AddHit();
           slow_hits_.fetch_add(1, std::memory_order_relaxed);
           *out = slot;
           return 0;
@@ -502,9 +509,10 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
         e->zombie_next = zombies_;
         zombies_ = e;
         ++zombie_count_;
+        zombies_now_.fetch_add(1, std::memory_order_release);
       } else {
         tree_.Insert(&e->node);
-        index_.Insert(first >> page_shift_, e, &retired);
+        index_.Insert(first >> page_shift_, e, last, mr.access, &retired);
         e->lru_prev = nullptr;
         e->lru_next = lru_head_;
         if (lru_head_ != nullptr) lru_head_->lru_prev = e;
@@ -567,6 +575,7 @@ void Cache::KillLocked(Entry* e, regcache_inval_reason reason) {
   e->zombie_next = zombies_;
   zombies_ = e;
   ++zombie_count_;
+  zombies_now_.fetch_add(1, std::memory_order_release);
 }
 
 void Cache::RecordInvalidationLocked(uint64_t first, uint64_t last) {
@@ -618,7 +627,20 @@ bool Cache::OverLimitsLocked() const {
          (config_.max_bytes != 0 && valid_bytes_ > config_.max_bytes);
 }
 
-// CLOCK over lru_: the hit path sets an entry's reference bit (lru_epoch);
+// An entry's CLOCK reference bit is the kTagReferenced bit of each of its
+// buckets (set by lock-free hits) or lru_epoch (set by slow-path hits).
+bool Cache::TestAndClearReferencedLocked(Entry* e) {
+  bool referenced = e->lru_epoch.exchange(0, std::memory_order_relaxed) != 0;
+  auto test = [&](uint64_t page) {
+    if (Bucket* b = index_.Find(page, e))
+      referenced |= (b->tag.fetch_and(~kTagReferenced) & kTagReferenced) != 0;
+  };
+  test(e->first.load(std::memory_order_relaxed) >> page_shift_);
+  for (int i = 0; i < e->alias_count; ++i) test(e->alias_pages[i]);
+  return referenced;
+}
+
+// CLOCK over lru_: hits set an entry's reference bit;
 // the hand at the tail gives a referenced entry a second chance (clears the
 // bit, moves it to the head) and evicts an unreferenced one. Entries seen
 // held by an advisory hold scan are skipped: evicting them would only make
@@ -632,9 +654,8 @@ size_t Cache::EvictLocked(bool all_unused) {
   while (e != nullptr && budget-- > 0 && (all_unused || OverLimitsLocked())) {
     Entry* prev = e->lru_prev;
     const bool held = e->held_mark.load(std::memory_order_relaxed) == mark;
-    const bool referenced = e->lru_epoch.load(std::memory_order_relaxed) != 0;
+    const bool referenced = TestAndClearReferencedLocked(e);
     if (held || (referenced && !all_unused)) {
-      if (referenced) e->lru_epoch.store(0, std::memory_order_relaxed);
       if (e != lru_head_) {  // move to head
         if (prev != nullptr) prev->lru_next = e->lru_next;
         if (e->lru_next != nullptr) e->lru_next->lru_prev = prev;
@@ -764,6 +785,7 @@ void Cache::ReclaimZombies() {
     e->watched = false;
     e->inherited = false;
     SetState(e, kFree);
+    zombies_now_.fetch_sub(1, std::memory_order_release);
     entries_.Free(e);
   }
 }
@@ -852,7 +874,7 @@ void Cache::Stats(struct regcache_stats* out) {
   *out = {};
   uint64_t hits = 0;
   for (size_t i = 0; i < threads_.used(); ++i)
-    hits += threads_.At(i)->counters.hits.load(std::memory_order_relaxed);
+    hits += threads_.At(i)->hits.load(std::memory_order_relaxed);
   out->hits = hits;
   out->misses = misses_.load();
   out->registrations = registrations_.load();

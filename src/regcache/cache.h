@@ -71,9 +71,11 @@ class Cache final : public InvalidationSink {
   int Destroy();
 
   // The hit path (cache_hit.h). Thread-safe.
-  inline int Get(const void* addr, size_t length, uint32_t access,
-                 HoldSlot** out);
-  inline int Put(HoldSlot* slot);
+  __attribute__((always_inline)) inline int Get(const void* addr,
+                                                size_t length, uint32_t access,
+                                                HoldSlot** out);
+  __attribute__((always_inline)) inline int Put(HoldSlot* slot);
+  inline bool WatchStillValid(const Entry* e);
 
   int Invalidate(const void* addr, size_t length);
   int Flush();
@@ -130,6 +132,7 @@ class Cache final : public InvalidationSink {
       RC_REQUIRES(mu_);
   bool OverLimitsLocked() const RC_REQUIRES(mu_);
   size_t EvictLocked(bool all_unused) RC_REQUIRES(mu_);
+  bool TestAndClearReferencedLocked(Entry* e) RC_REQUIRES(mu_);
   void ScanHolds(uint64_t mark);
 
   // Deregisters zombies that no thread holds. Takes reclaim_mu_ then mu_.
@@ -147,6 +150,12 @@ class Cache final : public InvalidationSink {
   uint32_t page_shift_ = 12;
   uint64_t page_mask_ = 4095;
   uint64_t id_ = 0;
+  // True when the monitor keeps per-range generation words (kmod): the hit
+  // path then also checks the entry's word (one more load).
+  bool range_generations_ = false;
+  // Entries in the zombie state (on zombies_ or in a reclaim batch), so
+  // Put() reads an entry only while some entry is waiting to be reclaimed.
+  std::atomic<uint64_t> zombies_now_{0};
   HashIndex index_;
   Arena<ThreadState> threads_;
 

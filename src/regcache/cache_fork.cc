@@ -55,9 +55,9 @@ void Cache::HandleForkInChild() {
     // Holds of threads that do not exist here are dropped.
     for (size_t i = 0; i < threads_.used(); ++i) {
       ThreadState* ts = threads_.At(i);
-      if (ts->owner_key.load() == ThisThreadKey()) continue;
+      if (ts->slots[0].owner_key.load() == ThisThreadKey()) continue;
       for (auto& slot : ts->slots) slot.held.store(0);
-      ts->owner_key.store(nullptr);
+      ts->SetOwner(nullptr);
       if (ts->live.load() == 1) ts->live.store(0);
     }
     RecordInvalidationLocked(0, UINT64_MAX);

@@ -1,33 +1,37 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // The lock-free hit path: Cache::Get() and Cache::Put().
 //
-// A hit takes no lock and makes no system call. It is a hash probe, a
-// validation of the entry found, and a hold taken in a slot that only this
-// thread writes. The protocol (states in entry.h, fences in fences.h):
+// A hit takes no lock and makes no system call. It is a hash probe, a hold
+// taken in a slot that only this thread writes, and a re-validation of the
+// bucket it found (hash_index.h has the bucket seqlock). The protocol
+// (entry states in entry.h, fences in fences.h):
 //
-//   Reader (Get)                         Invalidator (under mu_) / reclaimer
-//   ------------                         ----------------------------------
-//   R1 s = e->seq           (valid, g)   W1 remove e from tree and index
-//   R2 check e covers the request        W2 e->seq = (g+1, zombie)
-//   R3 slot->entry = e; slot->held = 1   W3 push e on zombies_
-//   R4 LightFence()                      --- later, ReclaimZombies():
-//   R5 e->seq == s ? and the monitor's   W4 take the zombie list
-//      generation word unchanged ?       W5 HeavyFence()
-//      yes: hit   no: release, slow path W6 scan every slot; e held -> keep
-//                                        W7 not held: deregister, kFree
+//   Reader (Get)                          Invalidator (under mu_) / reclaimer
+//   ------------                          ----------------------------------
+//   R1 k1,t1 = bucket key, tag            W1 tombstone e's buckets, erase e
+//   R2 bucket's last/access cover the        from the tree
+//      request                            W2 e->seq = (g+1, zombie)
+//   R3 slot->entry = e; slot->held = 1    W3 push e on zombies_
+//   R4 LightFence()                       --- later, ReclaimZombies():
+//   R5 k2,t2 = bucket key, tag again;     W4 take the zombie list
+//      equal to k1,t1, and (kmod) the     W5 HeavyFence()
+//      range's generation unchanged?      W6 scan every slot; e held -> keep
+//      yes: hit   no: release, slow path  W7 not held: deregister, kFree
 //
 // HeavyFence() acts as a full barrier in every running thread. For a given
 // reader, that barrier falls either after R3 (then W6 sees the hold and e is
-// kept until the reader's Put) or before R5 (then R5 sees W2 and the reader
-// backs off, never using e). A reader that backs off may have been seen by
-// W6; it calls ReclaimZombies() itself so e is not stranded.
+// kept until the reader's Put) or before R5 (then R5 sees W1's tombstone and
+// the reader backs off, never using e). A reader that backs off may have
+// been seen by W6; it calls ReclaimZombies() itself so e is not stranded.
 //
-// Put() is the mirror: P1 slot->held = 0, P2 LightFence(), P3 load
-// e->seq. If a reclaim scan missed the hold (P1 before its barrier), P3
-// comes after that barrier and sees the zombie, so the putter reclaims.
+// Put() is the mirror: P1 slot->held = 0, P2 LightFence(), P3 load the
+// cache's zombie count and, only if it is non-zero, e->seq. If a reclaim
+// scan missed the hold (P1 before its barrier), P3 comes after that barrier
+// and sees e on the zombie list, so the putter reclaims it: the last put of
+// an invalidated entry deregisters it.
 //
 // One interleaving of a hit racing munmap under the kmod monitor:
-//   T1: R1..R3 on e                 T2: munmap() -> kernel bumps gen(e)
+//   T1: R1..R4 on e                 T2: munmap() -> kernel bumps gen(e)
 //   T1: R5 sees gen(e) changed      T2: munmap returns
 //   T1: releases slot, slow path    reaper: event -> W1..W7, e dereg'd
 // and the same race with T1's R5 before the kernel's bump is T1 using memory
@@ -64,7 +68,7 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
 
   // Announce the table before reading it (see hash_index.h).
   HashTable* t = index_.table();
-  if (ts->table_hazard.load(std::memory_order_relaxed) != t) {
+  if (__builtin_expect(ts->table_hazard.load(std::memory_order_relaxed) != t, 0)) {
     ts->table_hazard.store(t, std::memory_order_relaxed);
     LightFence();
     if (index_.table() != t) return GetSlow(first, last, access, out);
@@ -73,15 +77,14 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
   const uint64_t page = first >> page_shift_;
   const uint64_t key = BucketKey(page);
   for (size_t i = HashPage(page, t->mask);; i = (i + 1) & t->mask) {
-    const uint64_t k = t->buckets[i].key.load(std::memory_order_acquire);
-    if (k == kBucketEmpty) break;
-    if (k != key) continue;
-    Entry* e = t->buckets[i].entry.load(std::memory_order_relaxed);
-    const uint64_t s = e->seq.load(std::memory_order_acquire);      // R1
-    if (SeqState(s) != kValid) continue;
-    if (e->first.load(std::memory_order_relaxed) > first ||         // R2
-        e->last.load(std::memory_order_relaxed) < last ||
-        (access & ~e->access.load(std::memory_order_relaxed)) != 0) {
+    Bucket& b = t->buckets[i];
+    const uint64_t k1 = b.key.load(std::memory_order_acquire);      // R1
+    if (k1 == kBucketEmpty) break;
+    if (k1 != key) continue;
+    const uint64_t t1 = b.tag.load(std::memory_order_acquire);
+    Entry* e = b.entry.load(std::memory_order_relaxed);
+    if (b.last.load(std::memory_order_relaxed) < last ||            // R2
+        (access & ~uint32_t(t1 & kTagAccessMask)) != 0) {
       continue;
     }
     HoldSlot* slot = &ts->slots[ts->hint];
@@ -93,45 +96,50 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
     slot->held.store(1, std::memory_order_release);
     LightFence();                                                    // R4
     std::atomic_thread_fence(std::memory_order_acquire);
-    const std::atomic<uint64_t>* gen =
-        e->watch_generation.load(std::memory_order_relaxed);
-    if (__builtin_expect(e->seq.load(std::memory_order_acquire) != s ||  // R5
-                             gen->load(std::memory_order_acquire) !=
-                                 e->watch_expected.load(std::memory_order_relaxed),
+    if (__builtin_expect(b.key.load(std::memory_order_acquire) != k1 ||  // R5
+                             TagVersion(b.tag.load(std::memory_order_acquire)) !=
+                                 TagVersion(t1) ||
+                             (range_generations_ && !WatchStillValid(e)),
                          0)) {
       slot->held.store(0, std::memory_order_release);
       BackOff(e);
       return GetSlow(first, last, access, out);
     }
-    if (e->lru_epoch.load(std::memory_order_relaxed) == 0) {
-      e->lru_epoch.store(1, std::memory_order_relaxed);  // CLOCK ref bit
+    if (__builtin_expect(!(t1 & kTagReferenced), 0)) {
+      b.tag.fetch_or(kTagReferenced, std::memory_order_relaxed);  // CLOCK bit
     }
     ts->hint = slot->index;
-    ts->counters.AddHit();
+    ts->AddHit();
     *out = slot;
     return 0;
   }
   return GetSlow(first, last, access, out);
 }
 
+inline bool Cache::WatchStillValid(const Entry* e) {
+  return e->watch_generation.load(std::memory_order_relaxed)
+             ->load(std::memory_order_acquire) ==
+         e->watch_expected.load(std::memory_order_relaxed);
+}
+
 inline int Cache::Put(HoldSlot* slot) {
   // Reject pointers that are not slots without dereferencing them.
   const uintptr_t off = reinterpret_cast<uintptr_t>(slot) -
                         reinterpret_cast<uintptr_t>(threads_.base());
-  const uintptr_t in_state = off % sizeof(ThreadState);
-  if (__builtin_expect(off >= threads_.used() * sizeof(ThreadState) ||
-                           in_state >= sizeof(ThreadState::slots) ||
-                           in_state % sizeof(HoldSlot) != 0,
+  const uintptr_t in_state = off & (kThreadStateBytes - 1);
+  if (__builtin_expect(off >= threads_.used() * kThreadStateBytes ||
+                           in_state < kSlotsOffset ||
+                           (in_state & (sizeof(HoldSlot) - 1)) != 0,
                        0)) {
     return BadHandle(slot, false);
   }
   Entry* e = slot->entry.load(std::memory_order_relaxed);
-  ThreadState* owner = slot->owner;
-  if (owner->owner_key.load(std::memory_order_relaxed) == ThisThreadKey()) {
+  if (slot->owner_key.load(std::memory_order_relaxed) == ThisThreadKey()) {
     if (__builtin_expect(slot->held.load(std::memory_order_relaxed) != 1, 0)) {
       return BadHandle(slot, true);
     }
     slot->held.store(0, std::memory_order_release);                 // P1
+    slot->owner->hint = slot->index;
   } else {
     uint32_t one = 1;
     if (!slot->held.compare_exchange_strong(one, 0,
@@ -140,8 +148,8 @@ inline int Cache::Put(HoldSlot* slot) {
     }
   }
   LightFence();                                                      // P2
-  if (__builtin_expect(
-          SeqState(e->seq.load(std::memory_order_acquire)) != kValid, 0)) {  // P3
+  if (__builtin_expect(zombies_now_.load(std::memory_order_acquire) != 0, 0) &&  // P3
+      SeqState(e->seq.load(std::memory_order_acquire)) != kValid) {
     PutSlow(e);
   }
   return 0;

@@ -51,16 +51,26 @@ bool HashIndex::Rebuild(size_t capacity, HashTable** retired) {
     while (t->buckets[j].key.load(std::memory_order_relaxed) != kBucketEmpty)
       j = (j + 1) & t->mask;
     t->buckets[j].entry.store(old->buckets[i].entry.load(), std::memory_order_relaxed);
+    t->buckets[j].last.store(old->buckets[i].last.load(), std::memory_order_relaxed);
+    t->buckets[j].tag.store(old->buckets[i].tag.load(), std::memory_order_relaxed);
     t->buckets[j].key.store(key, std::memory_order_relaxed);
     ++t->used;
   }
   table_.store(t, std::memory_order_release);
+  // Readers still probing the old table must not validate against it: an
+  // entry removed from the new table would otherwise stay visible there.
+  for (size_t i = 0; i <= old->mask; ++i) {
+    uint64_t key = old->buckets[i].key.load(std::memory_order_relaxed);
+    if (key != kBucketEmpty && key != kBucketTombstone)
+      old->buckets[i].key.store(kBucketTombstone, std::memory_order_release);
+  }
   old->retired_next = *retired;
   *retired = old;
   return true;
 }
 
-bool HashIndex::Insert(uint64_t page, Entry* e, HashTable** retired) {
+bool HashIndex::Insert(uint64_t page, Entry* e, uint64_t last,
+                       uint32_t access, HashTable** retired) {
   HashTable* t = table();
   // Keep live + dead buckets under half the capacity: probes stay short and
   // every probe sequence reaches an empty bucket.
@@ -76,10 +86,13 @@ bool HashIndex::Insert(uint64_t page, Entry* e, HashTable** retired) {
     uint64_t k = t->buckets[i].key.load(std::memory_order_relaxed);
     if (k == kBucketEmpty || k == kBucketTombstone) {
       if (k == kBucketTombstone) --t->dead;
-      // Entry first, key second (release): a reader that sees the key sees
-      // an entry pointer that was at least once right for it.
-      t->buckets[i].entry.store(e, std::memory_order_relaxed);
-      t->buckets[i].key.store(key, std::memory_order_release);
+      // Data, then a new tag, then the key (see the seqlock in the header).
+      Bucket& b = t->buckets[i];
+      b.entry.store(e, std::memory_order_relaxed);
+      b.last.store(last, std::memory_order_relaxed);
+      b.tag.store((next_serial_++ << kTagSerialShift) | (access & kTagAccessMask),
+                  std::memory_order_release);
+      b.key.store(key, std::memory_order_release);
       ++t->used;
       return true;
     }
@@ -101,6 +114,17 @@ bool HashIndex::Remove(uint64_t page, Entry* e) {
       return true;
     }
     i = (i + 1) & t->mask;
+  }
+}
+
+Bucket* HashIndex::Find(uint64_t page, const Entry* e) const {
+  HashTable* t = table();
+  const uint64_t key = BucketKey(page);
+  for (size_t i = HashPage(page, t->mask);; i = (i + 1) & t->mask) {
+    uint64_t k = t->buckets[i].key.load(std::memory_order_relaxed);
+    if (k == kBucketEmpty) return nullptr;
+    if (k == key && t->buckets[i].entry.load(std::memory_order_relaxed) == e)
+      return &t->buckets[i];
   }
 }
 

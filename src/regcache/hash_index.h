@@ -7,11 +7,26 @@
 // served from inside the entry (a superset hit that does not start where
 // the entry starts), so that the next such request hits without a lock.
 //
-// Writers (Insert/Remove/Grow) hold the cache mutex. Readers (Lookup) hold
-// nothing: a bucket is only ever a hint, because the reader re-validates
-// the entry it names against the entry's own fields and seq. Buckets are
-// removed by writing a tombstone, never moved, so a reader racing with a
-// writer can at worst miss (and fall back to the slow path).
+// A bucket carries what a hit needs to decide (the entry's last byte and
+// access bits), so a hit reads the bucket and never the entry's own cache
+// line: one cache miss per random lookup instead of two. A bucket is a small
+// seqlock whose version is the pair (key, tag):
+//
+//   Writer (cache mutex held)            Reader (no lock)
+//   remove: key = TOMBSTONE (release)    k1 = key (acquire); t1 = tag (acquire)
+//   insert into an empty/tombstone       e = entry; l = last
+//   bucket: entry = e; last = l;         ... take a hold on e, fence ...
+//           tag = new serial (release);  k2 = key (acquire); t2 = tag (acquire)
+//           key = K (release)            valid iff k1 == k2 == K && t1 == t2
+//
+// Serials never repeat, so a bucket rewritten between the two reads always
+// shows a different tag or key. An entry is removed from the index (its
+// buckets tombstoned) before it is marked a zombie and before the reclaimer's
+// HeavyFence(), which is what the hold protocol in cache_hit.h needs.
+//
+// Writers (Insert/Remove/Rebuild) hold the cache mutex. Buckets are never
+// moved; a reader racing with a writer can at worst miss and fall back to the
+// slow path.
 //
 // Tables are replaced, not resized in place; a reader announces the table
 // it is reading in its ThreadState (table hazard) and a replaced table is
@@ -32,9 +47,17 @@ inline constexpr uint64_t kBucketTombstone = 1;
 // Keys are page numbers + 2, so the two markers never collide with a page.
 inline uint64_t BucketKey(uint64_t page) { return page + 2; }
 
-struct Bucket {
+// tag = (serial << kTagSerialShift) | kTagReferenced? | access bits.
+inline constexpr uint64_t kTagAccessMask = 0xF;
+inline constexpr uint64_t kTagReferenced = 1u << 4;  // CLOCK reference bit
+inline constexpr int kTagSerialShift = 8;
+inline uint64_t TagVersion(uint64_t tag) { return tag & ~kTagReferenced; }
+
+struct alignas(32) Bucket {
   std::atomic<uint64_t> key{kBucketEmpty};
+  std::atomic<uint64_t> tag{0};
   std::atomic<Entry*> entry{nullptr};
+  std::atomic<uint64_t> last{0};  // the entry's last byte
 };
 
 struct HashTable {
@@ -63,19 +86,24 @@ class HashIndex {
   HashTable* table() const { return table_.load(std::memory_order_acquire); }
   const std::atomic<HashTable*>* table_word() const { return &table_; }
 
-  // Publish `e` under `page`. May replace the table (the old one is
-  // returned through *retired for the caller to free later). Returns false
-  // if a bigger table could not be mapped (the entry is then simply not
-  // indexed and is found by the slow path's tree lookup).
-  bool Insert(uint64_t page, Entry* e, HashTable** retired);
-  // Remove the bucket(s) for (page, e). Returns true if one was found.
+  // Publish `e` (covering up to byte `last`, with `access`) under `page`.
+  // May replace the table (the old one is returned through *retired for
+  // the caller to free later). Returns false if a bigger table could not be
+  // mapped (the entry is then simply not indexed and is found by the slow
+  // path's tree lookup).
+  bool Insert(uint64_t page, Entry* e, uint64_t last, uint32_t access,
+              HashTable** retired);
+  // Remove the bucket for (page, e). Returns true if one was found.
   bool Remove(uint64_t page, Entry* e);
+  // The bucket for (page, e) in the current table, or nullptr.
+  Bucket* Find(uint64_t page, const Entry* e) const;
   // Drop every bucket (fork child).
   void Clear();
 
  private:
   bool Rebuild(size_t capacity, HashTable** retired);
   std::atomic<HashTable*> table_{nullptr};
+  uint64_t next_serial_ = 1;
 };
 
 }  // namespace regcache_internal

@@ -62,7 +62,7 @@ struct ThreadExitHook {
     std::lock_guard<std::mutex> l(g_registry_mu);
     for (auto& [id, ts] : refs) {
       if (!LiveLocked(id)) continue;  // cache gone: ts memory is gone too
-      ts->owner_key.store(nullptr, std::memory_order_relaxed);
+      ts->SetOwner(nullptr);
       ts->live.store(0, std::memory_order_release);
     }
   }

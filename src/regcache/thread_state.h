@@ -9,6 +9,9 @@
 // Any thread may release (1 -> 0): the owner with a plain store, others with
 // a compare-exchange. A released slot keeps its `entry` pointer until
 // reused; scanners only trust `entry` when `held` is 1.
+//
+// A ThreadState is exactly kThreadStateBytes (a power of two) so that
+// regcache_put() can check "is this a slot?" with masks, not division.
 #ifndef REGCACHE_SRC_REGCACHE_THREAD_STATE_H_
 #define REGCACHE_SRC_REGCACHE_THREAD_STATE_H_
 
@@ -26,40 +29,46 @@ struct alignas(32) HoldSlot {
   std::atomic<Entry*> entry{nullptr};
   // 1 while the handle is held; see the protocol in cache_hit.h.
   std::atomic<uint32_t> held{0};
-  uint32_t index = 0;           // position in owner->slots; set once
-  ThreadState* owner = nullptr; // set once
+  uint32_t index = 0;            // position in owner->slots; set once
+  ThreadState* owner = nullptr;  // set once
+  // ThisThreadKey() of the owning thread (copied into every slot so that
+  // Put() reads only the slot's line): the owner releases with a plain
+  // store, anyone else with a compare-exchange.
+  std::atomic<const void*> owner_key{nullptr};
 };
+static_assert(sizeof(HoldSlot) == 32);
 
-inline constexpr int kSlotsPerThread = 32;
+inline constexpr int kSlotsPerThread = 30;
+inline constexpr size_t kThreadStateBytes = 1024;
+inline constexpr size_t kSlotsOffset = 64;
 
-// Statistic counters written only by the owning thread (relaxed load+store,
-// no read-modify-write), summed by regcache_stats().
-struct ThreadCounters {
+struct alignas(kThreadStateBytes) ThreadState {
+  // ---- Header line: written by the owner, read by scanners ----
+  // Announces the hash table this thread may be reading (see hash_index.h).
+  std::atomic<HashTable*> table_hazard{nullptr};
+  // Hits, written only by the owner (load + store, no read-modify-write),
+  // summed by regcache_stats().
   std::atomic<uint64_t> hits{0};
+  // Another ThreadState of the same thread, used when all slots are held.
+  std::atomic<ThreadState*> overflow{nullptr};
+  // 1 while a live thread owns this state as its primary one, 2 for an
+  // overflow state, 0 when orphaned (thread exit or fork) and adoptable.
+  std::atomic<uint32_t> live{0};
+  uint32_t hint = 0;  // owner only: the slot to try first
+  ThreadState* arena_next = nullptr;  // Arena free list (unused: states are
+                                      // recycled through `live`)
+  // ---- Slots, from kSlotsOffset ----
+  alignas(64) HoldSlot slots[kSlotsPerThread];
+
   void AddHit() {
     hits.store(hits.load(std::memory_order_relaxed) + 1,
                std::memory_order_relaxed);
   }
+  void SetOwner(const void* key) {
+    for (auto& s : slots) s.owner_key.store(key, std::memory_order_relaxed);
+  }
 };
-
-struct alignas(64) ThreadState {
-  HoldSlot slots[kSlotsPerThread];
-  // Announces the hash table this thread may be reading (see hash_index.h).
-  std::atomic<HashTable*> table_hazard{nullptr};
-  ThreadCounters counters;
-  // Owner-only: where to look for a free slot first.
-  uint32_t hint = 0;
-  // Another ThreadState of the same thread, used when all slots are held.
-  std::atomic<ThreadState*> overflow{nullptr};
-  // 1 while a live thread owns this state; 0 when orphaned (thread exit or
-  // fork) and reusable. Guarded by the cache mutex for transitions.
-  std::atomic<uint32_t> live{0};
-  // ThisThreadKey() of the owning thread: Put() by the owner releases with
-  // a plain store, by anyone else with a compare-exchange.
-  std::atomic<const void*> owner_key{nullptr};
-  ThreadState* arena_next = nullptr;  // Arena free list (never used: states
-                                      // are recycled through `live`)
-};
+static_assert(sizeof(ThreadState) == kThreadStateBytes);
 
 }  // namespace regcache_internal
 
