@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+#
+# Runs one command inside a throw-away qemu VM that boots Debian's kernel,
+# with the host's root shared read-only over 9p, Soft-RoCE (rxe0 on a veth
+# pair, 192.168.77.1/24) and, optionally, the regcache kernel module loaded.
+# The command's stdout/stderr come back on ours, its exit status is ours; a
+# kernel BUG/WARNING/Oops/leak after the module was loaded, a failed rmmod,
+# a panic or a timeout fail the run with a message.  See tests/vm/README.md.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: run-in-vm.sh [options] -- CMD [ARGS...]
+  --module KO        insmod KO before CMD (and make /dev/regcache 0666);
+                     rmmod it afterwards (a failed rmmod fails the run)
+  --no-rxe           do not create the veth pair and rxe0
+  --timeout SEC      kill the VM after SEC seconds (default 600); the command
+                     itself is stopped a little earlier so the log is kept
+  --out DIR          keep the results here (stdout, stderr, console.log,
+                     dmesg.txt, status...); default: a temporary folder,
+                     removed after a clean run
+  --rw DIR           also make host folder DIR writable in the guest (repeatable)
+  --cache-dir DIR    where the initramfs is cached (default
+                     $REGCACHE_VM_CACHE or ${XDG_CACHE_HOME:-~/.cache}/regcache-vm)
+  --verbose          show the kernel console on stderr as the VM runs
+  -h, --help         this text
+Exit status: the command's; 124 on timeout; 125 when the VM could not run the
+command (boot failure, panic, setup failure); 126 when the command passed but
+the module did not unload or the kernel log shows a BUG/WARNING/Oops/leak.
+EOF
+}
+
+die() { echo "run-in-vm: $*" >&2; exit 125; }
+log() { echo "run-in-vm: $*" >&2; }
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+MODULE=""
+NO_RXE=0
+TIMEOUT=600
+OUT=""
+RW_DIRS=()
+CACHE_DIR=${REGCACHE_VM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/regcache-vm}
+VERBOSE=0
+
+while (($#)); do
+  case $1 in
+    --module) MODULE=${2:?--module needs a path}; shift 2 ;;
+    --module=*) MODULE=${1#*=}; shift ;;
+    --no-rxe) NO_RXE=1; shift ;;
+    --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
+    --timeout=*) TIMEOUT=${1#*=}; shift ;;
+    --out) OUT=${2:?--out needs a folder}; shift 2 ;;
+    --out=*) OUT=${1#*=}; shift ;;
+    --rw) RW_DIRS+=("${2:?--rw needs a folder}"); shift 2 ;;
+    --rw=*) RW_DIRS+=("${1#*=}"); shift ;;
+    --cache-dir) CACHE_DIR=${2:?--cache-dir needs a folder}; shift 2 ;;
+    --cache-dir=*) CACHE_DIR=${1#*=}; shift ;;
+    --verbose|-v) VERBOSE=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; break ;;
+    *) usage >&2; exit 2 ;;
+  esac
+done
+(($#)) || { usage >&2; exit 2; }
+[[ $TIMEOUT =~ ^[0-9]+$ ]] && ((TIMEOUT >= 10)) || die "--timeout must be >= 10 seconds"
+
+# ---------------------------------------------------------------- the kernel
+# The newest /lib/modules/KVER that has a /boot/vmlinuz-KVER to go with it.
+find_kver() {
+  local dir kver
+  for dir in $(ls -1d /lib/modules/*/ 2>/dev/null | sort -rV); do
+    kver=$(basename "$dir")
+    if [[ -r /boot/vmlinuz-$kver && -d /lib/modules/$kver/kernel ]]; then
+      echo "$kver"
+      return 0
+    fi
+  done
+  return 1
+}
+KVER=${REGCACHE_VM_KVER:-$(find_kver)} ||
+  die "no kernel: need /lib/modules/KVER with /boot/vmlinuz-KVER (scripts/install-deps.sh installs linux-image-amd64)"
+KERNEL=/boot/vmlinuz-$KVER
+[[ -r $KERNEL ]] || die "cannot read $KERNEL (run as root?)"
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (scripts/install-deps.sh)"
+for tool in modprobe cpio; do
+  command -v "$tool" >/dev/null || die "$tool missing (scripts/install-deps.sh)"
+done
+
+# ------------------------------------------------------------- the initramfs
+GUEST_MODULES=(virtio_pci 9pnet_virtio 9p veth crc32_generic rdma_rxe ib_uverbs rdma_ucm)
+
+find_busybox() {
+  local bb
+  for bb in /bin/busybox /usr/bin/busybox "$(command -v busybox || true)"; do
+    [[ -x $bb ]] || continue
+    # It runs as PID 1 before anything else: it has to be static.
+    if ! ldd "$bb" >/dev/null 2>&1; then echo "$bb"; return 0; fi
+  done
+  return 1
+}
+
+# Prints the module files to load, in dependency order, each once.
+module_files() {
+  local name deps="" line path
+  declare -A seen=()
+  for name in "${GUEST_MODULES[@]}"; do
+    deps+=$(modprobe -S "$KVER" --show-depends "$name") ||
+      die "modprobe -S $KVER --show-depends $name failed"
+    deps+=$'\n'
+  done
+  while read -r line; do
+    [[ $line == insmod\ * ]] || continue   # "builtin NAME" needs nothing
+    path=$(awk '{ print $2 }' <<<"$line")
+    [[ -n ${seen[$path]:-} ]] && continue
+    seen[$path]=1
+    echo "$path"
+  done <<<"$deps"
+}
+
+build_initramfs() {
+  local dest=$1 busybox stage path name
+  busybox=$(find_busybox) || die "no static busybox (apt-get install busybox-static)"
+  stage=$(mktemp -d "$CACHE_DIR/stage.XXXXXX")
+  mkdir -p "$stage"/{bin,modules,proc,sys,dev,host,results}
+  cp "$busybox" "$stage/bin/busybox"
+  ln -s busybox "$stage/bin/sh"
+  install -m 0755 "$HERE/initramfs-init.sh" "$stage/init"
+  MODULE_FILES=$(module_files)
+  : > "$stage/modules/order"
+  while read -r path; do
+    name=$(basename "$path")
+    # busybox insmod takes plain ELF: decompress here.
+    case $name in
+      *.ko.xz) xz -dc "$path" > "$stage/modules/${name%.xz}"; name=${name%.xz} ;;
+      *.ko.zst) zstd -qdc "$path" > "$stage/modules/${name%.zst}"; name=${name%.zst} ;;
+      *.ko.gz) gzip -dc "$path" > "$stage/modules/${name%.gz}"; name=${name%.gz} ;;
+      *) cp "$path" "$stage/modules/$name" ;;
+    esac
+    echo "$name" >> "$stage/modules/order"
+  done <<<"$MODULE_FILES"
+  [[ -s $stage/modules/order ]] || die "found no modules for $KVER"
+  # Uncompressed: the emulated CPU would spend longer unpacking than qemu
+  # spends copying.
+  (cd "$stage" && find . -print0 | LC_ALL=C sort -z |
+     cpio --null -o -H newc --quiet) > "$dest.tmp.$$"
+  mv "$dest.tmp.$$" "$dest"
+  rm -rf "$stage"
+}
+
+mkdir -p "$CACHE_DIR"
+CACHE_KEY=$( { echo "$KVER"; stat -c '%s %Y' "$KERNEL";
+               echo "${GUEST_MODULES[*]}";
+               cat "${BASH_SOURCE[0]}" "$HERE/initramfs-init.sh"; } |
+             sha256sum | cut -c1-16)
+INITRAMFS=$CACHE_DIR/initramfs-$KVER-$CACHE_KEY.cpio
+if [[ ! -s $INITRAMFS ]]; then
+  log "building initramfs for $KVER in $CACHE_DIR"
+  # Stale images from older kernels or scripts.
+  rm -f "$CACHE_DIR"/initramfs-*.cpio
+  build_initramfs "$INITRAMFS"
+fi
+
+# --------------------------------------------------------------------- the job
+qemu_path() {   # -virtfs takes comma-separated options: double any comma
+  echo "${1//,/,,}"
+}
+sh_quote() {    # single-quoted for the guest's busybox sh
+  [[ $1 != *"'"* && $1 != *$'\n'* ]] || die "unsupported character in: $1"
+  printf "'%s'" "$1"
+}
+
+KEEP_OUT=1
+if [[ -z $OUT ]]; then
+  OUT=$(mktemp -d "${TMPDIR:-/tmp}/regcache-vm.XXXXXX")
+  KEEP_OUT=0
+fi
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd -P)
+[[ $OUT != / ]] || die "--out cannot be /"
+rm -rf "$OUT/job"
+rm -f "$OUT"/{stdout,stderr,status,status.tmp,console.log,dmesg.txt,dmesg-findings.txt,kmemleak.txt,guest.log,rig-error,qemu.log}
+mkdir -p "$OUT/job"
+: > "$OUT/stdout"
+: > "$OUT/stderr"
+
+RW_REAL=()
+for dir in "${RW_DIRS[@]}"; do
+  [[ -d $dir ]] || die "--rw $dir: no such folder"
+  dir=$(cd "$dir" && pwd -P)
+  [[ $dir != *[[:space:]]* ]] || die "--rw $dir: spaces are not supported"
+  RW_REAL+=("$dir")
+done
+
+MODULE_NAME=""
+if [[ -n $MODULE ]]; then
+  [[ -r $MODULE ]] || die "module $MODULE not found (build it: cmake --build BUILD --target kmod)"
+  cp "$MODULE" "$OUT/job/module.ko"
+  MODULE_NAME=$(modinfo -F name "$MODULE" 2>/dev/null || true)
+  [[ -n $MODULE_NAME ]] || { MODULE_NAME=$(basename "$MODULE" .ko); MODULE_NAME=${MODULE_NAME//-/_}; }
+fi
+
+# The command is stopped before the VM is, so its log and dmesg survive.
+MARGIN=$((TIMEOUT / 4 < 30 ? TIMEOUT / 4 : 30))
+CMD_TIMEOUT=$((TIMEOUT - MARGIN))
+
+{
+  echo "OUT=$(sh_quote "$OUT")"
+  echo "RW_DIRS=$(sh_quote "${RW_REAL[*]}")"
+  echo "CWD=$(sh_quote "$PWD")"
+  echo "CMD_TIMEOUT=$CMD_TIMEOUT"
+  echo "MODULE_NAME=$(sh_quote "$MODULE_NAME")"
+  echo "NO_RXE=$NO_RXE"
+} > "$OUT/job/config"
+# The environment, less what names host-only state.
+for name in $(compgen -e); do
+  case $name in
+    PWD|OLDPWD|SHLVL|_|HOSTNAME|TMPDIR|XDG_RUNTIME_DIR|DBUS_SESSION_BUS_ADDRESS|\
+    DISPLAY|WAYLAND_DISPLAY|MAKEFLAGS|MFLAGS|MAKELEVEL|SSH_*|TERM|PATH) continue ;;
+  esac
+  printf 'export %s=%q\n' "$name" "${!name}"
+done > "$OUT/job/env"
+printf 'export PATH=%q\n' "$PATH:/usr/local/sbin:/usr/sbin:/sbin" >> "$OUT/job/env"
+{ printf 'CMD=('; printf '%q ' "$@"; printf ')\n'; } > "$OUT/job/cmd"
+cp "$HERE/guest-run.sh" "$OUT/job/guest-run.sh"
+
+# ---------------------------------------------------------------------- boot
+QEMU=(qemu-system-x86_64 -machine q35 -cpu max -m "${REGCACHE_VM_MEM:-2G}"
+      -smp "${REGCACHE_VM_SMP:-2}" -nographic -no-reboot -nic none
+      -monitor none -serial "file:$OUT/console.log"
+      -kernel "$KERNEL" -initrd "$INITRAMFS"
+      -append "console=ttyS0 quiet panic=-1 ${REGCACHE_VM_APPEND:-}"
+      -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
+      -virtfs "local,path=$(qemu_path "$OUT"),mount_tag=results,security_model=none,multidevs=remap")
+for i in "${!RW_REAL[@]}"; do
+  QEMU+=(-virtfs "local,path=$(qemu_path "${RW_REAL[$i]}"),mount_tag=rw$i,security_model=none,multidevs=remap")
+done
+
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+started=$SECONDS
+timeout --kill-after=5 "$TIMEOUT" "${QEMU[@]}" < /dev/null > "$OUT/qemu.log" 2>&1 &
+QEMU_PID=$!
+PIDS+=("$QEMU_PID")
+# Stream the command's output as the guest writes it.
+tail -n +1 -s 0.2 -f --pid="$QEMU_PID" "$OUT/stdout" &
+PIDS+=($!)
+tail -n +1 -s 0.2 -f --pid="$QEMU_PID" "$OUT/stderr" >&2 &
+PIDS+=($!)
+if ((VERBOSE)); then
+  touch "$OUT/console.log"
+  tail -n +1 -s 0.2 -f --pid="$QEMU_PID" "$OUT/console.log" >&2 &
+  PIDS+=($!)
+fi
+qemu_status=0
+wait "$QEMU_PID" || qemu_status=$?
+# The tails stop on their own once they have read everything.
+for pid in "${PIDS[@]:1}"; do wait "$pid" 2>/dev/null || true; done
+PIDS=()
+elapsed=$((SECONDS - started))
+
+# ------------------------------------------------------------------- verdict
+show_console() {
+  log "last lines of the kernel console ($OUT/console.log):"
+  tail -n "${1:-40}" "$OUT/console.log" 2>/dev/null | sed 's/^/  | /' >&2 || true
+  [[ -s $OUT/qemu.log ]] && { log "qemu said:"; sed 's/^/  | /' "$OUT/qemu.log" >&2; }
+  KEEP_OUT=1
+}
+
+if ((qemu_status == 124 || qemu_status == 137)); then
+  log "TIMEOUT: the VM was killed after ${TIMEOUT} s"
+  show_console
+  log "results kept in $OUT"
+  exit 124
+fi
+if [[ ! -s $OUT/status ]]; then
+  if [[ -s $OUT/rig-error ]]; then
+    log "VM SETUP FAILED: $(cat "$OUT/rig-error")"
+  elif grep -q 'Kernel panic' "$OUT/console.log" 2>/dev/null; then
+    log "KERNEL PANIC before the command finished"
+  else
+    log "the VM stopped before the command finished (qemu exit $qemu_status)"
+  fi
+  show_console 60
+  [[ -s $OUT/guest.log ]] && sed 's/^/  guest| /' "$OUT/guest.log" >&2
+  log "results kept in $OUT"
+  exit 125
+fi
+
+cmd_status=1 cmd_timed_out=0 rmmod_status=0 dmesg_status=0
+# shellcheck source=/dev/null
+source "$OUT/status"
+final=$cmd_status
+if ((cmd_timed_out)); then
+  log "TIMEOUT: the command was stopped after ${CMD_TIMEOUT} s"
+  final=124
+fi
+if ((rmmod_status != 0)); then
+  log "FAILED: rmmod $MODULE_NAME exited $rmmod_status:"
+  grep -A3 'rmmod' "$OUT/guest.log" | sed 's/^/  | /' >&2 || true
+  ((final != 0)) || final=126
+fi
+if ((dmesg_status != 0)); then
+  log "FAILED: the kernel log shows trouble after the checkpoint ($OUT/dmesg.txt):"
+  sed 's/^/  | /' "$OUT/dmesg-findings.txt" >&2
+  log "full kernel log after the checkpoint:"
+  sed -n '/regcache-vm: checkpoint/,$p' "$OUT/dmesg.txt" | tail -n 80 | sed 's/^/  | /' >&2
+  ((final != 0)) || final=126
+fi
+((final == 0)) || KEEP_OUT=1
+log "command exited $cmd_status; VM run took ${elapsed} s; verdict $final${MODULE_NAME:+ (module $MODULE_NAME)}"
+if ((KEEP_OUT)); then
+  ((final == 0)) || log "results kept in $OUT"
+else
+  rm -rf "$OUT"
+fi
+exit "$final"
