@@ -46,6 +46,12 @@ class CheckingFakeRegistrar {
   static void Unhold(const regcache_mr* mr) { RecordOf(mr)->holders--; }
 
   uint64_t regs() const { return regs_.load(); }
+  // The serial the next registration will get minus one: a registration
+  // made after this call has a larger serial.
+  uint64_t last_serial() {
+    std::lock_guard<std::mutex> l(mu_);
+    return serial_;
+  }
   uint64_t deregs() const { return deregs_.load(); }
   uint64_t live() const { return regs_.load() - deregs_.load(); }
   size_t live_bytes() const { return live_bytes_.load(); }
