@@ -12,13 +12,16 @@
 // the pages whose count falls to zero. Memory the application locked itself
 // with mlock() is not tracked and is unlocked by a dereg that covers it.
 #include <errno.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
 #include <vector>
 
+#include "errors.h"
 #include "range_refcount.h"
 #include "regcache/regcache.h"
 #include "thread_annotations.h"
@@ -35,10 +38,37 @@ struct MlockState {
   RangeRefcount locked RC_GUARDED_BY(mu);  // page-aligned ranges only
 };
 
+MlockState* NewMlockState();
+
 MlockState& GetMlockState() {
   // Never destroyed: a cache may deregister from an atexit handler.
-  static MlockState* state = new MlockState;
+  static MlockState* state = NewMlockState();
   return *state;
+}
+
+// fork() with another thread inside reg or dereg must not leave the child a
+// locked mutex, so fork waits for mu. mu is a leaf lock (reg and dereg run
+// without cache locks and take nothing else), so this cannot deadlock. The
+// child keeps the parent's counts though it inherits no locked pages: its
+// dereg of an inherited registration still balances, and its reg mlock()s
+// the whole range regardless of the counts.
+void ForkPrepare() RC_NO_TSA { GetMlockState().mu.Lock(); }
+void ForkRelease() RC_NO_TSA { GetMlockState().mu.Unlock(); }
+
+MlockState* NewMlockState() {
+  auto* state = new MlockState;
+  pthread_atfork(ForkPrepare, ForkRelease, ForkRelease);
+  return state;
+}
+
+// mlock()/munlock() as system calls: the sanitizers' runtimes intercept the
+// libc functions and turn them into no-ops that return 0, which would make
+// the fake lock nothing in ASan/TSan builds.
+int SysMlock(const void* addr, size_t length) {
+  return static_cast<int>(syscall(SYS_mlock, addr, length));
+}
+int SysMunlock(const void* addr, size_t length) {
+  return static_cast<int>(syscall(SYS_munlock, addr, length));
 }
 
 uint64_t PageSize() {
@@ -77,7 +107,7 @@ void FillKeys(regcache_mr* out) {
 // after the hole locked. Bisect until every mapped page has been unlocked;
 // the cost is O(holes * log(pages)) system calls.
 void MunlockMapped(const ClosedRange& r) {
-  if (munlock(RangeAddr(r), RangeLength(r)) == 0 || errno != ENOMEM) return;
+  if (SysMunlock(RangeAddr(r), RangeLength(r)) == 0 || errno != ENOMEM) return;
   if (RangeLength(r) <= PageSize()) return;
   const uint64_t pages = RangeLength(r) / PageSize();
   const uint64_t mid = r.first + (pages / 2) * PageSize();
@@ -111,7 +141,7 @@ int FakeMlockReg(void* ctx, void* addr, size_t length, uint32_t access,
   // mlock() of locked pages is cheap and not charged twice against
   // RLIMIT_MEMLOCK, and it relocks pages that were unmapped and mapped again
   // under a stale registration.
-  if (mlock(RangeAddr(range), RangeLength(range)) != 0) {
+  if (SysMlock(RangeAddr(range), RangeLength(range)) != 0) {
     int err = errno;
     // mlock() may have locked a prefix before failing; undo the part no
     // other registration holds.
@@ -151,7 +181,9 @@ int FakeMlockDereg(void* ctx, regcache_mr* mr) {
 extern "C" int regcache_registrar_fake(int lock_memory,
                                        struct regcache_registrar* out) {
   using namespace regcache_internal;
-  if (out == nullptr) return -EINVAL;
+  if (out == nullptr) {
+    return SetError(-EINVAL, "regcache_registrar_fake: out is NULL");
+  }
   if (lock_memory) {
     *out = regcache_registrar{"fake-mlock", FakeMlockReg, FakeMlockDereg, nullptr};
   } else {

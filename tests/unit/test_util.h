@@ -5,7 +5,9 @@
 // for a test running as root (root has CAP_IPC_LOCK, and with it mlock() and
 // ibv_reg_mr() ignore the limit). Both change the calling process or thread
 // for good, so call them in a child made with RunInChild(). VmLckKiB() reads
-// how much memory the process has locked.
+// how much memory the process has locked. Under ASan/TSan, libc's mlock()
+// and munlock() are no-ops that return 0 (the runtimes intercept them): a
+// test that needs a real lock calls syscall(SYS_mlock, ...).
 #ifndef REGCACHE_TESTS_UNIT_TEST_UTIL_H_
 #define REGCACHE_TESTS_UNIT_TEST_UTIL_H_
 
@@ -103,8 +105,9 @@ inline constexpr const char kChildSkip[] = "SKIP: ";
 // body returns "" for success, kChildSkip + reason to skip, or a failure
 // message. It must not use gtest assertions (the child's results would be
 // lost); the child leaves with _exit(), so no atexit handler or gtest
-// listener runs twice. A crash or non-zero exit of the child is a failure.
-// Fork from a test with no other threads running.
+// listener runs twice. A crash or non-zero exit of the child is a failure
+// (the body may call alarm() to turn a hang into one). Only the forking
+// thread exists in the child: locks other threads held stay held there.
 inline ChildOutcome RunInChild(const std::function<std::string()>& body) {
   ChildOutcome outcome;
   int fds[2];
