@@ -394,7 +394,7 @@ static long rck_ioc_monitor_batch(struct rck_ctx *ctx, void __user *uarg)
 	uranges = u64_to_user_ptr(b.ranges);
 	bytes = (size_t)b.count * sizeof(*r);
 
-	r = memdup_user(uranges, bytes);
+	r = vmemdup_user(uranges, bytes);
 	if (IS_ERR(r))
 		return PTR_ERR(r);
 	nodes = kvcalloc(b.count, sizeof(*nodes), GFP_KERNEL);
@@ -412,7 +412,7 @@ static long rck_ioc_monitor_batch(struct rck_ctx *ctx, void __user *uarg)
 out_free_nodes:
 	kvfree(nodes);
 out_free_ranges:
-	kfree(r);
+	kvfree(r);
 	return ret;
 }
 
