@@ -122,16 +122,13 @@ def main():
 
     for label, family, suffix in _THREADED:
         def run_of(side, threads):
-            return runs.get(f"{family}/{side}{suffix}/real_time/"
-                            f"threads:{threads}")
+            name = f"{family}/{side}{suffix}/real_time/threads:{threads}"
+            run = runs.get(name)
+            if not usable(run):
+                problems.append(describe_missing(name, run))
+            return run
         r1, r2 = run_of("regcache", 1), run_of("regcache", 2)
         u1, u2 = run_of("ucx", 1), run_of("ucx", 2)
-        for name, run in (("regcache threads:1", r1),
-                          ("regcache threads:2", r2),
-                          ("ucx threads:1", u1), ("ucx threads:2", u2)):
-            if not usable(run):
-                problems.append(describe_missing(
-                    f"{family} {name}{suffix}", run))
 
         def rate(run):
             return run["items_per_second"] if usable(run) else None
