@@ -448,10 +448,13 @@ class UffdMonitor final : public Monitor {
       return -EINVAL;
     }
     const int uffd = fds_->uffd.load(std::memory_order_acquire);
-    // In a fork child before RestartInChild() the inherited uffd (if the
-    // atfork handler did not close it) belongs to the parent's mm:
-    // registering through it would register the PARENT's VMAs.
-    if (uffd < 0 || getpid() != owner_pid_.load(std::memory_order_relaxed)) {
+    // Without a reader (not started, or stopped) a registered range's next
+    // munmap() would sleep for ever. In a fork child before RestartInChild()
+    // the inherited uffd (if the atfork handler did not close it) belongs to
+    // the parent's mm: registering through it would register the PARENT's
+    // VMAs.
+    if (!started_ || uffd < 0 ||
+        getpid() != owner_pid_.load(std::memory_order_relaxed)) {
       watch_unsupported_.fetch_add(1, std::memory_order_relaxed);
       return -EOPNOTSUPP;
     }

@@ -453,11 +453,9 @@ TEST_F(UffdMonitorTest, TouchingPagesAfterDontneedNeverFaults) {
   munmap(p, 16 * kPage);
 }
 
-TEST_F(UffdMonitorTest, FileBackedMappingIsUnsupported) {
-  // A regular file on a disk filesystem (tmpfs would be shmem, which uffd
-  // can watch).
-  std::string path;
-  int fd = -1;
+// An unlinked temporary file of `pages` pages on a disk filesystem (on
+// tmpfs it would be shmem, which uffd can watch); -1 if there is none.
+int DiskFile(size_t pages) {
   const char* const dirs[] = {getenv("TMPDIR"), "/var/tmp", "/tmp", "."};
   for (const char* dir : dirs) {
     if (dir == nullptr) continue;
@@ -466,16 +464,22 @@ TEST_F(UffdMonitorTest, FileBackedMappingIsUnsupported) {
         fs.f_type == RAMFS_MAGIC || fs.f_type == HUGETLBFS_MAGIC) {
       continue;
     }
-    std::string tmpl = std::string(dir) + "/uffd_monitor_test.XXXXXX";
-    fd = mkstemp(tmpl.data());
-    if (fd >= 0) {
-      path = tmpl;
-      break;
+    std::string path = std::string(dir) + "/uffd_monitor_test.XXXXXX";
+    const int fd = mkstemp(path.data());
+    if (fd < 0) continue;
+    unlink(path.c_str());
+    if (ftruncate(fd, static_cast<off_t>(pages * kPage)) != 0) {
+      close(fd);
+      continue;
     }
+    return fd;
   }
+  return -1;
+}
+
+TEST_F(UffdMonitorTest, FileBackedMappingIsUnsupported) {
+  const int fd = DiskFile(4);
   if (fd < 0) GTEST_SKIP() << "no writable directory on a non-tmpfs filesystem";
-  unlink(path.c_str());
-  ASSERT_EQ(ftruncate(fd, 4 * static_cast<off_t>(kPage)), 0);
   for (int flags : {MAP_SHARED, MAP_PRIVATE}) {
     void* p = mmap(nullptr, 4 * kPage, PROT_READ | PROT_WRITE, flags, fd, 0);
     ASSERT_NE(p, MAP_FAILED);
@@ -485,6 +489,41 @@ TEST_F(UffdMonitorTest, FileBackedMappingIsUnsupported) {
   }
   close(fd);
   EXPECT_EQ(Counters().watch_unsupported, 2u);
+}
+
+TEST_F(UffdMonitorTest, RangeSpanningAFileMappingIsUnsupportedAndRegistersNothing) {
+  const int fd = DiskFile(1);
+  if (fd < 0) GTEST_SKIP() << "no writable directory on a non-tmpfs filesystem";
+  char* p = MapAnon(3);
+  ASSERT_NE(p, nullptr);
+  memset(p, 1, 3 * kPage);
+  ASSERT_NE(mmap(p + kPage, kPage, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+                 fd, 0),
+            MAP_FAILED);
+  close(fd);
+  EXPECT_EQ(Watch(p, 3), -EOPNOTSUPP);
+  // The kernel checks every VMA before registering any: the anonymous
+  // pages on either side must not have been registered.
+  char* fence = MapAndWatch(1);
+  ASSERT_NE(fence, nullptr);
+  munmap(p, 3 * kPage);
+  munmap(fence, kPage);
+  monitor_->WaitForPending();
+  ASSERT_TRUE(sink_.Saw(Addr(fence), Addr(fence) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_EQ(sink_.CountOverlapping(Addr(p), Addr(p) + 3 * kPage - 1), 0u);
+}
+
+TEST_F(UffdMonitorTest, WatchBeforeStartIsRefused) {
+  // With no reader, a registered range's munmap() would sleep for ever.
+  std::string why;
+  std::unique_ptr<Monitor> idle = CreateUffdMonitor(&why);
+  ASSERT_TRUE(idle) << why;
+  char* p = MapAnon(1);
+  ASSERT_NE(p, nullptr);
+  WatchToken token;
+  EXPECT_EQ(idle->Watch(Addr(p), Addr(p) + kPage - 1, &token), -EOPNOTSUPP);
+  TimedRun unmapper([&] { munmap(p, kPage); });
+  if (!unmapper.WaitFor(10s)) AbortHung("munmap() of a range watched before Start()");
 }
 
 TEST_F(UffdMonitorTest, SharedAnonymousMemoryIsWatched) {
@@ -503,6 +542,16 @@ TEST_F(UffdMonitorTest, SharedAnonymousMemoryIsWatched) {
   EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + kPage - 1, REGCACHE_INVAL_REMOVE));
   EXPECT_TRUE(sink_.SawExactly(Addr(p) + 2 * kPage, Addr(p) + 4 * kPage - 1,
                                REGCACHE_INVAL_UNMAP));
+  // Touching the hole MADV_REMOVE punched must not fault to us either.
+  {
+    TimedRun touch([&] { p[0] = static_cast<char>(p[kPage] + 1); });
+    if (!touch.WaitFor(10s)) {
+      ADD_FAILURE() << "a touch after MADV_REMOVE on shmem hung in a uffd fault";
+      monitor_->Stop();  // closing the uffd wakes the faulting thread
+    }
+  }
+  EXPECT_EQ(p[0], 4);
+  EXPECT_EQ(Counters().unexpected_faults, 0u);
   munmap(p, 2 * kPage);
 }
 
