@@ -15,6 +15,13 @@
 // every watched slot's generation instead. Nothing the kernel does ever
 // waits for this thread, so it cannot deadlock with an unmapping thread.
 //
+// WaitForPending() applies, in the calling thread, every invalidation the
+// kernel has published (the shared inval_seq moved) that the event thread
+// has not handled yet, and costs one load when there is none. The cache
+// calls it at the start of a slow path (monitor.h), so a miss right after
+// munmap() drops and counts the stale entry before the range is registered
+// again, and a late event cannot drop the new entry of the same range.
+//
 // Threading: Watch/Unwatch run on application threads; `mu_` guards the
 // slot table they share with the event thread. The sink is called with no
 // lock of ours held.
@@ -28,8 +35,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -171,15 +176,15 @@ struct PendingInvalidation {
   regcache_inval_reason reason;
 };
 
-// The event thread and what it shares with WaitForPending(). A fork child
-// abandons the parent's (its mutex may be held by a thread that does not
-// exist in the child) and never destroys it.
+// The ring reader's state, shared by the event thread and the application
+// threads that apply pending events inline (Watch(), WaitForPending()). A
+// fork child abandons the parent's (its mutex may be held by a thread that
+// does not exist in the child) and never destroys it.
 struct EventState {
-  Mutex mu;
-  std::condition_variable applied_cv;
-  uint64_t read_tail RC_GUARDED_BY(mu) = 0;  // events taken from the ring
-  uint64_t applied RC_GUARDED_BY(mu) = 0;    // ... and handed to the sink
-  bool gone RC_GUARDED_BY(mu) = false;       // the thread has exited
+  Mutex drain_mu;  // one reader of the ring at a time
+  uint64_t tail RC_GUARDED_BY(drain_mu) = 0;
+  std::vector<regcache_kmod_event> copies RC_GUARDED_BY(drain_mu);
+  std::vector<PendingInvalidation> pending RC_GUARDED_BY(drain_mu);
   std::thread thread;
 };
 
@@ -270,16 +275,7 @@ class KmodMonitor final : public Monitor {
   }
 
   void WaitForPending() override {
-    EventState* state = state_.get();
-    if (state == nullptr || area_ == nullptr) return;
-    const uint64_t target = Head();
-    MutexLock l(&state->mu);
-    while (!state->gone && state->applied < target &&
-           getpid() == owner_pid_.load(std::memory_order_relaxed)) {
-      std::unique_lock<std::mutex> lock(state->mu.native(), std::adopt_lock);
-      state->applied_cv.wait_for(lock, std::chrono::milliseconds(10));
-      lock.release();
-    }
+    if (getpid() == owner_pid_.load(std::memory_order_relaxed)) ApplyPending();
   }
 
   int RestartInChild(std::string* why) override {
@@ -350,6 +346,10 @@ class KmodMonitor final : public Monitor {
     const auto* sh = reinterpret_cast<const regcache_kmod_shared*>(area_);
     return __atomic_load_n(&sh->ring_head, __ATOMIC_ACQUIRE);
   }
+  uint64_t Seq() const {
+    const auto* sh = reinterpret_cast<const regcache_kmod_shared*>(area_);
+    return __atomic_load_n(&sh->inval_seq, __ATOMIC_ACQUIRE);
+  }
 
   int StartThread(std::string* why) {
     const int wake = eventfd(0, EFD_CLOEXEC);
@@ -361,12 +361,12 @@ class KmodMonitor final : public Monitor {
     fork_slot_->wake.store(wake);
     state_ = std::make_unique<EventState>();
     {
-      MutexLock l(&state_->mu);
-      state_->read_tail = Head();
-      state_->applied = state_->read_tail;
+      MutexLock l(&state_->drain_mu);
+      state_->tail = Head();
+      state_->copies.reserve(ring_entries_);
+      state_->pending.reserve(ring_entries_);
     }
-    pending_.reserve(ring_entries_);
-    copies_.reserve(ring_entries_);
+    applied_seq_.store(Seq(), std::memory_order_release);
     try {
       state_->thread = std::thread([this, state = state_.get()] { Run(state); });
     } catch (const std::system_error& e) {
@@ -379,11 +379,6 @@ class KmodMonitor final : public Monitor {
   void Run(EventState* state) {
     const int fd = fork_slot_->dev.load();
     const int wake = fork_slot_->wake.load();
-    uint64_t tail;
-    {
-      MutexLock l(&state->mu);
-      tail = state->read_tail;
-    }
     for (;;) {
       pollfd fds[2] = {{fd, POLLIN, 0}, {wake, POLLIN, 0}};
       const int n = poll(fds, 2, -1);
@@ -391,67 +386,78 @@ class KmodMonitor final : public Monitor {
       if (n < 0 || (fds[1].revents & POLLIN) ||
           (fds[0].revents & (POLLERR | POLLNVAL)))
         break;
-      const uint64_t head = Drain(&tail);
-      {
-        MutexLock l(&state->mu);
-        state->read_tail = head;
-      }
-      for (const PendingInvalidation& p : pending_)
-        sink_->InvalidateRange(p.first, p.last, p.reason);
-      pending_.clear();
-      {
-        MutexLock l(&state->mu);
-        state->applied = head;
-      }
-      state->applied_cv.notify_all();
       regcache_kmod_ack ack{};
-      ack.tail = tail;
-      ioctl(fd, REGCACHE_IOC_ACK_EVENTS, &ack);
+      {
+        MutexLock l(&state->drain_mu);
+        DrainAndApplyLocked(state);
+        ack.tail = state->tail;
+      }
+      ioctl(fd, REGCACHE_IOC_ACK_EVENTS, &ack);  // re-arms poll()
       if (fds[0].revents & POLLHUP) break;  // the mm released: nothing more
     }
-    MutexLock l(&state->mu);
-    state->gone = true;
-    state->applied_cv.notify_all();
   }
 
-  // Reads the ring from *tail (docs/kmod.md, "Reading the ring") into
-  // pending_, or rescans every watched slot after an overflow. Returns the
-  // head it read up to and moves *tail there.
-  uint64_t Drain(uint64_t* tail) {
+  // Applies, in this thread, what the kernel published and nobody applied.
+  void ApplyPending() {
+    EventState* state = state_.get();
+    if (state == nullptr || area_ == nullptr) return;
+    if (Seq() == applied_seq_.load(std::memory_order_acquire)) return;
+    MutexLock l(&state->drain_mu);
+    DrainAndApplyLocked(state);
+  }
+
+  // Reads the events for every invalidation published so far and hands
+  // them to the sink (which takes the cache mutex; no lock of the cache is
+  // held by any caller here).
+  void DrainAndApplyLocked(EventState* state) RC_REQUIRES(state->drain_mu) {
+    // inval_seq first: the events of every bump it counts precede it in
+    // the ring, so draining to the head read after it covers them all.
+    const uint64_t seq = Seq();
+    Drain(state);
+    for (const PendingInvalidation& p : state->pending)
+      sink_->InvalidateRange(p.first, p.last, p.reason);
+    state->pending.clear();
+    applied_seq_.store(seq, std::memory_order_release);
+  }
+
+  // Reads the ring from state->tail (docs/kmod.md, "Reading the ring") into
+  // state->pending, or rescans every watched slot after an overflow, and
+  // moves the tail to the head it read.
+  void Drain(EventState* state) RC_REQUIRES(state->drain_mu) {
     const uint64_t n = ring_entries_;
+    const uint64_t tail = state->tail;
     const uint64_t head = Head();
-    bool overflow = head - *tail >= n;
+    bool overflow = head - tail >= n;
     if (!overflow) {
-      copies_.clear();
-      for (uint64_t i = *tail; i != head; ++i) {
+      state->copies.clear();
+      for (uint64_t i = tail; i != head; ++i) {
         const regcache_kmod_event& e = ring_[i & (n - 1)];
         regcache_kmod_event c{};
         c.cookie = __atomic_load_n(&e.cookie, __ATOMIC_RELAXED);
         c.generation = __atomic_load_n(&e.generation, __ATOMIC_RELAXED);
         c.slot = __atomic_load_n(&e.slot, __ATOMIC_RELAXED);
         c.reason = __atomic_load_n(&e.reason, __ATOMIC_RELAXED);
-        copies_.push_back(c);
+        state->copies.push_back(c);
       }
       std::atomic_thread_fence(std::memory_order_acquire);
-      overflow = Head() - *tail >= n;
+      overflow = Head() - tail >= n;
     }
     MutexLock l(&mu_);
     if (overflow) {
       overflows_.fetch_add(1, std::memory_order_relaxed);
-      const uint64_t now = Head();  // move the tail first, then rescan
+      state->tail = Head();  // move the tail first, then rescan
       for (SlotInfo& s : slots_) {
         if (s.cookie == 0 || s.reported) continue;
         const uint32_t slot = static_cast<uint32_t>(&s - slots_.data());
         if (GenerationWord(slot)->load(std::memory_order_acquire) !=
             s.expected) {
-          pending_.push_back({s.first, s.last, REGCACHE_INVAL_UNMAP});
+          state->pending.push_back({s.first, s.last, REGCACHE_INVAL_UNMAP});
           s.reported = true;
         }
       }
-      *tail = now;
-      return now;
+      return;
     }
-    for (const regcache_kmod_event& e : copies_) {
+    for (const regcache_kmod_event& e : state->copies) {
       // A slot unwatched (and perhaps reused) since: not ours any more. An
       // event that beat Watch()'s bookkeeping is dropped too; the
       // generation word already told the cache.
@@ -459,11 +465,10 @@ class KmodMonitor final : public Monitor {
       SlotInfo& s = slots_[e.slot];
       if (s.cookie != e.cookie || e.generation <= s.expected || s.reported)
         continue;
-      pending_.push_back({s.first, s.last, MapReason(e.reason)});
+      state->pending.push_back({s.first, s.last, MapReason(e.reason)});
       s.reported = true;
     }
-    *tail = head;
-    return head;
+    state->tail = head;
   }
 
   const uint64_t page_size_;
@@ -487,9 +492,7 @@ class KmodMonitor final : public Monitor {
   Mutex mu_;
   std::vector<SlotInfo> slots_ RC_GUARDED_BY(mu_);  // by kernel slot
 
-  // Event thread only.
-  std::vector<regcache_kmod_event> copies_;
-  std::vector<PendingInvalidation> pending_;
+  std::atomic<uint64_t> applied_seq_{0};  // inval_seq whose events are applied
 
   std::unique_ptr<EventState> state_;
   std::vector<EventState*> abandoned_;  // fork children: never destroyed

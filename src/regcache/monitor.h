@@ -72,6 +72,13 @@ class Monitor {
 
   // Block until every event read so far has been applied. Called by the
   // slow path when kGateEventsPending is set. Never called with a lock held.
+  // A monitor with per-range generations (kmod) publishes invalidations in
+  // its generation words and never sets the gate: its WaitForPending()
+  // applies, in the calling thread, every invalidation published so far and
+  // costs one load when there is none. For such a monitor the cache calls it
+  // at the start of every slow path (before sampling its invalidation
+  // sequence) and before reading statistics, so a stale entry is dropped and
+  // counted before its range is registered again.
   virtual void WaitForPending() = 0;
 
   // In a fork child: drop inherited state and start again (new fd, new

@@ -149,6 +149,26 @@ TEST_F(KmodMonitorTest, MadviseDontneedIsReportedAsRemove) {
   munmap(buf, 2 * Page());
 }
 
+// WaitForPending() applies in the calling thread what the kernel published,
+// so the sink has heard of a munmap() by the time it returns.
+TEST_F(KmodMonitorTest, WaitForPendingAppliesWhatTheKernelPublished) {
+  for (int i = 0; i < 50; ++i) {
+    char* buf = MapAnon(1);
+    ASSERT_NE(nullptr, buf);
+    const uint64_t first = Addr(buf), last = first + Page() - 1;
+    WatchToken token;
+    ASSERT_EQ(0, monitor_->Watch(first, last, &token));
+    const size_t before = sink_.Calls().size();
+    ASSERT_EQ(0, munmap(buf, Page()));
+    monitor_->WaitForPending();
+    std::vector<Call> calls = sink_.Calls();
+    ASSERT_EQ(before + 1, calls.size()) << "round " << i;
+    EXPECT_EQ(first, calls.back().first);
+    EXPECT_EQ(last, calls.back().last);
+    monitor_->Unwatch(first, last, token);
+  }
+}
+
 TEST_F(KmodMonitorTest, UnwatchedRangeIsNotReported) {
   char* buf = MapAnon(1);
   ASSERT_NE(nullptr, buf);
