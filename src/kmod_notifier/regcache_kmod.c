@@ -41,12 +41,12 @@
 static unsigned int max_ranges = 1U << 20;
 module_param(max_ranges, uint, 0644);
 MODULE_PARM_DESC(max_ranges,
-		 "Ranges one open file may monitor (512..16777216, default 1048576); read at open");
+		 "Ranges per open file (512..16777216), read at open");
 
 static unsigned int ring_entries = 2048;
 module_param(ring_entries, uint, 0644);
 MODULE_PARM_DESC(ring_entries,
-		 "Event ring entries per open file, rounded up to a power of two (64..65536, default 2048); read at open");
+		 "Event ring entries per open file (64..65536, power of two)");
 
 /* ---- the shared area ---------------------------------------------------- */
 
@@ -545,5 +545,5 @@ module_init(rck_init);
 module_exit(rck_exit);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("regcache: synchronous invalidation notices for RDMA registration caches");
+MODULE_DESCRIPTION("Synchronous invalidation for RDMA registration caches");
 MODULE_VERSION("0.1.0");
