@@ -575,9 +575,8 @@ TEST_F(KmodTest, ForkWithoutWriteDoesNotInvalidate) {
   EXPECT_EQ(0, WaitChild(pid));
   ExpectFresh(r, "fork");
   EXPECT_GT(ctx_.Stats().ignored_calls, ignored);
-  // With the child gone the page is exclusive again: a write reuses it.
-  buf[0] = 3;
-  ExpectFresh(r, "write after the child exited");
+  // (A write now, with the child gone, may still copy the page: 6.1 reuses
+  // it only if nothing else holds a reference, e.g. a per-CPU LRU batch.)
   munmap(buf, 2 * pg);
 }
 
