@@ -246,6 +246,9 @@ int OpenUserfaultfd(std::string* why) {
   int fd = static_cast<int>(syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY));
   if (fd >= 0) return fd;
   int err = errno;
+  // EPERM for the user-mode-only form, which needs no privilege, means a
+  // seccomp filter or an LSM refused; for the full form, the sysctl.
+  const bool policy_refused = err == EPERM;
   if (err == EINVAL) {  // kernel < 5.11: no UFFD_USER_MODE_ONLY
     fd = static_cast<int>(syscall(SYS_userfaultfd, flags));
     if (fd >= 0) return fd;
@@ -262,28 +265,36 @@ int OpenUserfaultfd(std::string* why) {
     *why = "userfaultfd(2) failed: " + ErrnoText(err);
     return -err;
   }
-  // EPERM: vm.unprivileged_userfaultfd=0, no CAP_SYS_PTRACE, kernel < 5.11
-  // (or an LSM said no). /dev/userfaultfd is governed by its permissions.
+  const std::string refusal =
+      policy_refused
+          ? "userfaultfd(2) refused (EPERM) even in its user-mode-only form, "
+            "which needs no privilege: a seccomp filter or LSM policy denies it"
+          : "userfaultfd(2) refused (EPERM: vm.unprivileged_userfaultfd=0 and "
+            "the process lacks CAP_SYS_PTRACE)";
+  const std::string fix =
+      policy_refused
+          ? "Fix: allow userfaultfd in the seccomp/LSM policy, or give this "
+            "user read/write access to /dev/userfaultfd (Linux >= 6.1; e.g. "
+            "a udev rule setting its group and mode 0660)"
+          : "Fix: `sysctl -w vm.unprivileged_userfaultfd=1`, or give this "
+            "user read/write access to /dev/userfaultfd (Linux >= 6.1; e.g. "
+            "a udev rule setting its group and mode 0660), or run with "
+            "CAP_SYS_PTRACE";
+  // /dev/userfaultfd is governed by its file permissions only.
   const int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-  if (dev >= 0) {
-    fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags | UFFD_USER_MODE_ONLY);
-    if (fd < 0 && errno == EINVAL) fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
-    const int dev_err = errno;
-    close(dev);
-    if (fd >= 0) return fd;
-    *why = "userfaultfd(2) refused (EPERM) and USERFAULTFD_IOC_NEW on "
-           "/dev/userfaultfd failed: " + ErrnoText(dev_err);
-    return -dev_err;
+  if (dev < 0) {
+    *why = refusal + ", and /dev/userfaultfd cannot be opened (" +
+           ErrnoText(errno) + "). " + fix;
+    return -EPERM;
   }
+  fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags | UFFD_USER_MODE_ONLY);
+  if (fd < 0 && errno == EINVAL) fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
   const int dev_err = errno;
-  *why =
-      "userfaultfd(2) refused (EPERM: vm.unprivileged_userfaultfd=0 and the "
-      "process lacks CAP_SYS_PTRACE) and /dev/userfaultfd cannot be opened (" +
-      ErrnoText(dev_err) +
-      "). Fix: `sysctl -w vm.unprivileged_userfaultfd=1`, or give this user "
-      "read/write access to /dev/userfaultfd (Linux >= 6.1; e.g. a udev rule "
-      "setting its group and mode 0660)";
-  return -EPERM;
+  close(dev);
+  if (fd >= 0) return fd;
+  *why = refusal + ", and USERFAULTFD_IOC_NEW on /dev/userfaultfd failed (" +
+         ErrnoText(dev_err) + "). " + fix;
+  return -dev_err;
 }
 
 // Checks that WP-mode registration works here (it needs

@@ -10,11 +10,19 @@
 // Skips (with the reason) when userfaultfd is not available here.
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/magic.h>
+#include <linux/userfaultfd.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -818,6 +826,205 @@ TEST_F(UffdMonitorTest, ForkChildDoesNotKeepTheParentsUffdAliveAfterStop) {
   close(pipe_fds[1]);
   int status = 0;
   waitpid(pid, &status, 0);
+}
+
+// ---- Opening the uffd: privilege, fallbacks and messages (in children) ----
+
+// seccomp actions for FilterUserfaultfd().
+constexpr uint32_t kAllow = SECCOMP_RET_ALLOW;
+constexpr uint32_t Fail(int err) {
+  return SECCOMP_RET_ERRNO | (static_cast<uint32_t>(err) & SECCOMP_RET_DATA);
+}
+
+// Installs a seccomp filter deciding userfaultfd(2) by its form: with
+// UFFD_USER_MODE_ONLY in the flags, or without. Fail(EPERM) for both is a
+// container's policy; Fail(EINVAL) for the first and Fail(EPERM) for the
+// second is a kernel older than 5.11 with vm.unprivileged_userfaultfd=0.
+// For a forked child only: it cannot be undone.
+std::string FilterUserfaultfd(uint32_t user_mode_only, uint32_t full_form) {
+  sock_filter filter[] = {
+      /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_userfaultfd, 0, 4),
+      /* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[0])),
+      /* 3 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, UFFD_USER_MODE_ONLY, 0, 1),
+      /* 4 */ BPF_STMT(BPF_RET | BPF_K, user_mode_only),
+      /* 5 */ BPF_STMT(BPF_RET | BPF_K, full_form),
+      /* 6 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])),
+                     filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    return std::string("PR_SET_NO_NEW_PRIVS: ") + strerror(errno);
+  }
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+    return std::string("PR_SET_SECCOMP: ") + strerror(errno);
+  }
+  return "";
+}
+
+// Switches the (child) process to uid/gid nobody; "" on success.
+std::string BecomeNobody() {
+  if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) {
+    return std::string("cannot become nobody: ") + strerror(errno);
+  }
+  return "";
+}
+
+// Drops CAP_SYS_PTRACE from the calling thread's effective set.
+std::string DropPtraceCapability() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capget, &header, data) != 0) return "capget failed";
+  data[CAP_SYS_PTRACE / 32].effective &= ~(1u << (CAP_SYS_PTRACE % 32));
+  if (syscall(SYS_capset, &header, data) != 0) return "capset failed";
+  return "";
+}
+
+int ReadSysctl(const char* path) {
+  FILE* f = fopen(path, "r");
+  if (f == nullptr) return -1;
+  int value = -1;
+  if (fscanf(f, "%d", &value) != 1) value = -1;
+  fclose(f);
+  return value;
+}
+
+// Watches a fresh page, unmaps it and checks the event arrives.
+std::string ExerciseMonitor(Monitor* monitor) {
+  RecordingSink sink;
+  std::atomic<uint32_t> gate{0};
+  std::string why;
+  if (monitor->Start(&sink, &gate, &why) != 0) return "Start: " + why;
+  char* p = MapAnon(1);
+  WatchToken token;
+  if (p == nullptr || monitor->Watch(Addr(p), Addr(p) + kPage - 1, &token) != 0) {
+    return "Watch failed";
+  }
+  munmap(p, kPage);
+  monitor->WaitForPending();
+  monitor->Stop();
+  if (!sink.Saw(Addr(p), Addr(p) + kPage - 1, REGCACHE_INVAL_UNMAP)) {
+    return "no UNMAP event";
+  }
+  return "";
+}
+
+TEST(UffdMonitorOpen, WorksWithoutCapSysPtraceWhateverTheSysctlSays) {
+  // Linux >= 5.11 allows UFFD_USER_MODE_ONLY without privilege even with
+  // vm.unprivileged_userfaultfd=0; the full form then needs CAP_SYS_PTRACE.
+  const int sysctl = ReadSysctl("/proc/sys/vm/unprivileged_userfaultfd");
+  std::string why;
+  if (!CreateUffdMonitor(&why)) GTEST_SKIP() << "userfaultfd unavailable here: " << why;
+  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
+    if (std::string err = DropPtraceCapability(); !err.empty()) return err;
+    const long full = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    const int full_errno = errno;
+    if (full >= 0) close(static_cast<int>(full));
+    if (sysctl == 0 && !(full < 0 && full_errno == EPERM)) {
+      return "full-form userfaultfd(2) did not fail with EPERM although "
+             "vm.unprivileged_userfaultfd=0 and CAP_SYS_PTRACE is dropped";
+    }
+    std::string child_why;
+    std::unique_ptr<Monitor> monitor = CreateUffdMonitor(&child_why);
+    if (!monitor) return "CreateUffdMonitor without CAP_SYS_PTRACE: " + child_why;
+    return ExerciseMonitor(monitor.get());
+  });
+  if (child.skipped) GTEST_SKIP() << child.message;
+  EXPECT_TRUE(child.passed) << child.message;
+  RecordProperty("vm.unprivileged_userfaultfd", sysctl);
+}
+
+TEST(UffdMonitorOpen, RetriesWithoutUserModeOnlyOnKernelsOlderThan5_11) {
+  std::string why;
+  if (!CreateUffdMonitor(&why)) GTEST_SKIP() << "userfaultfd unavailable here: " << why;
+  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
+    // A pre-5.11 kernel rejects the flag; root may use the full form.
+    if (std::string err = FilterUserfaultfd(Fail(EINVAL), kAllow); !err.empty()) {
+      return regcache_test::kChildSkip + err;
+    }
+    std::string child_why;
+    std::unique_ptr<Monitor> monitor = CreateUffdMonitor(&child_why);
+    if (!monitor) return "no retry without UFFD_USER_MODE_ONLY: " + child_why;
+    return ExerciseMonitor(monitor.get());
+  });
+  if (child.skipped) GTEST_SKIP() << child.message;
+  EXPECT_TRUE(child.passed) << child.message;
+}
+
+TEST(UffdMonitorOpen, FallsBackToDevUserfaultfdWhenTheSyscallIsRefused) {
+  std::string why;
+  if (!CreateUffdMonitor(&why)) GTEST_SKIP() << "userfaultfd unavailable here: " << why;
+  if (access("/dev/userfaultfd", R_OK | W_OK) != 0) {
+    GTEST_SKIP() << "/dev/userfaultfd is not usable here (Linux < 6.1 or permissions)";
+  }
+  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
+    if (std::string err = FilterUserfaultfd(Fail(EPERM), Fail(EPERM)); !err.empty()) {
+      return regcache_test::kChildSkip + err;
+    }
+    if (syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY) >= 0 || errno != EPERM) {
+      return "the seccomp filter did not take";
+    }
+    std::string child_why;
+    std::unique_ptr<Monitor> monitor = CreateUffdMonitor(&child_why);
+    if (!monitor) return "no fallback to /dev/userfaultfd: " + child_why;
+    return ExerciseMonitor(monitor.get());
+  });
+  if (child.skipped) GTEST_SKIP() << child.message;
+  EXPECT_TRUE(child.passed) << child.message;
+}
+
+// Runs CreateUffdMonitor() as nobody under FilterUserfaultfd(user_mode_only,
+// full_form) and checks that the failure message contains every `needle`.
+void ExpectRefusalMessage(uint32_t user_mode_only, uint32_t full_form,
+                          std::vector<std::string> needles) {
+  struct stat st;
+  if (stat("/dev/userfaultfd", &st) == 0 && (st.st_mode & S_IROTH) &&
+      (st.st_mode & S_IWOTH)) {
+    GTEST_SKIP() << "/dev/userfaultfd is world-accessible here";
+  }
+  if (getuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged uid";
+  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
+    if (std::string err = FilterUserfaultfd(user_mode_only, full_form); !err.empty()) {
+      return regcache_test::kChildSkip + err;
+    }
+    if (std::string err = BecomeNobody(); !err.empty()) {
+      return regcache_test::kChildSkip + err;
+    }
+    std::string why;
+    if (CreateUffdMonitor(&why)) return "created a monitor although everything was refused";
+    for (const std::string& needle : needles) {
+      if (why.find(needle) == std::string::npos) {
+        return "the message lacks \"" + needle + "\": " + why;
+      }
+    }
+    return "";
+  });
+  if (child.skipped) GTEST_SKIP() << child.message;
+  EXPECT_TRUE(child.passed) << child.message;
+}
+
+TEST(UffdMonitorOpen, SaysHowToFixTheSysctlRefusalOfOldKernels) {
+  ExpectRefusalMessage(Fail(EINVAL), Fail(EPERM),
+                       {"vm.unprivileged_userfaultfd=1", "/dev/userfaultfd",
+                        "CAP_SYS_PTRACE"});
+}
+
+TEST(UffdMonitorOpen, SaysHowToFixAPolicyRefusal) {
+  ExpectRefusalMessage(Fail(EPERM), Fail(EPERM), {"seccomp", "/dev/userfaultfd"});
+}
+
+TEST(UffdMonitorOpen, NamesSeccompWhenTheSyscallIsBlocked) {
+  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
+    if (std::string err = FilterUserfaultfd(Fail(ENOSYS), Fail(ENOSYS)); !err.empty()) {
+      return regcache_test::kChildSkip + err;
+    }
+    std::string why;
+    if (CreateUffdMonitor(&why)) return "created a monitor although the syscall is blocked";
+    if (why.find("seccomp") == std::string::npos) return "no mention of seccomp: " + why;
+    return "";
+  });
+  if (child.skipped) GTEST_SKIP() << child.message;
+  EXPECT_TRUE(child.passed) << child.message;
 }
 
 TEST(NullMonitor, WatchesEverythingAndReportsNothing) {
