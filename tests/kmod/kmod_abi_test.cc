@@ -814,6 +814,54 @@ TEST_F(KmodTest, ExitFreesEverything) {
   EXPECT_EQ(before, ModuleRefcount());
 }
 
+// The opener exits (its notifier's release runs) while a fork child still
+// holds the fd; the child's close then tears the context down on a dead mm.
+TEST_F(KmodTest, ContextOutlivesItsProcessInAForkChild) {
+  const long before = ModuleRefcount();
+  int report[2];
+  ASSERT_EQ(0, pipe(report));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(report[0]);
+    Ctx opener;
+    if (opener.Open() != 0) _exit(50);
+    char* buf = MapAnon(8);
+    for (int i = 0; i < 8; ++i)
+      if (opener.Monitor(buf + i * PageSize(), PageSize(), i, nullptr) != 0) _exit(51);
+    int opener_gone[2];
+    if (pipe(opener_gone) != 0) _exit(52);
+    const int fd = opener.fd();
+    fcntl(fd, F_SETFD, 0);
+    pid_t grandchild = fork();
+    if (grandchild < 0) _exit(53);
+    if (grandchild == 0) {
+      close(opener_gone[1]);
+      char c;
+      // EOF once the opener exited (its exit_mmap ran before its files closed).
+      unsigned char code = read(opener_gone[0], &c, 1) == 0 ? 0 : 60;
+      regcache_kmod_stats st;
+      if (code == 0 && (ioctl(fd, REGCACHE_IOC_STATS, &st) != -1 || errno != EPERM))
+        code = 61;
+      pollfd pfd{fd, POLLIN, 0};
+      if (code == 0 && (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLERR))) code = 62;
+      if (code == 0 && close(fd) != 0) code = 63;
+      if (write(report[1], &code, 1) != 1) _exit(64);
+      _exit(0);
+    }
+    _exit(0);  // the opener: exits with ranges monitored and the area mapped
+  }
+  close(report[1]);
+  EXPECT_EQ(0, WaitChild(pid));
+  unsigned char code = 255;
+  ASSERT_EQ(1, read(report[0], &code, 1));
+  close(report[0]);
+  EXPECT_EQ(0, code) << "60 opener not gone, 61 ioctl not EPERM, 62 poll, 63 close";
+  // The grandchild's exit is not awaited by anyone here: give it a moment.
+  for (int i = 0; i < 200 && ModuleRefcount() != before; ++i) usleep(10000);
+  EXPECT_EQ(before, ModuleRefcount());
+}
+
 TEST_F(KmodTest, CloseFreesEverything) {
   const long before = ModuleRefcount();
   {
