@@ -508,6 +508,10 @@ class UffdMonitor final : public Monitor {
     }
   }
 
+  // The cache calls this with its mutex held. That is safe here although
+  // it allocates and munmaps (the WP probe page): the new uffd has no
+  // registration yet, and the child's VMAs lost the parent's, so no
+  // munmap() in the child can wait for an event.
   int RestartInChild(std::string* why) override {
     if (getpid() == owner_pid_.load(std::memory_order_relaxed)) {
       *why = "RestartInChild() called in the process that created the monitor";
@@ -545,6 +549,11 @@ class UffdMonitor final : public Monitor {
     return StartThreads(why);
   }
 
+  // Joins the applier, which may be waiting for the cache mutex inside the
+  // sink: call it without that mutex held (libfabric #7003 is this join
+  // deadlock). Events read but not applied by then are still applied;
+  // events after the reader stopped are never read, and the munmap() calls
+  // that raised them return when the uffd is closed below.
   void Stop() override {
     if (stopped_) return;
     stopped_ = true;
