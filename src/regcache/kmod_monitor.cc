@@ -139,7 +139,8 @@ int OpenDevice(int* fd_out, const char** area_out, size_t* size_out,
   const uint64_t size = sh->map_size;
   const uint32_t header = sh->header_size;
   munmap(head, page);
-  if (abi != REGCACHE_KMOD_ABI_VERSION || header < sizeof(regcache_kmod_shared)) {
+  if (abi != REGCACHE_KMOD_ABI_VERSION ||
+      header < sizeof(regcache_kmod_shared)) {
     *why = std::string(REGCACHE_KMOD_DEVICE_PATH) + ": module ABI version " +
            std::to_string(abi) + ", this library needs " +
            std::to_string(REGCACHE_KMOD_ABI_VERSION) +
@@ -230,7 +231,8 @@ class KmodMonitor final : public Monitor {
     // A fork child before RestartInChild(): the fd (if any) is the parent's.
     if (fd < 0 || getpid() != owner_pid_.load(std::memory_order_relaxed))
       return -EOPNOTSUPP;
-    const uint64_t cookie = next_cookie_.fetch_add(1, std::memory_order_relaxed);
+    const uint64_t cookie =
+        next_cookie_.fetch_add(1, std::memory_order_relaxed);
     regcache_kmod_range r{};
     r.start = first;
     r.length = last - first + 1;
@@ -254,14 +256,16 @@ class KmodMonitor final : public Monitor {
     return 0;
   }
 
-  void Unwatch(uint64_t first, uint64_t last, const WatchToken& token) override {
+  void Unwatch(uint64_t first, uint64_t last,
+               const WatchToken& token) override {
     const uint32_t slot = static_cast<uint32_t>(token.cookie);
     // A token of a context this process no longer has (before a fork).
     if (static_cast<uint32_t>(token.cookie >> 32) !=
         epoch_.load(std::memory_order_relaxed))
       return;
     const int fd = fork_slot_->dev.load(std::memory_order_acquire);
-    if (fd < 0 || getpid() != owner_pid_.load(std::memory_order_relaxed)) return;
+    if (fd < 0 || getpid() != owner_pid_.load(std::memory_order_relaxed))
+      return;
     {
       // Forget the slot before the kernel may hand it out again.
       MutexLock l(&mu_);
@@ -322,7 +326,8 @@ class KmodMonitor final : public Monitor {
       }
     }
     CloseExchanged(&fork_slot_->wake);
-    if (area_ != nullptr && in_owner) munmap(const_cast<char*>(area_), area_size_);
+    if (area_ != nullptr && in_owner)
+      munmap(const_cast<char*>(area_), area_size_);
     area_ = nullptr;
     CloseExchanged(&fork_slot_->dev);
   }
@@ -333,9 +338,11 @@ class KmodMonitor final : public Monitor {
     area_ = area;
     area_size_ = size;
     const auto* sh = reinterpret_cast<const regcache_kmod_shared*>(area);
-    ring_ = reinterpret_cast<const regcache_kmod_event*>(area + sh->ring_offset);
+    ring_ =
+        reinterpret_cast<const regcache_kmod_event*>(area + sh->ring_offset);
     ring_entries_ = sh->ring_entries;
-    gens_ = reinterpret_cast<const std::atomic<uint64_t>*>(area + sh->gen_offset);
+    gens_ =
+        reinterpret_cast<const std::atomic<uint64_t>*>(area + sh->gen_offset);
   }
 
   const std::atomic<uint64_t>* GenerationWord(uint32_t slot) const {
@@ -368,7 +375,8 @@ class KmodMonitor final : public Monitor {
     }
     applied_seq_.store(Seq(), std::memory_order_release);
     try {
-      state_->thread = std::thread([this, state = state_.get()] { Run(state); });
+      state_->thread =
+          std::thread([this, state = state_.get()] { Run(state); });
     } catch (const std::system_error& e) {
       *why = std::string("cannot start the kmod event thread: ") + e.what();
       return -EAGAIN;
@@ -474,7 +482,7 @@ class KmodMonitor final : public Monitor {
   const uint64_t page_size_;
   std::atomic<pid_t> owner_pid_;
   std::atomic<uint32_t> epoch_{1};  // which context a token's cookie names
-  ForkSlot own_fds_;    // when the fork-slot table is full
+  ForkSlot own_fds_;                // when the fork-slot table is full
   ForkSlot* fork_slot_ = nullptr;
 
   const char* area_ = nullptr;

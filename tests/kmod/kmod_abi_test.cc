@@ -7,6 +7,8 @@
 // elsewhere every test that needs the device skips and says why.
 #include <errno.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <infiniband/verbs.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -30,9 +32,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <infiniband/verbs.h>
 
 #include "regcache/kmod_uapi.h"
 
@@ -160,19 +159,20 @@ class Ctx {
 
 bool DeviceMissing(std::string* why) {
   if (access(kDevice, F_OK) == 0) return false;
-  *why = std::string(kDevice) + " is absent: the regcache module is not "
+  *why = std::string(kDevice) +
+         " is absent: the regcache module is not "
          "loaded (these tests run in the VM: tests/vm/run-in-vm.sh --module "
          "src/kmod_notifier/regcache.ko -- kmod_abi_test)";
   return true;
 }
 
-#define SKIP_WITHOUT_DEVICE()                        \
-  do {                                               \
-    std::string why_skipped;                         \
-    if (DeviceMissing(&why_skipped)) {               \
-      printf("SKIP: %s\n", why_skipped.c_str());     \
-      GTEST_SKIP() << why_skipped;                   \
-    }                                                \
+#define SKIP_WITHOUT_DEVICE()                    \
+  do {                                           \
+    std::string why_skipped;                     \
+    if (DeviceMissing(&why_skipped)) {           \
+      printf("SKIP: %s\n", why_skipped.c_str()); \
+      GTEST_SKIP() << why_skipped;               \
+    }                                            \
   } while (0)
 
 // Anonymous read-write private memory, every page touched.
@@ -186,12 +186,18 @@ char* MapAnon(size_t pages) {
 
 const char* ReasonName(uint16_t reason) {
   switch (reason) {
-    case REGCACHE_KMOD_REASON_UNMAP: return "UNMAP";
-    case REGCACHE_KMOD_REASON_CLEAR: return "CLEAR";
-    case REGCACHE_KMOD_REASON_RELEASE: return "RELEASE";
-    case REGCACHE_KMOD_REASON_MIGRATE: return "MIGRATE";
-    case REGCACHE_KMOD_REASON_EXCLUSIVE: return "EXCLUSIVE";
-    default: return "?";
+    case REGCACHE_KMOD_REASON_UNMAP:
+      return "UNMAP";
+    case REGCACHE_KMOD_REASON_CLEAR:
+      return "CLEAR";
+    case REGCACHE_KMOD_REASON_RELEASE:
+      return "RELEASE";
+    case REGCACHE_KMOD_REASON_MIGRATE:
+      return "MIGRATE";
+    case REGCACHE_KMOD_REASON_EXCLUSIVE:
+      return "EXCLUSIVE";
+    default:
+      return "?";
   }
 }
 
@@ -226,14 +232,16 @@ class KmodTest : public ::testing::Test {
     Drain();
     const regcache_kmod_event* found = nullptr;
     for (const auto& e : seen_)
-      if (e.slot == r.slot && e.cookie == r.cookie && e.generation > r.generation)
+      if (e.slot == r.slot && e.cookie == r.cookie &&
+          e.generation > r.generation)
         found = &e;
     return found;
   }
 
   void ExpectStale(const regcache_kmod_range& r, uint16_t reason,
                    const char* what) {
-    EXPECT_NE(r.generation, ctx_.Gen(r.slot)) << what << ": generation unchanged";
+    EXPECT_NE(r.generation, ctx_.Gen(r.slot))
+        << what << ": generation unchanged";
     const regcache_kmod_event* e = EventFor(r);
     ASSERT_NE(nullptr, e) << what << ": no event for slot " << r.slot;
     EXPECT_EQ(reason, e->reason) << what << ": reason " << ReasonName(e->reason)
@@ -277,7 +285,8 @@ TEST_F(KmodTest, SharedAreaCarriesAbiVersionAndGeometry) {
   EXPECT_GE(h.ring_entries, 64u);
   EXPECT_EQ(0u, h.ring_entries & (h.ring_entries - 1)) << "not a power of two";
   EXPECT_EQ(PageSize(), h.ring_offset);
-  EXPECT_GE(h.gen_offset, h.ring_offset + h.ring_entries * sizeof(regcache_kmod_event));
+  EXPECT_GE(h.gen_offset,
+            h.ring_offset + h.ring_entries * sizeof(regcache_kmod_event));
   EXPECT_EQ(0u, h.gen_offset % PageSize());
   EXPECT_GE(h.map_size, h.gen_offset + uint64_t{h.max_ranges} * 8);
   EXPECT_EQ(0u, h.flags);
@@ -297,7 +306,8 @@ TEST_F(KmodTest, SharedAreaCannotBeMappedOrMadeWritable) {
                              MAP_SHARED, fd, 0));
   EXPECT_EQ(EACCES, errno) << "PROT_EXEC";
   errno = 0;
-  EXPECT_EQ(MAP_FAILED, mmap(nullptr, PageSize(), PROT_READ, MAP_PRIVATE, fd, 0));
+  EXPECT_EQ(MAP_FAILED,
+            mmap(nullptr, PageSize(), PROT_READ, MAP_PRIVATE, fd, 0));
   EXPECT_EQ(EINVAL, errno) << "MAP_PRIVATE";
   errno = 0;
   EXPECT_EQ(MAP_FAILED, mmap(nullptr, ctx_.size() + PageSize(), PROT_READ,
@@ -421,7 +431,8 @@ TEST_F(KmodTest, MremapMoveInvalidatesTheOldRange) {
   regcache_kmod_range r{}, dst{};
   ASSERT_EQ(0, ctx_.Monitor(buf, 2 * pg, 1, &r));
   ASSERT_EQ(0, ctx_.Monitor(target, 2 * pg, 2, &dst));
-  void* moved = mremap(buf, 2 * pg, 2 * pg, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  void* moved =
+      mremap(buf, 2 * pg, 2 * pg, MREMAP_MAYMOVE | MREMAP_FIXED, target);
   ASSERT_EQ(static_cast<void*>(target), moved);
   ExpectStale(r, REGCACHE_KMOD_REASON_UNMAP, "mremap source");
   ExpectStale(dst, REGCACHE_KMOD_REASON_UNMAP, "mremap target replaced");
@@ -523,12 +534,14 @@ TEST_F(KmodTest, BrkShrinkInvalidates) {
     char* cur = static_cast<char*>(sbrk(0));
     char* start = reinterpret_cast<char*>((Addr(cur) + pg - 1) & ~(pg - 1));
     const size_t grow = static_cast<size_t>(start - cur) + 4 * pg;
-    if (sbrk(static_cast<intptr_t>(grow)) == reinterpret_cast<void*>(-1)) _exit(11);
+    if (sbrk(static_cast<intptr_t>(grow)) == reinterpret_cast<void*>(-1))
+      _exit(11);
     for (int i = 0; i < 4; ++i) start[i * pg] = 1;
     regcache_kmod_range r{};
     if (child.Monitor(start + 2 * pg, 2 * pg, 9, &r) != 0) _exit(12);
     const uint64_t head = child.Head();
-    if (sbrk(-static_cast<intptr_t>(2 * pg)) == reinterpret_cast<void*>(-1)) _exit(13);
+    if (sbrk(-static_cast<intptr_t>(2 * pg)) == reinterpret_cast<void*>(-1))
+      _exit(13);
     if (child.Gen(r.slot) == r.generation) _exit(14);
     if (child.Head() != head + 1) _exit(15);
     const auto* ring = reinterpret_cast<const regcache_kmod_event*>(
@@ -664,7 +677,8 @@ TEST_F(KmodTest, RingOverflowKeepsGenerationsAuthoritative) {
   ASSERT_NE(MAP_FAILED, static_cast<void*>(buf));
   std::vector<regcache_kmod_range> ranges(n);
   for (uint32_t done = 0; done < n;) {
-    const uint32_t count = std::min<uint32_t>(REGCACHE_KMOD_BATCH_MAX, n - done);
+    const uint32_t count =
+        std::min<uint32_t>(REGCACHE_KMOD_BATCH_MAX, n - done);
     for (uint32_t i = 0; i < count; ++i) {
       regcache_kmod_range& r = ranges[done + i];
       r = {};
@@ -755,14 +769,18 @@ TEST_F(KmodTest, ForkChildGetsEpermAndCanOpenItsOwn) {
     regcache_kmod_range cr{};
     cr.start = Addr(buf);
     cr.length = PageSize();
-    if (ioctl(inherited, REGCACHE_IOC_MONITOR, &cr) != -1 || errno != EPERM) _exit(20);
+    if (ioctl(inherited, REGCACHE_IOC_MONITOR, &cr) != -1 || errno != EPERM)
+      _exit(20);
     regcache_kmod_stats st;
-    if (ioctl(inherited, REGCACHE_IOC_STATS, &st) != -1 || errno != EPERM) _exit(21);
+    if (ioctl(inherited, REGCACHE_IOC_STATS, &st) != -1 || errno != EPERM)
+      _exit(21);
     regcache_kmod_unmonitor u{};
     u.slot = r.slot;
     u.generation = r.generation;
-    if (ioctl(inherited, REGCACHE_IOC_UNMONITOR, &u) != -1 || errno != EPERM) _exit(22);
-    if (mmap(nullptr, PageSize(), PROT_READ, MAP_SHARED, inherited, 0) != MAP_FAILED ||
+    if (ioctl(inherited, REGCACHE_IOC_UNMONITOR, &u) != -1 || errno != EPERM)
+      _exit(22);
+    if (mmap(nullptr, PageSize(), PROT_READ, MAP_SHARED, inherited, 0) !=
+            MAP_FAILED ||
         errno != EPERM)
       _exit(23);
     // VM_DONTCOPY: the parent's mapping is not in the child.
@@ -803,7 +821,8 @@ TEST_F(KmodTest, ExitFreesEverything) {
       char* buf = MapAnon(64);
       if (buf == nullptr) _exit(31);
       for (int i = 0; i < 64; ++i)
-        if (child.Monitor(buf + i * PageSize(), PageSize(), i, nullptr) != 0) _exit(32);
+        if (child.Monitor(buf + i * PageSize(), PageSize(), i, nullptr) != 0)
+          _exit(32);
       // A second context with a mapping but no ranges.
       Ctx other;
       if (other.Open() != 0) _exit(33);
@@ -828,7 +847,8 @@ TEST_F(KmodTest, ContextOutlivesItsProcessInAForkChild) {
     if (opener.Open() != 0) _exit(50);
     char* buf = MapAnon(8);
     for (int i = 0; i < 8; ++i)
-      if (opener.Monitor(buf + i * PageSize(), PageSize(), i, nullptr) != 0) _exit(51);
+      if (opener.Monitor(buf + i * PageSize(), PageSize(), i, nullptr) != 0)
+        _exit(51);
     int opener_gone[2];
     if (pipe(opener_gone) != 0) _exit(52);
     const int fd = opener.fd();
@@ -841,10 +861,12 @@ TEST_F(KmodTest, ContextOutlivesItsProcessInAForkChild) {
       // EOF once the opener exited (its exit_mmap ran before its files closed).
       unsigned char code = read(opener_gone[0], &c, 1) == 0 ? 0 : 60;
       regcache_kmod_stats st;
-      if (code == 0 && (ioctl(fd, REGCACHE_IOC_STATS, &st) != -1 || errno != EPERM))
+      if (code == 0 &&
+          (ioctl(fd, REGCACHE_IOC_STATS, &st) != -1 || errno != EPERM))
         code = 61;
       pollfd pfd{fd, POLLIN, 0};
-      if (code == 0 && (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLERR))) code = 62;
+      if (code == 0 && (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLERR)))
+        code = 62;
       if (code == 0 && close(fd) != 0) code = 63;
       if (write(report[1], &code, 1) != 1) _exit(64);
       _exit(0);
@@ -856,7 +878,8 @@ TEST_F(KmodTest, ContextOutlivesItsProcessInAForkChild) {
   unsigned char code = 255;
   ASSERT_EQ(1, read(report[0], &code, 1));
   close(report[0]);
-  EXPECT_EQ(0, code) << "60 opener not gone, 61 ioctl not EPERM, 62 poll, 63 close";
+  EXPECT_EQ(0, code)
+      << "60 opener not gone, 61 ioctl not EPERM, 62 poll, 63 close";
   // The grandchild's exit is not awaited by anyone here: give it a moment.
   for (int i = 0; i < 200 && ModuleRefcount() != before; ++i) usleep(10000);
   EXPECT_EQ(before, ModuleRefcount());
@@ -926,11 +949,12 @@ TEST_F(KmodTest, IoctlsRejectBadPointersAndCommands) {
   void* unmapped = MapAnon(1);
   ASSERT_NE(nullptr, unmapped);
   munmap(unmapped, PageSize());
-  for (unsigned long cmd : {REGCACHE_IOC_MONITOR, REGCACHE_IOC_MONITOR_BATCH,
-                            REGCACHE_IOC_UNMONITOR, REGCACHE_IOC_STATS,
-                            REGCACHE_IOC_ACK_EVENTS}) {
+  for (unsigned long cmd :
+       {REGCACHE_IOC_MONITOR, REGCACHE_IOC_MONITOR_BATCH,
+        REGCACHE_IOC_UNMONITOR, REGCACHE_IOC_STATS, REGCACHE_IOC_ACK_EVENTS}) {
     EXPECT_EQ(-EFAULT, ctx_.Ioctl(cmd, nullptr)) << std::hex << cmd;
-    EXPECT_EQ(-EFAULT, ctx_.Ioctl(cmd, reinterpret_cast<void*>(1))) << std::hex << cmd;
+    EXPECT_EQ(-EFAULT, ctx_.Ioctl(cmd, reinterpret_cast<void*>(1)))
+        << std::hex << cmd;
     EXPECT_EQ(-EFAULT, ctx_.Ioctl(cmd, kernel)) << std::hex << cmd;
     EXPECT_EQ(-EFAULT, ctx_.Ioctl(cmd, unmapped)) << std::hex << cmd;
   }
@@ -969,17 +993,21 @@ TEST_F(KmodTest, MonitorBatchRejectsBadInputAllOrNothing) {
   b.count = 0;
   EXPECT_EQ(-EINVAL, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b)) << "count 0";
   b.count = REGCACHE_KMOD_BATCH_MAX + 1;
-  EXPECT_EQ(-E2BIG, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b)) << "count max+1";
+  EXPECT_EQ(-E2BIG, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b))
+      << "count max+1";
   b.count = 0xffffffffu;
-  EXPECT_EQ(-E2BIG, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b)) << "count 2^32-1";
+  EXPECT_EQ(-E2BIG, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b))
+      << "count 2^32-1";
   b.count = 4;
   b.flags = 1;
   EXPECT_EQ(-EINVAL, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b)) << "flags";
   b.flags = 0;
   b.ranges = 0;
-  EXPECT_EQ(-EFAULT, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b)) << "NULL ranges";
+  EXPECT_EQ(-EFAULT, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b))
+      << "NULL ranges";
   b.ranges = 0xffff888000000000ull;
-  EXPECT_EQ(-EFAULT, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b)) << "kernel ranges";
+  EXPECT_EQ(-EFAULT, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b))
+      << "kernel ranges";
 
   // The array runs into an unmapped page.
   char* two = MapAnon(2);
@@ -989,13 +1017,15 @@ TEST_F(KmodTest, MonitorBatchRejectsBadInputAllOrNothing) {
   memcpy(edge, ranges.data(), 2 * sizeof(regcache_kmod_range));
   b.ranges = Addr(edge);
   b.count = 3;
-  EXPECT_EQ(-EFAULT, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b)) << "array crosses a hole";
+  EXPECT_EQ(-EFAULT, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b))
+      << "array crosses a hole";
 
   // One bad element: nothing is monitored.
   ranges[2].length = 0;
   b.ranges = Addr(ranges.data());
   b.count = 4;
-  EXPECT_EQ(-EINVAL, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b)) << "bad element";
+  EXPECT_EQ(-EINVAL, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b))
+      << "bad element";
   EXPECT_EQ(0u, ctx_.Stats().ranges_now);
 
   // The results cannot be written back (read-only array): rolled back.
@@ -1005,12 +1035,14 @@ TEST_F(KmodTest, MonitorBatchRejectsBadInputAllOrNothing) {
   memcpy(ro, ranges.data(), 4 * sizeof(regcache_kmod_range));
   ASSERT_EQ(0, mprotect(ro, pg, PROT_READ));
   b.ranges = Addr(ro);
-  EXPECT_EQ(-EFAULT, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b)) << "read-only array";
+  EXPECT_EQ(-EFAULT, ctx_.Ioctl(REGCACHE_IOC_MONITOR_BATCH, &b))
+      << "read-only array";
   regcache_kmod_stats st = ctx_.Stats();
   EXPECT_EQ(0u, st.ranges_now);
   EXPECT_EQ(st.monitors, st.unmonitors);
   // Same for a single MONITOR whose argument is read-only.
-  EXPECT_EQ(-EFAULT, ctx_.Ioctl(REGCACHE_IOC_MONITOR, ro)) << "read-only MONITOR arg";
+  EXPECT_EQ(-EFAULT, ctx_.Ioctl(REGCACHE_IOC_MONITOR, ro))
+      << "read-only MONITOR arg";
   EXPECT_EQ(0u, ctx_.Stats().ranges_now);
 
   // And the good batch works, slots all different.
@@ -1036,7 +1068,8 @@ TEST_F(KmodTest, UnmonitorRejectsSlotsThatAreNotOurs) {
   EXPECT_EQ(-EINVAL, ctx_.Unmonitor(max, 0)) << "slot == max_ranges";
   EXPECT_EQ(-EINVAL, ctx_.Unmonitor(0xffffffffu, 0)) << "slot 2^32-1";
   EXPECT_EQ(-ENOENT, ctx_.Unmonitor(max - 1, 0)) << "free slot";
-  EXPECT_EQ(-ENOENT, ctx_.Unmonitor(r.slot, r.generation + 1)) << "wrong generation";
+  EXPECT_EQ(-ENOENT, ctx_.Unmonitor(r.slot, r.generation + 1))
+      << "wrong generation";
   regcache_kmod_unmonitor u{};
   u.slot = r.slot;
   u.generation = r.generation;
@@ -1094,7 +1127,8 @@ TEST_F(KmodTest, SlotLimitGivesEnospc) {
 // because the VFS answers some (FIONBIO, FIFREEZE...) for every file.
 TEST_F(KmodTest, FuzzedIoctlsFailCleanly) {
   uint64_t seed = std::chrono::steady_clock::now().time_since_epoch().count();
-  if (const char* s = getenv("REGCACHE_FUZZ_SEED")) seed = strtoull(s, nullptr, 0);
+  if (const char* s = getenv("REGCACHE_FUZZ_SEED"))
+    seed = strtoull(s, nullptr, 0);
   printf("fuzz seed %llu (REGCACHE_FUZZ_SEED to repeat)\n",
          static_cast<unsigned long long>(seed));
   fflush(stdout);
@@ -1109,32 +1143,45 @@ TEST_F(KmodTest, FuzzedIoctlsFailCleanly) {
   ASSERT_NE(nullptr, ro);
   mprotect(ro, pg, PROT_READ);
 
-  const unsigned long real[] = {REGCACHE_IOC_MONITOR, REGCACHE_IOC_MONITOR_BATCH,
-                                REGCACHE_IOC_UNMONITOR, REGCACHE_IOC_STATS,
-                                REGCACHE_IOC_ACK_EVENTS};
+  const unsigned long real[] = {
+      REGCACHE_IOC_MONITOR, REGCACHE_IOC_MONITOR_BATCH, REGCACHE_IOC_UNMONITOR,
+      REGCACHE_IOC_STATS, REGCACHE_IOC_ACK_EVENTS};
   auto random_u64 = [&]() -> uint64_t {
     switch (rng() % 6) {
-      case 0: return 0;
-      case 1: return rng();
-      case 2: return Addr(target) + (rng() % 16) * pg;
-      case 3: return (rng() % 8) * pg;
-      case 4: return rng() % 1024;
-      default: return ~uint64_t{0} - (rng() % 4096);
+      case 0:
+        return 0;
+      case 1:
+        return rng();
+      case 2:
+        return Addr(target) + (rng() % 16) * pg;
+      case 3:
+        return (rng() % 8) * pg;
+      case 4:
+        return rng() % 1024;
+      default:
+        return ~uint64_t{0} - (rng() % 4096);
     }
   };
   auto random_arg = [&]() -> void* {
     switch (rng() % 8) {
-      case 0: return nullptr;
-      case 1: return reinterpret_cast<void*>(0xffff888000000000ull + (rng() % 4096));
-      case 2: return ro;
-      case 3: return reinterpret_cast<void*>(rng() & 0x00007fffffffffffull);
-      default: return scratch + (rng() % (scratch_pages * pg - 512));
+      case 0:
+        return nullptr;
+      case 1:
+        return reinterpret_cast<void*>(0xffff888000000000ull + (rng() % 4096));
+      case 2:
+        return ro;
+      case 3:
+        return reinterpret_cast<void*>(rng() & 0x00007fffffffffffull);
+      default:
+        return scratch + (rng() % (scratch_pages * pg - 512));
     }
   };
 
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
   int calls = 0, successes = 0;
-  for (; calls < 20000 && std::chrono::steady_clock::now() < deadline; ++calls) {
+  for (; calls < 20000 && std::chrono::steady_clock::now() < deadline;
+       ++calls) {
     // Fill the scratch area with plausible and implausible fields.
     auto* words = reinterpret_cast<uint64_t*>(scratch);
     for (size_t i = 0; i < scratch_pages * pg / 8; i += 1 + rng() % 64)
@@ -1204,7 +1251,8 @@ TEST_F(KmodTest, FuzzedIoctlsFailCleanly) {
 // a range monitored before the call is already stale, while other threads
 // MONITOR, UNMONITOR and invalidate at the same time.
 TEST_F(KmodTest, ConcurrentMonitorAndInvalidateKeepTheGuarantee) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(3);
   std::atomic<int> failures{0};
   std::atomic<long> rounds{0};
   auto worker = [&](int id) {
@@ -1285,7 +1333,8 @@ TEST_F(KmodTest, MonitorRacingMadviseIsCaughtByTheEnd) {
       pending.pop_back();
     }
   };
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(3);
   while (std::chrono::steady_clock::now() < deadline) {
     regcache_kmod_range r{};
     const size_t first = rng() % (pages - 4);

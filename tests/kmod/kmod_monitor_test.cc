@@ -5,6 +5,7 @@
 // the cache's C API caches and invalidates through it. Needs /dev/regcache
 // (the VM); without it only MissingDeviceSaysWhy runs.
 #include <errno.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,8 +19,6 @@
 #include <utility>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "monitor.h"
 #include "regcache/kmod_uapi.h"
 #include "regcache/regcache.h"
@@ -29,11 +28,11 @@ namespace {
 
 bool HaveDevice() { return access(REGCACHE_KMOD_DEVICE_PATH, F_OK) == 0; }
 
-#define SKIP_WITHOUT_DEVICE()                                              \
-  do {                                                                     \
-    if (!HaveDevice())                                                     \
-      GTEST_SKIP() << REGCACHE_KMOD_DEVICE_PATH                            \
-                   << " is absent: the regcache module is not loaded "     \
+#define SKIP_WITHOUT_DEVICE()                                                \
+  do {                                                                       \
+    if (!HaveDevice())                                                       \
+      GTEST_SKIP() << REGCACHE_KMOD_DEVICE_PATH                              \
+                   << " is absent: the regcache module is not loaded "       \
                       "(run in the VM: tests/vm/run-in-vm.sh --module ...)"; \
   } while (0)
 
@@ -194,8 +193,9 @@ TEST_F(KmodMonitorTest, WatchRejectsUnalignedRanges) {
 // the generations and still reports every range.
 TEST_F(KmodMonitorTest, RingOverflowStillReportsEveryRange) {
   const size_t n = 4096 + 300;  // above the default ring of 2048 as well
-  char* buf = static_cast<char*>(mmap(nullptr, n * Page(), PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  char* buf =
+      static_cast<char*>(mmap(nullptr, n * Page(), PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(MAP_FAILED, static_cast<void*>(buf));
   std::vector<WatchToken> tokens(n);
   for (size_t i = 0; i < n; ++i) {
@@ -203,7 +203,8 @@ TEST_F(KmodMonitorTest, RingOverflowStillReportsEveryRange) {
     ASSERT_EQ(0, monitor_->Watch(first, first + Page() - 1, &tokens[i])) << i;
   }
   ASSERT_EQ(0, munmap(buf, n * Page()));
-  for (const WatchToken& t : tokens) ASSERT_NE(t.expected, t.generation->load());
+  for (const WatchToken& t : tokens)
+    ASSERT_NE(t.expected, t.generation->load());
   sink_.WaitForCount(n, std::chrono::seconds(20));
   std::set<uint64_t> firsts;
   for (const Call& c : sink_.Calls()) firsts.insert(c.first);
@@ -273,14 +274,17 @@ TEST(KmodCache, MunmapDropsCachedRegistration) {
   ASSERT_EQ(0, regcache_config_init(&config));
   config.monitor = REGCACHE_MONITOR_KMOD;
   regcache_t* cache = nullptr;
-  ASSERT_EQ(0, regcache_create(&registrar, &config, &cache)) << regcache_last_error();
+  ASSERT_EQ(0, regcache_create(&registrar, &config, &cache))
+      << regcache_last_error();
 
   char* buf = MapAnon(4);
   ASSERT_NE(nullptr, buf);
   regcache_handle_t* h = nullptr;
-  ASSERT_EQ(0, regcache_get(cache, buf, 4 * Page(), REGCACHE_ACCESS_LOCAL_WRITE, &h));
+  ASSERT_EQ(
+      0, regcache_get(cache, buf, 4 * Page(), REGCACHE_ACCESS_LOCAL_WRITE, &h));
   ASSERT_EQ(0, regcache_put(cache, h));
-  ASSERT_EQ(0, regcache_get(cache, buf, 4 * Page(), REGCACHE_ACCESS_LOCAL_WRITE, &h));
+  ASSERT_EQ(
+      0, regcache_get(cache, buf, 4 * Page(), REGCACHE_ACCESS_LOCAL_WRITE, &h));
   ASSERT_EQ(0, regcache_put(cache, h));
   struct regcache_stats st;
   ASSERT_EQ(0, regcache_stats(cache, &st));
@@ -289,11 +293,12 @@ TEST(KmodCache, MunmapDropsCachedRegistration) {
   EXPECT_EQ(1u, st.hits);
 
   ASSERT_EQ(0, munmap(buf, 4 * Page()));
-  char* again = static_cast<char*>(mmap(buf, 4 * Page(), PROT_READ | PROT_WRITE,
-                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                                        -1, 0));
+  char* again = static_cast<char*>(
+      mmap(buf, 4 * Page(), PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0));
   ASSERT_EQ(buf, again);
-  ASSERT_EQ(0, regcache_get(cache, buf, 4 * Page(), REGCACHE_ACCESS_LOCAL_WRITE, &h));
+  ASSERT_EQ(
+      0, regcache_get(cache, buf, 4 * Page(), REGCACHE_ACCESS_LOCAL_WRITE, &h));
   ASSERT_EQ(0, regcache_put(cache, h));
   ASSERT_EQ(0, regcache_stats(cache, &st));
   // 2, or 3 when the event thread's report lands during that miss and the
@@ -302,7 +307,8 @@ TEST(KmodCache, MunmapDropsCachedRegistration) {
   EXPECT_LE(st.registrations, 3u);
   // The event thread's report arrives asynchronously (the generation word
   // already kept the stale entry from being served).
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (st.invalidations[REGCACHE_INVAL_UNMAP] == 0 &&
          std::chrono::steady_clock::now() < deadline) {
     usleep(10000);
