@@ -46,21 +46,35 @@ done < /modules/order
 NINEP=trans=virtio,version=9p2000.L,msize=512000
 mount -t 9p -o "$NINEP" results /results || die "cannot mount the results share"
 [ -r /results/job/config ] || die "no job/config in the results share"
-# Sets OUT (host path of the results folder) and RW_DIRS (extra writable
-# shares, tags rw0, rw1, ... mounted at these host paths).
+# Sets OUT (host path of the results folder), RW_DIRS (extra writable
+# shares, tags rw0, rw1, ... mounted at these host paths) and RO_DIRS (host
+# folders under /tmp, /run or /dev/shm, which the guest's tmpfs would hide).
 . /results/job/config
 
 mount -t 9p -o "$NINEP,ro,cache=loose" hostroot /host || die "cannot mount the host root"
+# The host's /tmp and /run stay reachable here, under the fresh tmpfs ones.
+mkdir -p /orig
+mount --bind /host /orig || die "cannot bind the host root"
 mount -t proc proc /host/proc || die "cannot mount /proc"
 mount -t sysfs sysfs /host/sys || die "cannot mount /sys"
 mount -t devtmpfs devtmpfs /host/dev || die "cannot mount /dev"
 mkdir -p /host/dev/shm /host/dev/pts
+# What udev would add: bash's <(...) needs /dev/fd.
+ln -sf /proc/self/fd /host/dev/fd
+ln -sf /proc/self/fd/0 /host/dev/stdin
+ln -sf /proc/self/fd/1 /host/dev/stdout
+ln -sf /proc/self/fd/2 /host/dev/stderr
 mount -t tmpfs -o mode=1777,nosuid,nodev shm /host/dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /host/dev/pts
 mount -t tmpfs -o mode=1777 tmp /host/tmp || die "cannot mount /tmp"
 mount -t tmpfs -o mode=755 run /host/run || die "cannot mount /run"
 mount -t debugfs debugfs /host/sys/kernel/debug 2>/dev/null
 
+# Host folders hidden by those (a build folder in /tmp) come back read-only.
+for dir in $RO_DIRS; do
+  mkdir -p "/host$dir" 2>/dev/null
+  mount --bind "/orig$dir" "/host$dir" || die "cannot bind $dir"
+done
 # The results folder (and any extra writable folder) appears at the same
 # path as on the host; under /tmp or /run the path is created on the tmpfs.
 mkdir -p "/host$OUT" 2>/dev/null

@@ -14,6 +14,7 @@ usage() {
 usage: run-in-vm.sh [options] -- CMD [ARGS...]
   --module KO        insmod KO before CMD (and make /dev/regcache 0666);
                      rmmod it afterwards (a failed rmmod fails the run)
+  --module-args STR  module parameters for insmod, e.g. 'max_ranges=64'
   --no-rxe           do not create the veth pair and rxe0
   --timeout SEC      kill the VM after SEC seconds (default 600); the command
                      itself is stopped a little earlier so the log is kept
@@ -21,9 +22,14 @@ usage: run-in-vm.sh [options] -- CMD [ARGS...]
                      dmesg.txt, status...); default: a temporary folder,
                      removed after a clean run
   --rw DIR           also make host folder DIR writable in the guest (repeatable)
+  --ro DIR           keep host folder DIR visible (read-only) even if it is
+                     under /tmp, /run or /dev/shm, which are fresh tmpfs in the
+                     guest (repeatable; the working directory and the
+                     command's folder are kept without asking)
   --cache-dir DIR    where the initramfs is cached (default
                      $REGCACHE_VM_CACHE or ${XDG_CACHE_HOME:-~/.cache}/regcache-vm)
   --verbose          show the kernel console on stderr as the VM runs
+  --print-kver       print the kernel version the VM boots, and exit
   -h, --help         this text
 Exit status: the command's; 124 on timeout; 125 when the VM could not run the
 command (boot failure, panic, setup failure); 126 when the command passed but
@@ -36,10 +42,13 @@ log() { echo "run-in-vm: $*" >&2; }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MODULE=""
+MODULE_ARGS=""
+PRINT_KVER=0
 NO_RXE=0
 TIMEOUT=600
 OUT=""
 RW_DIRS=()
+RO_DIRS=()
 CACHE_DIR=${REGCACHE_VM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/regcache-vm}
 VERBOSE=0
 
@@ -47,6 +56,9 @@ while (($#)); do
   case $1 in
     --module) MODULE=${2:?--module needs a path}; shift 2 ;;
     --module=*) MODULE=${1#*=}; shift ;;
+    --module-args) MODULE_ARGS=${2?--module-args needs a string}; shift 2 ;;
+    --module-args=*) MODULE_ARGS=${1#*=}; shift ;;
+    --print-kver) PRINT_KVER=1; shift ;;
     --no-rxe) NO_RXE=1; shift ;;
     --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
     --timeout=*) TIMEOUT=${1#*=}; shift ;;
@@ -54,6 +66,8 @@ while (($#)); do
     --out=*) OUT=${1#*=}; shift ;;
     --rw) RW_DIRS+=("${2:?--rw needs a folder}"); shift 2 ;;
     --rw=*) RW_DIRS+=("${1#*=}"); shift ;;
+    --ro) RO_DIRS+=("${2:?--ro needs a folder}"); shift 2 ;;
+    --ro=*) RO_DIRS+=("${1#*=}"); shift ;;
     --cache-dir) CACHE_DIR=${2:?--cache-dir needs a folder}; shift 2 ;;
     --cache-dir=*) CACHE_DIR=${1#*=}; shift ;;
     --verbose|-v) VERBOSE=1; shift ;;
@@ -62,7 +76,7 @@ while (($#)); do
     *) usage >&2; exit 2 ;;
   esac
 done
-(($#)) || { usage >&2; exit 2; }
+(($# || PRINT_KVER)) || { usage >&2; exit 2; }
 [[ $TIMEOUT =~ ^[0-9]+$ ]] && ((TIMEOUT >= 10)) || die "--timeout must be >= 10 seconds"
 
 # ---------------------------------------------------------------- the kernel
@@ -80,6 +94,10 @@ find_kver() {
 }
 KVER=${REGCACHE_VM_KVER:-$(find_kver)} ||
   die "no kernel: need /lib/modules/KVER with /boot/vmlinuz-KVER (scripts/install-deps.sh installs linux-image-amd64)"
+if ((PRINT_KVER)); then
+  echo "$KVER"
+  exit 0
+fi
 KERNEL=/boot/vmlinuz-$KVER
 [[ -r $KERNEL ]] || die "cannot read $KERNEL (run as root?)"
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (scripts/install-deps.sh)"
@@ -148,6 +166,35 @@ build_initramfs() {
   rm -rf "$stage"
 }
 
+# The bzImage decompresses itself, which takes seconds on the emulated CPU.
+# Debian's kernel has CONFIG_PVH, so qemu can start the plain ELF vmlinux
+# directly: unpack it once, here.  On any surprise, boot the bzImage.
+extract_vmlinux() {
+  local bz=$1 dest=$2 setup_sects payload_offset start magic
+  setup_sects=$(od -An -tu1 -j $((0x1f1)) -N1 "$bz" | tr -d ' ')
+  ((setup_sects)) || setup_sects=4
+  payload_offset=$(od -An -tu4 -j $((0x248)) -N4 "$bz" | tr -d ' ')
+  start=$(((setup_sects + 1) * 512 + payload_offset))
+  magic=$(od -An -tx1 -j "$start" -N4 "$bz" | tr -d ' ')
+  case $magic in
+    fd377a58) command -v xz >/dev/null &&
+                tail -c +$((start + 1)) "$bz" | xz -dcq --single-stream > "$dest.tmp.$$" ;;
+    28b52ffd) command -v zstd >/dev/null &&
+                tail -c +$((start + 1)) "$bz" | zstd -dcq 2>/dev/null > "$dest.tmp.$$" ;;
+    1f8b*)    tail -c +$((start + 1)) "$bz" | gzip -dcq 2>/dev/null > "$dest.tmp.$$" ;;
+    *) false ;;
+  esac
+  # An ELF with the PVH entry note (Xen note type 18) or nothing.
+  if [[ $(head -c4 "$dest.tmp.$$" 2>/dev/null | od -An -tx1 | tr -d ' ') == 7f454c46 ]] &&
+     { ! command -v readelf >/dev/null ||
+       readelf -n "$dest.tmp.$$" | grep -q 'note type: (0x00000012)'; }; then
+    mv "$dest.tmp.$$" "$dest"
+  else
+    rm -f "$dest.tmp.$$"
+    : > "$dest"   # remembered: this kernel boots as a bzImage
+  fi
+}
+
 mkdir -p "$CACHE_DIR"
 CACHE_KEY=$( { echo "$KVER"; stat -c '%s %Y' "$KERNEL";
                echo "${GUEST_MODULES[*]}";
@@ -156,10 +203,20 @@ CACHE_KEY=$( { echo "$KVER"; stat -c '%s %Y' "$KERNEL";
 INITRAMFS=$CACHE_DIR/initramfs-$KVER-$CACHE_KEY.cpio
 if [[ ! -s $INITRAMFS ]]; then
   log "building initramfs for $KVER in $CACHE_DIR"
-  # Stale images from older kernels or scripts.
-  rm -f "$CACHE_DIR"/initramfs-*.cpio
   build_initramfs "$INITRAMFS"
 fi
+KERNEL_KEY=$(stat -c '%s-%Y' "$KERNEL")
+VMLINUX=$CACHE_DIR/vmlinux-$KVER-$KERNEL_KEY
+if [[ ! -e $VMLINUX ]]; then
+  extract_vmlinux "$KERNEL" "$VMLINUX" || true
+fi
+# Images of other kernels or script versions, unused for a day (another
+# checkout may still be using a recent one).
+find "$CACHE_DIR" -maxdepth 1 \( -name 'initramfs-*' -o -name 'vmlinux-*' \) \
+  ! -name "${INITRAMFS##*/}" ! -name "${VMLINUX##*/}" -mtime +0 -delete 2>/dev/null || true
+touch "$INITRAMFS" "$VMLINUX"
+BOOT_KERNEL=$KERNEL
+[[ -s $VMLINUX && -z ${REGCACHE_VM_BZIMAGE:-} ]] && BOOT_KERNEL=$VMLINUX
 
 # --------------------------------------------------------------------- the job
 qemu_path() {   # -virtfs takes comma-separated options: double any comma
@@ -192,6 +249,21 @@ for dir in "${RW_DIRS[@]}"; do
   RW_REAL+=("$dir")
 done
 
+# Folders the guest's tmpfs mounts would hide: bind them back, read-only.
+RO_REAL=()
+candidates=("${RO_DIRS[@]}" "$PWD")
+[[ $1 == /* ]] && candidates+=("$(dirname "$1")")
+for dir in "${candidates[@]}"; do
+  [[ -d $dir ]] || die "--ro $dir: no such folder"
+  dir=$(cd "$dir" && pwd -P)
+  case $dir in
+    /tmp/*|/run/*|/dev/shm/*) ;;
+    *) continue ;;
+  esac
+  [[ $dir != *[[:space:]]* ]] || die "$dir: spaces are not supported"
+  RO_REAL+=("$dir")
+done
+
 MODULE_NAME=""
 if [[ -n $MODULE ]]; then
   [[ -r $MODULE ]] || die "module $MODULE not found (build it: cmake --build BUILD --target kmod)"
@@ -200,16 +272,19 @@ if [[ -n $MODULE ]]; then
   [[ -n $MODULE_NAME ]] || { MODULE_NAME=$(basename "$MODULE" .ko); MODULE_NAME=${MODULE_NAME//-/_}; }
 fi
 
-# The command is stopped before the VM is, so its log and dmesg survive.
+# The guest stops the command this long before the VM's deadline (counting
+# its boot), so that rmmod, the kernel log and the verdict still make it out.
 MARGIN=$((TIMEOUT / 4 < 30 ? TIMEOUT / 4 : 30))
-CMD_TIMEOUT=$((TIMEOUT - MARGIN))
 
 {
   echo "OUT=$(sh_quote "$OUT")"
   echo "RW_DIRS=$(sh_quote "${RW_REAL[*]}")"
+  echo "RO_DIRS=$(sh_quote "${RO_REAL[*]}")"
   echo "CWD=$(sh_quote "$PWD")"
-  echo "CMD_TIMEOUT=$CMD_TIMEOUT"
+  echo "VM_DEADLINE=$(($(date +%s) + TIMEOUT))"
+  echo "MARGIN=$MARGIN"
   echo "MODULE_NAME=$(sh_quote "$MODULE_NAME")"
+  echo "MODULE_ARGS=$(sh_quote "$MODULE_ARGS")"
   echo "NO_RXE=$NO_RXE"
 } > "$OUT/job/config"
 # The environment, less what names host-only state.
@@ -228,7 +303,7 @@ cp "$HERE/guest-run.sh" "$OUT/job/guest-run.sh"
 QEMU=(qemu-system-x86_64 -machine q35 -cpu max -m "${REGCACHE_VM_MEM:-2G}"
       -smp "${REGCACHE_VM_SMP:-2}" -nographic -no-reboot -nic none
       -monitor none -serial "file:$OUT/console.log"
-      -kernel "$KERNEL" -initrd "$INITRAMFS"
+      -kernel "$BOOT_KERNEL" -initrd "$INITRAMFS"
       -append "console=ttyS0 quiet panic=-1 ${REGCACHE_VM_APPEND:-}"
       -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
       -virtfs "local,path=$(qemu_path "$OUT"),mount_tag=results,security_model=none,multidevs=remap")
@@ -276,6 +351,7 @@ show_console() {
 if ((qemu_status == 124 || qemu_status == 137)); then
   log "TIMEOUT: the VM was killed after ${TIMEOUT} s"
   show_console
+  [[ -s $OUT/guest.log ]] && sed 's/^/  guest| /' "$OUT/guest.log" >&2
   log "results kept in $OUT"
   exit 124
 fi
@@ -298,7 +374,7 @@ cmd_status=1 cmd_timed_out=0 rmmod_status=0 dmesg_status=0
 source "$OUT/status"
 final=$cmd_status
 if ((cmd_timed_out)); then
-  log "TIMEOUT: the command was stopped after ${CMD_TIMEOUT} s"
+  log "TIMEOUT: the guest stopped the command (--timeout $TIMEOUT, less boot and a ${MARGIN} s margin)"
   final=124
 fi
 if ((rmmod_status != 0)); then
