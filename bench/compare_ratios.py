@@ -84,6 +84,34 @@ def fmt_rate(run):
     return f"{run['items_per_second'] / 1e6:.1f} M/s"
 
 
+def machine_warnings(runs):
+    """Signs that the machine was shared during the run.
+
+    A single-thread run whose real time exceeds its CPU time was preempted.
+    A regcache threads:2 run whose CPU time is not about twice its real time
+    did not have its two threads on two CPUs at once (regcache's hit path
+    never sleeps, so only preemption makes that happen); its 2-thread rows
+    then say nothing about scaling.
+    """
+    warnings = []
+    for name, run in sorted(runs.items()):
+        if not usable(run) or run.get("threads", 1) != 1:
+            continue
+        if run["real_time"] > 1.1 * run["cpu_time"]:
+            warnings.append(f"{name}: real time {run['real_time']:.1f} > "
+                            f"CPU time {run['cpu_time']:.1f}: preempted")
+    for name, run in sorted(runs.items()):
+        if (not usable(run) or run.get("threads", 1) != 2 or
+                "/regcache" not in name):
+            continue
+        parallelism = run["cpu_time"] / run["real_time"]
+        if parallelism < 1.8:
+            warnings.append(f"{name}: CPU/real time {parallelism:.2f}, not "
+                            f"~2: the threads did not run in parallel (busy "
+                            f"machine?)")
+    return warnings
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", help="hit_path_bench --benchmark_out file")
@@ -172,6 +200,8 @@ def main():
         print(line.format(*row))
     for problem in problems:
         print(f"missing: {problem}")
+    for warning in machine_warnings(runs):
+        print(f"warning: {warning}")
 
     failed = [row for row in rows if row[5] == "FAIL"]
     print(f"{len(failed)} target(s) failed"
