@@ -312,9 +312,24 @@ for i in "${!RW_REAL[@]}"; do
 done
 
 PIDS=()
+QEMU_PID=""
+# Every background job (jobs -p also knows one whose $! was not yet saved
+# when a signal came): TERM, a moment for qemu to go, then KILL for the
+# process group that timeout(1) leads (itself and qemu).
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  local pids pid
+  pids=$(jobs -p)
+  [[ -n $pids ]] || return 0
+  # shellcheck disable=SC2086
+  kill $pids 2>/dev/null || true
+  for _ in {1..50}; do
+    pids=$(jobs -pr)
+    [[ -n $pids ]] || return 0
+    sleep 0.1
+  done
+  for pid in $pids; do
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  done
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
@@ -338,6 +353,7 @@ wait "$QEMU_PID" || qemu_status=$?
 # The tails stop on their own once they have read everything.
 for pid in "${PIDS[@]:1}"; do wait "$pid" 2>/dev/null || true; done
 PIDS=()
+QEMU_PID=""
 elapsed=$((SECONDS - started))
 
 # ------------------------------------------------------------------- verdict
