@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "odp/mode_policy.h"
 #include "registry.h"
 
 namespace regcache_internal {
@@ -82,9 +83,22 @@ int Cache::Create(const regcache_registrar& registrar,
                     strerror(-rc));
   }
 
+  // ---- ODP mode policy (src/odp/mode_policy.h): pin or on-demand paging.
+  // ODP swaps in its own registrar and needs no monitor.
+  ModeDecision mode;
+  rc = ResolveMode(registrar, config, ActiveVerbsOps(), &mode);
+  if (rc != 0) return rc;
+  c->registrar_ = mode.registrar;
+  c->mode_ = mode.mode;
+  c->mode_reason_ = mode.reason;
+  c->mode_owner_ = mode.odp;
+  if (mode.mode == REGCACHE_MODE_ODP)
+    c->monitor_note_ = "none (ODP registrations never go stale)";
+  // ---- end of the ODP hook.
+
   // Choose the monitor.
   std::string why_kmod, why_uffd;
-  switch (config.monitor) {
+  switch (mode.monitor) {
     case REGCACHE_MONITOR_NONE:
       c->monitor_ = CreateNullMonitor();
       break;
@@ -347,7 +361,10 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
     if (gate & kGateDestroying)
       return SetError(-ESHUTDOWN, "regcache_get: the cache is being destroyed");
     if (gate & kGateForked) HandleForkInChild();
-    if (gate & kGateEventsPending) monitor_->WaitForPending();
+    // A monitor with per-range generations (kmod) reports through its ring
+    // without the gate: drain it first, so the stale entry is gone before a
+    // miss inserts its replacement (a late event would drop the new one).
+    if ((gate & kGateEventsPending) || range_generations_) monitor_->WaitForPending();
 
     ThreadState* ts = ThreadStateForCaller();
     if (ts == nullptr) return -ENOMEM;
@@ -871,6 +888,7 @@ void Cache::ReaperLoop() {
 // Statistics and checks
 
 void Cache::Stats(struct regcache_stats* out) {
+  if (range_generations_) monitor_->WaitForPending();  // counters up to date
   *out = {};
   uint64_t hits = 0;
   for (size_t i = 0; i < threads_.used(); ++i)
@@ -894,6 +912,8 @@ void Cache::Stats(struct regcache_stats* out) {
   }
   out->in_use_now = in_use;
   out->monitor = monitor_kind_;
+  out->mode = mode_;  // ODP mode policy
+  snprintf(out->mode_reason, sizeof out->mode_reason, "%s", mode_reason_.c_str());
 }
 
 bool Cache::CheckInvariants(std::string* why) {
