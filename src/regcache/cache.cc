@@ -170,12 +170,12 @@ int Cache::Destroy() {
   {
     MutexLock l(&mu_);
     uint64_t mark = mark_counter_.fetch_add(1) + 1;
-    ScanHolds(mark);
+    ScanHolds(mark, &Entry::evict_mark);
     for (size_t i = 0; i < entries_.used(); ++i) {
       Entry* e = entries_.At(i);
       uint64_t st = SeqState(e->seq.load(std::memory_order_relaxed));
       if (st == kFree) continue;
-      if (e->held_mark.load(std::memory_order_relaxed) == mark) ++held;
+      if (e->evict_mark.load(std::memory_order_relaxed) == mark) ++held;
       e->zombie_next = all;
       all = e;
     }
@@ -306,7 +306,7 @@ HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e) {
   return slot;
 }
 
-void Cache::ScanHolds(uint64_t mark) {
+void Cache::ScanHolds(uint64_t mark, std::atomic<uint64_t> Entry::*field) {
   const size_t n = threads_.used();
   for (size_t i = 0; i < n; ++i) {
     ThreadState* ts = threads_.At(i);
@@ -314,7 +314,7 @@ void Cache::ScanHolds(uint64_t mark) {
       HoldSlot& s = ts->slots[j];
       if (s.held.load(std::memory_order_acquire) == 1) {
         Entry* e = s.entry.load(std::memory_order_acquire);
-        if (e != nullptr) e->held_mark.store(mark, std::memory_order_relaxed);
+        if (e != nullptr) (e->*field).store(mark, std::memory_order_relaxed);
       }
     }
   }
@@ -664,13 +664,13 @@ bool Cache::TestAndClearReferencedLocked(Entry* e) {
 // their next get a miss. Returns the number evicted.
 size_t Cache::EvictLocked(bool all_unused) {
   const uint64_t mark = mark_counter_.fetch_add(1) + 1;
-  ScanHolds(mark);
+  ScanHolds(mark, &Entry::evict_mark);
   size_t evicted = 0;
   size_t budget = 2 * valid_entries_ + 1;
   Entry* e = lru_tail_;
   while (e != nullptr && budget-- > 0 && (all_unused || OverLimitsLocked())) {
     Entry* prev = e->lru_prev;
-    const bool held = e->held_mark.load(std::memory_order_relaxed) == mark;
+    const bool held = e->evict_mark.load(std::memory_order_relaxed) == mark;
     const bool referenced = TestAndClearReferencedLocked(e);
     if (held || (referenced && !all_unused)) {
       if (e != lru_head_) {  // move to head
@@ -753,7 +753,7 @@ void Cache::ReclaimZombies() {
   if (batch == nullptr) return;
   HeavyFence();  // W5: see cache_hit.h
   const uint64_t mark = mark_counter_.fetch_add(1) + 1;
-  ScanHolds(mark);
+  ScanHolds(mark, &Entry::held_mark);
   Entry* keep = nullptr;
   Entry* drop = nullptr;
   size_t kept = 0;

@@ -133,7 +133,8 @@ class Cache final : public InvalidationSink {
   bool OverLimitsLocked() const RC_REQUIRES(mu_);
   size_t EvictLocked(bool all_unused) RC_REQUIRES(mu_);
   bool TestAndClearReferencedLocked(Entry* e) RC_REQUIRES(mu_);
-  void ScanHolds(uint64_t mark);
+  // Stores `mark` into (entry->*field) for every entry some slot holds.
+  void ScanHolds(uint64_t mark, std::atomic<uint64_t> Entry::*field);
 
   // Deregisters zombies that no thread holds. Takes reclaim_mu_ then mu_.
   void ReclaimZombies() RC_EXCLUDES(mu_);
@@ -165,6 +166,11 @@ class Cache final : public InvalidationSink {
   std::unique_ptr<Monitor> monitor_;
   regcache_monitor_kind monitor_kind_ = REGCACHE_MONITOR_NONE;
   std::string monitor_note_;  // why this monitor was chosen
+  // ODP mode policy (src/odp/mode_policy.h): the mode in effect, why, and
+  // what owns registrar_'s ctx when ODP replaced the caller's registrar.
+  regcache_mode mode_ = REGCACHE_MODE_PIN;
+  std::string mode_reason_;
+  std::shared_ptr<void> mode_owner_;
 
   Mutex reclaim_mu_;  // serialises ReclaimZombies; taken before mu_
   Mutex mu_;

@@ -76,8 +76,13 @@ struct alignas(64) Entry {
   bool watched = false;            // token is live: Unwatch() at reclaim
   bool inherited = false;          // from the parent process: never dereg
   regcache_inval_reason zombie_reason = REGCACHE_INVAL_EXPLICIT;
-  // Reclaim scan mark: set to the pass number when a hold was seen.
+  // Hold-scan marks: set to the scan's unique number when a hold on this
+  // entry was seen. Reclaim scans (serialised by reclaim_mu_) and eviction
+  // scans (under mu_) run concurrently, so each kind has its own field: a
+  // shared one let an eviction scan overwrite a reclaim's mark and the
+  // reclaim deregister a held entry.
   std::atomic<uint64_t> held_mark{0};
+  std::atomic<uint64_t> evict_mark{0};
   Entry* arena_next = nullptr;     // Arena free list
 };
 

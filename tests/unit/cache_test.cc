@@ -376,17 +376,27 @@ TEST_F(CacheTest, ConcurrentGetPutInvalidateNeverDeregistersAHeldEntry) {
         }
         regcache_handle_t* h = nullptr;
         if (regcache_get(cache_, p, pages * Page(), kLW, &h) != 0) {
+          ADD_FAILURE() << "get: " << regcache_last_error();
           errors++;
           continue;
         }
         const regcache_mr* mr = regcache_handle_mr(h);
         CheckingFakeRegistrar::Hold(mr);
         auto* rec = CheckingFakeRegistrar::RecordOf(mr);
-        if (!rec->live || rec->addr > uint64_t(p) ||
-            rec->addr + rec->length < uint64_t(p) + pages * Page())
+        if (!rec->live) {
+          ADD_FAILURE() << "got a deregistered registration";
           errors++;
+        } else if (rec->addr > uint64_t(p) ||
+                   rec->addr + rec->length < uint64_t(p) + pages * Page()) {
+          ADD_FAILURE() << "registration [" << rec->addr << ", +" << rec->length
+                        << ") does not cover [" << uint64_t(p) << ", +" << pages * Page() << ")";
+          errors++;
+        }
         CheckingFakeRegistrar::Unhold(mr);
-        if (regcache_put(cache_, h) != 0) errors++;
+        if (regcache_put(cache_, h) != 0) {
+          ADD_FAILURE() << "put: " << regcache_last_error();
+          errors++;
+        }
       }
     });
   }
