@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: BSD-2-Clause
+//
+// regcache-limits, the pure part (see limits.h): /proc text parsers, the
+// memlock recommendation and its configuration lines, size and percent
+// formatting, JSON output and the command line. No system calls here.
+
+#include "limits.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace regcache_limits {
+namespace {
+
+bool IsSpace(char c) { return c == ' ' || c == '\t'; }
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+std::string_view TrimLeft(std::string_view s) {
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
+  return s;
+}
+
+std::string_view TrimRight(std::string_view s) {
+  while (!s.empty() && (IsSpace(s.back()) || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+// Leading decimal digits of *s as a uint64_t, consumed from *s; false when
+// there are none or they overflow.
+bool TakeNumber(std::string_view* s, uint64_t* out) {
+  uint64_t v = 0;
+  size_t i = 0;
+  for (; i < s->size() && IsDigit((*s)[i]); ++i) {
+    const uint64_t d = uint64_t((*s)[i] - '0');
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  if (i == 0) return false;
+  s->remove_prefix(i);
+  *out = v;
+  return true;
+}
+
+// The rest of the line that starts with "key:", without leading blanks.
+std::optional<std::string_view> FieldValue(std::string_view text,
+                                           std::string_view key) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(pos, end - pos);
+    if (line.size() > key.size() && line.substr(0, key.size()) == key &&
+        line[key.size()] == ':') {
+      return TrimLeft(line.substr(key.size() + 1));
+    }
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- /proc text
+
+std::optional<uint64_t> ParseKbField(std::string_view text, std::string_view key) {
+  std::optional<std::string_view> value = FieldValue(text, key);
+  if (!value) return std::nullopt;
+  std::string_view v = TrimRight(*value);
+  uint64_t n;
+  if (!TakeNumber(&v, &n)) return std::nullopt;
+  v = TrimLeft(v);
+  if (v.empty()) return n;
+  if (v != "kB") return std::nullopt;
+  if (n > UINT64_MAX / kKiB) return std::nullopt;
+  return n * kKiB;
+}
+
+ProcStatus ParseProcStatus(std::string_view text) {
+  ProcStatus st;
+  if (auto name = FieldValue(text, "Name")) st.name = std::string(TrimRight(*name));
+  if (auto uid = FieldValue(text, "Uid")) {
+    std::string_view v = *uid;
+    uint64_t n;
+    if (TakeNumber(&v, &n) && n <= UINT32_MAX) st.uid = uint32_t(n);
+  }
+  st.vm_pin_bytes = ParseKbField(text, "VmPin");
+  st.vm_lck_bytes = ParseKbField(text, "VmLck");
+  return st;
+}
+
+std::optional<uint64_t> ParseMemTotal(std::string_view meminfo) {
+  return ParseKbField(meminfo, "MemTotal");
+}
+
+std::optional<ModuleLine> FindModule(std::string_view proc_modules,
+                                     std::string_view name) {
+  size_t pos = 0;
+  while (pos < proc_modules.size()) {
+    size_t end = proc_modules.find('\n', pos);
+    if (end == std::string_view::npos) end = proc_modules.size();
+    std::string_view line = proc_modules.substr(pos, end - pos);
+    pos = end + 1;
+    // name size refcount deps state address [taint]
+    std::vector<std::string_view> f;
+    while (!(line = TrimLeft(line)).empty()) {
+      size_t w = 0;
+      while (w < line.size() && !IsSpace(line[w])) ++w;
+      f.push_back(line.substr(0, w));
+      line.remove_prefix(w);
+    }
+    if (f.size() < 5 || f[0] != name) continue;
+    ModuleLine m;
+    std::string_view size = f[1], refs = f[2];
+    if (!TakeNumber(&size, &m.size_bytes) || !size.empty()) return std::nullopt;
+    if (!TakeNumber(&refs, &m.refcount) || !refs.empty()) return std::nullopt;
+    m.state = std::string(f[4]);
+    if (f.size() >= 7) m.taint = std::string(f[6]);
+    return m;
+  }
+  return std::nullopt;
+}
+
+// ------------------------------------------------------------ recommendation
+
+Recommendation Recommend(uint64_t mem_total_bytes, uint32_t ranks,
+                         uint32_t reserve_basis_points, uint64_t floor_bytes) {
+  Recommendation r;
+  r.mem_total_bytes = mem_total_bytes;
+  r.ranks = ranks == 0 ? 1 : ranks;
+  r.reserve_basis_points = std::min<uint32_t>(reserve_basis_points, 9999);
+  // 128-bit product: MemTotal x 10000 overflows 64 bits above 1.8 PB.
+  r.usable_bytes = uint64_t((unsigned __int128)mem_total_bytes *
+                            (10000 - r.reserve_basis_points) / 10000);
+  r.share_bytes = r.usable_bytes / r.ranks / kMiB * kMiB;
+  r.floor_applied = r.share_bytes < floor_bytes;
+  r.recommended_bytes = std::max(r.share_bytes, floor_bytes);
+  r.max_bytes_hint = r.recommended_bytes / 4 * 3 / kMiB * kMiB;
+  return r;
+}
+
+std::string LimitsConfLines(uint64_t bytes, std::string_view group) {
+  const std::string kib = std::to_string(bytes / kKiB);
+  const std::string who = "@" + std::string(group);
+  return who + " soft memlock " + kib + "\n" + who + " hard memlock " + kib + "\n";
+}
+
+std::string SystemdDropIn(uint64_t bytes) {
+  return "[Service]\nLimitMEMLOCK=" + std::to_string(bytes) + "\n";
+}
+
+std::string SlurmHint(uint64_t bytes) {
+  return "# slurm.conf: tasks take MEMLOCK from slurmd, not from the shell "
+         "that ran sbatch/srun\n"
+         "PropagateResourceLimitsExcept=MEMLOCK\n"
+         "# /etc/systemd/system/slurmd.service.d/memlock.conf on the compute "
+         "nodes (systemctl daemon-reload; systemctl restart slurmd)\n" +
+         SystemdDropIn(bytes);
+}
+
+// ------------------------------------------------------------------- output
+
+std::string FormatBytes(uint64_t bytes) {
+  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  uint64_t unit = 1;
+  while (u < 6 && bytes / unit >= 1024) {
+    unit *= 1024;
+    ++u;
+  }
+  if (bytes % unit == 0) return std::to_string(bytes / unit) + " " + kUnits[u];
+  const uint64_t tenths = uint64_t((unsigned __int128)bytes * 10 / unit);
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " " +
+         kUnits[u];
+}
+
+std::string FormatPercent(uint32_t basis_points) {
+  std::string s = std::to_string(basis_points / 100);
+  const uint32_t frac = basis_points % 100;
+  if (frac != 0) {
+    s += '.';
+    s += char('0' + frac / 10);
+    if (frac % 10 != 0) s += char('0' + frac % 10);
+  }
+  return s + "%";
+}
+
+std::string FormatMode(uint32_t mode) {
+  char buf[16];
+  snprintf(buf, sizeof buf, "0%03o", mode & 07777);
+  return buf;
+}
+
+const char* KmodReasonName(int reason) {
+  static const char* const kNames[] = {"none",    "unmap",     "clear",
+                                       "release", "migrate",   "exclusive"};
+  if (reason >= 0 && reason < int(sizeof kNames / sizeof kNames[0])) return kNames[reason];
+  return "unknown";
+}
+
+namespace {
+
+// Length of the valid UTF-8 sequence at s[i], or 0 if it is not one
+// (overlong forms, surrogates and code points above U+10FFFF are invalid).
+size_t Utf8Length(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char c = b(0);
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (b(1) < lo || b(1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k) {
+    if (b(k) < 0x80 || b(k) > 0xBF) return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      const size_t n = Utf8Length(s, i);
+      if (n == 0) {
+        out += "\\ufffd";
+        ++i;
+      } else {
+        out.append(s.substr(i, n));
+        i += n;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += char(c);
+        }
+    }
+    ++i;
+  }
+  return out + "\"";
+}
+
+void JsonWriter::Newline() {
+  out_ += '\n';
+  out_.append(2 * first_.size(), ' ');
+}
+
+void JsonWriter::BeforeValue() {
+  if (after_key_) {
+    after_key_ = false;
+    return;
+  }
+  if (first_.empty()) return;
+  if (!first_.back()) out_ += ',';
+  first_.back() = false;
+  Newline();
+}
+
+JsonWriter& JsonWriter::BeginObject() {
+  BeforeValue();
+  out_ += '{';
+  first_.push_back(true);
+  return *this;
+}
+
+JsonWriter& JsonWriter::BeginArray() {
+  BeforeValue();
+  out_ += '[';
+  first_.push_back(true);
+  return *this;
+}
+
+JsonWriter& JsonWriter::EndObject() {
+  const bool empty = first_.back();
+  first_.pop_back();
+  if (!empty) Newline();
+  out_ += '}';
+  if (first_.empty()) out_ += '\n';
+  return *this;
+}
+
+JsonWriter& JsonWriter::EndArray() {
+  const bool empty = first_.back();
+  first_.pop_back();
+  if (!empty) Newline();
+  out_ += ']';
+  if (first_.empty()) out_ += '\n';
+  return *this;
+}
+
+JsonWriter& JsonWriter::Key(std::string_view key) {
+  BeforeValue();
+  out_ += JsonString(key);
+  out_ += ": ";
+  after_key_ = true;
+  return *this;
+}
+
+JsonWriter& JsonWriter::String(std::string_view value) {
+  BeforeValue();
+  out_ += JsonString(value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Number(uint64_t value) {
+  BeforeValue();
+  out_ += std::to_string(value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Number(int64_t value) {
+  BeforeValue();
+  out_ += std::to_string(value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Bool(bool value) {
+  BeforeValue();
+  out_ += value ? "true" : "false";
+  return *this;
+}
+
+JsonWriter& JsonWriter::Null() {
+  BeforeValue();
+  out_ += "null";
+  return *this;
+}
+
+// ------------------------------------------------------------- command line
+
+bool ParseCount(std::string_view text, uint32_t min, uint32_t max, uint32_t* out) {
+  if (text.empty() || text.size() > 10) return false;
+  uint64_t v;
+  if (!TakeNumber(&text, &v) || !text.empty()) return false;
+  if (v < min || v > max) return false;
+  *out = uint32_t(v);
+  return true;
+}
+
+bool ParsePercent(std::string_view text, uint32_t* basis_points) {
+  if (!text.empty() && text.back() == '%') text.remove_suffix(1);
+  uint64_t whole;
+  if (text.size() > 8 || !TakeNumber(&text, &whole)) return false;
+  uint64_t frac = 0;
+  if (!text.empty() && text.front() == '.') {
+    text.remove_prefix(1);
+    if (text.empty() || text.size() > 2) return false;
+    for (size_t i = 0; i < 2; ++i) {
+      frac *= 10;
+      if (i < text.size()) {
+        if (!IsDigit(text[i])) return false;
+        frac += uint64_t(text[i] - '0');
+      }
+    }
+    text = {};
+  }
+  if (!text.empty()) return false;
+  const uint64_t bp = whole * 100 + frac;
+  if (bp >= 10000) return false;
+  *basis_points = uint32_t(bp);
+  return true;
+}
+
+bool ParseSize(std::string_view text, uint64_t* bytes) {
+  uint64_t n;
+  if (!TakeNumber(&text, &n)) return false;
+  uint64_t unit = 1;
+  if (!text.empty()) {
+    switch (text.front()) {
+      case 'k': case 'K': unit = kKiB; break;
+      case 'm': case 'M': unit = kMiB; break;
+      case 'g': case 'G': unit = kGiB; break;
+      case 't': case 'T': unit = kGiB * 1024; break;
+      case 'B': unit = 1; break;
+      default: return false;
+    }
+    text.remove_prefix(1);
+    if (unit != 1 && text == "iB") text = {};
+    if (!text.empty()) return false;
+  }
+  if (n == 0 || n > UINT64_MAX / unit) return false;
+  *bytes = n * unit;
+  return true;
+}
+
+std::string Usage(std::string_view program) {
+  std::string p(program);
+  return "usage: " + p +
+         " [--json] [--all [--top N]] [--ranks-per-node N] [--reserve PCT]\n"
+         "       " + std::string(p.size(), ' ') + " [--mem-total SIZE]\n"
+         "Shows what limits RDMA memory registration on this node for this user\n"
+         "(RLIMIT_MEMLOCK, CAP_IPC_LOCK, pinned memory, the regcache module and\n"
+         "its device, the monitor the library would pick, RDMA devices) and\n"
+         "recommends a per-process memlock limit. Writes no system file.\n"
+         "  --json               machine-readable output\n"
+         "  --all                also list the processes pinning the most memory\n"
+         "  --top N              how many --all lists (default 10)\n"
+         "  --ranks-per-node N   processes that pin memory per node (default: the\n"
+         "                       number of online CPUs)\n"
+         "  --reserve PCT        share of MemTotal kept for the OS and unpinned\n"
+         "                       memory, 0 <= PCT < 100 (default 25)\n"
+         "  --mem-total SIZE     plan for a node with this much memory instead of\n"
+         "                       this one's MemTotal (e.g. 512G, 1T)\n"
+         "  -h, --help           this text\n"
+         "See docs/operators.md. Exit status: 0, or 2 for a usage error.\n";
+}
+
+bool ParseArgs(const std::vector<std::string>& args, Options* options,
+               std::string* error) {
+  Options o;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    std::string_view flag = arg;
+    std::optional<std::string_view> value;
+    if (arg.substr(0, 2) == "--") {
+      const size_t eq = arg.find('=');
+      if (eq != std::string_view::npos) {
+        flag = arg.substr(0, eq);
+        value = arg.substr(eq + 1);
+      }
+    }
+    const bool takes_value = flag == "--top" || flag == "--ranks-per-node" ||
+                             flag == "--reserve" || flag == "--mem-total";
+    const bool is_switch = flag == "--json" || flag == "--all" ||
+                           flag == "--help" || flag == "-h";
+    if (!takes_value && !is_switch) {
+      *error = (arg.substr(0, 1) == "-" ? "unknown option '" : "unexpected argument '") +
+               std::string(flag) + "'";
+      return false;
+    }
+    if (is_switch) {
+      if (value) {
+        *error = "option '" + std::string(flag) + "' takes no value";
+        return false;
+      }
+      if (flag == "--json") o.json = true;
+      else if (flag == "--all") o.all = true;
+      else o.help = true;
+      continue;
+    }
+    if (!value) {
+      if (i + 1 >= args.size()) {
+        *error = "option '" + std::string(flag) + "' needs a value";
+        return false;
+      }
+      value = args[++i];
+    }
+    bool ok = false;
+    const std::string shown = "'" + std::string(flag) + " " + std::string(*value) + "'";
+    if (flag == "--top") {
+      uint32_t n;
+      ok = ParseCount(*value, 1, 100000, &n);
+      if (ok) o.top = n;
+      else *error = "bad " + shown + ": expected a count from 1 to 100000";
+    } else if (flag == "--ranks-per-node") {
+      uint32_t n;
+      ok = ParseCount(*value, 1, 1000000, &n);
+      if (ok) o.ranks_per_node = n;
+      else *error = "bad " + shown + ": expected a count from 1 to 1000000";
+    } else if (flag == "--reserve") {
+      uint32_t bp;
+      ok = ParsePercent(*value, &bp);
+      if (ok) o.reserve_basis_points = bp;
+      else *error = "bad " + shown + ": expected a percentage, 0 <= PCT < 100, "
+                    "at most two decimals (e.g. 25, 12.5%)";
+    } else {  // --mem-total
+      uint64_t b;
+      ok = ParseSize(*value, &b);
+      if (ok) o.mem_total_bytes = b;
+      else *error = "bad " + shown + ": expected a size in bytes or with K, M, G "
+                    "or T (binary), e.g. 512G";
+    }
+    if (!ok) return false;
+  }
+  *options = o;
+  return true;
+}
+
+}  // namespace regcache_limits
