@@ -332,12 +332,15 @@ ModuleInfo ProbeModule(const Paths& paths) {
     m.abi_version = sh->abi_version;
     m.max_ranges = sh->max_ranges;
     m.ring_entries = sh->ring_entries;
-    munmap(head, page);
   }
-  if (ioctl(fd, REGCACHE_IOC_STATS, &m.stats) == 0) {
+  // STATS before the munmap below, which the context's notifier would count.
+  const int stats_rc = ioctl(fd, REGCACHE_IOC_STATS, &m.stats);
+  const int stats_errno = errno;
+  if (head != MAP_FAILED) munmap(head, page);
+  if (stats_rc == 0) {
     m.stats_read = true;
   } else {
-    const int err = errno;
+    const int err = stats_errno;
     m.stats_error = std::string("REGCACHE_IOC_STATS: ") + strerror(err);
     if (err == ENOTTY) {
       m.stats_error += " (the module speaks another ABI than this tool's version " +
