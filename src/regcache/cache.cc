@@ -347,6 +347,35 @@ void Cache::AddAliasLocked(Entry* e, uint64_t first, HashTable** retired) {
     e->alias_pages[e->alias_count++] = page;
 }
 
+int Cache::GetAnnouncingTable(ThreadState* ts, uint64_t first, uint64_t last,
+                              uint32_t access, HoldSlot** out) {
+  HashTable* t = index_.table();
+  ts->table_hazard.store(t, std::memory_order_relaxed);
+  LightFence();
+  if (index_.table() != t) return GetSlow(first, last, access, out);
+  // Announced: the hit path can read t now. last | page_mask_ == last, so
+  // re-entering Get() with [first, last] asks for the same pages.
+  return Get(reinterpret_cast<const void*>(first), last - first + 1, access, out);
+}
+
+int Cache::GetWithBusyHint(ThreadState* ts, uint64_t first, uint64_t last,
+                           uint32_t access, HoldSlot** out) {
+  HoldSlot* slot = FindFreeSlot(ts);
+  if (slot == nullptr || slot->owner != ts) {
+    // Every slot of the primary state is held: the slow path chains more.
+    return GetSlow(first, last, access, out);
+  }
+  ts->hint = slot->index;
+  return Get(reinterpret_cast<const void*>(first), last - first + 1, access, out);
+}
+
+int Cache::BackOffAndGetSlow(HoldSlot* slot, Entry* e, uint64_t first,
+                             uint64_t last, uint32_t access, HoldSlot** out) {
+  slot->held.store(0, std::memory_order_release);
+  BackOff(e);
+  return GetSlow(first, last, access, out);
+}
+
 void Cache::BackOff(Entry* e) {
   // The reader may have been counted as a holder by a concurrent reclaim
   // scan; make sure the zombie is not stranded.

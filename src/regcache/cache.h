@@ -107,13 +107,25 @@ class Cache final : public InvalidationSink {
   // Slow paths.
   int BadRequest(const void* addr, size_t length, uint32_t access);
   int BadHandle(const HoldSlot* slot, bool already_released);
-  int GetSlow(uint64_t first, uint64_t last, uint32_t access, HoldSlot** out);
+  __attribute__((noinline)) int GetSlow(uint64_t first, uint64_t last,
+                                        uint32_t access, HoldSlot** out);
   int Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
            uint64_t inval_seq_at_start, HoldSlot** out);
   int RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
                            regcache_mr* mr);
   void PutSlow(Entry* e);
   void BackOff(Entry* e);
+  // Cold continuations of Get(), each reached by a tail call so the hit
+  // path itself needs no stack frame.
+  __attribute__((noinline, cold)) int GetAnnouncingTable(
+      ThreadState* ts, uint64_t first, uint64_t last, uint32_t access,
+      HoldSlot** out);
+  __attribute__((noinline, cold)) int GetWithBusyHint(
+      ThreadState* ts, uint64_t first, uint64_t last, uint32_t access,
+      HoldSlot** out);
+  __attribute__((noinline, cold)) int BackOffAndGetSlow(
+      HoldSlot* slot, Entry* e, uint64_t first, uint64_t last,
+      uint32_t access, HoldSlot** out);
 
   ThreadState* ThreadStateForCaller();
   ThreadState* FindThreadState() const;

@@ -51,9 +51,9 @@ inline ThreadState* Cache::FindThreadState() const {
 inline int Cache::Get(const void* addr, size_t length, uint32_t access,
                       HoldSlot** out) {
   const uint64_t a = reinterpret_cast<uint64_t>(addr);
-  if (__builtin_expect(length == 0 || addr == nullptr ||
-                           (access & ~uint32_t{REGCACHE_ACCESS_ALL}) != 0 ||
-                           a + (length - 1) < a,
+  // length == 0 makes length - 1 huge, so one compare covers it and overflow.
+  if (__builtin_expect(((access & ~uint32_t{REGCACHE_ACCESS_ALL}) != 0) |
+                           (a == 0) | (length - 1 > ~a),
                        0)) {
     return BadRequest(addr, length, access);
   }
@@ -66,12 +66,14 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
                                                     : FindThreadState();
   if (__builtin_expect(ts == nullptr, 0)) return GetSlow(first, last, access, out);
 
-  // Announce the table before reading it (see hash_index.h).
+  // The table must be announced before it is read (see hash_index.h).
   HashTable* t = index_.table();
   if (__builtin_expect(ts->table_hazard.load(std::memory_order_relaxed) != t, 0)) {
-    ts->table_hazard.store(t, std::memory_order_relaxed);
-    LightFence();
-    if (index_.table() != t) return GetSlow(first, last, access, out);
+    return GetAnnouncingTable(ts, first, last, access, out);
+  }
+  HoldSlot* slot = &ts->slots[ts->hint];
+  if (__builtin_expect(slot->held.load(std::memory_order_relaxed) != 0, 0)) {
+    return GetWithBusyHint(ts, first, last, access, out);
   }
 
   const uint64_t page = first >> page_shift_;
@@ -87,11 +89,6 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
         (access & ~uint32_t(t1 & kTagAccessMask)) != 0) {
       continue;
     }
-    HoldSlot* slot = &ts->slots[ts->hint];
-    if (__builtin_expect(slot->held.load(std::memory_order_relaxed) != 0, 0)) {
-      slot = FindFreeSlot(ts);
-      if (slot == nullptr) break;  // every slot held: slow path
-    }
     slot->entry.store(e, std::memory_order_relaxed);                // R3
     slot->held.store(1, std::memory_order_release);
     LightFence();                                                    // R4
@@ -101,14 +98,11 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
                                  TagVersion(t1) ||
                              (range_generations_ && !WatchStillValid(e)),
                          0)) {
-      slot->held.store(0, std::memory_order_release);
-      BackOff(e);
-      return GetSlow(first, last, access, out);
+      return BackOffAndGetSlow(slot, e, first, last, access, out);
     }
     if (__builtin_expect(!(t1 & kTagReferenced), 0)) {
       b.tag.fetch_or(kTagReferenced, std::memory_order_relaxed);  // CLOCK bit
     }
-    ts->hint = slot->index;
     ts->AddHit();
     *out = slot;
     return 0;
@@ -139,7 +133,6 @@ inline int Cache::Put(HoldSlot* slot) {
       return BadHandle(slot, true);
     }
     slot->held.store(0, std::memory_order_release);                 // P1
-    slot->owner->hint = slot->index;
   } else {
     uint32_t one = 1;
     if (!slot->held.compare_exchange_strong(one, 0,
