@@ -5,7 +5,7 @@
 // unmapped or remapped. The cache calls Watch() for a range BEFORE it
 // registers that range, so an unmap racing with the registration is seen
 // (either by the entry's generation word or by an InvalidateRange() call that
-// the cache's miss path checks for). Implementations: none (monitor_none.cc),
+// the cache's miss path checks for). Implementations: none (monitor_common.cc),
 // userfaultfd (uffd_monitor.cc), the kernel module (kmod_monitor.cc).
 //
 // Threading: Watch/Unwatch/WaitForPending are called by application threads
