@@ -251,10 +251,12 @@ done
 
 # Folders the guest's tmpfs mounts would hide: bind them back, read-only.
 RO_REAL=()
-candidates=("${RO_DIRS[@]}" "$PWD")
-[[ $1 == /* ]] && candidates+=("$(dirname "$1")")
-for dir in "${candidates[@]}"; do
+for dir in "${RO_DIRS[@]}"; do
   [[ -d $dir ]] || die "--ro $dir: no such folder"
+done
+candidates=("${RO_DIRS[@]}" "$PWD")
+[[ $1 == /* && -d $(dirname "$1") ]] && candidates+=("$(dirname "$1")")
+for dir in "${candidates[@]}"; do
   dir=$(cd "$dir" && pwd -P)
   case $dir in
     /tmp/*|/run/*|/dev/shm/*) ;;
@@ -381,6 +383,10 @@ if [[ ! -s $OUT/status ]]; then
   fi
   show_console 60
   [[ -s $OUT/guest.log ]] && sed 's/^/  guest| /' "$OUT/guest.log" >&2
+  if [[ -s $OUT/dmesg.txt ]]; then
+    log "end of the kernel log ($OUT/dmesg.txt):"
+    tail -n 15 "$OUT/dmesg.txt" | sed 's/^/  | /' >&2
+  fi
   log "results kept in $OUT"
   exit 125
 fi
