@@ -373,7 +373,7 @@ TEST_P(Fork, ChildWithItsOwnContextAndCacheWorksAndTheParentIsUnaffected) {
     const struct regcache_stats s = StatsOf(cache);
     if (result.empty() && s.registrations != 2)
       result = "child: " + std::to_string(s.registrations) +
-               " registrations, expected 2 (one per mapping)";
+               " registrations, expected one per mapping (2)";
     source.Release();
     if (regcache_destroy(cache) != 0 && result.empty())
       result = std::string("child: destroy: ") + regcache_last_error();
