@@ -224,8 +224,8 @@ std::string RenderText(const Report& r) {
                             std::to_string(mod.ring_entries) + " ring entries");
     if (mod.stats_read) {
       const regcache_kmod_stats& s = mod.stats;
-      o += "  counters of this fresh context (every process has its own; an\n"
-           "  application's are in its REGCACHE_STATS=1 output):\n";
+      o += "  counters of this tool's own, fresh context (each process has its\n"
+           "  own; an application's invalidations are in its REGCACHE_STATS=1 output):\n";
       char buf[512];
       snprintf(buf, sizeof buf,
                "    ranges_now=%llu max_ranges=%llu monitors=%llu unmonitors=%llu\n"
