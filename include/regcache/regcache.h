@@ -108,16 +108,27 @@ enum regcache_monitor_kind {
   REGCACHE_MONITOR_KMOD,     /* the regcache kernel module (/dev/regcache) */
 };
 
+/* How registrations stay correct when memory is unmapped (docs/odp.md).
+ * Only the ibverbs registrar can use on-demand paging (ODP). */
+enum regcache_mode {
+  REGCACHE_MODE_AUTO = 0, /* ODP if the device's ODP covers local write,
+                             remote write and remote read on RC; else pin */
+  REGCACHE_MODE_PIN,      /* pinned MRs, invalidated by the monitor */
+  REGCACHE_MODE_ODP,      /* ODP MRs (never stale), no monitor; create fails
+                             with -EOPNOTSUPP where ODP is unavailable */
+};
+
 /* Cache configuration. Initialise with regcache_config_init(), which applies
  * the defaults and then the environment (REGCACHE_MAX_ENTRIES,
- * REGCACHE_MAX_BYTES, REGCACHE_MONITOR, REGCACHE_STATS); change fields after
- * that to override the environment. */
+ * REGCACHE_MAX_BYTES, REGCACHE_MONITOR, REGCACHE_STATS, REGCACHE_MODE);
+ * change fields after that to override the environment. */
 struct regcache_config {
   size_t max_entries; /* unused entries beyond this are evicted (LRU); 0 = no limit */
   size_t max_bytes;   /* unused pinned bytes beyond this are evicted; 0 = no limit */
   enum regcache_monitor_kind monitor;
   int print_stats_at_exit; /* print statistics to stderr at destroy/exit */
   uint32_t flags;          /* must be 0 */
+  enum regcache_mode mode; /* default auto; with ODP the monitor is none */
 };
 
 /* Defaults, then environment. Returns -EINVAL (and leaves the defaults in
@@ -127,7 +138,9 @@ int regcache_config_init(struct regcache_config *config);
 
 /* Create a cache. `registrar` is copied; its ctx must outlive the cache.
  * `config` may be NULL for regcache_config_init() defaults. Fails with
- * -ENODEV when the requested monitor is unavailable (the message says why). */
+ * -ENODEV when the requested monitor is unavailable and with -EOPNOTSUPP
+ * when mode odp is requested where ODP is unavailable (the message says
+ * why). */
 int regcache_create(const struct regcache_registrar *registrar,
                     const struct regcache_config *config, regcache_t **out);
 
@@ -192,6 +205,8 @@ struct regcache_stats {
   uint64_t pinned_bytes_now;   /* bytes those entries register */
   uint64_t in_use_now;         /* handles held */
   enum regcache_monitor_kind monitor; /* the monitor in effect */
+  enum regcache_mode mode;     /* pin or odp: the mode in effect */
+  char mode_reason[160];       /* why, e.g. "rxe0: no on-demand paging ..." */
 };
 
 int regcache_stats(regcache_t *cache, struct regcache_stats *out);
@@ -202,6 +217,7 @@ int regcache_print_stats(regcache_t *cache, void *stream);
 /* Names for messages: "uffd", "unmap", ... */
 const char *regcache_monitor_name(enum regcache_monitor_kind kind);
 const char *regcache_inval_reason_name(enum regcache_inval_reason reason);
+const char *regcache_mode_name(enum regcache_mode mode); /* "auto", "pin", "odp" */
 
 /* The calling thread's message for its most recent failed call ("" if
  * none). Valid until the next regcache call on this thread. */

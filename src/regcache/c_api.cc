@@ -106,6 +106,12 @@ int regcache_config_init(struct regcache_config* config) {
     else if (!strcmp(v, "kmod")) config->monitor = REGCACHE_MONITOR_KMOD;
     else rc = SetError(-EINVAL, "REGCACHE_MONITOR=\"%s\": expected auto, kmod, uffd or none", v);
   }
+  if ((v = getenv("REGCACHE_MODE")) != nullptr) {  // docs/odp.md
+    if (!strcmp(v, "auto")) config->mode = REGCACHE_MODE_AUTO;
+    else if (!strcmp(v, "pin")) config->mode = REGCACHE_MODE_PIN;
+    else if (!strcmp(v, "odp")) config->mode = REGCACHE_MODE_ODP;
+    else rc = SetError(-EINVAL, "REGCACHE_MODE=\"%s\": expected auto, odp or pin", v);
+  }
   if ((v = getenv("REGCACHE_STATS")) != nullptr) {
     if (!strcmp(v, "0") || !strcmp(v, "1")) config->print_stats_at_exit = v[0] == '1';
     else rc = SetError(-EINVAL, "REGCACHE_STATS=\"%s\": expected 0 or 1", v);
@@ -188,6 +194,8 @@ int regcache_print_stats(regcache_t* cache, void* stream) {
           s.deregistrations, s.registration_errors, s.evictions, s.uncacheable,
           s.entries_now, s.pinned_bytes_now, s.in_use_now,
           s.registrations ? double(s.registration_ns) / 1e3 / double(s.registrations) : 0.0);
+  fprintf(f, "regcache mode=%s (%s), monitor=%s\n", regcache_mode_name(s.mode),
+          s.mode_reason, regcache_monitor_name(s.monitor));
   fprintf(f, "regcache invalidations:");
   for (int r = 0; r < REGCACHE_INVAL_NREASONS; ++r) {
     fprintf(f, " %s=%" PRIu64,

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "errors.h"
+#include "odp/ibverbs_registrar_id.h"
 #include "regcache/ibverbs.h"
 #include "regcache/regcache.h"
 
@@ -60,6 +61,14 @@ int IbverbsDereg(void* ctx, regcache_mr* mr) {
 }
 
 }  // namespace
+
+// For the ODP mode policy (src/odp/mode_policy.cc): is `r` this registrar?
+bool IsIbverbsRegistrar(const regcache_registrar& r, ibv_pd** pd) {
+  if (r.reg != IbverbsReg || r.dereg != IbverbsDereg) return false;
+  if (pd != nullptr) *pd = static_cast<ibv_pd*>(r.ctx);
+  return true;
+}
+
 }  // namespace regcache_internal
 
 extern "C" int regcache_registrar_ibverbs(struct ibv_pd* pd,

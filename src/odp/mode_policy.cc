@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The pin/ODP mode policy (see mode_policy.h) and regcache_mode_name().
+#include "odp/mode_policy.h"
+
+#include <infiniband/verbs.h>
+
+#include <cerrno>
+
+#include "errors.h"
+#include "odp/ibverbs_registrar_id.h"
+
+namespace regcache_internal {
+namespace {
+
+// "send/recv/write/read" for the bits OdpOpsNeeded() asks of `access`.
+std::string SupportedOps(const OdpCaps& caps, uint32_t access) {
+  std::string s = DescribeOdpTransportCaps(caps.rc_caps & OdpOpsNeeded(access));
+  for (char& ch : s) ch = ch == ' ' ? '/' : ch;
+  return s;
+}
+
+// `shown`: the access whose RC operations the reason lists.
+int ChooseOdp(const regcache_config& config, ibv_pd* pd, const VerbsOps& ops,
+              const OdpOptions& options, uint32_t shown, ModeDecision* out) {
+  std::unique_ptr<OdpRegistrar> odp;
+  std::string note;
+  int rc = OdpRegistrar::Create(pd, out->caps, options, ops, &odp, &note);
+  if (rc != 0) return SetError(rc, "regcache_create: mode odp: %s", note.c_str());
+  out->mode = REGCACHE_MODE_ODP;
+  out->reason = (config.mode == REGCACHE_MODE_ODP ? "requested; " : "") +
+                out->caps.device + " supports ODP for RC " +
+                SupportedOps(out->caps, shown) +
+                (odp->implicit_mode() ? "; implicit MR" : "; explicit MRs");
+  if (!note.empty()) out->reason += " (" + note + ")";
+  out->odp = std::move(odp);
+  out->registrar = out->odp->registrar();
+  out->monitor = REGCACHE_MONITOR_NONE;
+  return 0;
+}
+
+}  // namespace
+
+int ResolveMode(const regcache_registrar& registrar,
+                const regcache_config& config, const VerbsOps& ops,
+                ModeDecision* out, const OdpOptions& options) {
+  *out = ModeDecision{};
+  out->registrar = registrar;
+  out->monitor = config.monitor;
+  const char* name = registrar.name != nullptr ? registrar.name : "(unnamed)";
+
+  switch (config.mode) {
+    case REGCACHE_MODE_PIN:
+      out->mode = REGCACHE_MODE_PIN;
+      out->reason = "requested";
+      return 0;
+    case REGCACHE_MODE_AUTO:
+    case REGCACHE_MODE_ODP:
+      break;
+    default:
+      return SetError(-EINVAL, "regcache_create: unknown mode %d "
+                               "(expected auto, pin or odp)",
+                      int(config.mode));
+  }
+  const bool forced = config.mode == REGCACHE_MODE_ODP;
+
+  ibv_pd* pd = nullptr;
+  if (!IsIbverbsRegistrar(registrar, &pd) || pd == nullptr) {
+    if (forced) {
+      return SetError(-EOPNOTSUPP,
+                      "regcache_create: mode odp needs the ibverbs registrar "
+                      "(regcache_registrar_ibverbs()); registrar %s is not "
+                      "ibverbs",
+                      name);
+    }
+    out->mode = REGCACHE_MODE_PIN;
+    out->reason = std::string("registrar ") + name +
+                  " is not ibverbs: ODP not applicable";
+    return 0;
+  }
+
+  ProbeOdp(pd->context, ops, &out->caps);
+  out->probed = true;
+  // auto needs the usual access covered; a forced odp needs ODP at all.
+  const uint32_t access = forced ? 0u : kAutoOdpAccess;
+  std::string why;
+  if (OdpCovers(out->caps, OdpTransport::kRc, access, &why))
+    return ChooseOdp(config, pd, ops, options,
+                     forced ? uint32_t(REGCACHE_ACCESS_ALL) : access, out);
+  if (forced) {
+    return SetError(-EOPNOTSUPP,
+                    "regcache_create: mode odp (REGCACHE_MODE=odp or "
+                    "config.mode) is unavailable: %s",
+                    why.c_str());
+  }
+  out->mode = REGCACHE_MODE_PIN;
+  out->reason = why;
+  return 0;
+}
+
+}  // namespace regcache_internal
+
+extern "C" const char* regcache_mode_name(enum regcache_mode mode) {
+  switch (mode) {
+    case REGCACHE_MODE_AUTO: return "auto";
+    case REGCACHE_MODE_PIN: return "pin";
+    case REGCACHE_MODE_ODP: return "odp";
+  }
+  return "unknown";
+}
