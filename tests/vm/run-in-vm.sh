@@ -77,14 +77,15 @@ while (($#)); do
   esac
 done
 (($# || PRINT_KVER)) || { usage >&2; exit 2; }
-[[ $TIMEOUT =~ ^[0-9]+$ ]] && ((TIMEOUT >= 10)) || die "--timeout must be >= 10 seconds"
+if ! [[ $TIMEOUT =~ ^[0-9]+$ ]] || ((TIMEOUT < 10)); then
+  die "--timeout must be >= 10 seconds"
+fi
 
 # ---------------------------------------------------------------- the kernel
 # The newest /lib/modules/KVER that has a /boot/vmlinuz-KVER to go with it.
 find_kver() {
-  local dir kver
-  for dir in $(ls -1d /lib/modules/*/ 2>/dev/null | sort -rV); do
-    kver=$(basename "$dir")
+  local kver
+  for kver in $(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -rV); do
     if [[ -r /boot/vmlinuz-$kver && -d /lib/modules/$kver/kernel ]]; then
       echo "$kver"
       return 0
@@ -322,6 +323,7 @@ QEMU_PID=""
 # Every background job (jobs -p also knows one whose $! was not yet saved
 # when a signal came): TERM, a moment for qemu to go, then KILL for the
 # process group that timeout(1) leads (itself and qemu).
+# shellcheck disable=SC2317  # reached through the trap
 cleanup() {
   local pids pid
   pids=$(jobs -p)
