@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: BSD-2-Clause
+# shellcheck shell=bash
 # Helpers for the guest-side smoke tests (sourced).
 
 # pingpong_pair [WRAPPER...] -- [ibv_rc_pingpong options]
@@ -13,7 +14,7 @@ pingpong_pair() {
   opts=(-d rxe0 -g 1 "$@")
   port=$PINGPONG_PORT
   PINGPONG_PORT=$((PINGPONG_PORT + 1))
-  "${wrapper[@]}" timeout 120 ibv_rc_pingpong "${opts[@]}" -p "$port" > /tmp/pp-server.$port 2>&1 &
+  "${wrapper[@]}" timeout 120 ibv_rc_pingpong "${opts[@]}" -p "$port" > "/tmp/pp-server.$port" 2>&1 &
   server=$!
   # The client gives up at once if nobody listens yet.
   for _ in $(seq 200); do
@@ -22,9 +23,9 @@ pingpong_pair() {
     sleep 0.1
   done
   "${wrapper[@]}" timeout 120 ibv_rc_pingpong "${opts[@]}" -p "$port" 192.168.77.1 \
-    > /tmp/pp-client.$port 2>&1 || status=$?
+    > "/tmp/pp-client.$port" 2>&1 || status=$?
   wait "$server" || status=$((status ? status : $?))
-  sed 's/^/server: /' /tmp/pp-server.$port
-  sed 's/^/client: /' /tmp/pp-client.$port
+  sed 's/^/server: /' "/tmp/pp-server.$port"
+  sed 's/^/client: /' "/tmp/pp-client.$port"
   return "$status"
 }

@@ -5,6 +5,7 @@
 # cache's memlock handling can be tested here.  Uses tests/vm/as-user.sh.
 set -euo pipefail
 here=$(dirname "$0")
+# shellcheck source=tests/vm/smoke/lib.sh
 source "$here/lib.sh"
 as_nobody=("$here/../as-user.sh" --memlock 65536 65534)
 

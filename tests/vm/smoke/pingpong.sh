@@ -5,6 +5,7 @@
 # usage: pingpong.sh [WRAPPER...]   e.g. pingpong.sh as-user.sh 65534
 # WRAPPER, if given, runs both ends (e.g. as an unprivileged user).
 set -euo pipefail
+# shellcheck source=tests/vm/smoke/lib.sh
 source "$(dirname "$0")/lib.sh"
 pingpong_pair "$@" -- -n 100 -s 4096
 echo "PASS: ibv_rc_pingpong over rxe0"
