@@ -1,0 +1,480 @@
+// SPDX-License-Identifier: BSD-2-Clause
+//
+// Miss-path overhead: what the cache adds (monitor watch and unwatch, index
+// and tree bookkeeping, eviction, the reclaim fence) to the ibv_reg_mr() +
+// ibv_dereg_mr() it cannot avoid on a miss, measured against the raw pair on
+// the same device, protection domain and buffers, in one binary.
+//
+// Cases (docs/benchmarks.md, "Monitor costs"):
+//   BM_RegDereg/raw/<bytes>             ibv_reg_mr + ibv_dereg_mr
+//   BM_RegDereg/regcache-kmod/<bytes>   regcache_get (a miss) + regcache_put,
+//                                       REGCACHE_MONITOR_KMOD
+//   BM_RegDereg/regcache-uffd/<bytes>   the same with REGCACHE_MONITOR_UFFD
+//   BM_RegDeregPaired/<monitor>/<bytes> raw and cached interleaved in one
+//                                       run, each timed: the overhead with
+//                                       the machine's drift taken out
+// for 4 KiB, 1 MiB and 64 MiB, and a diagnostic that needs no device:
+//   BM_MissOverhead/<monitor>           the same misses of 4 KiB with the
+//                                       fake no-op registrar: the cache's
+//                                       own cost per miss, in absolute time
+//
+// Every case alternates between two buffers of the size, touched before the
+// timed loop so that no page fault is timed. The cache runs with
+// max_entries = 1: each get of the other buffer misses (watch + register +
+// insert), evicts the previous buffer's unused entry and reclaims it
+// (fence, hold scan, unwatch, deregister) in the calling thread. That is the
+// steady state of a full cache taking a capacity miss: exactly one
+// registration and one deregistration per iteration, both in the timed
+// thread, with no help from the reaper thread. (The alternative, get + put +
+// regcache_invalidate() of the same range, adds a wake-up of the reaper that
+// a real miss does not pay.) Each run checks the cache's counters and fails
+// if an iteration did not register and deregister exactly once.
+//
+// BM_RegDeregPaired at 64 MiB runs at least one second whatever
+// --benchmark_min_time says.
+//
+// BM_RegDereg needs an RDMA device (rxe0 in the VM rig); without one those
+// cases are skipped with the reason. REGCACHE_BENCH_DEVICE=name picks a device.
+#include <errno.h>
+#include <infiniband/verbs.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+#include <utility>
+
+#include <benchmark/benchmark.h>
+#include <regcache/ibverbs.h>
+#include <regcache/regcache.h>
+
+#include "samples.h"
+
+#ifndef REGCACHE_BENCH_BUILD_TYPE
+#define REGCACHE_BENCH_BUILD_TYPE "unknown"
+#endif
+
+namespace regcache_bench {
+namespace {
+
+constexpr size_t kPageSize = 4096;
+constexpr uint32_t kCacheAccess = REGCACHE_ACCESS_LOCAL_WRITE |
+                                  REGCACHE_ACCESS_REMOTE_WRITE |
+                                  REGCACHE_ACCESS_REMOTE_READ;
+// What the ibverbs registrar passes for kCacheAccess.
+constexpr int kIbvAccess = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
+                           IBV_ACCESS_REMOTE_READ;
+
+// ---------------------------------------------------------------------------
+// The device: opened once, kept for the whole run.
+
+struct Device {
+  ibv_context* context = nullptr;
+  ibv_pd* pd = nullptr;
+  std::string name;
+  std::string error;  // non-empty: every case is skipped with this reason
+};
+
+Device* GetDevice() {
+  static Device* const device = [] {
+    auto* d = new Device();
+    int n = 0;
+    ibv_device** list = ibv_get_device_list(&n);
+    if (list == nullptr || n == 0) {
+      d->error = "no RDMA device (ibv_get_device_list found none): run in "
+                 "the VM rig, tests/vm/run-in-vm.sh, which has rxe0";
+      if (list != nullptr) ibv_free_device_list(list);
+      return d;
+    }
+    const char* want = getenv("REGCACHE_BENCH_DEVICE");
+    ibv_device* chosen = nullptr;
+    for (int i = 0; i < n && chosen == nullptr; ++i) {
+      if (want == nullptr || strcmp(ibv_get_device_name(list[i]), want) == 0)
+        chosen = list[i];
+    }
+    if (chosen == nullptr) {
+      d->error = std::string("no RDMA device named ") + want;
+    } else {
+      d->name = ibv_get_device_name(chosen);
+      d->context = ibv_open_device(chosen);
+      if (d->context == nullptr) {
+        d->error = "ibv_open_device(" + d->name + "): " + strerror(errno);
+      } else {
+        d->pd = ibv_alloc_pd(d->context);
+        if (d->pd == nullptr)
+          d->error = "ibv_alloc_pd(" + d->name + "): " + strerror(errno);
+      }
+    }
+    ibv_free_device_list(list);
+    return d;
+  }();
+  return device;
+}
+
+// ---------------------------------------------------------------------------
+// Buffers: two per size and set, every page written once before any timing.
+// The paired cases give raw registration its own set (set 1), so that it
+// never registers the pages the cache holds registered.
+
+struct BufferPair {
+  char* buffer[2] = {nullptr, nullptr};
+};
+
+BufferPair* GetBuffers(size_t bytes, int set = 0) {
+  // Buffers of 2 MiB and more start on a 2 MiB boundary, so that every
+  // buffer of a size gets the same transparent-huge-page backing.
+  constexpr size_t kHugeAlign = size_t{2} << 20;
+  static std::map<std::pair<size_t, int>, BufferPair> pairs;
+  BufferPair& pair = pairs[{bytes, set}];
+  for (char*& b : pair.buffer) {
+    if (b != nullptr) continue;
+    const size_t align = bytes >= kHugeAlign ? kHugeAlign : kPageSize;
+    void* p = mmap(nullptr, bytes + align, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    const uintptr_t start =
+        (reinterpret_cast<uintptr_t>(p) + align - 1) & ~(uintptr_t{align} - 1);
+    b = reinterpret_cast<char*>(start);
+    memset(b, 0x5a, bytes);  // fault every page in now
+  }
+  return &pair;
+}
+
+// ---------------------------------------------------------------------------
+// The cases
+
+void BM_RegDeregRaw(benchmark::State& state, size_t bytes) {
+  Device* dev = GetDevice();
+  if (!dev->error.empty()) {
+    state.SkipWithError(dev->error.c_str());
+    return;
+  }
+  BufferPair* bufs = GetBuffers(bytes);
+  if (bufs == nullptr) {
+    state.SkipWithError("mmap of the buffers failed");
+    return;
+  }
+  Samples samples;
+  size_t i = 0;
+  for (auto _ : state) {
+    const uint64_t t0 = NowNs();
+    ibv_mr* mr = ibv_reg_mr(dev->pd, bufs->buffer[i++ & 1], bytes, kIbvAccess);
+    if (mr == nullptr) {
+      state.SkipWithError((std::string("ibv_reg_mr: ") + strerror(errno) +
+                           " (RLIMIT_MEMLOCK? run as root in the VM)")
+                              .c_str());
+      break;
+    }
+    ibv_dereg_mr(mr);
+    samples.Add(state, NowNs() - t0);
+  }
+  samples.Report(state, "iteration");
+  state.SetItemsProcessed(int64_t(state.iterations()));
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bytes));
+}
+
+std::string Describe(const char* what, int rc) {
+  return std::string(what) + ": " + strerror(-rc) + " (" +
+         regcache_last_error() + ")";
+}
+
+// A cache with max_entries = 1 holding buffer 1 of `bufs`, so that every
+// get of the other buffer misses and evicts (see the top of this file), and
+// the checks that the timed gets did exactly that.
+class MissCache {
+ public:
+  ~MissCache() {
+    if (cache_ != nullptr) regcache_destroy(cache_);
+  }
+
+  // False with *why set on failure.
+  bool Create(const regcache_registrar& registrar, size_t bytes,
+              regcache_monitor_kind monitor, BufferPair* bufs,
+              std::string* why) {
+    bytes_ = bytes;
+    bufs_ = bufs;
+    if (monitor == REGCACHE_MONITOR_KMOD && access("/dev/regcache", F_OK) != 0) {
+      *why = "no /dev/regcache (the regcache module is not loaded; run in "
+             "the VM with --module, see docs/kmod.md)";
+      return false;
+    }
+    regcache_config config;
+    int rc = regcache_config_init(&config);
+    if (rc != 0) return Fail("regcache_config_init", rc, why);
+    config.max_entries = 1;  // every get of the other buffer evicts
+    config.max_bytes = 0;
+    config.monitor = monitor;
+    config.print_stats_at_exit = 0;
+    rc = regcache_create(&registrar, &config, &cache_);
+    if (rc != 0) {
+      cache_ = nullptr;
+      return Fail("regcache_create", rc, why);
+    }
+    // Steady state: buffer 1 cached, so the first timed get (buffer 0)
+    // already evicts.
+    regcache_handle_t* h = nullptr;
+    rc = regcache_get(cache_, bufs_->buffer[1], bytes_, kCacheAccess, &h);
+    if (rc != 0) return Fail("regcache_get", rc, why);
+    regcache_put(cache_, h);
+    regcache_stats(cache_, &before_);
+    return true;
+  }
+
+  // Gets (a miss) and puts buffer i % 2. 0 or a negative errno.
+  int Miss(size_t i) {
+    regcache_handle_t* h = nullptr;
+    const int rc =
+        regcache_get(cache_, bufs_->buffer[i & 1], bytes_, kCacheAccess, &h);
+    if (rc == 0) regcache_put(cache_, h);
+    return rc;
+  }
+
+  // Counters, and an error unless each of the n gets registered once and
+  // deregistered once.
+  void Check(benchmark::State& state, uint64_t n) {
+    struct regcache_stats after;
+    regcache_stats(cache_, &after);
+    const uint64_t regs = after.registrations - before_.registrations;
+    const uint64_t deregs = after.deregistrations - before_.deregistrations;
+    const uint64_t misses = after.misses - before_.misses;
+    const uint64_t uncacheable = after.uncacheable - before_.uncacheable;
+    state.counters["regs_per_iter"] = n ? double(regs) / double(n) : 0.0;
+    state.counters["deregs_per_iter"] = n ? double(deregs) / double(n) : 0.0;
+    if (regs != n || deregs != n || misses != n || uncacheable != 0) {
+      state.SkipWithError(
+          ("not one miss per iteration: " + std::to_string(n) +
+           " iterations, " + std::to_string(misses) + " misses, " +
+           std::to_string(regs) + " registrations, " + std::to_string(deregs) +
+           " deregistrations, " + std::to_string(uncacheable) + " uncacheable")
+              .c_str());
+    }
+  }
+
+ private:
+  static bool Fail(const char* what, int rc, std::string* why) {
+    *why = Describe(what, rc);
+    return false;
+  }
+
+  regcache_t* cache_ = nullptr;
+  size_t bytes_ = 0;
+  BufferPair* bufs_ = nullptr;
+  struct regcache_stats before_ {};
+};
+
+// The cache cases' loop: one miss per iteration.
+void RunMisses(benchmark::State& state, const regcache_registrar& registrar,
+               size_t bytes, regcache_monitor_kind monitor, BufferPair* bufs) {
+  MissCache cache;
+  std::string why;
+  if (!cache.Create(registrar, bytes, monitor, bufs, &why)) {
+    state.SkipWithError(why.c_str());
+    return;
+  }
+  Samples samples;
+  size_t i = 0;
+  int rc = 0;
+  for (auto _ : state) {
+    const uint64_t t0 = NowNs();
+    rc = cache.Miss(i++);
+    if (rc != 0) {
+      state.SkipWithError(Describe("regcache_get", rc).c_str());
+      break;
+    }
+    samples.Add(state, NowNs() - t0);
+  }
+  samples.Report(state, "iteration");
+  state.SetItemsProcessed(int64_t(state.iterations()));
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bytes));
+  if (rc == 0) cache.Check(state, uint64_t(state.iterations()));
+}
+
+void BM_RegDeregCache(benchmark::State& state, size_t bytes,
+                      regcache_monitor_kind monitor) {
+  Device* dev = GetDevice();
+  if (!dev->error.empty()) {
+    state.SkipWithError(dev->error.c_str());
+    return;
+  }
+  BufferPair* bufs = GetBuffers(bytes);
+  if (bufs == nullptr) {
+    state.SkipWithError("mmap of the buffers failed");
+    return;
+  }
+  regcache_registrar registrar;
+  const int rc = regcache_registrar_ibverbs(dev->pd, &registrar);
+  if (rc != 0) {
+    state.SkipWithError(Describe("regcache_registrar_ibverbs", rc).c_str());
+    return;
+  }
+  RunMisses(state, registrar, bytes, monitor, bufs);
+}
+
+// Diagnostic: the same misses with the fake no-op registrar, i.e. the
+// cache's own cost per miss (monitor watch/unwatch, bookkeeping, eviction,
+// reclaim fence) in absolute time, without any device. Runs on the host.
+void BM_MissOverhead(benchmark::State& state, regcache_monitor_kind monitor) {
+  constexpr size_t kBytes = 4096;
+  BufferPair* bufs = GetBuffers(kBytes);
+  if (bufs == nullptr) {
+    state.SkipWithError("mmap of the buffers failed");
+    return;
+  }
+  regcache_registrar registrar;
+  const int rc = regcache_registrar_fake(/*lock_memory=*/0, &registrar);
+  if (rc != 0) {
+    state.SkipWithError(Describe("regcache_registrar_fake", rc).c_str());
+    return;
+  }
+  RunMisses(state, registrar, kBytes, monitor, bufs);
+}
+
+// BM_RegDeregPaired/<monitor>/<bytes>: each iteration does one raw
+// ibv_reg_mr + ibv_dereg_mr (on its own buffers) and one cache miss, in
+// alternating order, and times each. Both medians then come from the same
+// seconds of the same run, which takes the machine's drift out of their
+// ratio: `overhead_pct` = cache median / raw median - 1, in percent. The
+// iteration time Google Benchmark reports is the sum of the two.
+void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
+                       regcache_monitor_kind monitor) {
+  Device* dev = GetDevice();
+  if (!dev->error.empty()) {
+    state.SkipWithError(dev->error.c_str());
+    return;
+  }
+  BufferPair* cache_bufs = GetBuffers(bytes, 0);
+  BufferPair* raw_bufs = GetBuffers(bytes, 1);
+  if (cache_bufs == nullptr || raw_bufs == nullptr) {
+    state.SkipWithError("mmap of the buffers failed");
+    return;
+  }
+  regcache_registrar registrar;
+  int rc = regcache_registrar_ibverbs(dev->pd, &registrar);
+  if (rc != 0) {
+    state.SkipWithError(Describe("regcache_registrar_ibverbs", rc).c_str());
+    return;
+  }
+  MissCache cache;
+  std::string why;
+  if (!cache.Create(registrar, bytes, monitor, cache_bufs, &why)) {
+    state.SkipWithError(why.c_str());
+    return;
+  }
+  Samples raw_samples, cache_samples;
+  size_t i = 0;
+  for (auto _ : state) {
+    uint64_t raw_ns = 0, cache_ns = 0;
+    for (int half = 0; half < 2; ++half) {
+      const bool raw_now = (half == 0) == ((i & 2) == 0);  // alternate order
+      const uint64_t t0 = NowNs();
+      if (raw_now) {
+        ibv_mr* mr = ibv_reg_mr(dev->pd, raw_bufs->buffer[i & 1], bytes,
+                                kIbvAccess);
+        if (mr == nullptr) {
+          rc = -errno;
+          break;
+        }
+        ibv_dereg_mr(mr);
+        raw_ns = NowNs() - t0;
+      } else {
+        rc = cache.Miss(i);
+        if (rc != 0) break;
+        cache_ns = NowNs() - t0;
+      }
+    }
+    if (rc != 0) {
+      state.SkipWithError(Describe("registration", rc).c_str());
+      break;
+    }
+    ++i;
+    raw_samples.Record(raw_ns);
+    cache_samples.Record(cache_ns);
+    state.SetIterationTime(double(raw_ns + cache_ns) * 1e-9);
+  }
+  raw_samples.Report(state, "raw");
+  cache_samples.Report(state, "cache");
+  const double raw = state.counters.count("raw_median_ns")
+                         ? double(state.counters["raw_median_ns"])
+                         : 0.0;
+  const double cached = state.counters.count("cache_median_ns")
+                            ? double(state.counters["cache_median_ns"])
+                            : 0.0;
+  if (raw > 0) state.counters["overhead_pct"] = 100.0 * (cached / raw - 1.0);
+  state.SetItemsProcessed(int64_t(state.iterations()));
+  if (rc == 0) cache.Check(state, uint64_t(state.iterations()));
+}
+
+void RegisterAll() {
+  // Sizes outermost, so each size's raw and cached runs are neighbours in
+  // time (the machine's speed drifts less between them).
+  for (size_t bytes : {size_t{4} << 10, size_t{1} << 20, size_t{64} << 20}) {
+    const std::string size = "/" + std::to_string(bytes);
+    benchmark::RegisterBenchmark(
+        ("BM_RegDereg/raw" + size).c_str(),
+        [bytes](benchmark::State& s) { BM_RegDeregRaw(s, bytes); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(
+        ("BM_RegDereg/regcache-kmod" + size).c_str(),
+        [bytes](benchmark::State& s) {
+          BM_RegDeregCache(s, bytes, REGCACHE_MONITOR_KMOD);
+        })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(
+        ("BM_RegDereg/regcache-uffd" + size).c_str(),
+        [bytes](benchmark::State& s) {
+          BM_RegDeregCache(s, bytes, REGCACHE_MONITOR_UFFD);
+        })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+    for (regcache_monitor_kind monitor :
+         {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD}) {
+      benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(
+          (std::string("BM_RegDeregPaired/") + regcache_monitor_name(monitor) +
+           size)
+              .c_str(),
+          [bytes, monitor](benchmark::State& s) {
+            BM_RegDeregPaired(s, bytes, monitor);
+          });
+      b->UseManualTime()->Unit(benchmark::kMicrosecond);
+      // 64 MiB iterations take milliseconds: at least a second each run,
+      // or a few preemptions of the VM decide the median.
+      if (bytes >= (size_t{64} << 20)) b->MinTime(1.0);
+    }
+  }
+  for (regcache_monitor_kind monitor :
+       {REGCACHE_MONITOR_NONE, REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD}) {
+    benchmark::RegisterBenchmark(
+        (std::string("BM_MissOverhead/") + regcache_monitor_name(monitor))
+            .c_str(),
+        [monitor](benchmark::State& s) { BM_MissOverhead(s, monitor); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+}
+
+}  // namespace
+}  // namespace regcache_bench
+
+int main(int argc, char** argv) {
+  using namespace regcache_bench;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  if (sysconf(_SC_PAGESIZE) != long(kPageSize)) {
+    fprintf(stderr, "miss_path_bench: assumes 4 KiB pages\n");
+    return 1;
+  }
+  benchmark::AddCustomContext("regcache_build_type", REGCACHE_BENCH_BUILD_TYPE);
+  Device* dev = GetDevice();
+  benchmark::AddCustomContext("rdma_device",
+                              dev->error.empty() ? dev->name : "none");
+  RegisterAll();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
