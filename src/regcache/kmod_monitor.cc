@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "monitor.h"
+#include "monitor_fds.h"
 #include "regcache/kmod_uapi.h"
 #include "thread_annotations.h"
 
@@ -56,47 +57,6 @@ static_assert(sizeof(std::atomic<uint64_t>) == sizeof(__u64) &&
               "generation words are read as std::atomic<uint64_t>");
 
 std::string ErrnoText(int err) { return std::string(strerror(err)); }
-
-// The fds a fork child must close at once: a child keeping the parent's
-// /dev/regcache fd keeps the parent's context (and its notifier on the
-// parent's mm) alive after the parent closed it, and blocks rmmod. A
-// pthread_atfork() child handler closes them from this fixed table
-// (async-signal-safe work only). The monitor reads its fds from here, so it
-// never closes a number the child has since reused.
-struct ForkSlot {
-  std::atomic<bool> in_use{false};
-  std::atomic<int> dev{-1};   // /dev/regcache
-  std::atomic<int> wake{-1};  // eventfd that stops the event thread
-};
-constexpr int kForkSlots = 32;
-ForkSlot g_fork_slots[kForkSlots];  // constant-initialised
-
-void CloseExchanged(std::atomic<int>* fd) {
-  const int old = fd->exchange(-1);
-  if (old >= 0) close(old);
-}
-
-void CloseFdsInForkChild() {
-  for (ForkSlot& slot : g_fork_slots) {
-    if (!slot.in_use.load(std::memory_order_relaxed)) continue;
-    CloseExchanged(&slot.dev);
-    CloseExchanged(&slot.wake);
-  }
-}
-
-void InstallForkHandlerOnce() {
-  static const int installed =
-      pthread_atfork(nullptr, nullptr, &CloseFdsInForkChild);
-  (void)installed;
-}
-
-ForkSlot* AcquireForkSlot() {
-  for (ForkSlot& slot : g_fork_slots) {
-    bool expected = false;
-    if (slot.in_use.compare_exchange_strong(expected, true)) return &slot;
-  }
-  return nullptr;
-}
 
 regcache_inval_reason MapReason(uint16_t reason) {
   switch (reason) {
@@ -194,15 +154,14 @@ class KmodMonitor final : public Monitor {
   KmodMonitor(int fd, const char* area, size_t size)
       : page_size_(static_cast<uint64_t>(sysconf(_SC_PAGESIZE))),
         owner_pid_(getpid()) {
-    InstallForkHandlerOnce();
-    fork_slot_ = AcquireForkSlot();
+    fork_slot_ = AcquireForkClosedFds();
     if (fork_slot_ == nullptr) fork_slot_ = &own_fds_;
     Adopt(fd, area, size);
   }
 
   ~KmodMonitor() override {
     Stop();
-    if (fork_slot_ != &own_fds_) fork_slot_->in_use.store(false);
+    if (fork_slot_ != &own_fds_) ReleaseForkClosedFds(fork_slot_);
   }
 
   regcache_monitor_kind kind() const override { return REGCACHE_MONITOR_KMOD; }
@@ -227,7 +186,7 @@ class KmodMonitor final : public Monitor {
     if (first > last || (first & (page_size_ - 1)) != 0 ||
         ((last + 1) & (page_size_ - 1)) != 0)
       return -EINVAL;
-    const int fd = fork_slot_->dev.load(std::memory_order_acquire);
+    const int fd = fork_slot_->primary.load(std::memory_order_acquire);
     // A fork child before RestartInChild(): the fd (if any) is the parent's.
     if (fd < 0 || getpid() != owner_pid_.load(std::memory_order_relaxed))
       return -EOPNOTSUPP;
@@ -263,7 +222,7 @@ class KmodMonitor final : public Monitor {
     if (static_cast<uint32_t>(token.cookie >> 32) !=
         epoch_.load(std::memory_order_relaxed))
       return;
-    const int fd = fork_slot_->dev.load(std::memory_order_acquire);
+    const int fd = fork_slot_->primary.load(std::memory_order_acquire);
     if (fd < 0 || getpid() != owner_pid_.load(std::memory_order_relaxed))
       return;
     {
@@ -287,7 +246,7 @@ class KmodMonitor final : public Monitor {
     // The parent's event thread does not exist here; its state may hold a
     // lock forever. Keep it reachable, never destroy it.
     if (state_) abandoned_.push_back(state_.release());
-    CloseExchanged(&fork_slot_->dev);
+    CloseExchanged(&fork_slot_->primary);
     CloseExchanged(&fork_slot_->wake);
     // The parent's area is not mapped in the child (VM_DONTCOPY), and the
     // address may hold something else by now: forget it, never munmap it.
@@ -329,12 +288,12 @@ class KmodMonitor final : public Monitor {
     if (area_ != nullptr && in_owner)
       munmap(const_cast<char*>(area_), area_size_);
     area_ = nullptr;
-    CloseExchanged(&fork_slot_->dev);
+    CloseExchanged(&fork_slot_->primary);
   }
 
  private:
   void Adopt(int fd, const char* area, size_t size) {
-    fork_slot_->dev.store(fd, std::memory_order_release);
+    fork_slot_->primary.store(fd, std::memory_order_release);
     area_ = area;
     area_size_ = size;
     const auto* sh = reinterpret_cast<const regcache_kmod_shared*>(area);
@@ -385,7 +344,7 @@ class KmodMonitor final : public Monitor {
   }
 
   void Run(EventState* state) {
-    const int fd = fork_slot_->dev.load();
+    const int fd = fork_slot_->primary.load();
     const int wake = fork_slot_->wake.load();
     for (;;) {
       pollfd fds[2] = {{fd, POLLIN, 0}, {wake, POLLIN, 0}};
@@ -482,8 +441,8 @@ class KmodMonitor final : public Monitor {
   const uint64_t page_size_;
   std::atomic<pid_t> owner_pid_;
   std::atomic<uint32_t> epoch_{1};  // which context a token's cookie names
-  ForkSlot own_fds_;                // when the fork-slot table is full
-  ForkSlot* fork_slot_ = nullptr;
+  MonitorFds own_fds_;                // when the fork-slot table is full
+  MonitorFds* fork_slot_ = nullptr;
 
   const char* area_ = nullptr;
   size_t area_size_ = 0;

@@ -4,12 +4,16 @@
 // the null monitor (REGCACHE_MONITOR_NONE), which watches nothing and so
 // leaves invalidation to regcache_invalidate(). The main functions exported
 // are StaticGeneration() and CreateNullMonitor().
+#include <pthread.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "monitor.h"
+#include "monitor_fds.h"
 
 namespace regcache_internal {
 
@@ -46,6 +50,54 @@ class NullMonitor final : public Monitor {
 
 std::unique_ptr<Monitor> CreateNullMonitor() {
   return std::make_unique<NullMonitor>();
+}
+
+}  // namespace regcache_internal
+
+// ---------------------------------------------------------------------------
+// Fds closed in fork children (monitor_fds.h).
+
+namespace regcache_internal {
+namespace {
+
+struct ForkClosedSlot {
+  std::atomic<bool> in_use{false};
+  MonitorFds fds;
+};
+constexpr int kForkClosedSlots = 32;
+ForkClosedSlot g_fork_closed[kForkClosedSlots];  // constant-initialised
+
+void CloseFdsInForkChild() {
+  for (ForkClosedSlot& slot : g_fork_closed) {
+    if (!slot.in_use.load(std::memory_order_relaxed)) continue;
+    CloseExchanged(&slot.fds.primary);
+    CloseExchanged(&slot.fds.wake);
+  }
+}
+
+}  // namespace
+
+void CloseExchanged(std::atomic<int>* fd) {
+  const int old = fd->exchange(-1);
+  if (old >= 0) close(old);
+}
+
+MonitorFds* AcquireForkClosedFds() {
+  // glibc unregisters the handler if this library is dlclose()d.
+  static const int installed =
+      pthread_atfork(nullptr, nullptr, &CloseFdsInForkChild);
+  (void)installed;
+  for (ForkClosedSlot& slot : g_fork_closed) {
+    bool expected = false;
+    if (slot.in_use.compare_exchange_strong(expected, true)) return &slot.fds;
+  }
+  return nullptr;
+}
+
+void ReleaseForkClosedFds(MonitorFds* fds) {
+  for (ForkClosedSlot& slot : g_fork_closed) {
+    if (&slot.fds == fds) slot.in_use.store(false);
+  }
 }
 
 }  // namespace regcache_internal

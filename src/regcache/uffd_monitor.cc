@@ -76,6 +76,7 @@
 #include <thread>
 
 #include "monitor.h"
+#include "monitor_fds.h"
 #include "thread_annotations.h"
 #include "uffd_monitor.h"
 
@@ -188,52 +189,9 @@ namespace {
 
 constexpr size_t kReadBatch = 64;  // uffd_msg per read(); 2 KiB of stack
 
-// File descriptors a fork child must close at once. A child that keeps the
-// parent's uffd open (it inherits it; O_CLOEXEC only helps if it execs)
-// keeps the parent's userfaultfd context alive after the parent's Stop()
-// closed its own descriptor. The parent's VMAs then stay registered with no
-// reader, and its next munmap() of such memory sleeps forever. So a
-// pthread_atfork() child handler closes, in every child, the descriptors of
-// every live monitor, from a fixed table (the handler may only do
-// async-signal-safe work: atomic exchanges and close()).
-struct FdPair {
-  std::atomic<int> uffd{-1};
-  std::atomic<int> wake{-1};  // eventfd that stops the reader
-};
-struct ForkSlot {
-  std::atomic<bool> in_use{false};
-  FdPair fds;
-};
-constexpr int kForkSlots = 32;
-ForkSlot g_fork_slots[kForkSlots];  // constant-initialised
-
-void CloseExchanged(std::atomic<int>* fd) {
-  const int old = fd->exchange(-1);
-  if (old >= 0) close(old);
-}
-
-void CloseFdsInForkChild() {
-  for (ForkSlot& slot : g_fork_slots) {
-    if (!slot.in_use.load(std::memory_order_relaxed)) continue;
-    CloseExchanged(&slot.fds.uffd);
-    CloseExchanged(&slot.fds.wake);
-  }
-}
-
-void InstallForkHandlerOnce() {
-  // glibc unregisters the handler if this library is dlclose()d.
-  static const int installed =
-      pthread_atfork(nullptr, nullptr, &CloseFdsInForkChild);
-  (void)installed;
-}
-
-ForkSlot* AcquireForkSlot() {
-  for (ForkSlot& slot : g_fork_slots) {
-    bool expected = false;
-    if (slot.in_use.compare_exchange_strong(expected, true)) return &slot;
-  }
-  return nullptr;  // more than kForkSlots monitors: children keep the fds
-}
+// The uffd and the wake eventfd live in a MonitorFds pair that every fork
+// child closes at once (monitor_fds.h says why: a child keeping the parent's
+// uffd makes the parent's later munmap() of watched memory sleep for ever).
 
 std::string ErrnoText(int err) { return std::string(strerror(err)); }
 
@@ -430,9 +388,9 @@ class UffdMonitor final : public Monitor {
       : page_size_(static_cast<uint64_t>(sysconf(_SC_PAGESIZE))),
         owner_pid_(getpid()),
         state_(std::make_unique<EventState>()) {
-    slot_ = AcquireForkSlot();
-    fds_ = slot_ != nullptr ? &slot_->fds : &own_fds_;
-    fds_->uffd.store(uffd);
+    slot_ = AcquireForkClosedFds();
+    fds_ = slot_ != nullptr ? slot_ : &own_fds_;
+    fds_->primary.store(uffd);
     fds_->wake.store(wake_fd);
   }
 
@@ -458,7 +416,7 @@ class UffdMonitor final : public Monitor {
         ((last + 1) & (page_size_ - 1)) != 0) {
       return -EINVAL;
     }
-    const int uffd = fds_->uffd.load(std::memory_order_acquire);
+    const int uffd = fds_->primary.load(std::memory_order_acquire);
     // Without a reader (not started, or stopped) a registered range's next
     // munmap() would sleep for ever. In a fork child before RestartInChild()
     // the inherited uffd (if the atfork handler did not close it) belongs to
@@ -528,7 +486,7 @@ class UffdMonitor final : public Monitor {
     state_ = std::make_unique<EventState>();
     // Whatever the atfork handler did not close (a monitor without a fork
     // slot). The old descriptors refer to the parent's context.
-    CloseExchanged(&fds_->uffd);
+    CloseExchanged(&fds_->primary);
     CloseExchanged(&fds_->wake);
     owner_pid_.store(getpid(), std::memory_order_relaxed);
     // The parent may have forked between R1 and A3: no applier here will
@@ -543,7 +501,7 @@ class UffdMonitor final : public Monitor {
       *why = "eventfd: " + ErrnoText(err);
       return -err;
     }
-    fds_->uffd.store(uffd, std::memory_order_release);
+    fds_->primary.store(uffd, std::memory_order_release);
     fds_->wake.store(wake, std::memory_order_release);
     if (!started_) return 0;
     return StartThreads(why);
@@ -575,10 +533,10 @@ class UffdMonitor final : public Monitor {
     if (gate_ != nullptr) gate_->fetch_and(~kGateEventsPending);
     // Closing the last reference to the uffd releases the context: the
     // kernel unregisters every VMA and wakes anybody asleep in munmap().
-    CloseExchanged(&fds_->uffd);
+    CloseExchanged(&fds_->primary);
     CloseExchanged(&fds_->wake);
     if (slot_ != nullptr) {
-      slot_->in_use.store(false);
+      ReleaseForkClosedFds(slot_);
       slot_ = nullptr;
       fds_ = &own_fds_;
     }
@@ -599,7 +557,7 @@ class UffdMonitor final : public Monitor {
  private:
   int StartThreads(std::string* why) {
     EventState* st = state_.get();
-    const int uffd = fds_->uffd.load();
+    const int uffd = fds_->primary.load();
     const int wake = fds_->wake.load();
     // The event threads run with every signal blocked, so no application
     // signal handler (which might munmap, or take a lock) runs on them.
@@ -791,9 +749,9 @@ class UffdMonitor final : public Monitor {
   std::atomic<pid_t> owner_pid_;
   // Where the descriptors live: a global fork slot (closed in fork children
   // by the atfork handler) or, if none was free, own_fds_.
-  ForkSlot* slot_ = nullptr;
-  FdPair own_fds_;
-  FdPair* fds_ = nullptr;
+  MonitorFds* slot_ = nullptr;
+  MonitorFds own_fds_;
+  MonitorFds* fds_ = nullptr;
 
   // Set by Start(), read-only afterwards (the event threads read them).
   InvalidationSink* sink_ = nullptr;
@@ -811,7 +769,6 @@ class UffdMonitor final : public Monitor {
 }  // namespace
 
 std::unique_ptr<Monitor> CreateUffdMonitor(std::string* why) {
-  InstallForkHandlerOnce();
   const int uffd = OpenConfiguredUffd(why);
   if (uffd < 0) return nullptr;
   const int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
