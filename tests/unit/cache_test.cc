@@ -4,6 +4,7 @@
 // entries in use, CLOCK eviction, memlock exhaustion, bad input, handles
 // across threads, thread exit, fork, destroy, configuration and statistics.
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -535,6 +536,101 @@ TEST(CacheStats, PrintedWithEveryField) {
   EXPECT_GT(s.registration_ns, 0u);
   EXPECT_EQ(s.pinned_bytes_now, Page());
   regcache_destroy(c);
+}
+
+}  // namespace
+
+namespace {
+
+// With the fake registrar that really mlock()s, RLIMIT_MEMLOCK bites as it
+// does for ibv_reg_mr: the cache evicts unused entries to make room, and
+// when everything is in use it fails with a message naming the limit.
+TEST(CacheMemlock, RealMlockLimitEvictsThenFailsWithTheLimitNamed) {
+  auto outcome = regcache_test::RunInChild([]() -> std::string {
+    std::string why;
+    if (!regcache_test::DropIpcLockCapability(&why))
+      return std::string(regcache_test::kChildSkip) + why;
+    if (!regcache_test::SetMemlockSoftLimit(64 << 10, &why)) return why;
+    regcache_registrar reg;
+    if (regcache_registrar_fake(/*lock_memory=*/1, &reg) != 0) return "fake";
+    regcache_config cfg;
+    regcache_config_init(&cfg);
+    cfg.monitor = REGCACHE_MONITOR_NONE;
+    cfg.max_bytes = 0;  // let the kernel's limit be what bites
+    regcache_t* c = nullptr;
+    if (regcache_create(&reg, &cfg, &c) != 0) return regcache_last_error();
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    Region r(64 * page);
+    memset(r.base, 1, r.size);
+    const size_t chunk = 32 << 10;
+    regcache_handle_t* h[3] = {};
+    // Two 32 KiB entries fill the limit; a third fits only by evicting one.
+    for (int i = 0; i < 3; ++i) {
+      if (regcache_get(c, r.base + i * chunk, chunk, kLW, &h[i]) != 0)
+        return std::string("get ") + std::to_string(i) + ": " + regcache_last_error();
+      if (i < 2) regcache_put(c, h[i]);
+    }
+    struct regcache_stats s;
+    regcache_stats(c, &s);
+    if (s.evictions == 0) return "the limit was met without evicting";
+    // Now hold what fits and ask for more: a clear error, nothing lost.
+    regcache_handle_t* held = nullptr;
+    if (regcache_get(c, r.base + 3 * chunk, chunk, kLW, &held) != 0)
+      return std::string("second held get: ") + regcache_last_error();
+    regcache_handle_t* extra = nullptr;
+    const int rc = regcache_get(c, r.base + 6 * chunk, chunk, kLW, &extra);
+    if (rc != -ENOMEM && rc != -EAGAIN) return "over the limit gave " + std::to_string(rc);
+    if (strstr(regcache_last_error(), "RLIMIT_MEMLOCK soft 65536 bytes") == nullptr)
+      return std::string("message does not name the limit: ") + regcache_last_error();
+    regcache_put(c, held);
+    regcache_put(c, h[2]);
+    if (regcache_get(c, r.base + 6 * chunk, chunk, kLW, &extra) != 0)
+      return std::string("after releasing: ") + regcache_last_error();
+    regcache_put(c, extra);
+    if (regcache_destroy(c) != 0) return regcache_last_error();
+    return "";
+  });
+  if (outcome.skipped) GTEST_SKIP() << outcome.message;
+  EXPECT_EQ(outcome.message, "");
+}
+
+// REGCACHE_STATS=1 prints the statistics when the process exits, even if
+// the application never destroys the cache.
+TEST(CacheStats, PrintedAtExitWithRegcacheStats) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[0]);
+    setenv("REGCACHE_STATS", "1", 1);
+    regcache_registrar reg;
+    regcache_registrar_fake(0, &reg);
+    regcache_t* c = nullptr;
+    regcache_config cfg;
+    regcache_config_init(&cfg);
+    cfg.monitor = REGCACHE_MONITOR_NONE;
+    if (regcache_create(&reg, &cfg, &c) != 0) _exit(2);
+    static char buf[4096];
+    regcache_handle_t* h;
+    for (int i = 0; i < 3; ++i) {
+      if (regcache_get(c, buf, 100, kLW, &h) != 0) _exit(3);
+      regcache_put(c, h);
+    }
+    exit(0);  // atexit handlers run; no regcache_destroy
+  }
+  close(fds[1]);
+  std::string err;
+  char chunk[512];
+  ssize_t n;
+  while ((n = read(fds[0], chunk, sizeof chunk)) > 0) err.append(chunk, size_t(n));
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_NE(err.find("regcache stats:"), std::string::npos) << err;
+  EXPECT_NE(err.find("hits=2 misses=1"), std::string::npos) << err;
 }
 
 }  // namespace
