@@ -17,15 +17,25 @@
 //   BM_Munmap/uffd/<N>     the same with REGCACHE_MONITOR_UFFD
 //   BM_Munmap/ucx_hooks    a ucs_rcache with ucm_events = UCM_EVENT_VM_UNMAPPED
 //                          holding the region: libucm intercepts munmap()
+// and two diagnostics through the module's raw ABI (no cache), which tell
+// the notifier's own work from the wake-up of the thread reading its events:
+//   BM_Munmap/kmod_abi/<N>         N ranges and the region MONITORed, nobody
+//                                  polling the fd
+//   BM_Munmap/kmod_abi_reader/<N>  the same with a thread in poll() on it
 //
 // Each iteration maps the region (MAP_FIXED_NOREPLACE into a hole between two
 // PROT_NONE guard pages, so the VMA never merges with a neighbour and every
 // case does the same VMA work), touches one page, caches it, and then times
 // the munmap() alone with clock_gettime() (UseManualTime): real_time is the
-// time of one munmap(). Before the next iteration it waits until the cache
-// has applied the invalidation and reclaimed the entry, so the monitor's
-// threads are idle when the next munmap() is timed. Each run checks that
-// every monitored munmap() was seen as an invalidation, and fails otherwise.
+// time of one munmap(); counters give the median and 10th percentile
+// (samples.h) and how often the thread was preempted or blocked inside
+// munmap(). Before the next iteration it waits until the cache has applied
+// the invalidation and reclaimed the entry, and a little longer, so the
+// monitor's threads are asleep again when the next munmap() wakes them. Each
+// run checks that every monitored munmap() was seen as an invalidation, and
+// fails otherwise. Where the monitor's threads run decides whether their
+// work lands inside the timed munmap(): see "Where the monitors' threads
+// run" below (REGCACHE_BENCH_IDLE_HELPERS, REGCACHE_BENCH_CPUS).
 //
 // libucm's hooks cannot be removed once installed (and they replace malloc),
 // so BM_Munmap/ucx_hooks is registered last and every other case refuses to
