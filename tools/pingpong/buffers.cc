@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Message buffers and their free-and-reallocate (buffers.h).
+
+#include "buffers.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+namespace regcache_pingpong {
+namespace {
+
+void* MapAnonymous(void* hint, size_t length, int extra_flags) {
+  return mmap(hint, length, PROT_READ | PROT_WRITE,
+              MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1, 0);
+}
+
+}  // namespace
+
+Buffers::~Buffers() {
+  for (void* p : buffers_) munmap(p, mapped_);
+}
+
+bool Buffers::Map(uint32_t count, size_t size, std::string* error) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  mapped_ = (size + page - 1) / page * page;
+  for (uint32_t i = 0; i < count; ++i) {
+    void* p = MapAnonymous(nullptr, mapped_, 0);
+    if (p == MAP_FAILED) {
+      *error = "mmap(" + std::to_string(mapped_) + "): " + strerror(errno);
+      return false;
+    }
+    buffers_.push_back(p);
+  }
+  return true;
+}
+
+bool Buffers::Remap(uint32_t i, bool* same_address, std::string* error) {
+  void* old = buffers_[i];
+  if (munmap(old, mapped_) != 0) {
+    *error = std::string("munmap: ") + strerror(errno);
+    return false;
+  }
+  void* p = MapAnonymous(old, mapped_, MAP_FIXED_NOREPLACE);
+  if (p == MAP_FAILED) p = MapAnonymous(nullptr, mapped_, 0);
+  if (p == MAP_FAILED) {
+    buffers_.erase(buffers_.begin() + i);  // nothing to unmap any more
+    *error = "mmap(" + std::to_string(mapped_) + "): " + strerror(errno);
+    return false;
+  }
+  buffers_[i] = p;
+  *same_address = p == old;
+  return true;
+}
+
+}  // namespace regcache_pingpong

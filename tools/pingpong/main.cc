@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: BSD-2-Clause
+//
+// regcache-pingpong: an MPI-style RDMA WRITE rendezvous ping-pong between
+// two endpoints, with the payload buffers' registrations obtained per
+// message, through regcache (kmod, uffd, no monitor), once up front, or
+// with ODP; every message's payload is checked. By default one invocation
+// forks both endpoints on one device over loopback; --server/--client run
+// them on two hosts. Prints a table per workload and the targets' verdicts;
+// --json and --svg write the results for tools and a plot. docs/pingpong.md
+// explains what is measured and how to read it.
+
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "channel.h"
+#include "options.h"
+#include "pattern.h"
+#include "report.h"
+#include "runner.h"
+
+namespace regcache_pingpong {
+namespace {
+
+double Now() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
+
+bool WriteFile(const std::string& path, const std::string& text) {
+  FILE* f = fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    fprintf(stderr, "regcache-pingpong: %s: %s\n", path.c_str(),
+            strerror(errno));
+    return false;
+  }
+  const bool ok = fwrite(text.data(), 1, text.size(), f) == text.size();
+  return fclose(f) == 0 && ok;
+}
+
+std::string Settings(const Options& options) {
+  char text[600];
+  snprintf(text, sizeof(text),
+           "caches: entry limit %llu (REGCACHE_MAX_ENTRIES), no byte limit; "
+           "pattern: %s; round trips per point: %s in up to %u passes "
+           "(modes taking turns), after %u warm-up round trips of 4 KiB "
+           "(rotate-K: at least K); a pass stops after %.0f s; polling: %s",
+           static_cast<unsigned long long>(options.max_entries),
+           options.stamp_stride == 8 ? "every word checked"
+                                     : "one word per 256 bytes checked",
+           options.iterations ? std::to_string(options.iterations).c_str()
+           : options.quick    ? "6"
+                              : "~16 MiB of payload (3..100)",
+           options.passes, options.warmup, options.seconds_per_point,
+           PollingName(options.polling));
+  return text;
+}
+
+void Progress(const std::string& line) {
+  fprintf(stderr, "\r%-78.78s", line.c_str());
+  fflush(stderr);
+}
+
+int Main(int argc, char** argv) {
+  const char* program = "regcache-pingpong";
+  std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
+  Options options;
+  std::string error;
+  if (!ParseArgs(args, &options, &error)) {
+    fprintf(stderr, "%s: %s\n%s", program, error.c_str(),
+            Usage(program).c_str());
+    return 2;
+  }
+  if (options.help) {
+    fputs(Usage(program).c_str(), stdout);
+    return 0;
+  }
+  const DeviceOptions device{options.device, options.ib_port, options.gid_index,
+                             options.polling, options.spin_us};
+
+  if (options.role == Role::kServer) {
+    fprintf(stderr, "%s: waiting for a client on port %u\n", program,
+            options.tcp_port);
+    std::unique_ptr<Channel> channel =
+        Channel::Listen(options.tcp_port, &error);
+    int status = channel ? RunServer(channel.get(), device, &error) : 3;
+    if (status != 0)
+      fprintf(stderr, "%s (server): %s\n", program, error.c_str());
+    return status;
+  }
+
+  std::unique_ptr<Channel> channel;
+  pid_t server = -1;
+  if (options.role == Role::kClient) {
+    channel = Channel::Connect(options.host, options.tcp_port, 30, &error);
+    if (!channel) {
+      fprintf(stderr, "%s: %s\n", program, error.c_str());
+      return 3;
+    }
+  } else {
+    // Both endpoints from one invocation: fork before any verbs call.
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+      fprintf(stderr, "%s: socketpair: %s\n", program, strerror(errno));
+      return 3;
+    }
+    fflush(nullptr);
+    server = fork();
+    if (server < 0) {
+      fprintf(stderr, "%s: fork: %s\n", program, strerror(errno));
+      return 3;
+    }
+    if (server == 0) {
+      close(fds[0]);
+      Channel peer(fds[1]);
+      const int status = RunServer(&peer, device, &error);
+      if (status != 0)
+        fprintf(stderr, "%s (server endpoint): %s\n", program, error.c_str());
+      fflush(nullptr);
+      _exit(status);
+    }
+    close(fds[1]);
+    channel = std::make_unique<Channel>(fds[0]);
+  }
+
+  const double start = Now();
+  const Plan plan = MakePlan(options);
+  Report report;
+  report.settings = Settings(options);
+  for (const Workload& w : options.workloads)
+    report.workloads.push_back(w.Name());
+  report.sizes = options.sizes;
+  report.modes = options.modes;
+  const bool ok =
+      RunClient(channel.get(), device, plan, Progress, &report, &error);
+  Progress("");
+  fputc('\r', stderr);
+  channel.reset();  // the server sees EOF if it still waits
+  int server_status = 0;
+  if (server > 0) {
+    int wstatus = 0;
+    while (waitpid(server, &wstatus, 0) < 0 && errno == EINTR) {
+    }
+    server_status =
+        WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+  }
+  report.wall_seconds = Now() - start;
+  report.targets = EvaluateTargets(report.points);
+
+  if (!ok && report.points.empty()) {
+    fprintf(stderr, "%s: %s\n", program, error.c_str());
+    return 3;
+  }
+  fputs(RenderTables(report).c_str(), stdout);
+  printf("wall time: %.1f s\n", report.wall_seconds);
+  fflush(stdout);
+  bool files_ok = true;
+  if (!options.json_path.empty())
+    files_ok &= WriteFile(options.json_path, RenderJson(report));
+  if (!options.svg_path.empty())
+    files_ok &= WriteFile(options.svg_path, RenderSvg(report));
+  if (!ok) {
+    fprintf(stderr, "%s: the run failed: %s\n", program, error.c_str());
+    return 3;
+  }
+  if (server_status != 0) {
+    fprintf(stderr, "%s: the server endpoint exited with status %d\n", program,
+            server_status);
+    return 3;
+  }
+  if (AnyCorrectnessFailure(report.targets)) {
+    fprintf(stderr, "%s: FAIL: a correctness target failed (see targets)\n",
+            program);
+    return 1;
+  }
+  return files_ok ? 0 : 3;
+}
+
+}  // namespace
+}  // namespace regcache_pingpong
+
+int main(int argc, char** argv) { return regcache_pingpong::Main(argc, argv); }

@@ -1,0 +1,611 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Host tests of regcache-pingpong's pure logic: the payload pattern, sizes
+// and options, the plan and its wire form, the targets, and the table, JSON
+// and SVG renderings. The RDMA parts run in the qemu rig (vm-smoke.sh).
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "options.h"
+#include "pattern.h"
+#include "report.h"
+
+namespace regcache_pingpong {
+namespace {
+
+// ------------------------------------------------------------------ pattern
+
+TEST(Pattern, FilledMessagePassesItsCheck) {
+  for (size_t size : {64ul, 4096ul, 4100ul, 65536ul, 1ul << 20}) {
+    for (size_t stride : {8ul, kDefaultStampStride}) {
+      std::vector<unsigned char> buf(size);
+      FillPattern(buf.data(), size, 7, stride);
+      const PatternCheck check = CheckPattern(buf.data(), size, 7, stride);
+      EXPECT_TRUE(check.ok())
+          << size << " " << stride << ": " << check.Describe(size, stride);
+    }
+  }
+}
+
+TEST(Pattern, OlderMessageIsReportedAsOldPages) {
+  std::vector<unsigned char> buf(8192);
+  FillPattern(buf.data(), buf.size(), 4, kDefaultStampStride);
+  const PatternCheck check =
+      CheckPattern(buf.data(), buf.size(), 6, kDefaultStampStride);
+  EXPECT_FALSE(check.ok());
+  EXPECT_EQ(check.bad_words, StampedWords(buf.size(), kDefaultStampStride));
+  EXPECT_NE(check.Describe(buf.size(), kDefaultStampStride).find("message 4"),
+            std::string::npos)
+      << check.Describe(buf.size(), kDefaultStampStride);
+}
+
+TEST(Pattern, UntouchedBufferIsReportedAsNeverWritten) {
+  std::vector<unsigned char> buf(4096, 0);
+  const PatternCheck check =
+      CheckPattern(buf.data(), buf.size(), 1, kDefaultStampStride);
+  EXPECT_FALSE(check.ok());
+  EXPECT_EQ(check.first_bad_offset, 0u);
+  EXPECT_NE(
+      check.Describe(buf.size(), kDefaultStampStride).find("never written"),
+      std::string::npos);
+}
+
+TEST(Pattern, OneStalePageInTheMiddleIsCaught) {
+  const size_t size = 64 * 4096;
+  std::vector<unsigned char> buf(size);
+  FillPattern(buf.data(), size, 9, kDefaultStampStride);
+  memset(buf.data() + 17 * 4096, 0, 4096);
+  const PatternCheck check =
+      CheckPattern(buf.data(), size, 9, kDefaultStampStride);
+  EXPECT_EQ(check.bad_words, 4096 / kDefaultStampStride);
+  EXPECT_EQ(check.first_bad_offset, 17u * 4096);
+}
+
+TEST(Pattern, LastBytesAreStampedEvenOffStride) {
+  const size_t size = 1000;  // last word at 992, not a multiple of 256
+  std::vector<unsigned char> buf(size);
+  FillPattern(buf.data(), size, 3, kDefaultStampStride);
+  buf[size - 1] ^= 0xff;
+  const PatternCheck check =
+      CheckPattern(buf.data(), size, 3, kDefaultStampStride);
+  EXPECT_EQ(check.bad_words, 1u);
+  EXPECT_EQ(check.first_bad_offset, size - 8);
+}
+
+TEST(Pattern, WordsAreNeverZeroAndCarryTheSequenceNumber) {
+  for (uint64_t seq : {0ull, 1ull, 12345ull, 0xffffffffull}) {
+    for (uint64_t offset : {0ull, 8ull, 4096ull, 1ull << 26}) {
+      const uint64_t word = PatternWord(seq, offset);
+      EXPECT_NE(word, 0u);
+      EXPECT_EQ(word >> 32, seq & 0xffffffff);
+    }
+  }
+  EXPECT_NE(PatternWord(1, 0), PatternWord(1, 256));
+}
+
+// ------------------------------------------------------------------ options
+
+TEST(Sizes, ParseAcceptsSuffixes) {
+  const std::map<std::string, uint64_t> cases = {
+      {"4096", 4096}, {"4K", 4096},         {"4k", 4096},       {"4KiB", 4096},
+      {"4KB", 4096},  {"64M", 64ull << 20}, {"1G", 1ull << 30}, {"100", 100}};
+  for (const auto& [text, want] : cases) {
+    uint64_t got = 0;
+    EXPECT_TRUE(ParseSize(text, &got)) << text;
+    EXPECT_EQ(got, want) << text;
+  }
+  uint64_t ignored;
+  for (const char* bad : {"", "K", "4X", "-4K", "4 K", "4KK", "0x10"})
+    EXPECT_FALSE(ParseSize(bad, &ignored)) << bad;
+}
+
+TEST(Sizes, ListRejectsDuplicatesRangeAndJunk) {
+  std::vector<uint64_t> sizes;
+  std::string error;
+  ASSERT_TRUE(ParseSizeList("4K,64K,1M", &sizes, &error)) << error;
+  EXPECT_EQ(sizes, (std::vector<uint64_t>{4096, 65536, 1 << 20}));
+  EXPECT_FALSE(ParseSizeList("4K,4096", &sizes, &error));
+  EXPECT_NE(error.find("twice"), std::string::npos);
+  EXPECT_FALSE(ParseSizeList("32", &sizes, &error));
+  EXPECT_FALSE(ParseSizeList("2G", &sizes, &error));
+  EXPECT_FALSE(ParseSizeList("4K,", &sizes, &error));
+  EXPECT_FALSE(ParseSizeList("4K,x", &sizes, &error));
+}
+
+TEST(Sizes, FormatIsShortAndExact) {
+  EXPECT_EQ(FormatSize(4096), "4K");
+  EXPECT_EQ(FormatSize(64ull << 20), "64M");
+  EXPECT_EQ(FormatSize(1ull << 30), "1G");
+  EXPECT_EQ(FormatSize(1000), "1000");
+  EXPECT_EQ(FormatSize(1536), "1536");
+}
+
+TEST(Options, DefaultsMeasureEverything) {
+  Options o;
+  std::string error;
+  ASSERT_TRUE(ParseArgs({}, &o, &error)) << error;
+  EXPECT_EQ(o.role, Role::kLoopback);
+  EXPECT_EQ(o.modes.size(), std::size(kAllModes));
+  ASSERT_EQ(o.workloads.size(), 4u);
+  EXPECT_EQ(o.workloads[0].Name(), "reuse");
+  EXPECT_EQ(o.workloads[1].Name(), "rotate-8");
+  EXPECT_EQ(o.workloads[2].Name(), "rotate-64");
+  EXPECT_EQ(o.workloads[3].Name(), "realloc");
+  EXPECT_EQ(o.sizes, (std::vector<uint64_t>{4 << 10, 64 << 10, 1 << 20,
+                                            16 << 20, 64 << 20}));
+}
+
+TEST(Options, PerftestStyleFlagsAndTwoHostModes) {
+  Options o;
+  std::string error;
+  ASSERT_TRUE(ParseArgs(
+      {"-d", "mlx5_0", "-g", "3", "-i", "2", "--client", "127.0.0.1", "-p",
+       "9999", "--modes", "kmod,once", "--sizes=4K,1M", "--json", "r.json"},
+      &o, &error))
+      << error;
+  EXPECT_EQ(o.device, "mlx5_0");
+  EXPECT_EQ(o.gid_index, 3);
+  EXPECT_EQ(o.ib_port, 2);
+  EXPECT_EQ(o.role, Role::kClient);
+  EXPECT_EQ(o.host, "127.0.0.1");
+  EXPECT_EQ(o.tcp_port, 9999);
+  EXPECT_EQ(o.modes, (std::vector<Mode>{Mode::kKmod, Mode::kOnce}));
+  EXPECT_EQ(o.sizes, (std::vector<uint64_t>{4096, 1 << 20}));
+  EXPECT_EQ(o.json_path, "r.json");
+  ASSERT_TRUE(ParseArgs({"--server"}, &o, &error));
+  EXPECT_EQ(o.role, Role::kServer);
+}
+
+TEST(Options, BadArgumentsSayWhy) {
+  Options o;
+  std::string error;
+  EXPECT_FALSE(ParseArgs({"--modes", "kmod,fast"}, &o, &error));
+  EXPECT_NE(error.find("fast"), std::string::npos);
+  EXPECT_FALSE(ParseArgs({"--workloads", "rotate-x"}, &o, &error));
+  EXPECT_FALSE(ParseArgs({"--iters"}, &o, &error));
+  EXPECT_NE(error.find("needs a value"), std::string::npos);
+  EXPECT_FALSE(ParseArgs({"--frobnicate"}, &o, &error));
+  EXPECT_FALSE(ParseArgs({"-p", "70000"}, &o, &error));
+  EXPECT_FALSE(ParseArgs({"--seconds-per-point", "0"}, &o, &error));
+}
+
+TEST(Options, QuickIsSmall) {
+  Options o;
+  std::string error;
+  ASSERT_TRUE(ParseArgs({"--quick"}, &o, &error));
+  EXPECT_EQ(o.sizes.size(), 2u);
+  EXPECT_EQ(o.warmup, 1u);
+  EXPECT_EQ(IterationsFor(64 << 20, o), 6u);
+  const Plan plan = MakePlan(o);
+  EXPECT_EQ(plan.points.size(), 4u * 2u * std::size(kAllModes));
+}
+
+TEST(Options, IterationsScaleWithSize) {
+  Options o;
+  EXPECT_EQ(IterationsFor(4 << 10, o), 100u);
+  EXPECT_EQ(IterationsFor(1 << 20, o), 16u);
+  EXPECT_EQ(IterationsFor(64 << 20, o), 3u);
+  o.iterations = 17;
+  EXPECT_EQ(IterationsFor(64 << 20, o), 17u);
+}
+
+TEST(Options, WarmupRoundTripsWriteOnlyTheirFirstBytes) {
+  EXPECT_EQ(WireBytes(64 << 20, /*warmup=*/true), kWarmupBytes);
+  EXPECT_EQ(WireBytes(64 << 20, /*warmup=*/false), 64u << 20);
+  EXPECT_EQ(WireBytes(1000, /*warmup=*/true), 1000u);
+}
+
+TEST(Plan, LongPointsRunInPassesWithTheModesTakingTurns) {
+  Options o;
+  std::string error;
+  ASSERT_TRUE(ParseArgs(
+      {"--workloads", "reuse", "--sizes", "64K,64M", "--modes", "kmod,once"},
+      &o, &error));
+  const Plan plan = MakePlan(o);
+  // 64K: 100 round trips in 3 passes of kmod, once; 64M: 3 in one pass.
+  ASSERT_EQ(plan.points.size(), 3u * 2u + 2u);
+  const uint32_t want_iterations[] = {34, 34, 33, 33, 33, 33, 3, 3};
+  const uint32_t want_pass[] = {0, 0, 1, 1, 2, 2, 0, 0};
+  for (size_t i = 0; i < plan.points.size(); ++i) {
+    EXPECT_EQ(plan.points[i].iterations, want_iterations[i]) << i;
+    EXPECT_EQ(plan.points[i].pass, want_pass[i]) << i;
+    EXPECT_EQ(plan.points[i].mode, i % 2 ? Mode::kOnce : Mode::kKmod) << i;
+  }
+}
+
+TEST(Plan, RegisterOnceInReallocIsNotApplicable) {
+  Options o;
+  std::string error;
+  ASSERT_TRUE(
+      ParseArgs({"--workloads", "realloc,reuse", "--sizes", "4K"}, &o, &error));
+  const Plan plan = MakePlan(o);
+  int na = 0;
+  for (const PointSpec& p : plan.points) {
+    if (p.mode == Mode::kOnce && p.workload.kind == Workload::Kind::kRealloc) {
+      EXPECT_EQ(p.skip.rfind("n/a", 0), 0u) << p.skip;
+      ++na;
+    } else {
+      EXPECT_TRUE(p.skip.empty()) << p.skip;
+    }
+  }
+  EXPECT_EQ(na, 1);
+}
+
+TEST(Plan, PointsOverTheMemoryBudgetAreSkippedWithTheArithmetic) {
+  Options o;
+  std::string error;
+  ASSERT_TRUE(ParseArgs(
+      {"--workloads", "rotate-64", "--sizes", "1M,16M", "--modes", "kmod"}, &o,
+      &error));
+  const Plan plan = MakePlan(o);
+  ASSERT_EQ(plan.points.size(), 4u);         // 1M in 3 passes, 16M skipped once
+  EXPECT_TRUE(plan.points[0].skip.empty());  // 2 x 64 x 1M = 128M
+  EXPECT_EQ(plan.points[3].skip,
+            "skipped: 2 x 64 x 16M = 2G per endpoint > --mem-budget 256M");
+  EXPECT_EQ(plan.points[0].warmup, 64u);  // one whole rotation first
+}
+
+TEST(Plan, SurvivesTheWire) {
+  Options o;
+  std::string error;
+  ASSERT_TRUE(ParseArgs({"--full-check", "--max-entries", "16"}, &o, &error));
+  const Plan plan = MakePlan(o);
+  Plan back;
+  ASSERT_TRUE(ParsePlan(SerializePlan(plan), &back, &error)) << error;
+  EXPECT_EQ(back.stamp_stride, 8u);
+  EXPECT_EQ(back.max_entries, 16u);
+  ASSERT_EQ(back.points.size(), plan.points.size());
+  for (size_t i = 0; i < plan.points.size(); ++i) {
+    EXPECT_EQ(back.points[i].workload, plan.points[i].workload);
+    EXPECT_EQ(back.points[i].mode, plan.points[i].mode);
+    EXPECT_EQ(back.points[i].size, plan.points[i].size);
+    EXPECT_EQ(back.points[i].pass, plan.points[i].pass);
+    EXPECT_EQ(back.points[i].iterations, plan.points[i].iterations);
+    EXPECT_EQ(back.points[i].warmup, plan.points[i].warmup);
+    EXPECT_EQ(back.points[i].skip.empty(), plan.points[i].skip.empty());
+  }
+  EXPECT_FALSE(ParsePlan("plan 8 16 6 2\npoint reuse kmod 4096 0 1 1 run\n",
+                         &back, &error));
+}
+
+TEST(Modes, NamesRoundTrip) {
+  for (Mode mode : kAllModes) {
+    Mode back;
+    ASSERT_TRUE(ParseMode(ModeName(mode), &back));
+    EXPECT_EQ(back, mode);
+  }
+  EXPECT_FALSE(HasInvalidation(Mode::kNone));
+  EXPECT_TRUE(HasInvalidation(Mode::kUffd));
+  EXPECT_TRUE(IsCacheMode(Mode::kKmod));
+  EXPECT_FALSE(IsCacheMode(Mode::kOnce));
+}
+
+// ------------------------------------------------------------------ report
+
+PointResult Measured(const std::string& workload, Mode mode, uint64_t size,
+                     double bandwidth, uint64_t errors = 0, uint64_t same = 0) {
+  PointResult p;
+  p.workload = workload;
+  p.mode = mode;
+  p.size = size;
+  p.round_trips = 10;
+  p.bandwidth_mbs = bandwidth;
+  p.latency_us = double(size) / bandwidth;
+  p.messages_checked = 24;
+  p.data_errors = errors;
+  p.reallocations = same;
+  p.same_address = same;
+  p.gets = 20;
+  p.hits = IsCacheMode(mode) ? 18 : 0;
+  if (errors) p.first_error = "message 3: 1 of 2 words wrong";
+  return p;
+}
+
+std::vector<PointResult> GoodRun() {
+  const uint64_t k64 = 64 << 10;
+  return {Measured("reuse", Mode::kPerMessage, k64, 4.0),
+          Measured("reuse", Mode::kKmod, k64, 49.0),
+          Measured("reuse", Mode::kUffd, k64, 48.0),
+          Measured("reuse", Mode::kNone, k64, 49.5),
+          Measured("reuse", Mode::kOnce, k64, 50.0),
+          Measured("realloc", Mode::kKmod, k64, 3.0, 0, 24),
+          Measured("realloc", Mode::kNone, k64, 40.0, 20, 24)};
+}
+
+const TargetResult& Named(const std::vector<TargetResult>& targets,
+                          const std::string& part) {
+  for (const TargetResult& t : targets) {
+    if (t.name.find(part) != std::string::npos) return t;
+  }
+  ADD_FAILURE() << "no target named like " << part;
+  return targets.front();
+}
+
+TEST(Targets, AllPassOnAGoodRun) {
+  const auto targets = EvaluateTargets(GoodRun());
+  for (const TargetResult& t : targets)
+    EXPECT_EQ(t.verdict, TargetResult::Verdict::kPass)
+        << t.name << ": " << t.detail;
+  EXPECT_FALSE(AnyCorrectnessFailure(targets));
+  const TargetResult& ratio = Named(targets, "regcache-kmod bandwidth >= 10x");
+  EXPECT_NE(ratio.detail.find("12.25x"), std::string::npos) << ratio.detail;
+  EXPECT_FALSE(ratio.correctness);
+}
+
+TEST(Targets, SlowCacheFailsOnlyTheReportedTargets) {
+  auto points = GoodRun();
+  points[1].bandwidth_mbs = 30;  // kmod: 7.5x per-message, 60% of once
+  const auto targets = EvaluateTargets(points);
+  EXPECT_EQ(Named(targets, "kmod bandwidth >= 10x").verdict,
+            TargetResult::Verdict::kFail);
+  EXPECT_EQ(Named(targets, "kmod bandwidth within 5%").verdict,
+            TargetResult::Verdict::kFail);
+  EXPECT_FALSE(AnyCorrectnessFailure(targets));
+}
+
+TEST(Targets, DataErrorsInAnInvalidatingModeAreACorrectnessFailure) {
+  auto points = GoodRun();
+  points[5].data_errors = 2;  // realloc kmod
+  points[5].first_error = "message 5: found 0";
+  const auto targets = EvaluateTargets(points);
+  const TargetResult& clean = Named(targets, "no data errors");
+  EXPECT_EQ(clean.verdict, TargetResult::Verdict::kFail);
+  EXPECT_NE(clean.detail.find("realloc regcache-kmod 64K: 2"),
+            std::string::npos)
+      << clean.detail;
+  EXPECT_TRUE(AnyCorrectnessFailure(targets));
+}
+
+TEST(Targets, ASilentUnsafeControlIsACorrectnessFailure) {
+  auto points = GoodRun();
+  points[6].data_errors = 0;
+  const auto targets = EvaluateTargets(points);
+  EXPECT_EQ(Named(targets, "regcache-none in realloc").verdict,
+            TargetResult::Verdict::kFail);
+  EXPECT_TRUE(AnyCorrectnessFailure(targets));
+}
+
+TEST(Targets, UnsafeControlWithoutAddressReuseIsNotJudged) {
+  auto points = GoodRun();
+  points[6].data_errors = 0;
+  points[6].same_address = 0;
+  const auto targets = EvaluateTargets(points);
+  EXPECT_EQ(Named(targets, "regcache-none in realloc").verdict,
+            TargetResult::Verdict::kNotMeasured);
+  EXPECT_FALSE(AnyCorrectnessFailure(targets));
+}
+
+TEST(Targets, MissingModesAreNotMeasured) {
+  const auto targets =
+      EvaluateTargets({Measured("reuse", Mode::kKmod, 65536, 40)});
+  EXPECT_EQ(Named(targets, "kmod bandwidth >= 10x").verdict,
+            TargetResult::Verdict::kNotMeasured);
+  EXPECT_EQ(Named(targets, "regcache-none in realloc").verdict,
+            TargetResult::Verdict::kNotMeasured);
+}
+
+Report SampleReport() {
+  Report r;
+  r.device = "rxe0 port 1 GID[1] ::ffff:192.168.77.1 RoCE v2, MTU 1024";
+  r.odp_note = "odp: unsupported on rxe0 (odp_caps = 0)";
+  r.workloads = {"reuse", "realloc"};
+  r.sizes = {4 << 10, 64 << 10};
+  r.modes = {Mode::kPerMessage, Mode::kKmod, Mode::kNone, Mode::kOnce,
+             Mode::kOdp};
+  for (const std::string& w : r.workloads) {
+    for (uint64_t size : r.sizes) {
+      for (Mode mode : r.modes) {
+        PointResult p = Measured(w, mode, size, 10 + double(size) / 8192,
+                                 w == "realloc" && mode == Mode::kNone ? 5 : 0,
+                                 w == "realloc" ? 24 : 0);
+        if (mode == Mode::kOdp) {
+          p.status = PointResult::Status::kUnavailable;
+          p.note = r.odp_note;
+        } else if (mode == Mode::kOnce && w == "realloc") {
+          p.status = PointResult::Status::kNotApplicable;
+          p.note = "n/a: its buffers are registered once and never freed";
+        }
+        r.points.push_back(p);
+      }
+    }
+  }
+  r.targets = EvaluateTargets(r.points);
+  return r;
+}
+
+TEST(Render, TableHasOneSectionPerWorkloadAndMarksUnsafePoints) {
+  const std::string table = RenderTables(SampleReport());
+  EXPECT_NE(table.find("== reuse:"), std::string::npos);
+  EXPECT_NE(table.find("== realloc:"), std::string::npos);
+  // The unsafe control in realloc, at both sizes.
+  size_t unsafe = 0;
+  for (size_t at = table.find("UNSAFE\n"); at != std::string::npos;
+       at = table.find("UNSAFE\n", at + 1))
+    ++unsafe;
+  EXPECT_EQ(unsafe, 2u) << table;
+  // ODP is unavailable everywhere: said once per workload, not per size.
+  size_t odp = 0;
+  for (size_t at = table.find("odp: unsupported on rxe0 (odp_caps = 0)");
+       at != std::string::npos;
+       at = table.find("odp: unsupported on rxe0", at + 1))
+    ++odp;
+  EXPECT_EQ(odp, 2u) << table;
+  EXPECT_NE(table.find("n/a: its buffers"), std::string::npos);
+  EXPECT_NE(table.find("came back at the same address"), std::string::npos);
+  EXPECT_NE(table.find("targets:"), std::string::npos);
+  EXPECT_NE(table.find("PASS"), std::string::npos);
+}
+
+TEST(Render, ASizeEveryModeSkipsIsOneLine) {
+  Report r = SampleReport();
+  r.sizes.push_back(64 << 20);
+  for (Mode mode : r.modes) {
+    PointResult p;
+    p.workload = "reuse";
+    p.mode = mode;
+    p.size = 64 << 20;
+    p.status = PointResult::Status::kSkipped;
+    p.note = "skipped: 2 x 1 x 64M = 128M per endpoint > --mem-budget 64M";
+    r.points.push_back(p);
+  }
+  const std::string table = RenderTables(r);
+  EXPECT_NE(table.find("64M   (every mode)          skipped: 2 x 1 x 64M"),
+            std::string::npos)
+      << table;
+  size_t n = 0;
+  for (size_t at = table.find("skipped:"); at != std::string::npos;
+       at = table.find("skipped:", at + 1))
+    ++n;
+  EXPECT_EQ(n, 1u);
+  // ODP (unavailable where it ran, skipped elsewhere) is still one line.
+  EXPECT_EQ(
+      table.find(
+          "odp                   odp: unsupported on rxe0 (odp_caps = 0)\n"),
+      std::string::npos);
+}
+
+// Strings and nesting of a JSON text: brackets balance outside strings and
+// every string is terminated. (The guest test parses it with Python.)
+bool JsonBalanced(const std::string& json) {
+  std::string stack;
+  bool in_string = false;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+      else if (static_cast<unsigned char>(c) < 0x20)
+        return false;
+      continue;
+    }
+    if (c == '"')
+      in_string = true;
+    else if (c == '{' || c == '[')
+      stack.push_back(c);
+    else if (c == '}' || c == ']') {
+      if (stack.empty() || stack.back() != (c == '}' ? '{' : '[')) return false;
+      stack.pop_back();
+    }
+  }
+  return stack.empty() && !in_string;
+}
+
+TEST(Render, JsonIsBalancedAndCarriesEveryPoint) {
+  Report r = SampleReport();
+  r.points[0].first_error = "quote \" backslash \\ newline \n tab \t";
+  const std::string json = RenderJson(r);
+  EXPECT_TRUE(JsonBalanced(json)) << json;
+  size_t points = 0;
+  for (size_t at = json.find("{\"workload\""); at != std::string::npos;
+       at = json.find("{\"workload\"", at + 1))
+    ++points;
+  EXPECT_EQ(points, r.points.size());
+  EXPECT_NE(json.find("\"correctness_failure\": false"), std::string::npos);
+  EXPECT_NE(json.find("\"status\": \"unavailable\""), std::string::npos);
+  EXPECT_NE(json.find("\"hit_rate\": null"), std::string::npos);
+  EXPECT_EQ(JsonEscape("a\"b\\c\n\x01"), "a\\\"b\\\\c\\n\\u0001");
+}
+
+// Tags of an XML text: every element closes, in order; returns the element
+// names in document order (for counting), or an empty list if unbalanced.
+std::vector<std::string> XmlElements(const std::string& xml, std::string* why) {
+  std::vector<std::string> open, all;
+  for (size_t at = xml.find('<'); at != std::string::npos;
+       at = xml.find('<', at + 1)) {
+    const size_t end = xml.find('>', at);
+    if (end == std::string::npos) {
+      *why = "unterminated tag";
+      return {};
+    }
+    std::string tag = xml.substr(at + 1, end - at - 1);
+    if (tag.empty() || tag[0] == '?' || tag[0] == '!') continue;
+    if (tag[0] == '/') {
+      if (open.empty() || open.back() != tag.substr(1)) {
+        *why = "</" + tag.substr(1) + "> closes " +
+               (open.empty() ? "nothing" : open.back());
+        return {};
+      }
+      open.pop_back();
+      continue;
+    }
+    const bool self_closing = tag.back() == '/';
+    const std::string name = tag.substr(0, tag.find_first_of(" /"));
+    all.push_back(name);
+    if (!self_closing) open.push_back(name);
+  }
+  if (!open.empty()) {
+    *why = "<" + open.back() + "> never closed";
+    return {};
+  }
+  // Text never holds a bare '&' or '<' (escaped as entities).
+  for (size_t at = xml.find('&'); at != std::string::npos;
+       at = xml.find('&', at + 1)) {
+    if (xml.compare(at, 5, "&amp;") && xml.compare(at, 4, "&lt;") &&
+        xml.compare(at, 4, "&gt;") && xml.compare(at, 6, "&quot;")) {
+      *why = "bare &";
+      return {};
+    }
+  }
+  return all;
+}
+
+TEST(Render, SvgIsWellFormedWithOnePolylinePerMeasuredModePerPanel) {
+  Report r = SampleReport();
+  r.device += " & <friends>";
+  const std::string svg = RenderSvg(r);
+  std::string why;
+  const std::vector<std::string> elements = XmlElements(svg, &why);
+  ASSERT_FALSE(elements.empty()) << why << "\n" << svg;
+  EXPECT_EQ(elements.front(), "svg");
+  // reuse: per-message, kmod, none, once (odp unavailable) = 4;
+  // realloc: per-message, kmod, none (once n/a) = 3.
+  EXPECT_EQ(std::count(elements.begin(), elements.end(), "polyline"), 7);
+  for (Mode mode : {Mode::kPerMessage, Mode::kKmod, Mode::kNone}) {
+    const std::string attr =
+        std::string("data-mode=\"") + ModeName(mode) + "\"";
+    size_t n = 0;
+    for (size_t at = svg.find(attr); at != std::string::npos;
+         at = svg.find(attr, at + 1))
+      ++n;
+    EXPECT_EQ(n, 2u) << ModeName(mode);
+  }
+  // Legend names every mode, axis labels and a title are there, and the
+  // unsafe points are marked.
+  for (Mode mode : r.modes)
+    EXPECT_NE(svg.find(ModeName(mode)), std::string::npos);
+  EXPECT_NE(svg.find("message size (bytes, log scale)"), std::string::npos);
+  EXPECT_NE(svg.find("bandwidth (MB/s)"), std::string::npos);
+  EXPECT_NE(svg.find("regcache-pingpong: RDMA WRITE rendezvous bandwidth"),
+            std::string::npos);
+  EXPECT_NE(svg.find("class=\"unsafe\""), std::string::npos);
+  EXPECT_NE(svg.find("&amp; &lt;friends&gt;"), std::string::npos);
+}
+
+TEST(Render, SvgXAxisIsLogarithmic) {
+  Report r;
+  r.device = "d";
+  r.workloads = {"reuse"};
+  r.sizes = {4 << 10, 64 << 10, 1 << 20};
+  r.modes = {Mode::kKmod};
+  for (uint64_t size : r.sizes)
+    r.points.push_back(Measured("reuse", Mode::kKmod, size, 10));
+  const std::string svg = RenderSvg(r);
+  const size_t at = svg.find("<polyline");
+  ASSERT_NE(at, std::string::npos);
+  const size_t pts = svg.find("points=\"", at) + 8;
+  double x[3], y[3];
+  ASSERT_EQ(sscanf(svg.c_str() + pts, "%lf,%lf %lf,%lf %lf,%lf", &x[0], &y[0],
+                   &x[1], &y[1], &x[2], &y[2]),
+            6);
+  // 4K -> 64K and 64K -> 1M are both x16: equal steps on a log axis.
+  EXPECT_NEAR(x[1] - x[0], x[2] - x[1], 0.2);
+  EXPECT_GT(x[1], x[0]);
+}
+
+}  // namespace
+}  // namespace regcache_pingpong

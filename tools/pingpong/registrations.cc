@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The modes' ways of obtaining registrations (registrations.h).
+
+#include "registrations.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "regcache/ibverbs.h"
+#include "regcache/regcache.h"
+
+namespace regcache_pingpong {
+namespace {
+
+int ToVerbsAccess(uint32_t access) {
+  int flags = 0;
+  if (access & REGCACHE_ACCESS_LOCAL_WRITE) flags |= IBV_ACCESS_LOCAL_WRITE;
+  // Verbs wants local write with remote write.
+  if (access & REGCACHE_ACCESS_REMOTE_WRITE)
+    flags |= IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_LOCAL_WRITE;
+  if (access & REGCACHE_ACCESS_REMOTE_READ) flags |= IBV_ACCESS_REMOTE_READ;
+  return flags;
+}
+
+std::string RegError(const char* what, size_t length, int err) {
+  return std::string(what) + "(" + std::to_string(length) +
+         " bytes): " + strerror(err);
+}
+
+// register-per-message: what an MPI without a cache does.
+class PerMessage : public Registrations {
+ public:
+  explicit PerMessage(ibv_pd* pd) : pd_(pd) {}
+  bool Acquire(void* addr, size_t length, uint32_t access, Held* out,
+               std::string* error) override {
+    ++counters_.gets;
+    ibv_mr* mr = ibv_reg_mr(pd_, addr, length, ToVerbsAccess(access));
+    if (mr == nullptr) {
+      *error = RegError("ibv_reg_mr", length, errno);
+      return false;
+    }
+    ++counters_.registrations;
+    *out = {mr->lkey, mr->rkey, mr};
+    return true;
+  }
+  bool Release(Held* held, std::string* error) override {
+    if (const int rc = ibv_dereg_mr(static_cast<ibv_mr*>(held->token));
+        rc != 0) {
+      *error = std::string("ibv_dereg_mr: ") + strerror(rc);
+      return false;
+    }
+    held->token = nullptr;
+    return true;
+  }
+  RegCounters Counters() override { return counters_; }
+
+ private:
+  ibv_pd* pd_;
+  RegCounters counters_;
+};
+
+// register-once: every buffer registered before the first message.
+class Once : public Registrations {
+ public:
+  explicit Once(ibv_pd* pd) : pd_(pd) {}
+  ~Once() override {
+    for (ibv_mr* mr : mrs_) ibv_dereg_mr(mr);
+  }
+  bool Prepare(void* addr, size_t length, std::string* error) override {
+    ibv_mr* mr = ibv_reg_mr(pd_, addr, length,
+                            IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+    if (mr == nullptr) {
+      *error = RegError("ibv_reg_mr", length, errno);
+      return false;
+    }
+    ++counters_.registrations;
+    mrs_.push_back(mr);
+    return true;
+  }
+  bool Acquire(void* addr, size_t length, uint32_t access, Held* out,
+               std::string* error) override {
+    ++counters_.gets;
+    const auto first = reinterpret_cast<uintptr_t>(addr);
+    for (ibv_mr* mr : mrs_) {
+      const auto start = reinterpret_cast<uintptr_t>(mr->addr);
+      if (first >= start && first + length <= start + mr->length) {
+        ++counters_.hits;
+        *out = {mr->lkey, mr->rkey, nullptr};
+        return true;
+      }
+    }
+    *error = "register-once: the buffer was not registered up front";
+    return false;
+  }
+  bool Release(Held*, std::string*) override { return true; }
+  RegCounters Counters() override { return counters_; }
+
+ private:
+  ibv_pd* pd_;
+  std::vector<ibv_mr*> mrs_;
+  RegCounters counters_;
+};
+
+// regcache: a cache over the ibverbs registrar (or, for odp, over ODP MRs),
+// through the public C API.
+class Cached : public Registrations {
+ public:
+  ~Cached() override {
+    if (cache_ != nullptr) regcache_destroy(cache_);
+  }
+  bool Create(const regcache_registrar& registrar,
+              regcache_monitor_kind monitor, const CacheSettings& settings,
+              std::string* why) {
+    // The pinned modes must not turn into ODP on a device that has it
+    // (libraries that know REGCACHE_MODE; older ones ignore it).
+    setenv("REGCACHE_MODE", "pin", 1);
+    regcache_config config;
+    if (regcache_config_init(&config) != 0) {
+      *why = regcache_last_error();
+      return false;
+    }
+    config.monitor = monitor;
+    config.max_entries = settings.max_entries;
+    config.max_bytes = 0;  // the entry limit is the one this run studies
+    config.print_stats_at_exit = 0;
+    if (regcache_create(&registrar, &config, &cache_) != 0) {
+      *why = regcache_last_error();
+      cache_ = nullptr;
+      return false;
+    }
+    return true;
+  }
+  bool Acquire(void* addr, size_t length, uint32_t access, Held* out,
+               std::string* error) override {
+    regcache_handle_t* handle = nullptr;
+    if (const int rc = regcache_get(cache_, addr, length, access, &handle);
+        rc != 0) {
+      *error = std::string("regcache_get: ") + regcache_last_error();
+      return false;
+    }
+    const regcache_mr* mr = regcache_handle_mr(handle);
+    *out = {mr->lkey, mr->rkey, handle};
+    return true;
+  }
+  bool Release(Held* held, std::string* error) override {
+    if (regcache_put(cache_, static_cast<regcache_handle_t*>(held->token)) !=
+        0) {
+      *error = std::string("regcache_put: ") + regcache_last_error();
+      return false;
+    }
+    held->token = nullptr;
+    return true;
+  }
+  RegCounters Counters() override {
+    struct regcache_stats stats {};
+    ::regcache_stats(cache_, &stats);
+    RegCounters c;
+    c.registrations = stats.registrations;
+    c.hits = stats.hits;
+    c.gets = stats.hits + stats.misses;
+    return c;
+  }
+
+ private:
+  regcache_t* cache_ = nullptr;
+};
+
+// The registrar of the odp mode: ibv_reg_mr with IBV_ACCESS_ON_DEMAND. An
+// ODP MR follows the page tables, so it is never stale and the cache needs
+// no monitor.
+int OdpReg(void* ctx, void* addr, size_t length, uint32_t access,
+           regcache_mr* out) {
+  ibv_mr* mr = ibv_reg_mr(static_cast<ibv_pd*>(ctx), addr, length,
+                          ToVerbsAccess(access) | IBV_ACCESS_ON_DEMAND);
+  if (mr == nullptr) return errno ? -errno : -EIO;
+  out->lkey = mr->lkey;
+  out->rkey = mr->rkey;
+  out->backend = mr;
+  return 0;
+}
+
+int OdpDereg(void*, regcache_mr* mr) {
+  const int rc = ibv_dereg_mr(static_cast<ibv_mr*>(mr->backend));
+  return rc ? -rc : 0;
+}
+
+}  // namespace
+
+std::unique_ptr<Registrations> MakeRegistrations(
+    Mode mode, ibv_pd* pd, const CacheSettings& settings,
+    const std::string& odp_unavailable, std::string* why) {
+  switch (mode) {
+    case Mode::kPerMessage:
+      return std::make_unique<PerMessage>(pd);
+    case Mode::kOnce:
+      return std::make_unique<Once>(pd);
+    case Mode::kKmod:
+    case Mode::kUffd:
+    case Mode::kNone: {
+      regcache_registrar registrar;
+      regcache_registrar_ibverbs(pd, &registrar);
+      const regcache_monitor_kind monitor =
+          mode == Mode::kKmod   ? REGCACHE_MONITOR_KMOD
+          : mode == Mode::kUffd ? REGCACHE_MONITOR_UFFD
+                                : REGCACHE_MONITOR_NONE;
+      auto cached = std::make_unique<Cached>();
+      if (!cached->Create(registrar, monitor, settings, why)) return nullptr;
+      return cached;
+    }
+    case Mode::kOdp: {
+      if (!odp_unavailable.empty()) {
+        *why = odp_unavailable;
+        return nullptr;
+      }
+      regcache_registrar registrar{"ibverbs-odp", OdpReg, OdpDereg, pd};
+      auto cached = std::make_unique<Cached>();
+      if (!cached->Create(registrar, REGCACHE_MONITOR_NONE, settings, why))
+        return nullptr;
+      return cached;
+    }
+  }
+  *why = "unknown mode";
+  return nullptr;
+}
+
+}  // namespace regcache_pingpong

@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// regcache-pingpong's targets and text/JSON renderings (report.h); the SVG
+// plot is in report_svg.cc.
+
+#include "report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+
+namespace regcache_pingpong {
+namespace {
+
+std::string Format(const char* format, ...)
+    __attribute__((format(printf, 1, 2)));
+std::string Format(const char* format, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, format);
+  vsnprintf(buf, sizeof(buf), format, ap);
+  va_end(ap);
+  return buf;
+}
+
+const PointResult* Find(const std::vector<PointResult>& points,
+                        const std::string& workload, Mode mode, uint64_t size) {
+  for (const PointResult& p : points) {
+    if (p.workload == workload && p.mode == mode && p.size == size &&
+        p.measured())
+      return &p;
+  }
+  return nullptr;
+}
+
+std::string PointName(const PointResult& p) {
+  return p.workload + " " + ModeName(p.mode) + " " + FormatSize(p.size);
+}
+
+std::string StatusName(PointResult::Status status) {
+  switch (status) {
+    case PointResult::Status::kOk:
+      return "ok";
+    case PointResult::Status::kNotApplicable:
+      return "n/a";
+    case PointResult::Status::kUnavailable:
+      return "unavailable";
+    case PointResult::Status::kSkipped:
+      return "skipped";
+  }
+  return "?";
+}
+
+std::string WorkloadDescription(const std::string& name) {
+  if (name == "reuse")
+    return "one send and one receive buffer per endpoint, used by every "
+           "message";
+  if (name == "realloc")
+    return "before each message its buffers are unmapped and mapped again "
+           "(at the old address when the kernel allows)";
+  if (name.rfind("rotate-", 0) == 0) {
+    const std::string k = name.substr(7);
+    return k + " send and " + k +
+           " receive buffers per endpoint, used in turn (2 x " + k +
+           " registrations per endpoint)";
+  }
+  return "";
+}
+
+// Table cells for one measured or unmeasured point.
+std::string Row(const PointResult& p, bool first_of_size) {
+  const std::string size = first_of_size ? FormatSize(p.size) : "";
+  if (!p.measured())
+    return Format("%-5s %-21s %s\n", size.c_str(), ModeName(p.mode),
+                  p.note.c_str());
+  const std::string hit =
+      IsCacheMode(p.mode) ? Format("%.1f", 100 * p.hit_rate()) : "-";
+  const double messages = 2.0 * double(p.round_trips);
+  return Format(
+      "%-5s %-21s %6llu %9.1f %8.2f %7llu %6.2f %6s %9.1f %6llu  %s\n",
+      size.c_str(), ModeName(p.mode),
+      static_cast<unsigned long long>(2 * p.round_trips), p.latency_us,
+      p.bandwidth_mbs, static_cast<unsigned long long>(p.registrations),
+      messages > 0 ? double(p.registrations) / messages : 0.0, hit.c_str(),
+      p.reg_us_per_message, static_cast<unsigned long long>(p.data_errors),
+      p.safe() ? "SAFE" : "UNSAFE");
+}
+
+std::string Number(double value) {
+  if (!std::isfinite(value)) return "0";
+  return Format("%.3f", value);
+}
+
+}  // namespace
+
+const char* VerdictName(TargetResult::Verdict verdict) {
+  switch (verdict) {
+    case TargetResult::Verdict::kPass:
+      return "PASS";
+    case TargetResult::Verdict::kFail:
+      return "FAIL";
+    case TargetResult::Verdict::kNotMeasured:
+      return "N/A";
+  }
+  return "?";
+}
+
+std::vector<TargetResult> EvaluateTargets(
+    const std::vector<PointResult>& points, uint64_t reference_size) {
+  std::vector<TargetResult> targets;
+  const std::string ref = FormatSize(reference_size);
+  const PointResult* per_message =
+      Find(points, "reuse", Mode::kPerMessage, reference_size);
+  const PointResult* once = Find(points, "reuse", Mode::kOnce, reference_size);
+
+  for (Mode mode : {Mode::kKmod, Mode::kUffd}) {
+    const PointResult* cached = Find(points, "reuse", mode, reference_size);
+    TargetResult ratio;
+    ratio.name = Format("%s reuse: %s bandwidth >= 10x register-per-message",
+                        ref.c_str(), ModeName(mode));
+    if (cached == nullptr || per_message == nullptr) {
+      ratio.detail = "not measured";
+    } else {
+      const double x = cached->bandwidth_mbs / per_message->bandwidth_mbs;
+      ratio.verdict =
+          x >= 10 ? TargetResult::Verdict::kPass : TargetResult::Verdict::kFail;
+      ratio.detail = Format(
+          "%.2fx (%.2f vs %.2f MB/s); registering costs %.1f us of a %.1f us "
+          "message",
+          x, cached->bandwidth_mbs, per_message->bandwidth_mbs,
+          per_message->reg_us_per_message, per_message->latency_us);
+      if (once != nullptr) {
+        ratio.detail +=
+            Format(", so no cache can do better than register-once's %.2fx",
+                   once->bandwidth_mbs / per_message->bandwidth_mbs);
+      }
+    }
+    targets.push_back(ratio);
+
+    TargetResult near;
+    near.name = Format("%s reuse: %s bandwidth within 5%% of register-once",
+                       ref.c_str(), ModeName(mode));
+    if (cached == nullptr || once == nullptr) {
+      near.detail = "not measured";
+    } else {
+      const double r = cached->bandwidth_mbs / once->bandwidth_mbs;
+      near.verdict = r >= 0.95 ? TargetResult::Verdict::kPass
+                               : TargetResult::Verdict::kFail;
+      near.detail = Format("%.1f%% of it (%.2f vs %.2f MB/s)", 100 * r,
+                           cached->bandwidth_mbs, once->bandwidth_mbs);
+    }
+    targets.push_back(near);
+  }
+
+  // Correctness: every mode that invalidates (or never caches) is clean.
+  TargetResult clean;
+  clean.name = "no data errors in any mode with invalidation";
+  clean.correctness = true;
+  uint64_t checked = 0, errors = 0, measured = 0;
+  std::vector<std::string> bad;
+  for (const PointResult& p : points) {
+    if (!p.measured() || !HasInvalidation(p.mode)) continue;
+    ++measured;
+    checked += p.messages_checked;
+    errors += p.data_errors;
+    if (p.data_errors > 0)
+      bad.push_back(PointName(p) + ": " + std::to_string(p.data_errors) + " (" +
+                    p.first_error + ")");
+  }
+  if (measured > 0) {
+    clean.verdict = errors == 0 ? TargetResult::Verdict::kPass
+                                : TargetResult::Verdict::kFail;
+    clean.detail = Format("%llu bad of %llu messages checked in %llu points",
+                          static_cast<unsigned long long>(errors),
+                          static_cast<unsigned long long>(checked),
+                          static_cast<unsigned long long>(measured));
+    for (size_t i = 0; i < bad.size() && i < 3; ++i)
+      clean.detail += "; " + bad[i];
+  } else {
+    clean.detail = "not measured";
+  }
+  targets.push_back(clean);
+
+  // Correctness of the harness: the unsafe control must be caught.
+  TargetResult control;
+  control.name = "regcache-none in realloc shows data errors (UNSAFE)";
+  control.correctness = true;
+  uint64_t control_points = 0, reused_points = 0;
+  std::vector<std::string> missed;
+  std::string counts;
+  for (const PointResult& p : points) {
+    if (!p.measured() || p.mode != Mode::kNone || p.workload != "realloc")
+      continue;
+    ++control_points;
+    counts += Format("%s%s: %llu/%llu", counts.empty() ? "" : ", ",
+                     FormatSize(p.size).c_str(),
+                     static_cast<unsigned long long>(p.data_errors),
+                     static_cast<unsigned long long>(p.messages_checked));
+    if (p.same_address == 0) continue;
+    ++reused_points;
+    if (p.data_errors == 0) missed.push_back(FormatSize(p.size));
+  }
+  if (control_points == 0) {
+    control.detail = "not measured";
+  } else if (reused_points == 0) {
+    control.detail =
+        "realloc never got the old address back, so nothing was "
+        "stale (" +
+        counts + " bad messages)";
+  } else if (missed.empty()) {
+    control.verdict = TargetResult::Verdict::kPass;
+    control.detail = "bad messages per size: " + counts;
+  } else {
+    control.verdict = TargetResult::Verdict::kFail;
+    control.detail = "no errors at";
+    for (const std::string& s : missed) control.detail += " " + s;
+    control.detail += " although the address was reused (" + counts + ")";
+  }
+  targets.push_back(control);
+  return targets;
+}
+
+bool AnyCorrectnessFailure(const std::vector<TargetResult>& targets) {
+  for (const TargetResult& t : targets) {
+    if (t.correctness && t.verdict == TargetResult::Verdict::kFail) return true;
+  }
+  return false;
+}
+
+std::string RenderTargets(const std::vector<TargetResult>& targets) {
+  std::string out = "targets:\n";
+  for (const TargetResult& t : targets) {
+    out +=
+        Format("  %-4s %-13s %s: ", VerdictName(t.verdict),
+               t.correctness ? "[correctness]" : "[reported]", t.name.c_str());
+    out += t.detail + "\n";
+  }
+  return out;
+}
+
+std::string RenderTables(const Report& report) {
+  std::string out;
+  out += "regcache-pingpong: RDMA WRITE rendezvous ping-pong on " +
+         report.device + "\n";
+  if (!report.settings.empty()) out += report.settings + "\n";
+  out +=
+      "lat = median one-way latency (round trip / 2); MB/s = size / lat "
+      "(10^6 bytes); regs (r/msg), hit%, reg us (per message) = both "
+      "endpoints over the measured round trips; errors = bad messages of "
+      "all received (warm-up included)\n";
+  for (const std::string& workload : report.workloads) {
+    out += "\n== " + workload + ": " + WorkloadDescription(workload) + "\n";
+    out += Format("%-5s %-21s %6s %9s %8s %7s %6s %6s %9s %6s  %s\n", "size",
+                  "mode", "msgs", "lat(us)", "MB/s", "regs", "r/msg", "hit%",
+                  "reg us", "errors", "safety");
+    // A mode unavailable at every size it could run at is said once,
+    // below; a size every mode skips is one line.
+    std::vector<Mode> collapsed;
+    for (Mode mode : report.modes) {
+      bool all_same = true, any = false;
+      std::string note;
+      for (const PointResult& p : report.points) {
+        if (p.workload != workload || p.mode != mode ||
+            p.status == PointResult::Status::kSkipped)
+          continue;
+        if (!any) note = p.note;
+        any = true;
+        if (p.status != PointResult::Status::kUnavailable || p.note != note)
+          all_same = false;
+      }
+      if (any && all_same) collapsed.push_back(mode);
+    }
+    uint64_t reallocations = 0, same = 0;
+    for (uint64_t size : report.sizes) {
+      std::vector<const PointResult*> rows;
+      bool all_skipped = true;
+      for (const PointResult& p : report.points) {
+        if (p.workload != workload || p.size != size) continue;
+        if (p.status != PointResult::Status::kSkipped ||
+            (!rows.empty() && p.note != rows.front()->note))
+          all_skipped = false;
+        rows.push_back(&p);
+      }
+      if (rows.empty()) continue;
+      if (all_skipped) {
+        out += Format("%-5s %-21s %s\n", FormatSize(size).c_str(),
+                      "(every mode)", rows.front()->note.c_str());
+        continue;
+      }
+      bool first = true;
+      for (const PointResult* p : rows) {
+        if (std::find(collapsed.begin(), collapsed.end(), p->mode) !=
+            collapsed.end())
+          continue;
+        out += Row(*p, first);
+        first = false;
+        reallocations += p->reallocations;
+        same += p->same_address;
+      }
+    }
+    for (Mode mode : collapsed) {
+      for (const PointResult& p : report.points) {
+        if (p.workload == workload && p.mode == mode &&
+            p.status == PointResult::Status::kUnavailable) {
+          out += Format("%-5s %-21s %s (all sizes)\n", "", ModeName(mode),
+                        p.note.c_str());
+          break;
+        }
+      }
+    }
+    if (reallocations > 0) {
+      out += Format(
+          "addresses: %llu of %llu reallocated buffers came back at "
+          "the same address (%.1f%%)\n",
+          static_cast<unsigned long long>(same),
+          static_cast<unsigned long long>(reallocations),
+          100.0 * double(same) / double(reallocations));
+    }
+  }
+  out += "\n" + RenderTargets(report.targets);
+  return out;
+}
+
+std::string JsonEscape(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20)
+          out += Format("\\u%04x", c);
+        else
+          out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::string RenderJson(const Report& report) {
+  auto str = [](const std::string& s) { return "\"" + JsonEscape(s) + "\""; };
+  std::string out = "{\n";
+  out += "  \"tool\": \"regcache-pingpong\",\n";
+  out += "  \"device\": " + str(report.device) + ",\n";
+  out += "  \"odp\": " + str(report.odp_note) + ",\n";
+  out += "  \"settings\": " + str(report.settings) + ",\n";
+  out += "  \"wall_seconds\": " + Number(report.wall_seconds) + ",\n";
+  out +=
+      "  \"units\": {\"latency_us\": \"median one-way, round trip / 2\", "
+      "\"bandwidth_mbs\": \"10^6 bytes per second\"},\n";
+  out += "  \"workloads\": [";
+  for (size_t i = 0; i < report.workloads.size(); ++i)
+    out += (i ? ", " : "") + str(report.workloads[i]);
+  out += "],\n  \"sizes\": [";
+  for (size_t i = 0; i < report.sizes.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(report.sizes[i]);
+  out += "],\n  \"modes\": [";
+  for (size_t i = 0; i < report.modes.size(); ++i)
+    out += (i ? ", " : "") + str(ModeName(report.modes[i]));
+  out += "],\n  \"points\": [\n";
+  for (size_t i = 0; i < report.points.size(); ++i) {
+    const PointResult& p = report.points[i];
+    out += "    {\"workload\": " + str(p.workload) +
+           ", \"mode\": " + str(ModeName(p.mode)) +
+           ", \"size\": " + std::to_string(p.size) +
+           ", \"status\": " + str(StatusName(p.status)) +
+           ", \"note\": " + str(p.note) +
+           ", \"round_trips\": " + std::to_string(p.round_trips) +
+           ", \"latency_us\": " + Number(p.latency_us) +
+           ", \"latency_min_us\": " + Number(p.latency_min_us) +
+           ", \"latency_mean_us\": " + Number(p.latency_mean_us) +
+           ", \"bandwidth_mbs\": " + Number(p.bandwidth_mbs) +
+           ", \"registrations\": " + std::to_string(p.registrations) +
+           ", \"gets\": " + std::to_string(p.gets) +
+           ", \"hits\": " + std::to_string(p.hits) + ", \"hit_rate\": " +
+           (IsCacheMode(p.mode) && p.measured() ? Number(p.hit_rate())
+                                                : std::string("null")) +
+           ", \"reg_us_per_message\": " + Number(p.reg_us_per_message) +
+           ", \"messages_checked\": " + std::to_string(p.messages_checked) +
+           ", \"data_errors\": " + std::to_string(p.data_errors) +
+           ", \"safe\": " + (p.safe() ? "true" : "false") +
+           ", \"first_error\": " + str(p.first_error) +
+           ", \"reallocations\": " + std::to_string(p.reallocations) +
+           ", \"same_address\": " + std::to_string(p.same_address) + "}" +
+           (i + 1 < report.points.size() ? ",\n" : "\n");
+  }
+  out += "  ],\n  \"targets\": [\n";
+  for (size_t i = 0; i < report.targets.size(); ++i) {
+    const TargetResult& t = report.targets[i];
+    out += "    {\"name\": " + str(t.name) +
+           ", \"verdict\": " + str(VerdictName(t.verdict)) +
+           ", \"correctness\": " + (t.correctness ? "true" : "false") +
+           ", \"detail\": " + str(t.detail) + "}" +
+           (i + 1 < report.targets.size() ? ",\n" : "\n");
+  }
+  out += "  ],\n  \"correctness_failure\": ";
+  out += AnyCorrectnessFailure(report.targets) ? "true" : "false";
+  out += "\n}\n";
+  return out;
+}
+
+}  // namespace regcache_pingpong

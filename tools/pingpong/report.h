@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// regcache-pingpong's results and how they are shown: one PointResult per
+// measured point, the targets evaluated over them, and three renderings:
+// the terminal tables (one per workload), JSON, and an SVG plot of
+// bandwidth against message size. All pure functions of the Report.
+#ifndef REGCACHE_TOOLS_PINGPONG_REPORT_H_
+#define REGCACHE_TOOLS_PINGPONG_REPORT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "options.h"
+
+namespace regcache_pingpong {
+
+struct PointResult {
+  enum class Status {
+    kOk,             // measured
+    kNotApplicable,  // "n/a" (register-once in realloc)
+    kUnavailable,    // the mode cannot run here (no module, no ODP, ...)
+    kSkipped,        // over the memory budget
+  };
+  std::string workload;  // Workload::Name()
+  Mode mode = Mode::kPerMessage;
+  uint64_t size = 0;
+  Status status = Status::kOk;
+  std::string note;  // why not measured
+
+  // Measured round trips (ping + pong); latencies are one way (RTT / 2).
+  uint64_t round_trips = 0;
+  double latency_us = 0;  // the median
+  double latency_min_us = 0;
+  double latency_mean_us = 0;  // wall time / messages
+  double bandwidth_mbs = 0;    // size / median latency, MB = 10^6 bytes
+  // Both endpoints, over the measured round trips.
+  uint64_t registrations = 0;     // ibv_reg_mr calls
+  uint64_t gets = 0;              // registrations asked for (2 per message)
+  uint64_t hits = 0;              // of those, served from a cache
+  double reg_us_per_message = 0;  // obtaining + releasing, both ends
+  // Both endpoints, over every message of the point (warm-up included).
+  uint64_t messages_checked = 0;
+  uint64_t data_errors = 0;  // messages whose pattern was wrong
+  std::string first_error;
+  uint64_t reallocations = 0;  // realloc: buffers freed and mapped again
+  uint64_t same_address = 0;   // of those, at the same address
+
+  bool measured() const { return status == Status::kOk; }
+  bool safe() const { return data_errors == 0; }
+  double hit_rate() const { return gets ? double(hits) / double(gets) : 0; }
+};
+
+struct TargetResult {
+  enum class Verdict { kPass, kFail, kNotMeasured };
+  std::string name;
+  Verdict verdict = Verdict::kNotMeasured;
+  bool correctness = false;  // a FAIL here makes the exit status non-zero
+  std::string detail;
+};
+const char* VerdictName(TargetResult::Verdict verdict);  // PASS FAIL N/A
+
+struct Report {
+  std::string device;    // "rxe0 port 1 GID[1] ::ffff:192.168.77.1 MTU 1024"
+  std::string odp_note;  // "odp: unsupported on rxe0 (odp_caps = 0)" or ""
+  std::string settings;  // "max entries 32, stamp every 256 B, ..."
+  std::vector<std::string> workloads;  // in run order
+  std::vector<uint64_t> sizes;
+  std::vector<Mode> modes;
+  std::vector<PointResult> points;
+  std::vector<TargetResult> targets;
+  double wall_seconds = 0;
+};
+
+// The targets, at `reference_size` (64 KiB) in workload "reuse":
+//   bandwidth: regcache-{kmod,uffd} >= 10x register-per-message (reported)
+//   bandwidth: regcache-{kmod,uffd} within 5% of register-once (reported)
+//   correctness: no data errors in any mode with invalidation
+//   correctness: regcache-none in realloc has data errors at every point
+//                where the address was reused
+std::vector<TargetResult> EvaluateTargets(
+    const std::vector<PointResult>& points, uint64_t reference_size = 64 << 10);
+bool AnyCorrectnessFailure(const std::vector<TargetResult>& targets);
+
+std::string RenderTables(const Report& report);  // + the target lines
+std::string RenderTargets(const std::vector<TargetResult>& targets);
+std::string RenderJson(const Report& report);
+std::string RenderSvg(const Report& report);
+
+// JSON string escaping (exposed for tests).
+std::string JsonEscape(const std::string& text);
+
+}  // namespace regcache_pingpong
+
+#endif  // REGCACHE_TOOLS_PINGPONG_REPORT_H_
