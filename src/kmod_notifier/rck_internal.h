@@ -17,6 +17,7 @@
 #include <linux/mutex.h>
 #include <linux/rbtree.h>
 #include <linux/spinlock.h>
+#include <linux/timer.h>
 #include <linux/types.h>
 #include <linux/wait.h>
 #include <linux/xarray.h>
@@ -76,11 +77,25 @@ struct rck_ctx {
 	/* protected by lock: tree .. stats, and every generation word */
 
 	wait_queue_head_t wq;		/* poll(); woken when head moves */
+	/*
+	 * The deferred wake-up of wq (rck_notifier.c, "Waking the reader").
+	 * wake_delay is in jiffies, 0 to wake at once; fixed at open.
+	 * RCK_WAKE_ARMED in wake_flags is set (test_and_set_bit()) by the
+	 * notifier that arms wake_timer and cleared by the timer before it
+	 * wakes wq; the timer is shut down at close after the notifier is
+	 * unregistered, so it never runs on a freed context.
+	 */
+	unsigned long wake_delay;
+	unsigned long wake_flags;
+	struct timer_list wake_timer;
 };
+
+#define RCK_WAKE_ARMED 0	/* bit in rck_ctx.wake_flags */
 
 extern const struct mmu_notifier_ops rck_mn_ops;
 
 void rck_range_insert_locked(struct rck_ctx *ctx, struct rck_range *range);
 void rck_range_forget_locked(struct rck_ctx *ctx, struct rck_range *range);
+void rck_wake_timer_fn(struct timer_list *timer);
 
 #endif /* RCK_INTERNAL_H */

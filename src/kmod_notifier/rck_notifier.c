@@ -16,8 +16,24 @@
  * invalidation was between start and end may already be registered against
  * pages that the invalidation is about to drop (docs/kmod.md, "The
  * insertion race"), so it is made stale too.
+ *
+ * Waking the reader. The generation words are the truth and are bumped
+ * right here; the event ring and poll() only let userspace's event thread
+ * drop stale registrations early (the cache also drains the ring itself
+ * before every miss). Waking a thread blocked in poll() from inside
+ * munmap() cost that munmap() about ten times what the notifier's own work
+ * does (docs/benchmarks.md, "Monitor costs"), so the wake-up is deferred:
+ * the first invalidation that writes events arms wake_timer (wake_delay
+ * jiffies, module parameter wake_delay_us) and later ones only find it
+ * armed. The timer's callback wakes the wait queue in softirq context. The
+ * notifier wakes at once instead when wake_delay is 0, or when more than
+ * half of the ring is unacknowledged, so a burst never overflows the ring
+ * for want of a reader. A missed or late wake-up can cost promptness (how
+ * soon pinned memory is deregistered), never correctness.
  */
+#include <linux/bitops.h>
 #include <linux/interval_tree_generic.h>
+#include <linux/jiffies.h>
 #include <linux/poll.h>
 #include <linux/sched.h>
 
@@ -129,9 +145,47 @@ static unsigned long rck_invalidate_locked(struct rck_ctx *ctx,
 	return hits;
 }
 
-static void rck_wake(struct rck_ctx *ctx)
+/**
+ * rck_wake_timer_fn() - the deferred wake-up of poll() waiters
+ * @timer: rck_ctx.wake_timer
+ *
+ * Runs in softirq context, so it must not take rck_ctx.lock (taken with
+ * softirqs enabled). Clearing RCK_WAKE_ARMED before waking means a notifier
+ * that saw the bit set wrote its events before this wake-up, and one that
+ * finds it clear arms the timer again: every event is followed by a wake-up.
+ */
+void rck_wake_timer_fn(struct timer_list *timer)
 {
+	struct rck_ctx *ctx = from_timer(ctx, timer, wake_timer);
+
+	clear_bit(RCK_WAKE_ARMED, &ctx->wake_flags);
+	smp_mb__after_atomic();
 	wake_up_interruptible_poll(&ctx->wq, EPOLLIN | EPOLLRDNORM);
+}
+
+/*
+ * Called with the lock held after a round that wrote events: true if
+ * poll() waiters are to be woken before the notifier returns.
+ */
+static bool rck_wake_now_locked(struct rck_ctx *ctx)
+{
+	lockdep_assert_held(&ctx->lock);
+	return !ctx->wake_delay ||
+	       ctx->head - ctx->acked > ctx->ring_entries / 2;
+}
+
+/*
+ * Wake poll() waiters now, or make sure wake_timer will. Called after the
+ * lock is dropped; the events are already published. test_and_set_bit()
+ * is a full barrier: the events are visible before the timer can clear the
+ * bit it found set.
+ */
+static void rck_wake(struct rck_ctx *ctx, bool now)
+{
+	if (now)
+		wake_up_interruptible_poll(&ctx->wq, EPOLLIN | EPOLLRDNORM);
+	else if (!test_and_set_bit(RCK_WAKE_ARMED, &ctx->wake_flags))
+		mod_timer(&ctx->wake_timer, jiffies + ctx->wake_delay);
 }
 
 static int rck_invalidate_range_start(struct mmu_notifier *mn,
@@ -140,6 +194,7 @@ static int rck_invalidate_range_start(struct mmu_notifier *mn,
 	struct rck_ctx *ctx = container_of(mn, struct rck_ctx, mn);
 	u16 reason = rck_event_reason(range->event);
 	unsigned long hits = 0;
+	bool now = false;
 
 	spin_lock(&ctx->lock);
 	ctx->stats.notifier_calls++;
@@ -148,11 +203,16 @@ static int rck_invalidate_range_start(struct mmu_notifier *mn,
 	else if (range->end > range->start)
 		hits = rck_invalidate_locked(ctx, range->start, range->end - 1,
 					     reason, 0);
+	if (hits)
+		now = rck_wake_now_locked(ctx);
 	spin_unlock(&ctx->lock);
 
 	if (hits)
-		rck_wake(ctx);
-	/* Never fails, blockable or not: nothing here sleeps. */
+		rck_wake(ctx, now);
+	/*
+	 * Never fails, blockable or not: nothing here sleeps (mod_timer() and
+	 * wake_up() are fine in atomic context).
+	 */
 	return 0;
 }
 
@@ -162,20 +222,28 @@ static void rck_invalidate_range_end(struct mmu_notifier *mn,
 	struct rck_ctx *ctx = container_of(mn, struct rck_ctx, mn);
 	u16 reason = rck_event_reason(range->event);
 	unsigned long hits;
+	bool now = false;
 
 	if (reason == REGCACHE_KMOD_REASON_NONE || range->end <= range->start)
 		return;
 	spin_lock(&ctx->lock);
 	hits = rck_invalidate_locked(ctx, range->start, range->end - 1, reason,
 				     REGCACHE_KMOD_EVENT_F_LATE);
+	if (hits)
+		now = rck_wake_now_locked(ctx);
 	spin_unlock(&ctx->lock);
 	if (hits)
-		rck_wake(ctx);
+		rck_wake(ctx, now);
 }
 
 /*
  * The mm is going away (exit_mmap()), or close() is unregistering us.
  * Everything still monitored becomes stale; MONITOR fails from now on.
+ * The wake-up is immediate (with EPOLLHUP: the event thread can exit). A
+ * wake_timer still armed by an earlier invalidation is left to fire: the
+ * context lives until the file's release, which shuts the timer down only
+ * after mmu_notifier_unregister() has waited for every callback, so no
+ * notifier can arm it again afterwards.
  */
 static void rck_release(struct mmu_notifier *mn, struct mm_struct *mm)
 {

@@ -7,7 +7,8 @@
  * one mmu notifier. Userspace MONITORs address ranges before registering
  * them and learns that a range went stale from a generation word in a
  * read-only shared area, bumped synchronously by the notifier
- * (rck_notifier.c), plus a best-effort event ring and poll().
+ * (rck_notifier.c), plus a best-effort event ring and poll(), whose
+ * wake-up the notifier defers by up to wake_delay_us.
  *
  * This file holds the device: open/release, the ioctls, mmap and poll.
  * The ABI is include/regcache/kmod_uapi.h; the protocol is docs/kmod.md.
@@ -16,6 +17,7 @@
 
 #include <linux/errno.h>
 #include <linux/fs.h>
+#include <linux/jiffies.h>
 #include <linux/log2.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
@@ -37,6 +39,7 @@
 #define RCK_MAX_RANGES (1U << 24)
 #define RCK_MIN_RING 64U
 #define RCK_MAX_RING (1U << 16)
+#define RCK_MAX_WAKE_DELAY_US 1000000U
 
 static unsigned int max_ranges = 1U << 20;
 module_param(max_ranges, uint, 0644);
@@ -47,6 +50,16 @@ static unsigned int ring_entries = 2048;
 module_param(ring_entries, uint, 0644);
 MODULE_PARM_DESC(ring_entries,
 		 "Event ring entries per open file (64..65536, power of two)");
+
+/*
+ * How long the notifier may leave a thread blocked in poll() asleep after
+ * writing events (rck_notifier.c, "Waking the reader"). Generations are
+ * bumped synchronously whatever this says.
+ */
+static unsigned int wake_delay_us = 1000;
+module_param(wake_delay_us, uint, 0644);
+MODULE_PARM_DESC(wake_delay_us,
+		 "Defer poll() wake-ups by up to this many us, rounded up to jiffies (0: wake at once; max 1000000), read at open");
 
 /* ---- the shared area ---------------------------------------------------- */
 
@@ -166,6 +179,8 @@ static int rck_open(struct inode *inode, struct file *file)
 				    RCK_MAX_RANGES);
 	unsigned int ring = clamp(READ_ONCE(ring_entries), RCK_MIN_RING,
 				  RCK_MAX_RING);
+	unsigned int delay_us = min(READ_ONCE(wake_delay_us),
+				    RCK_MAX_WAKE_DELAY_US);
 	struct rck_ctx *ctx;
 	size_t ring_bytes;
 	int ret;
@@ -205,6 +220,8 @@ static int rck_open(struct inode *inode, struct file *file)
 	ctx->tree = RB_ROOT_CACHED;
 	ctx->stats.max_ranges = ranges;
 	init_waitqueue_head(&ctx->wq);
+	ctx->wake_delay = delay_us ? usecs_to_jiffies(delay_us) : 0;
+	timer_setup(&ctx->wake_timer, rck_wake_timer_fn, 0);
 
 	mmgrab(current->mm);
 	ctx->mm = current->mm;
@@ -229,7 +246,10 @@ err_free_ctx:
 /*
  * The last reference to the file is gone: no ioctl, mmap or poll can be
  * running, and no mapping of the shared area is left (a mapping holds the
- * file). Unregistering waits for notifier callbacks in flight (SRCU).
+ * file). Unregistering waits for notifier callbacks in flight (SRCU); only
+ * they arm wake_timer, so once it returns nothing can, and shutting the
+ * timer down waits for a callback still running and makes any later
+ * mod_timer() a no-op. Only then is the context freed.
  */
 static int rck_release_file(struct inode *inode, struct file *file)
 {
@@ -238,6 +258,7 @@ static int rck_release_file(struct inode *inode, struct file *file)
 	unsigned long slot;
 
 	mmu_notifier_unregister(&ctx->mn, ctx->mm);
+	timer_shutdown_sync(&ctx->wake_timer);
 	xa_for_each(&ctx->slots, slot, range)
 		kfree(range);
 	xa_destroy(&ctx->slots);
@@ -533,8 +554,9 @@ static int __init rck_init(void)
 
 /*
  * Every context unregistered its notifier (and waited for its callbacks)
- * before the module reference it held through rck_fops.owner was dropped,
- * so nothing of ours can still run here.
+ * and shut its wake_timer down (waiting for a running callback) before the
+ * module reference it held through rck_fops.owner was dropped, so nothing
+ * of ours can still run here.
  */
 static void __exit rck_exit(void)
 {
