@@ -48,7 +48,12 @@ int ResolveMode(const regcache_registrar& registrar,
   out->monitor = config.monitor;
   const char* name = registrar.name != nullptr ? registrar.name : "(unnamed)";
 
-  switch (config.mode) {
+  // Read as an integer: a caller may pass any value, and loading an
+  // out-of-range enumerator through the enum type is undefined.
+  int requested_mode;
+  static_assert(sizeof requested_mode == sizeof config.mode);
+  memcpy(&requested_mode, &config.mode, sizeof requested_mode);
+  switch (requested_mode) {
     case REGCACHE_MODE_PIN:
       out->mode = REGCACHE_MODE_PIN;
       out->reason = "requested";
@@ -59,9 +64,9 @@ int ResolveMode(const regcache_registrar& registrar,
     default:
       return SetError(-EINVAL, "regcache_create: unknown mode %d "
                                "(expected auto, pin or odp)",
-                      int(config.mode));
+                      requested_mode);
   }
-  const bool forced = config.mode == REGCACHE_MODE_ODP;
+  const bool forced = requested_mode == REGCACHE_MODE_ODP;
 
   ibv_pd* pd = nullptr;
   if (!IsIbverbsRegistrar(registrar, &pd) || pd == nullptr) {

@@ -44,6 +44,19 @@ char* MapAnon(size_t bytes, void* at = nullptr, int extra = 0) {
   return p == MAP_FAILED ? nullptr : static_cast<char*>(p);
 }
 
+// Tests that free an address and map it again expect to get the same
+// address back; another thread's mmap can take it first (seen under ASan).
+// The body sets *taken then, and runs again with fresh memory.
+template <typename Body>
+void RetryIfAddressTaken(Body body) {
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    bool taken = false;
+    body(&taken);
+    if (!taken || ::testing::Test::HasFatalFailure()) return;
+  }
+  FAIL() << "another mapping took the freed address 10 times in a row";
+}
+
 class MonitorConformance
     : public ::testing::TestWithParam<regcache_monitor_kind> {
  protected:
@@ -90,71 +103,95 @@ class MonitorConformance
 };
 
 TEST_P(MonitorConformance, MunmapThenRemapSameAddressInvalidates) {
-  const size_t len = 4 * Page();
-  char* p = MapAnon(len);
-  ASSERT_NE(p, nullptr);
-  Touch(p, len);
-  const uint64_t before = fake_.last_serial();
-  ASSERT_EQ(munmap(p, len), 0);
-  char* q = MapAnon(len, p, MAP_FIXED_NOREPLACE);
-  ASSERT_EQ(q, p) << "could not map again at the same address";
-  ExpectFresh(p, len, before, "munmap");
-  EXPECT_GE(Stats().invalidations[REGCACHE_INVAL_UNMAP], 1u);
-  munmap(p, len);
+  RetryIfAddressTaken([&](bool* taken) {
+    const size_t len = 4 * Page();
+    char* p = MapAnon(len);
+    ASSERT_NE(p, nullptr);
+    Touch(p, len);
+    const uint64_t before = fake_.last_serial();
+    ASSERT_EQ(munmap(p, len), 0);
+    if (MapAnon(len, p, MAP_FIXED_NOREPLACE) != p) {
+      *taken = true;
+      return;
+    }
+    ExpectFresh(p, len, before, "munmap");
+    EXPECT_GE(Stats().invalidations[REGCACHE_INVAL_UNMAP], 1u);
+    munmap(p, len);
+  });
 }
 
 TEST_P(MonitorConformance, RawSyscallMunmapInvalidates) {
-  // What malloc/munmap hooks (e.g. UCX's ucm) cannot see.
-  const size_t len = 2 * Page();
-  char* p = MapAnon(len);
-  ASSERT_NE(p, nullptr);
-  Touch(p, len);
-  const uint64_t before = fake_.last_serial();
-  ASSERT_EQ(syscall(SYS_munmap, p, len), 0);
-  ASSERT_EQ(MapAnon(len, p, MAP_FIXED_NOREPLACE), p);
-  ExpectFresh(p, len, before, "syscall(SYS_munmap)");
-  munmap(p, len);
+  RetryIfAddressTaken([&](bool* taken) {
+    // What malloc/munmap hooks (e.g. UCX's ucm) cannot see.
+    const size_t len = 2 * Page();
+    char* p = MapAnon(len);
+    ASSERT_NE(p, nullptr);
+    Touch(p, len);
+    const uint64_t before = fake_.last_serial();
+    ASSERT_EQ(syscall(SYS_munmap, p, len), 0);
+    if (MapAnon(len, p, MAP_FIXED_NOREPLACE) != p) {
+      *taken = true;
+      return;
+    }
+    ExpectFresh(p, len, before, "syscall(SYS_munmap)");
+    munmap(p, len);
+  });
 }
 
 TEST_P(MonitorConformance, PartialMunmapInvalidatesTheWholeEntry) {
-  const size_t len = 8 * Page();
-  char* p = MapAnon(len);
-  ASSERT_NE(p, nullptr);
-  Touch(p, len);
-  const uint64_t before = fake_.last_serial();
-  ASSERT_EQ(munmap(p + 3 * Page(), Page()), 0);
-  ASSERT_EQ(MapAnon(Page(), p + 3 * Page(), MAP_FIXED_NOREPLACE), p + 3 * Page());
-  ExpectFresh(p, len, before, "partial munmap");
-  // A range next to it that was never cached is unaffected: no crash, works.
-  munmap(p, len);
+  RetryIfAddressTaken([&](bool* taken) {
+    const size_t len = 8 * Page();
+    char* p = MapAnon(len);
+    ASSERT_NE(p, nullptr);
+    Touch(p, len);
+    const uint64_t before = fake_.last_serial();
+    ASSERT_EQ(munmap(p + 3 * Page(), Page()), 0);
+    if (MapAnon(Page(), p + 3 * Page(), MAP_FIXED_NOREPLACE) != p + 3 * Page()) {
+      *taken = true;
+      return;
+    }
+    ExpectFresh(p, len, before, "partial munmap");
+    // A range next to it that was never cached is unaffected: no crash, works.
+    munmap(p, len);
+  });
 }
 
 TEST_P(MonitorConformance, MremapMoveInvalidatesTheOldRange) {
-  const size_t len = 4 * Page();
-  char* p = MapAnon(len);
-  char* target = MapAnon(len);
-  ASSERT_NE(p, nullptr);
-  ASSERT_NE(target, nullptr);
-  Touch(p, len);
-  const uint64_t before = fake_.last_serial();
-  void* moved = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, target);
-  ASSERT_EQ(moved, target);
-  ASSERT_EQ(MapAnon(len, p, MAP_FIXED_NOREPLACE), p);
-  ExpectFresh(p, len, before, "mremap move");
-  munmap(p, len);
-  munmap(target, len);
+  RetryIfAddressTaken([&](bool* taken) {
+    const size_t len = 4 * Page();
+    char* p = MapAnon(len);
+    char* target = MapAnon(len);
+    ASSERT_NE(p, nullptr);
+    ASSERT_NE(target, nullptr);
+    Touch(p, len);
+    const uint64_t before = fake_.last_serial();
+    void* moved = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+    ASSERT_EQ(moved, target);
+    if (MapAnon(len, p, MAP_FIXED_NOREPLACE) != p) {
+      *taken = true;
+      return;
+    }
+    ExpectFresh(p, len, before, "mremap move");
+    munmap(p, len);
+    munmap(target, len);
+  });
 }
 
 TEST_P(MonitorConformance, MremapShrinkInvalidates) {
-  const size_t len = 8 * Page();
-  char* p = MapAnon(len);
-  ASSERT_NE(p, nullptr);
-  Touch(p, len);
-  const uint64_t before = fake_.last_serial();
-  ASSERT_EQ(mremap(p, len, 4 * Page(), 0), p);
-  ASSERT_EQ(MapAnon(4 * Page(), p + 4 * Page(), MAP_FIXED_NOREPLACE), p + 4 * Page());
-  ExpectFresh(p, len, before, "mremap shrink");
-  munmap(p, len);
+  RetryIfAddressTaken([&](bool* taken) {
+    const size_t len = 8 * Page();
+    char* p = MapAnon(len);
+    ASSERT_NE(p, nullptr);
+    Touch(p, len);
+    const uint64_t before = fake_.last_serial();
+    ASSERT_EQ(mremap(p, len, 4 * Page(), 0), p);
+    if (MapAnon(4 * Page(), p + 4 * Page(), MAP_FIXED_NOREPLACE) != p + 4 * Page()) {
+      *taken = true;
+      return;
+    }
+    ExpectFresh(p, len, before, "mremap shrink");
+    munmap(p, len);
+  });
 }
 
 TEST_P(MonitorConformance, MapFixedOverInvalidates) {
@@ -212,18 +249,23 @@ TEST_P(MonitorConformance, BrkShrinkInvalidates) {
 }
 
 TEST_P(MonitorConformance, ShmdtInvalidatesOrIsNotCached) {
-  const size_t len = 4 * Page();
-  int id = shmget(IPC_PRIVATE, len, IPC_CREAT | 0600);
-  if (id < 0) GTEST_SKIP() << "shmget: " << strerror(errno);
-  char* p = static_cast<char*>(shmat(id, nullptr, 0));
-  shmctl(id, IPC_RMID, nullptr);
-  ASSERT_NE(p, reinterpret_cast<char*>(-1));
-  Touch(p, len);
-  const uint64_t before = fake_.last_serial();
-  ASSERT_EQ(shmdt(p), 0);
-  ASSERT_EQ(MapAnon(len, p, MAP_FIXED_NOREPLACE), p);
-  ExpectFresh(p, len, before, "shmdt");
-  munmap(p, len);
+  RetryIfAddressTaken([&](bool* taken) {
+    const size_t len = 4 * Page();
+    int id = shmget(IPC_PRIVATE, len, IPC_CREAT | 0600);
+    if (id < 0) GTEST_SKIP() << "shmget: " << strerror(errno);
+    char* p = static_cast<char*>(shmat(id, nullptr, 0));
+    shmctl(id, IPC_RMID, nullptr);
+    ASSERT_NE(p, reinterpret_cast<char*>(-1));
+    Touch(p, len);
+    const uint64_t before = fake_.last_serial();
+    ASSERT_EQ(shmdt(p), 0);
+    if (MapAnon(len, p, MAP_FIXED_NOREPLACE) != p) {
+      *taken = true;
+      return;
+    }
+    ExpectFresh(p, len, before, "shmdt");
+    munmap(p, len);
+  });
 }
 
 // A temporary file, preferably on a disk filesystem (not tmpfs: a tmpfs
@@ -251,32 +293,37 @@ int OpenTempFile(bool* on_shmem) {
 }
 
 TEST_P(MonitorConformance, FileBackedMappingIsNeverServedStale) {
-  bool on_shmem = false;
-  int fd = OpenTempFile(&on_shmem);
-  ASSERT_GE(fd, 0);
-  const size_t len = 4 * Page();
-  ASSERT_EQ(ftruncate(fd, off_t(len)), 0);
-  char* p = static_cast<char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
-  ASSERT_NE(p, MAP_FAILED);
-  Touch(p, len);
-  const uint64_t second = Touch(p, len);
-  const struct regcache_stats s = Stats();
-  // kmod watches every mapping; uffd cannot watch files on disk filesystems
-  // (its blind spot), so the cache registers per use instead: slower, never
-  // stale. A tmpfs file is shmem, which uffd watches.
-  std::printf("[ %s ] %s file mapping: %s\n", regcache_monitor_name(GetParam()),
-              on_shmem ? "tmpfs" : "disk", s.uncacheable != 0 ? "not cacheable (registered per use)" : "cached");
-  if (GetParam() == REGCACHE_MONITOR_UFFD && !on_shmem) {
-    EXPECT_EQ(s.uncacheable, 2u);
-  } else {
-    EXPECT_EQ(s.hits, 1u);
-  }
-  const uint64_t before = std::max(second, fake_.last_serial());
-  ASSERT_EQ(munmap(p, len), 0);
-  ASSERT_EQ(MapAnon(len, p, MAP_FIXED_NOREPLACE), p);
-  ExpectFresh(p, len, before, "munmap of a file mapping");
-  munmap(p, len);
-  close(fd);
+  RetryIfAddressTaken([&](bool* taken) {
+    bool on_shmem = false;
+    int fd = OpenTempFile(&on_shmem);
+    ASSERT_GE(fd, 0);
+    const size_t len = 4 * Page();
+    ASSERT_EQ(ftruncate(fd, off_t(len)), 0);
+    char* p = static_cast<char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    ASSERT_NE(p, MAP_FAILED);
+    Touch(p, len);
+    const uint64_t second = Touch(p, len);
+    const struct regcache_stats s = Stats();
+    // kmod watches every mapping; uffd cannot watch files on disk filesystems
+    // (its blind spot), so the cache registers per use instead: slower, never
+    // stale. A tmpfs file is shmem, which uffd watches.
+    std::printf("[ %s ] %s file mapping: %s\n", regcache_monitor_name(GetParam()),
+                on_shmem ? "tmpfs" : "disk", s.uncacheable != 0 ? "not cacheable (registered per use)" : "cached");
+    if (GetParam() == REGCACHE_MONITOR_UFFD && !on_shmem) {
+      EXPECT_EQ(s.uncacheable, 2u);
+    } else {
+      EXPECT_EQ(s.hits, 1u);
+    }
+    const uint64_t before = std::max(second, fake_.last_serial());
+    ASSERT_EQ(munmap(p, len), 0);
+    if (MapAnon(len, p, MAP_FIXED_NOREPLACE) != p) {
+      *taken = true;
+      return;
+    }
+    ExpectFresh(p, len, before, "munmap of a file mapping");
+    munmap(p, len);
+    close(fd);
+  });
 }
 
 TEST_P(MonitorConformance, MprotectDoesNotInvalidate) {
@@ -317,43 +364,60 @@ TEST_P(MonitorConformance, ForkInTheParentDoesNotInvalidate) {
 }
 
 TEST_P(MonitorConformance, ConcurrentRemapOfOwnBuffersNeverReturnsStale) {
-  // Each thread replaces its own buffer (MAP_FIXED over it, or madvise
-  // DONTNEED, or munmap + map) and gets it again, many times, while the
-  // other threads do the same: events, registrations and reclaims all race.
-  // Finishing proves no deadlock; the serial check proves no stale entry.
+  // Each thread replaces its own buffer (MAP_FIXED over it, madvise
+  // DONTNEED, or unmapping it to a PROT_NONE reservation and mapping it
+  // again), many times, while the other threads do the same: events,
+  // registrations and reclaims all race. Each thread's addresses are
+  // reserved before the threads start and never leave a hole another
+  // thread's mmap could take (that cross-thread reuse is uffd's documented
+  // window, tested by AddressReusedByAnotherThreadIsNeverStale). Finishing
+  // proves no deadlock; the serial check proves no stale entry.
   const int kThreads = 4, kRounds = 400;
+  std::vector<char*> reserved(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    reserved[t] = static_cast<char*>(mmap(nullptr, (1 + t) * Page(), PROT_NONE,
+                                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(reserved[t], MAP_FAILED);
+  }
   std::atomic<int> stale{0}, errors{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       const size_t len = (1 + t) * Page();
-      char* p = MapAnon(len);
-      if (p == nullptr) { errors++; return; }
+      char* const p = reserved[t];
+      auto map_rw = [&] { return MapAnon(len, p, MAP_FIXED) == p; };
+      if (!map_rw()) { errors++; return; }
       for (int i = 0; i < kRounds; ++i) {
         const uint64_t before = fake_.last_serial();
+        bool ok = true;
         switch (i % 3) {
-          case 0: if (MapAnon(len, p, MAP_FIXED) != p) errors++; break;
-          case 1: if (madvise(p, len, MADV_DONTNEED) != 0) errors++; break;
-          case 2:
-            if (munmap(p, len) != 0 || MapAnon(len, p, MAP_FIXED_NOREPLACE) != p) {
-              // Another thread's mmap took the hole: carry on elsewhere.
-              p = MapAnon(len);
-              if (p == nullptr) { errors++; return; }
-            }
+          case 0: ok = map_rw(); break;
+          case 1: ok = madvise(p, len, MADV_DONTNEED) == 0; break;
+          case 2:  // unmap (to a reservation: no hole), then map again
+            ok = mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                      -1, 0) == p && map_rw();
             break;
         }
+        if (!ok) { errors++; return; }
         for (int k = 0; k < 2; ++k) {
           regcache_handle_t* h = nullptr;
           if (regcache_get(cache_, p, len, kLW, &h) != 0) { errors++; break; }
-          if (CheckingFakeRegistrar::RecordOf(regcache_handle_mr(h))->serial <= before)
-            stale++;
+          auto* rec = CheckingFakeRegistrar::RecordOf(regcache_handle_mr(h));
+          if (rec->serial <= before && stale++ == 0) {
+            std::printf("first stale: thread %d round %d (kind %d) get %d: [%p,+%zu) "
+                        "served by registration %llu [0x%llx,+%zu), serial before %llu\n",
+                        t, i, i % 3, k, static_cast<void*>(p), len,
+                        static_cast<unsigned long long>(rec->serial),
+                        static_cast<unsigned long long>(rec->addr), rec->length,
+                        static_cast<unsigned long long>(before));
+          }
           regcache_put(cache_, h);
         }
       }
-      munmap(p, len);
     });
   }
   for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) munmap(reserved[t], (1 + t) * Page());
   EXPECT_EQ(errors.load(), 0) << regcache_last_error();
   EXPECT_EQ(stale.load(), 0);
 }

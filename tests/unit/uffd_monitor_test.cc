@@ -742,6 +742,10 @@ TEST_F(UffdMonitorTest, ForkChildRestartsAndSeesItsOwnEvents) {
   sink_.Clear();
   const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
     alarm(20);  // a hang kills the child, which the parent reports
+    // Mapped before anything is unmapped, so it cannot land on (and its
+    // UNMAP overlap) an inherited range's freed addresses.
+    char* own = MapAnon(3);
+    if (own == nullptr) return "mmap failed";
     // The inherited ranges lost their registration in the child:
     // unmapping them must neither block nor be reported.
     if (munmap(inherited, 2 * kPage) != 0) return "munmap inherited failed";
@@ -750,8 +754,6 @@ TEST_F(UffdMonitorTest, ForkChildRestartsAndSeesItsOwnEvents) {
     if (int rc = monitor_->RestartInChild(&why); rc != 0) {
       return "RestartInChild: " + std::to_string(rc) + " " + why;
     }
-    char* own = MapAnon(3);
-    if (own == nullptr) return "mmap failed";
     WatchToken token;
     if (int rc = monitor_->Watch(Addr(own), Addr(own) + 3 * kPage - 1, &token);
         rc != 0) {
