@@ -47,20 +47,21 @@ bool WriteFile(const std::string& path, const std::string& text) {
 }
 
 std::string Settings(const Options& options) {
-  char text[600];
+  const std::string round_trips =
+      options.iterations ? std::to_string(options.iterations)
+      : options.quick    ? std::string("6")
+                      : std::string("~16 MiB of payload (2..100; 1 from 64M)");
+  char text[700];
   snprintf(text, sizeof(text),
            "caches: entry limit %llu (REGCACHE_MAX_ENTRIES), no byte limit; "
-           "pattern: %s; round trips per point: %s in up to %u passes "
-           "(modes taking turns), after %u warm-up round trips of 4 KiB "
-           "(rotate-K: at least K); a pass stops after %.0f s; polling: %s",
+           "payload check: %s; polling: %s\n"
+           "round trips per point: %s, in up to %u passes with the modes "
+           "taking turns, each after %u warm-up round trips that write 4 KiB "
+           "(rotate-K that fits in the cache: K); a pass stops after %.0f s",
            static_cast<unsigned long long>(options.max_entries),
-           options.stamp_stride == 8 ? "every word checked"
-                                     : "one word per 256 bytes checked",
-           options.iterations ? std::to_string(options.iterations).c_str()
-           : options.quick    ? "6"
-                              : "~16 MiB of payload (3..100)",
-           options.passes, options.warmup, options.seconds_per_point,
-           PollingName(options.polling));
+           options.stamp_stride == 8 ? "every word" : "one word per 256 bytes",
+           PollingName(options.polling), round_trips.c_str(), options.passes,
+           options.warmup, options.seconds_per_point);
   return text;
 }
 

@@ -20,8 +20,9 @@ const std::vector<uint64_t> kQuickSizes = {4ull << 10, 64ull << 10};
 constexpr uint64_t kMinSize = 64;
 constexpr uint64_t kMaxSize = 1ull << 30;
 constexpr uint64_t kBytesPerPoint = 16ull << 20;
-constexpr uint32_t kMinIterations = 3, kMaxIterations = 100;
-constexpr uint32_t kRoundTripsPerPass = 3;  // at least, when split
+constexpr uint32_t kMinIterations = 2, kMaxIterations = 100;
+constexpr uint64_t kOneRoundTripFrom = 64ull << 20;
+constexpr uint32_t kRoundTripsPerPass = 5;  // at least, when split
 constexpr uint32_t kQuickIterations = 6;
 
 std::vector<Workload> DefaultWorkloads() {
@@ -247,13 +248,14 @@ What to measure (default: everything):
                          kmod, uffd, none, once)
   --workloads LIST       reuse,rotate-8,rotate-64,realloc (rotate-K: any K)
   --sizes LIST           4K,64K,1M,16M,64M
-  --iters N              round trips per point (default: ~16 MiB per point,
-                         3..100)
-  --warmup N             round trips before measuring (default 2; rotate-K:
-                         at least K, so the rotation is warm); they register
-                         the whole buffers but write only 4 KiB
-  --passes N             measure each point in up to N passes of 3+ round
-                         trips, the modes taking turns (default 3)
+  --iters N              round trips per point (default: ~16 MiB of payload,
+                         2..100; 1 from 64M on)
+  --warmup N             round trips before measuring, in each pass (default
+                         2; rotate-K whose 2K buffers fit in the cache: at
+                         least K); they register the whole buffers but write
+                         only 4 KiB
+  --passes N             measure each point in up to N passes of 5+ round
+                         trips, the modes taking turns (default 20)
   --seconds-per-point S  end a point's measurement after S seconds, once it
                          has 2 round trips (default 6)
   --max-entries N        the caches' entry limit (REGCACHE_MAX_ENTRIES,
@@ -429,6 +431,8 @@ bool ParseArgs(const std::vector<std::string>& args, Options* out,
 uint32_t IterationsFor(uint64_t size, const Options& options) {
   if (options.iterations != 0) return options.iterations;
   if (options.quick) return kQuickIterations;
+  // Two 64 MiB messages take about 6 s in the qemu rig.
+  if (size >= kOneRoundTripFrom) return 1;
   const uint64_t n = kBytesPerPoint / std::max<uint64_t>(size, 1);
   return static_cast<uint32_t>(
       std::clamp<uint64_t>(n, kMinIterations, kMaxIterations));
@@ -465,7 +469,11 @@ Plan MakePlan(const Options& options) {
           p.iterations =
               iterations / passes + (pass < iterations % passes ? 1 : 0);
           p.warmup = options.warmup;
-          if (workload.kind == Workload::Kind::kRotate && !options.quick)
+          // A rotation that fits in the cache is warmed whole, so that
+          // the measurement sees its steady state (all hits); one that
+          // does not fit misses anyway.
+          if (workload.kind == Workload::Kind::kRotate && !options.quick &&
+              2 * uint64_t{workload.buffers} <= options.max_entries)
             p.warmup = std::max(p.warmup, workload.buffers);
           if (mode == Mode::kOnce &&
               workload.kind == Workload::Kind::kRealloc) {

@@ -71,7 +71,7 @@ struct Options {
   std::vector<uint64_t> sizes;
   uint32_t iterations = 0;    // round trips per point; 0 = scaled with size
   uint32_t warmup = 2;        // round trips (short ones: kWarmupBytes)
-  uint32_t passes = 3;        // points run in up to this many passes
+  uint32_t passes = 20;       // points run in up to this many passes
   uint64_t max_entries = 32;  // the caches' REGCACHE_MAX_ENTRIES
   uint64_t mem_budget = 256ull << 20;  // buffer bytes per endpoint
   double seconds_per_point = 6;        // stop a point early after this long
@@ -88,8 +88,8 @@ bool ParseArgs(const std::vector<std::string>& args, Options* out,
 std::string Usage(const char* program);
 
 // Round trips measured at `size` unless --iters: about 16 MiB of payload
-// per direction, at least 3 and at most 100 (the default run then takes a
-// few minutes in the qemu rig). --quick: 6.
+// per direction, at least 2 and at most 100, and 1 from 64 MiB on (the
+// default run then takes a few minutes in the qemu rig). --quick: 6.
 uint32_t IterationsFor(uint64_t size, const Options& options);
 
 // A warm-up round trip obtains the registrations of the whole buffers, as

@@ -187,7 +187,8 @@ TEST(Options, IterationsScaleWithSize) {
   Options o;
   EXPECT_EQ(IterationsFor(4 << 10, o), 100u);
   EXPECT_EQ(IterationsFor(1 << 20, o), 16u);
-  EXPECT_EQ(IterationsFor(64 << 20, o), 3u);
+  EXPECT_EQ(IterationsFor(16 << 20, o), 2u);
+  EXPECT_EQ(IterationsFor(64 << 20, o), 1u);
   o.iterations = 17;
   EXPECT_EQ(IterationsFor(64 << 20, o), 17u);
 }
@@ -205,15 +206,21 @@ TEST(Plan, LongPointsRunInPassesWithTheModesTakingTurns) {
       {"--workloads", "reuse", "--sizes", "64K,64M", "--modes", "kmod,once"},
       &o, &error));
   const Plan plan = MakePlan(o);
-  // 64K: 100 round trips in 3 passes of kmod, once; 64M: 3 in one pass.
-  ASSERT_EQ(plan.points.size(), 3u * 2u + 2u);
-  const uint32_t want_iterations[] = {34, 34, 33, 33, 33, 33, 3, 3};
-  const uint32_t want_pass[] = {0, 0, 1, 1, 2, 2, 0, 0};
+  // 64K: 100 round trips in 20 passes of 5, kmod and once taking turns;
+  // 64M: 1 round trip, one pass.
+  ASSERT_EQ(plan.points.size(), 20u * 2u + 2u);
   for (size_t i = 0; i < plan.points.size(); ++i) {
-    EXPECT_EQ(plan.points[i].iterations, want_iterations[i]) << i;
-    EXPECT_EQ(plan.points[i].pass, want_pass[i]) << i;
+    EXPECT_EQ(plan.points[i].iterations, i < 40 ? 5u : 1u) << i;
+    EXPECT_EQ(plan.points[i].pass, i < 40 ? i / 2 : 0u) << i;
     EXPECT_EQ(plan.points[i].mode, i % 2 ? Mode::kOnce : Mode::kKmod) << i;
   }
+  ASSERT_TRUE(ParseArgs(
+      {"--workloads", "reuse", "--sizes", "1M", "--passes", "3"}, &o, &error));
+  const Plan three = MakePlan(o);
+  uint32_t total = 0;
+  for (const PointSpec& p : three.points)
+    if (p.mode == Mode::kKmod) total += p.iterations;
+  EXPECT_EQ(total, 16u);  // 6 + 5 + 5
 }
 
 TEST(Plan, RegisterOnceInReallocIsNotApplicable) {
@@ -245,7 +252,11 @@ TEST(Plan, PointsOverTheMemoryBudgetAreSkippedWithTheArithmetic) {
   EXPECT_TRUE(plan.points[0].skip.empty());  // 2 x 64 x 1M = 128M
   EXPECT_EQ(plan.points[3].skip,
             "skipped: 2 x 64 x 16M = 2G per endpoint > --mem-budget 256M");
-  EXPECT_EQ(plan.points[0].warmup, 64u);  // one whole rotation first
+  // 128 buffers do not fit in 32 entries: no point warming the rotation.
+  EXPECT_EQ(plan.points[0].warmup, 2u);
+  ASSERT_TRUE(
+      ParseArgs({"--workloads", "rotate-8", "--sizes", "4K"}, &o, &error));
+  EXPECT_EQ(MakePlan(o).points[0].warmup, 8u);  // 16 buffers fit: warm them
 }
 
 TEST(Plan, SurvivesTheWire) {
