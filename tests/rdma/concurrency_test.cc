@@ -472,6 +472,11 @@ TEST_P(Overflow, OneMunmapOfMoreEntriesThanTheKmodRingHoldsDropsEveryOne) {
   const size_t page = Page();
   char* region = MapAnon(n * page);
   ASSERT_NE(region, nullptr);
+  // khugepaged may try to collapse this 10 MiB region into huge pages; in
+  // 6.1 it fires MMU_NOTIFY_CLEAR before it finds the pages pinned, so the
+  // kmod monitor would drop a 2 MiB run of entries (spuriously, but safely)
+  // at a random moment. Keep it out of this test's count.
+  ASSERT_EQ(madvise(region, n * page, MADV_NOHUGEPAGE), 0);
   for (size_t i = 0; i < n; ++i) region[i * page] = 1;
 
   // n one-page entries, cached and unused.
