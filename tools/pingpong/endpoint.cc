@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -143,6 +144,14 @@ bool Endpoint::Init(const DeviceOptions& options, std::string* error) {
   pd_ = ibv_alloc_pd(context_);
   if (pd_ == nullptr) return *error = Errno("ibv_alloc_pd", errno), false;
   polling_ = options.polling;
+  if (polling_ == Polling::kAuto) {
+    // Software devices (rxe, siw) are virtual devices in sysfs; their
+    // protocol work runs in this kernel, on these CPUs.
+    char real[PATH_MAX];
+    software_ = realpath(device->ibdev_path, real) != nullptr &&
+                strstr(real, "/devices/virtual/") != nullptr;
+    polling_ = software_ ? Polling::kYield : Polling::kBusy;
+  }
   spin_seconds_ = options.spin_us * 1e-6;
   if (polling_ == Polling::kEvents) {
     channel_ = ibv_create_comp_channel(context_);
@@ -292,6 +301,8 @@ std::string Endpoint::Describe() const {
     out += " LID " + std::to_string(local_.lid);
   }
   out += ", MTU " + std::to_string(MtuBytes(mtu_));
+  out += std::string(", polling ") + PollingName(polling_);
+  if (software_) out += " (software device)";
   return out;
 }
 

@@ -28,7 +28,7 @@ struct DeviceOptions {
   std::string device;  // "" = the first device
   int ib_port = 1;
   int gid_index = -1;  // -1: the port's RoCE v2 IPv4 GID (none on IB)
-  Polling polling = Polling::kBusy;
+  Polling polling = Polling::kAuto;
   uint32_t spin_us = 0;  // events: spin this long before sleeping
 };
 
@@ -121,8 +121,9 @@ class Endpoint {
   ibv_pd* pd_ = nullptr;
   ibv_comp_channel* channel_ = nullptr;  // Polling::kEvents only
   ibv_cq* cq_ = nullptr;
-  Polling polling_ = Polling::kBusy;
-  bool armed_ = false;       // a completion event is requested
+  Polling polling_ = Polling::kBusy;  // resolved: never kAuto
+  bool software_ = false;             // a virtual device (rxe, siw)
+  bool armed_ = false;                // a completion event is requested
   double spin_seconds_ = 0;  // Polling::kEvents: spin this long, then sleep
   double spin_until_ = 0;
   ibv_qp* qp_ = nullptr;

@@ -97,6 +97,8 @@ bool ParseMode(const std::string& text, Mode* out) {
 
 const char* PollingName(Polling polling) {
   switch (polling) {
+    case Polling::kAuto:
+      return "auto";
     case Polling::kBusy:
       return "busy";
     case Polling::kYield:
@@ -108,7 +110,8 @@ const char* PollingName(Polling polling) {
 }
 
 bool ParsePolling(const std::string& text, Polling* out) {
-  for (Polling p : {Polling::kBusy, Polling::kYield, Polling::kEvents}) {
+  for (Polling p :
+       {Polling::kAuto, Polling::kBusy, Polling::kYield, Polling::kEvents}) {
     if (text == PollingName(p)) {
       *out = p;
       return true;
@@ -239,9 +242,11 @@ Endpoints (default: this program forks both, on one device, over loopback):
   -i, --ib-port N        device port (default 1)
   -g, --gid-index N      GID index (default: the port's RoCE v2 IPv4 GID;
                          none on InfiniBand)
-  --poll HOW             wait for completions: busy (spin, default), yield
-                         (spin with sched_yield) or events (sleep on a
-                         completion channel: for Soft-RoCE on few cores)
+  --poll HOW             wait for completions: busy (spin), yield (spin with
+                         sched_yield, so that a software device's kernel
+                         work runs at once), events (sleep on a completion
+                         channel) or auto (default: yield on software
+                         devices such as rxe, busy on hardware)
 What to measure (default: everything):
   --modes LIST           register-per-message,regcache-kmod,regcache-uffd,
                          regcache-none,register-once,odp (or per-message,
@@ -336,7 +341,7 @@ bool ParseArgs(const std::vector<std::string>& args, Options* out,
     } else if (arg == "--poll") {
       if (!next(&v)) return false;
       if (!ParsePolling(v, &o.polling)) {
-        *error = "--poll: '" + v + "' is not busy, yield or events";
+        *error = "--poll: '" + v + "' is not auto, busy, yield or events";
         return false;
       }
     } else if (arg == "--spin-us") {

@@ -51,10 +51,13 @@ enum class Role { kLoopback, kServer, kClient };
 
 // How an endpoint waits for completions: spinning on the CQ (perftest's
 // default, the lowest latency when each endpoint has a core to itself),
-// spinning with sched_yield(), or sleeping on a completion channel (the
-// kernel's own RDMA work, Soft-RoCE's in particular, then gets the CPU).
-enum class Polling { kBusy, kYield, kEvents };
-const char* PollingName(Polling polling);  // "busy", "yield", "events"
+// spinning with sched_yield() (a software device's protocol work, which
+// the kernel runs on the same CPUs, e.g. in ksoftirqd, then gets them at
+// once rather than at the next scheduler tick), or sleeping on a
+// completion channel. Auto: yield on software devices (rxe, siw), busy on
+// hardware.
+enum class Polling { kAuto, kBusy, kYield, kEvents };
+const char* PollingName(Polling polling);  // "auto", "busy", "yield", ...
 bool ParsePolling(const std::string& text, Polling* out);
 
 struct Options {
@@ -64,7 +67,7 @@ struct Options {
   std::string device;                // -d; "" = first device
   int ib_port = 1;                   // -i
   int gid_index = -1;                // -g; -1 = the port's RoCE v2 IPv4 GID
-  Polling polling = Polling::kBusy;  // --poll
+  Polling polling = Polling::kAuto;  // --poll
   uint32_t spin_us = 50;             // --spin-us: events spin first
   std::vector<Mode> modes;           // default: all
   std::vector<Workload> workloads;

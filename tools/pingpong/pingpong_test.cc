@@ -288,6 +288,17 @@ TEST(Modes, NamesRoundTrip) {
     ASSERT_TRUE(ParseMode(ModeName(mode), &back));
     EXPECT_EQ(back, mode);
   }
+  for (Polling polling :
+       {Polling::kAuto, Polling::kBusy, Polling::kYield, Polling::kEvents}) {
+    Polling back;
+    ASSERT_TRUE(ParsePolling(PollingName(polling), &back));
+    EXPECT_EQ(back, polling);
+  }
+  Options o;
+  std::string error;
+  ASSERT_TRUE(ParseArgs({}, &o, &error));
+  EXPECT_EQ(o.polling, Polling::kAuto);
+  EXPECT_FALSE(ParseArgs({"--poll", "spin"}, &o, &error));
   EXPECT_FALSE(HasInvalidation(Mode::kNone));
   EXPECT_TRUE(HasInvalidation(Mode::kUffd));
   EXPECT_TRUE(IsCacheMode(Mode::kKmod));

@@ -77,10 +77,11 @@ std::string Row(const PointResult& p, bool first_of_size) {
       IsCacheMode(p.mode) ? Format("%.1f", 100 * p.hit_rate()) : "-";
   const double messages = 2.0 * double(p.round_trips);
   return Format(
-      "%-5s %-21s %6llu %9.1f %8.2f %7llu %6.2f %6s %9.1f %6llu  %s\n",
+      "%-5s %-21s %6llu %10.1f %10.1f %7.2f %7llu %6.2f %6s %9.1f %6llu  %s\n",
       size.c_str(), ModeName(p.mode),
       static_cast<unsigned long long>(2 * p.round_trips), p.latency_us,
-      p.bandwidth_mbs, static_cast<unsigned long long>(p.registrations),
+      p.latency_min_us, p.bandwidth_mbs,
+      static_cast<unsigned long long>(p.registrations),
       messages > 0 ? double(p.registrations) / messages : 0.0, hit.c_str(),
       p.reg_us_per_message, static_cast<unsigned long long>(p.data_errors),
       p.safe() ? "SAFE" : "UNSAFE");
@@ -244,15 +245,16 @@ std::string RenderTables(const Report& report) {
          report.device + "\n";
   if (!report.settings.empty()) out += report.settings + "\n";
   out +=
-      "lat = median one-way latency (round trip / 2); MB/s = size / lat "
+      "lat = median one-way latency (round trip / 2), min = the fastest; "
+      "MB/s = size / lat "
       "(10^6 bytes); regs (r/msg), hit%, reg us (per message) = both "
       "endpoints over the measured round trips; errors = bad messages of "
       "all received (warm-up included)\n";
   for (const std::string& workload : report.workloads) {
     out += "\n== " + workload + ": " + WorkloadDescription(workload) + "\n";
-    out += Format("%-5s %-21s %6s %9s %8s %7s %6s %6s %9s %6s  %s\n", "size",
-                  "mode", "msgs", "lat(us)", "MB/s", "regs", "r/msg", "hit%",
-                  "reg us", "errors", "safety");
+    out += Format("%-5s %-21s %6s %10s %10s %7s %7s %6s %6s %9s %6s  %s\n",
+                  "size", "mode", "msgs", "lat(us)", "min(us)", "MB/s", "regs",
+                  "r/msg", "hit%", "reg us", "errors", "safety");
     // A mode unavailable at every size it could run at is said once,
     // below; a size every mode skips is one line.
     std::vector<Mode> collapsed;
