@@ -4,7 +4,6 @@
 #include "registrations.h"
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -103,25 +102,25 @@ class Once : public Registrations {
   RegCounters counters_;
 };
 
-// regcache: a cache over the ibverbs registrar (or, for odp, over ODP MRs),
-// through the public C API.
+// regcache: a cache over the ibverbs registrar, pinned (with the mode's
+// monitor) or, for odp, in the library's ODP mode; public C API only.
 class Cached : public Registrations {
  public:
   ~Cached() override {
     if (cache_ != nullptr) regcache_destroy(cache_);
   }
   bool Create(const regcache_registrar& registrar,
-              regcache_monitor_kind monitor, const CacheSettings& settings,
-              std::string* why) {
-    // The pinned modes must not turn into ODP on a device that has it
-    // (libraries that know REGCACHE_MODE; older ones ignore it).
-    setenv("REGCACHE_MODE", "pin", 1);
+              regcache_monitor_kind monitor, regcache_mode mode,
+              const CacheSettings& settings, std::string* why) {
     regcache_config config;
     if (regcache_config_init(&config) != 0) {
       *why = regcache_last_error();
       return false;
     }
     config.monitor = monitor;
+    // Forced, whatever REGCACHE_MODE says: the pinned modes must not turn
+    // into ODP on a device that has it.
+    config.mode = mode;
     config.max_entries = settings.max_entries;
     config.max_bytes = 0;  // the entry limit is the one this run studies
     config.print_stats_at_exit = 0;
@@ -167,25 +166,6 @@ class Cached : public Registrations {
   regcache_t* cache_ = nullptr;
 };
 
-// The registrar of the odp mode: ibv_reg_mr with IBV_ACCESS_ON_DEMAND. An
-// ODP MR follows the page tables, so it is never stale and the cache needs
-// no monitor.
-int OdpReg(void* ctx, void* addr, size_t length, uint32_t access,
-           regcache_mr* out) {
-  ibv_mr* mr = ibv_reg_mr(static_cast<ibv_pd*>(ctx), addr, length,
-                          ToVerbsAccess(access) | IBV_ACCESS_ON_DEMAND);
-  if (mr == nullptr) return errno ? -errno : -EIO;
-  out->lkey = mr->lkey;
-  out->rkey = mr->rkey;
-  out->backend = mr;
-  return 0;
-}
-
-int OdpDereg(void*, regcache_mr* mr) {
-  const int rc = ibv_dereg_mr(static_cast<ibv_mr*>(mr->backend));
-  return rc ? -rc : 0;
-}
-
 }  // namespace
 
 std::unique_ptr<Registrations> MakeRegistrations(
@@ -198,25 +178,24 @@ std::unique_ptr<Registrations> MakeRegistrations(
       return std::make_unique<Once>(pd);
     case Mode::kKmod:
     case Mode::kUffd:
-    case Mode::kNone: {
+    case Mode::kNone:
+    case Mode::kOdp: {
+      if (mode == Mode::kOdp && !odp_unavailable.empty()) {
+        *why = odp_unavailable;  // the endpoint's own probe says why
+        return nullptr;
+      }
       regcache_registrar registrar;
       regcache_registrar_ibverbs(pd, &registrar);
       const regcache_monitor_kind monitor =
           mode == Mode::kKmod   ? REGCACHE_MONITOR_KMOD
           : mode == Mode::kUffd ? REGCACHE_MONITOR_UFFD
                                 : REGCACHE_MONITOR_NONE;
+      // odp: the library's ODP mode, whose MRs follow the page tables, so
+      // they are never stale and need no monitor.
+      const regcache_mode cache_mode =
+          mode == Mode::kOdp ? REGCACHE_MODE_ODP : REGCACHE_MODE_PIN;
       auto cached = std::make_unique<Cached>();
-      if (!cached->Create(registrar, monitor, settings, why)) return nullptr;
-      return cached;
-    }
-    case Mode::kOdp: {
-      if (!odp_unavailable.empty()) {
-        *why = odp_unavailable;
-        return nullptr;
-      }
-      regcache_registrar registrar{"ibverbs-odp", OdpReg, OdpDereg, pd};
-      auto cached = std::make_unique<Cached>();
-      if (!cached->Create(registrar, REGCACHE_MONITOR_NONE, settings, why))
+      if (!cached->Create(registrar, monitor, cache_mode, settings, why))
         return nullptr;
       return cached;
     }

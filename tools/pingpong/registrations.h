@@ -3,7 +3,7 @@
 // gives it back after, one implementation per mode (options.h's Mode):
 // ibv_reg_mr/ibv_dereg_mr every time, a regcache cache with a given monitor
 // (through libregcache's public C API only), buffers registered once up
-// front, or a regcache cache over on-demand-paging MRs.
+// front, or a regcache cache in its ODP mode (on-demand-paging MRs).
 //
 // Thread safety: none; one thread per Registrations.
 #ifndef REGCACHE_TOOLS_PINGPONG_REGISTRATIONS_H_
