@@ -9,6 +9,7 @@
 // --json and --svg write the results for tools and a plot. docs/pingpong.md
 // explains what is measured and how to read it.
 
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -54,14 +55,16 @@ std::string Settings(const Options& options) {
   char text[700];
   snprintf(text, sizeof(text),
            "caches: entry limit %llu (REGCACHE_MAX_ENTRIES), no byte limit; "
-           "payload check: %s; polling: %s\n"
+           "payload check: %s; polling: %s; CPU: %s\n"
            "round trips per point: %s, in up to %u passes with the modes "
            "taking turns, each after %u warm-up round trips that write 4 KiB "
            "(rotate-K that fits in the cache: K); a pass stops after %.0f s",
            static_cast<unsigned long long>(options.max_entries),
            options.stamp_stride == 8 ? "every word" : "one word per 256 bytes",
-           PollingName(options.polling), round_trips.c_str(), options.passes,
-           options.warmup, options.seconds_per_point);
+           PollingName(options.polling),
+           options.cpu < 0 ? "any" : std::to_string(options.cpu).c_str(),
+           round_trips.c_str(), options.passes, options.warmup,
+           options.seconds_per_point);
   return text;
 }
 
@@ -83,6 +86,17 @@ int Main(int argc, char** argv) {
   if (options.help) {
     fputs(Usage(program).c_str(), stdout);
     return 0;
+  }
+  if (options.cpu >= 0) {
+    // Before the fork: the server endpoint and every thread inherit it.
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(options.cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+      fprintf(stderr, "%s: --cpu %d: %s\n", program, options.cpu,
+              strerror(errno));
+      return 2;
+    }
   }
   const DeviceOptions device{options.device, options.ib_port, options.gid_index,
                              options.polling, options.spin_us};

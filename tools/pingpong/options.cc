@@ -242,6 +242,10 @@ Endpoints (default: this program forks both, on one device, over loopback):
   -i, --ib-port N        device port (default 1)
   -g, --gid-index N      GID index (default: the port's RoCE v2 IPv4 GID;
                          none on InfiniBand)
+  --cpu N|any            run both endpoints (and their threads) on CPU N
+                         (default any). In a VM on a busy host this keeps a
+                         message from waiting for a second vCPU to be
+                         scheduled
   --poll HOW             wait for completions: busy (spin), yield (spin with
                          sched_yield, so that a software device's kernel
                          work runs at once), events (sleep on a completion
@@ -342,6 +346,16 @@ bool ParseArgs(const std::vector<std::string>& args, Options* out,
       if (!next(&v)) return false;
       if (!ParsePolling(v, &o.polling)) {
         *error = "--poll: '" + v + "' is not auto, busy, yield or events";
+        return false;
+      }
+    } else if (arg == "--cpu") {
+      if (!next(&v)) return false;
+      if (v == "any") {
+        o.cpu = -1;
+      } else if (ParseUnsigned(v, &n) && n < 4096) {
+        o.cpu = static_cast<int>(n);
+      } else {
+        *error = "--cpu: '" + v + "' is not a CPU number or 'any'";
         return false;
       }
     } else if (arg == "--spin-us") {

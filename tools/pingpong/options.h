@@ -69,7 +69,8 @@ struct Options {
   int gid_index = -1;                // -g; -1 = the port's RoCE v2 IPv4 GID
   Polling polling = Polling::kAuto;  // --poll
   uint32_t spin_us = 50;             // --spin-us: events spin first
-  std::vector<Mode> modes;           // default: all
+  int cpu = -1;  // --cpu: run both endpoints on this CPU; -1 = anywhere
+  std::vector<Mode> modes;  // default: all
   std::vector<Workload> workloads;
   std::vector<uint64_t> sizes;
   uint32_t iterations = 0;    // round trips per point; 0 = scaled with size

@@ -299,6 +299,12 @@ TEST(Modes, NamesRoundTrip) {
   ASSERT_TRUE(ParseArgs({}, &o, &error));
   EXPECT_EQ(o.polling, Polling::kAuto);
   EXPECT_FALSE(ParseArgs({"--poll", "spin"}, &o, &error));
+  EXPECT_EQ(o.cpu, -1);
+  ASSERT_TRUE(ParseArgs({"--cpu", "0"}, &o, &error));
+  EXPECT_EQ(o.cpu, 0);
+  ASSERT_TRUE(ParseArgs({"--cpu", "0", "--cpu", "any"}, &o, &error));
+  EXPECT_EQ(o.cpu, -1);
+  EXPECT_FALSE(ParseArgs({"--cpu", "x"}, &o, &error));
   EXPECT_FALSE(HasInvalidation(Mode::kNone));
   EXPECT_TRUE(HasInvalidation(Mode::kUffd));
   EXPECT_TRUE(IsCacheMode(Mode::kKmod));
@@ -355,6 +361,23 @@ TEST(Targets, AllPassOnAGoodRun) {
   const TargetResult& ratio = Named(targets, "regcache-kmod bandwidth >= 10x");
   EXPECT_NE(ratio.detail.find("12.25x"), std::string::npos) << ratio.detail;
   EXPECT_FALSE(ratio.correctness);
+}
+
+TEST(Targets, RatiosAreAlsoGivenFromTheFastestRoundTrips) {
+  auto points = GoodRun();
+  points[0].latency_min_us = 20;  // per-message
+  points[1].latency_min_us = 10;  // kmod
+  points[4].latency_min_us = 8;   // once
+  const auto targets = EvaluateTargets(points);
+  EXPECT_NE(Named(targets, "kmod bandwidth >= 10x")
+                .detail.find("fastest round trips: 2.00x"),
+            std::string::npos);
+  EXPECT_NE(Named(targets, "kmod bandwidth within 5%")
+                .detail.find("fastest round trips: 80.0%"),
+            std::string::npos);
+  // Unknown minima: nothing said.
+  EXPECT_EQ(Named(targets, "uffd bandwidth >= 10x").detail.find("fastest"),
+            std::string::npos);
 }
 
 TEST(Targets, SlowCacheFailsOnlyTheReportedTargets) {
