@@ -185,6 +185,11 @@ extern "C" int regcache_registrar_fake(int lock_memory,
     return SetError(-EINVAL, "regcache_registrar_fake: out is NULL");
   }
   if (lock_memory) {
+    // Build the shared state (and register its fork handlers) now, on the
+    // creating thread: initialised lazily inside the first reg, a fork()
+    // during that initialisation left the child waiting for ever on the
+    // static's guard.
+    GetMlockState();
     *out = regcache_registrar{"fake-mlock", FakeMlockReg, FakeMlockDereg, nullptr};
   } else {
     *out = regcache_registrar{"fake", FakeReg, FakeDereg, nullptr};

@@ -349,13 +349,6 @@ TEST(RegistrarFakeMlockLimit, ExceedingRlimitMemlockGivesEnomemOrEagain) {
 // A fork while another thread is inside reg/dereg must not hand the child a
 // locked mutex (the child would hang on its first reg).
 TEST(RegistrarFakeMlockFork, ForkDuringRegDoesNotDeadlockTheChild) {
-#if defined(__SANITIZE_ADDRESS__)
-  // GCC 12's AddressSanitizer does not take its allocator lock across
-  // fork(): a child forked while another thread allocates can hang inside
-  // the sanitizer itself. The plain build runs this test.
-  GTEST_SKIP() << "ASan's allocator is not fork-safe with concurrent "
-                  "allocation (GCC 12 libsanitizer); covered by the plain build";
-#endif
   regcache_registrar r;
   ASSERT_EQ(regcache_registrar_fake(1, &r), 0);
   Mapping m(64);
