@@ -208,6 +208,19 @@ long ModuleRefcount() {
   return value;
 }
 
+// The module's refcount once it stops changing: a process an earlier test
+// forked may still be releasing its context. Waits up to 2 s.
+long SettledModuleRefcount() {
+  long value = ModuleRefcount();
+  for (int i = 0; i < 100; ++i) {
+    usleep(20000);
+    const long now = ModuleRefcount();
+    if (now == value) break;
+    value = now;
+  }
+  return value;
+}
+
 // Waits for a child and returns its exit status, or 1000 + signal.
 int WaitChild(pid_t pid) {
   int status = 0;
@@ -1012,7 +1025,7 @@ TEST_F(KmodTest, ForkChildGetsEpermAndCanOpenItsOwn) {
 }
 
 TEST_F(KmodTest, ExitFreesEverything) {
-  const long before = ModuleRefcount();
+  const long before = SettledModuleRefcount();
   ASSERT_GT(before, 0) << "/sys/module/regcache/refcnt";
   for (int round = 0; round < 3; ++round) {
     pid_t pid = fork();
@@ -1038,7 +1051,7 @@ TEST_F(KmodTest, ExitFreesEverything) {
 // The opener exits (its notifier's release runs) while a fork child still
 // holds the fd; the child's close then tears the context down on a dead mm.
 TEST_F(KmodTest, ContextOutlivesItsProcessInAForkChild) {
-  const long before = ModuleRefcount();
+  const long before = SettledModuleRefcount();
   int report[2];
   ASSERT_EQ(0, pipe(report));
   pid_t pid = fork();
@@ -1088,7 +1101,7 @@ TEST_F(KmodTest, ContextOutlivesItsProcessInAForkChild) {
 }
 
 TEST_F(KmodTest, CloseFreesEverything) {
-  const long before = ModuleRefcount();
+  const long before = SettledModuleRefcount();
   {
     Ctx other;
     ASSERT_EQ(0, other.Open());
