@@ -410,7 +410,6 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
           e->lru_epoch.store(1, std::memory_order_relaxed);
           AdoptRetiredLocked(retired);
           ts->AddHit();
-          slow_hits_.fetch_add(1, std::memory_order_relaxed);
           *out = slot;
           return 0;
         }
@@ -550,7 +549,6 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
                    token.expected);
       if (!cacheable || raced) {
         // Born a zombie: served once (uncacheable) or discarded (raced).
-        e->zombie_reason = REGCACHE_INVAL_UNMAP;
         SetState(e, kZombie);
         e->zombie_next = zombies_;
         zombies_ = e;
@@ -592,7 +590,7 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
     // Could not allocate a hold slot: release the entry as an orphan.
     {
       MutexLock l(&mu_);
-      if (SeqState(e->seq.load()) == kValid) KillLocked(e, REGCACHE_INVAL_FLUSH);
+      if (SeqState(e->seq.load()) == kValid) KillLocked(e);
     }
     ReclaimZombies();
     return SetError(-ENOMEM, "regcache_get: out of hold slots");
@@ -604,7 +602,7 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
 // ---------------------------------------------------------------------------
 // Invalidation and eviction
 
-void Cache::KillLocked(Entry* e, regcache_inval_reason reason) {
+void Cache::KillLocked(Entry* e) {
   tree_.Erase(&e->node);
   index_.Remove(e->first.load(std::memory_order_relaxed) >> page_shift_, e);
   for (int i = 0; i < e->alias_count; ++i) index_.Remove(e->alias_pages[i], e);
@@ -616,7 +614,6 @@ void Cache::KillLocked(Entry* e, regcache_inval_reason reason) {
   e->lru_prev = e->lru_next = nullptr;
   --valid_entries_;
   valid_bytes_ -= e->mr.length;
-  e->zombie_reason = reason;
   SetState(e, kZombie);
   e->zombie_next = zombies_;
   zombies_ = e;
@@ -658,7 +655,7 @@ void Cache::InvalidateRange(uint64_t first, uint64_t last,
     while (victims != nullptr) {
       Entry* e = victims;
       victims = e->zombie_next;
-      KillLocked(e, reason);
+      KillLocked(e);
       ++killed;
     }
   }
@@ -713,7 +710,7 @@ size_t Cache::EvictLocked(bool all_unused) {
       }
       if (all_unused && held && prev == nullptr) break;
     } else {
-      KillLocked(e, REGCACHE_INVAL_FLUSH);
+      KillLocked(e);
       ++evicted;
     }
     e = prev;
@@ -740,7 +737,7 @@ int Cache::Flush() {
     MutexLock l(&mu_);
     RecordInvalidationLocked(0, UINT64_MAX);
     while (lru_tail_ != nullptr) {
-      KillLocked(lru_tail_, REGCACHE_INVAL_FLUSH);
+      KillLocked(lru_tail_);
       ++n;
     }
   }
@@ -763,11 +760,6 @@ void Cache::AdoptRetiredLocked(HashTable* list) {
 size_t Cache::zombie_count() {
   MutexLock l(&mu_);
   return zombie_count_;
-}
-
-void Cache::PutSlow(Entry* e) {
-  (void)e;
-  ReclaimZombies();
 }
 
 void Cache::ReclaimZombies() {

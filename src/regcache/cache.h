@@ -113,7 +113,6 @@ class Cache final : public InvalidationSink {
            uint64_t inval_seq_at_start, HoldSlot** out);
   int RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
                            regcache_mr* mr);
-  void PutSlow(Entry* e);
   void BackOff(Entry* e);
   // Cold continuations of Get(), each reached by a tail call so the hit
   // path itself needs no stack frame.
@@ -137,7 +136,7 @@ class Cache final : public InvalidationSink {
   void AddAliasLocked(Entry* e, uint64_t first, HashTable** retired)
       RC_REQUIRES(mu_);
   // kValid -> kZombie: out of tree, index and LRU, onto zombies_.
-  void KillLocked(Entry* e, regcache_inval_reason reason) RC_REQUIRES(mu_);
+  void KillLocked(Entry* e) RC_REQUIRES(mu_);
   void RecordInvalidationLocked(uint64_t first, uint64_t last)
       RC_REQUIRES(mu_);
   bool InvalidatedSinceLocked(uint64_t seq, uint64_t first, uint64_t last)
@@ -206,7 +205,7 @@ class Cache final : public InvalidationSink {
   std::atomic<uint64_t> mark_counter_{0};
 
   // Statistics updated outside the hit path.
-  std::atomic<uint64_t> misses_{0}, slow_hits_{0}, registrations_{0},
+  std::atomic<uint64_t> misses_{0}, registrations_{0},
       deregistrations_{0}, registration_errors_{0}, evictions_{0},
       uncacheable_{0}, registration_ns_{0};
   std::atomic<uint64_t> invalidations_[REGCACHE_INVAL_NREASONS] = {};

@@ -45,7 +45,7 @@ void Cache::HandleForkInChild() {
     // Every live entry becomes an inherited zombie.
     while (lru_tail_ != nullptr) {
       Entry* e = lru_tail_;
-      KillLocked(e, REGCACHE_INVAL_FORK);
+      KillLocked(e);
       ++forgotten;
     }
     for (Entry* e = zombies_; e != nullptr; e = e->zombie_next) {

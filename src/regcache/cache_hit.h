@@ -143,7 +143,7 @@ inline int Cache::Put(HoldSlot* slot) {
   LightFence();                                                      // P2
   if (__builtin_expect(zombies_now_.load(std::memory_order_acquire) != 0, 0) &&  // P3
       SeqState(e->seq.load(std::memory_order_acquire)) != kValid) {
-    PutSlow(e);
+    ReclaimZombies();  // the last put of an invalidated entry deregisters it
   }
   return 0;
 }

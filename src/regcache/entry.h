@@ -75,7 +75,6 @@ struct alignas(64) Entry {
   uint8_t alias_count = 0;
   bool watched = false;            // token is live: Unwatch() at reclaim
   bool inherited = false;          // from the parent process: never dereg
-  regcache_inval_reason zombie_reason = REGCACHE_INVAL_EXPLICIT;
   // Hold-scan marks: set to the scan's unique number when a hold on this
   // entry was seen. Reclaim scans (serialised by reclaim_mu_) and eviction
   // scans (under mu_) run concurrently, so each kind has its own field: a

@@ -24,8 +24,8 @@
 // buckets tombstoned) before it is marked a zombie and before the reclaimer's
 // HeavyFence(), which is what the hold protocol in cache_hit.h needs.
 //
-// Writers (Insert/Remove/Rebuild) hold the cache mutex. Buckets are never
-// moved; a reader racing with a writer can at worst miss and fall back to the
+// Writers (Insert/Remove/Rebuild) hold the cache mutex; the reader is the
+// hit path in cache_hit.h. Buckets are never moved; a reader racing with a writer can at worst miss and fall back to the
 // slow path.
 //
 // Tables are replaced, not resized in place; a reader announces the table
