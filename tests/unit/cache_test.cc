@@ -32,6 +32,15 @@ constexpr uint32_t kRW = REGCACHE_ACCESS_REMOTE_WRITE;
 
 size_t Page() { return size_t(sysconf(_SC_PAGESIZE)); }
 
+// Defaults and environment, but no monitor: these tests invalidate
+// explicitly, so they run the same on every machine.
+regcache_config NoMonitorConfig() {
+  regcache_config cfg;
+  regcache_config_init(&cfg);
+  cfg.monitor = REGCACHE_MONITOR_NONE;
+  return cfg;
+}
+
 // Anonymous memory that the test owns; never touched by the fake registrar.
 struct Region {
   explicit Region(size_t bytes) : size(bytes) {
@@ -55,7 +64,9 @@ class CacheTest : public ::testing::Test {
     ASSERT_EQ(regcache_create(&reg_, &cfg, &cache_), 0) << regcache_last_error();
   }
   void TearDown() override {
-    if (cache_ != nullptr) EXPECT_EQ(regcache_destroy(cache_), 0) << regcache_last_error();
+    if (cache_ != nullptr) {
+      EXPECT_EQ(regcache_destroy(cache_), 0) << regcache_last_error();
+    }
     EXPECT_EQ(fake_.violations(), 0u) << "a held registration was deregistered";
     EXPECT_EQ(fake_.live(), 0u) << "destroy left registrations behind";
   }
@@ -438,9 +449,7 @@ TEST_F(CacheTest, ForkedChildCachesAfreshAndNeverDeregistersParentEntries) {
 TEST(CacheLifetime, DestroyWithHeldHandlesDeregistersAndReportsBusy) {
   CheckingFakeRegistrar fake;
   regcache_registrar reg = fake.registrar();
-  regcache_config cfg;
-  regcache_config_init(&cfg);
-  cfg.monitor = REGCACHE_MONITOR_NONE;
+  regcache_config cfg = NoMonitorConfig();
   regcache_t* c = nullptr;
   ASSERT_EQ(regcache_create(&reg, &cfg, &c), 0);
   Region r(Page());
@@ -457,9 +466,7 @@ TEST(CacheLifetime, CreateRejectsBadRegistrarAndFlags) {
   EXPECT_EQ(regcache_create(&reg, nullptr, &c), -EINVAL);
   CheckingFakeRegistrar fake;
   reg = fake.registrar();
-  regcache_config cfg;
-  regcache_config_init(&cfg);
-  cfg.monitor = REGCACHE_MONITOR_NONE;
+  regcache_config cfg = NoMonitorConfig();
   cfg.flags = 1;
   EXPECT_EQ(regcache_create(&reg, &cfg, &c), -EINVAL);
   EXPECT_NE(strstr(regcache_last_error(), "flags"), nullptr);
@@ -492,9 +499,7 @@ TEST(CacheConfig, EnvironmentIsParsedAndBadValuesAreNamed) {
 
 TEST(CacheCxx, RegistrationReleasesAtScopeExit) {
   CheckingFakeRegistrar fake;
-  regcache_config cfg;
-  regcache_config_init(&cfg);
-  cfg.monitor = REGCACHE_MONITOR_NONE;
+  regcache_config cfg = NoMonitorConfig();
   regcache::Cache cache;
   ASSERT_EQ(regcache::Cache::Create(fake.registrar(), &cfg, &cache), 0);
   Region r(Page());
@@ -515,9 +520,7 @@ TEST(CacheCxx, RegistrationReleasesAtScopeExit) {
 TEST(CacheStats, PrintedWithEveryField) {
   CheckingFakeRegistrar fake;
   regcache_registrar reg = fake.registrar();
-  regcache_config cfg;
-  regcache_config_init(&cfg);
-  cfg.monitor = REGCACHE_MONITOR_NONE;
+  regcache_config cfg = NoMonitorConfig();
   regcache_t* c = nullptr;
   ASSERT_EQ(regcache_create(&reg, &cfg, &c), 0);
   Region r(Page());
@@ -553,9 +556,7 @@ TEST(CacheMemlock, RealMlockLimitEvictsThenFailsWithTheLimitNamed) {
     if (!regcache_test::SetMemlockSoftLimit(64 << 10, &why)) return why;
     regcache_registrar reg;
     if (regcache_registrar_fake(/*lock_memory=*/1, &reg) != 0) return "fake";
-    regcache_config cfg;
-    regcache_config_init(&cfg);
-    cfg.monitor = REGCACHE_MONITOR_NONE;
+    regcache_config cfg = NoMonitorConfig();
     cfg.max_bytes = 0;  // let the kernel's limit be what bites
     regcache_t* c = nullptr;
     if (regcache_create(&reg, &cfg, &c) != 0) return regcache_last_error();
@@ -608,9 +609,7 @@ TEST(CacheStats, PrintedAtExitWithRegcacheStats) {
     regcache_registrar reg;
     regcache_registrar_fake(0, &reg);
     regcache_t* c = nullptr;
-    regcache_config cfg;
-    regcache_config_init(&cfg);
-    cfg.monitor = REGCACHE_MONITOR_NONE;
+    regcache_config cfg = NoMonitorConfig();
     if (regcache_create(&reg, &cfg, &c) != 0) _exit(2);
     static char buf[4096];
     regcache_handle_t* h;
