@@ -40,7 +40,6 @@
 #include <cstring>
 #include <memory>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -333,14 +332,9 @@ class KmodMonitor final : public Monitor {
       state_->pending.reserve(ring_entries_);
     }
     applied_seq_.store(Seq(), std::memory_order_release);
-    try {
-      state_->thread =
-          std::thread([this, state = state_.get()] { Run(state); });
-    } catch (const std::system_error& e) {
-      *why = std::string("cannot start the kmod event thread: ") + e.what();
-      return -EAGAIN;
-    }
-    return 0;
+    return StartEventThread("regcache-kmod",
+                            [this, state = state_.get()] { Run(state); },
+                            &state_->thread, why);
   }
 
   void Run(EventState* state) {

@@ -18,9 +18,11 @@
 #define REGCACHE_SRC_REGCACHE_MONITOR_H_
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "regcache/regcache.h"
 
@@ -91,6 +93,17 @@ class Monitor {
 
 // A word that never changes, for monitors without per-range generations.
 const std::atomic<uint64_t>* StaticGeneration();
+
+// Starts a monitor's event thread: named `name` (at most 15 characters),
+// every signal blocked (no application handler, which might munmap or take
+// a lock, runs on it), running `body`. Returns 0 once the new thread has
+// entered `body`, or -EAGAIN with *why set. Waiting for that matters to a
+// fork right after Start(): a thread still inside its start-up may hold a
+// lock of the thread library or of a sanitizer runtime (ASan's allocator
+// has no fork handler), and the child's own new threads would wait on it
+// for ever.
+int StartEventThread(const char* name, std::function<void()> body,
+                     std::thread* out, std::string* why);
 
 std::unique_ptr<Monitor> CreateNullMonitor();
 // Return nullptr with *why set when the monitor cannot work here.

@@ -3,14 +3,20 @@
 // monitors without per-range generations hand out in their WatchTokens, and
 // the null monitor (REGCACHE_MONITOR_NONE), which watches nothing and so
 // leaves invalidation to regcache_invalidate(). The main functions exported
-// are StaticGeneration() and CreateNullMonitor().
+// are StaticGeneration(), StartEventThread() and CreateNullMonitor().
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <system_error>
+#include <thread>
 
 #include "monitor.h"
 #include "monitor_fds.h"
@@ -22,6 +28,41 @@ const std::atomic<uint64_t>* StaticGeneration() {
   // `generation->load() == expected` check always passes for it.
   static constinit const std::atomic<uint64_t> kGeneration{0};
   return &kGeneration;
+}
+
+int StartEventThread(const char* name, std::function<void()> body,
+                     std::thread* out, std::string* why) {
+  // Lives on this stack: the new thread touches it only under `mu`, and
+  // notifies before unlocking, so it is done with it once we see `entered`.
+  struct {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool entered = false;
+  } latch;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);  // the new thread inherits it
+  int rc = 0;
+  try {
+    *out = std::thread([&latch, name, body = std::move(body)] {
+      pthread_setname_np(pthread_self(), name);
+      {
+        std::lock_guard<std::mutex> lock(latch.mu);
+        latch.entered = true;
+        latch.cv.notify_one();
+      }
+      body();
+    });
+  } catch (const std::system_error& e) {
+    *why = std::string("cannot start the ") + name + " thread: " + e.what();
+    rc = -EAGAIN;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (rc == 0) {
+    std::unique_lock<std::mutex> lock(latch.mu);
+    latch.cv.wait(lock, [&latch] { return latch.entered; });
+  }
+  return rc;
 }
 
 namespace {

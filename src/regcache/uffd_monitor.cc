@@ -54,7 +54,6 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -72,7 +71,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <system_error>
 #include <thread>
 
 #include "monitor.h"
@@ -559,20 +557,13 @@ class UffdMonitor final : public Monitor {
     EventState* st = state_.get();
     const int uffd = fds_->primary.load();
     const int wake = fds_->wake.load();
-    // The event threads run with every signal blocked, so no application
-    // signal handler (which might munmap, or take a lock) runs on them.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = 0;
-    try {
-      st->reader = std::thread([this, st, uffd, wake] { ReaderLoop(st, uffd, wake); });
-      st->applier = std::thread([this, st] { ApplierLoop(st); });
-    } catch (const std::system_error& e) {
-      *why = std::string("cannot start the uffd event threads: ") + e.what();
-      rc = -EAGAIN;
+    int rc = StartEventThread(
+        "regcache-uffd-r", [this, st, uffd, wake] { ReaderLoop(st, uffd, wake); },
+        &st->reader, why);
+    if (rc == 0) {
+      rc = StartEventThread("regcache-uffd-a", [this, st] { ApplierLoop(st); },
+                            &st->applier, why);
     }
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (rc != 0) StopThreads(st);
     return rc;
   }
@@ -658,7 +649,6 @@ class UffdMonitor final : public Monitor {
   }
 
   void ReaderLoop(EventState* st, int uffd, int wake_fd) {
-    pthread_setname_np(pthread_self(), "regcache-uffd-r");
     uffd_msg msgs[kReadBatch];
     QueuedInvalidation batch[kReadBatch];
     for (;;) {
@@ -708,7 +698,6 @@ class UffdMonitor final : public Monitor {
   }
 
   void ApplierLoop(EventState* st) {
-    pthread_setname_np(pthread_self(), "regcache-uffd-a");
     std::array<QueuedInvalidation, kUffdApplyQueueCapacity> work;
     for (;;) {
       size_t count;

@@ -71,7 +71,9 @@ class MonitorConformance
     ASSERT_EQ(rc, 0) << regcache_last_error();
   }
   void TearDown() override {
-    if (cache_ != nullptr) EXPECT_EQ(regcache_destroy(cache_), 0) << regcache_last_error();
+    if (cache_ != nullptr) {
+      EXPECT_EQ(regcache_destroy(cache_), 0) << regcache_last_error();
+    }
     EXPECT_EQ(fake_.violations(), 0u);
   }
 

@@ -8,6 +8,7 @@
 // regression runs the risky call on a thread with a time limit.
 //
 // Skips (with the reason) when userfaultfd is not available here.
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -273,6 +274,40 @@ class UffdMonitorTest : public ::testing::Test {
   std::atomic<uint32_t> gate_{0};
   std::unique_ptr<Monitor> monitor_;
 };
+
+// How many threads of this process are named `name` (from /proc).
+int ThreadsNamed(const std::string& name) {
+  int count = 0;
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return -1;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    char comm[64] = {};
+    const std::string path = std::string("/proc/self/task/") + e->d_name + "/comm";
+    if (FILE* f = fopen(path.c_str(), "r")) {
+      if (fgets(comm, sizeof(comm), f) != nullptr &&
+          std::string(comm) == name + "\n") {
+        ++count;
+      }
+      fclose(f);
+    }
+  }
+  closedir(dir);
+  return count;
+}
+
+TEST_F(UffdMonitorTest, StartReturnsWithBothEventThreadsRunning) {
+  // Regression: Start() returned while its threads were still starting; a
+  // fork at that moment under ASan (whose allocator has no fork handler)
+  // left the child's new event threads waiting for ever on a lock the
+  // parent's starting thread held. The name is set on entry, so each one
+  // is visible as soon as Start() returns.
+  EXPECT_EQ(ThreadsNamed("regcache-uffd-r"), 1);
+  EXPECT_EQ(ThreadsNamed("regcache-uffd-a"), 1);
+  monitor_->Stop();
+  EXPECT_EQ(ThreadsNamed("regcache-uffd-r"), 0);
+  EXPECT_EQ(ThreadsNamed("regcache-uffd-a"), 0);
+}
 
 TEST_F(UffdMonitorTest, MunmapSetsGateBeforeReturningAndWaitForPendingApplies) {
   char* p = MapAndWatch(4);
