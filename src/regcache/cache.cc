@@ -66,7 +66,6 @@ int Cache::Create(const regcache_registrar& registrar,
   c->id_ = g_next_cache_id.fetch_add(1);
   const long page = sysconf(_SC_PAGESIZE);
   c->page_mask_ = uint64_t(page) - 1;
-  c->page_shift_ = __builtin_ctzll(uint64_t(page));
 
   size_t capacity = kDefaultEntryCapacity;
   if (config.max_entries != 0 && config.max_entries * 2 > capacity)
@@ -241,9 +240,8 @@ int Cache::BadHandle(const HoldSlot* slot, bool already_released) {
 // Thread states and hold slots
 
 ThreadState* Cache::ThreadStateForCaller() {
-  ThreadState* ts = FindThreadState();
-  if (ts != nullptr) return ts;
-  ts = LookupThreadStateSlow(id_);
+  if (const TlsCacheRef* ref = FindTlsRef()) return OwnerOf(ref->hint);
+  ThreadState* ts = LookupThreadStateSlow(id_);
   if (ts == nullptr) {
     MutexLock l(&mu_);
     // Reuse a state orphaned by an exited thread, else make one.
@@ -259,15 +257,10 @@ ThreadState* Cache::ThreadStateForCaller() {
                  kMaxThreadStates);
         return nullptr;
       }
-      for (int i = 0; i < kSlotsPerThread; ++i) {
-        ts->slots[i].index = uint32_t(i);
-        ts->slots[i].owner = ts;
-      }
       ts->live.store(1);
     }
     for (ThreadState* s = ts; s != nullptr; s = s->overflow.load())
       s->SetOwner(ThisThreadKey());
-    ts->hint = 0;
   }
   RememberThreadState(id_, ts);
   return ts;
@@ -290,10 +283,6 @@ HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e) {
     // All held: chain another state owned by this thread.
     ThreadState* extra = threads_.Allocate();
     if (extra == nullptr) return nullptr;
-    for (int i = 0; i < kSlotsPerThread; ++i) {
-      extra->slots[i].index = uint32_t(i);
-      extra->slots[i].owner = extra;
-    }
     extra->SetOwner(ThisThreadKey());
     extra->live.store(2);  // never adopted as a thread's primary state
     ThreadState* tail = ts;
@@ -337,14 +326,13 @@ Entry* Cache::FindCoveringLocked(uint64_t first, uint64_t last,
 }
 
 void Cache::AddAliasLocked(Entry* e, uint64_t first, HashTable** retired) {
-  const uint64_t page = first >> page_shift_;
   if (first == e->first.load(std::memory_order_relaxed)) return;
   for (int i = 0; i < e->alias_count; ++i)
-    if (e->alias_pages[i] == page) return;
+    if (e->alias_firsts[i] == first) return;
   if (e->alias_count == kMaxAliases) return;
-  if (index_.Insert(page, e, e->last.load(std::memory_order_relaxed),
+  if (index_.Insert(first, e, e->last.load(std::memory_order_relaxed),
                     e->access.load(std::memory_order_relaxed), retired))
-    e->alias_pages[e->alias_count++] = page;
+    e->alias_firsts[e->alias_count++] = first;
 }
 
 int Cache::GetAnnouncingTable(ThreadState* ts, uint64_t first, uint64_t last,
@@ -361,12 +349,36 @@ int Cache::GetAnnouncingTable(ThreadState* ts, uint64_t first, uint64_t last,
 int Cache::GetWithBusyHint(ThreadState* ts, uint64_t first, uint64_t last,
                            uint32_t access, HoldSlot** out) {
   HoldSlot* slot = FindFreeSlot(ts);
-  if (slot == nullptr || slot->owner != ts) {
+  if (slot == nullptr || OwnerOf(slot) != ts) {
     // Every slot of the primary state is held: the slow path chains more.
     return GetSlow(first, last, access, out);
   }
-  ts->hint = slot->index;
+  // ts came from this thread's way for the cache (Get() found it there).
+  FindTlsRef()->hint = slot;
   return Get(reinterpret_cast<const void*>(first), last - first + 1, access, out);
+}
+
+int Cache::GetProbing(HoldSlot* slot, uint64_t first, uint64_t last,
+                      uint32_t access, HoldSlot** out) {
+  // Get() announced this table in the slot's state and checked that it is
+  // the current one.
+  HashTable* t = OwnerOf(slot)->table_hazard.load(std::memory_order_relaxed);
+  const uint64_t key = BucketKey(first);
+  for (size_t i = HashFirst(first, t->mask);; i = (i + 1) & t->mask) {
+    Entry* raced;
+    switch (TryBucket(t->buckets[i], key, last, access, slot, &raced)) {
+      case Probe::kHit:
+        slot->AddHit();
+        *out = slot;
+        return 0;
+      case Probe::kNext:
+        break;
+      case Probe::kRaced:
+        return BackOffAndGetSlow(slot, raced, first, last, access, out);
+      case Probe::kEnd:
+        return GetSlow(first, last, access, out);
+    }
+  }
 }
 
 int Cache::BackOffAndGetSlow(HoldSlot* slot, Entry* e, uint64_t first,
@@ -409,7 +421,7 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
           AddAliasLocked(e, first, &retired);
           e->lru_epoch.store(1, std::memory_order_relaxed);
           AdoptRetiredLocked(retired);
-          ts->AddHit();
+          slot->AddHit();
           *out = slot;
           return 0;
         }
@@ -556,7 +568,7 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
         zombies_now_.fetch_add(1, std::memory_order_release);
       } else {
         tree_.Insert(&e->node);
-        index_.Insert(first >> page_shift_, e, last, mr.access, &retired);
+        index_.Insert(first, e, last, mr.access, &retired);
         e->lru_prev = nullptr;
         e->lru_next = lru_head_;
         if (lru_head_ != nullptr) lru_head_->lru_prev = e;
@@ -604,8 +616,8 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
 
 void Cache::KillLocked(Entry* e) {
   tree_.Erase(&e->node);
-  index_.Remove(e->first.load(std::memory_order_relaxed) >> page_shift_, e);
-  for (int i = 0; i < e->alias_count; ++i) index_.Remove(e->alias_pages[i], e);
+  index_.Remove(e->first.load(std::memory_order_relaxed), e);
+  for (int i = 0; i < e->alias_count; ++i) index_.Remove(e->alias_firsts[i], e);
   e->alias_count = 0;
   if (e->lru_prev != nullptr) e->lru_prev->lru_next = e->lru_next;
   else lru_head_ = e->lru_next;
@@ -674,12 +686,12 @@ bool Cache::OverLimitsLocked() const {
 // buckets (set by lock-free hits) or lru_epoch (set by slow-path hits).
 bool Cache::TestAndClearReferencedLocked(Entry* e) {
   bool referenced = e->lru_epoch.exchange(0, std::memory_order_relaxed) != 0;
-  auto test = [&](uint64_t page) {
-    if (Bucket* b = index_.Find(page, e))
+  auto test = [&](uint64_t first) {
+    if (Bucket* b = index_.Find(first, e))
       referenced |= (b->tag.fetch_and(~kTagReferenced) & kTagReferenced) != 0;
   };
-  test(e->first.load(std::memory_order_relaxed) >> page_shift_);
-  for (int i = 0; i < e->alias_count; ++i) test(e->alias_pages[i]);
+  test(e->first.load(std::memory_order_relaxed));
+  for (int i = 0; i < e->alias_count; ++i) test(e->alias_firsts[i]);
   return referenced;
 }
 
@@ -912,8 +924,10 @@ void Cache::Stats(struct regcache_stats* out) {
   if (range_generations_) monitor_->WaitForPending();  // counters up to date
   *out = {};
   uint64_t hits = 0;
-  for (size_t i = 0; i < threads_.used(); ++i)
-    hits += threads_.At(i)->hits.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < threads_.used(); ++i) {
+    for (const HoldSlot& slot : threads_.At(i)->slots)
+      hits += slot.hits.load(std::memory_order_relaxed);
+  }
   out->hits = hits;
   out->misses = misses_.load();
   out->registrations = registrations_.load();

@@ -44,12 +44,14 @@
 
 namespace regcache_internal {
 
-// Per-thread map from cache id to that thread's ThreadState. Ids, not
+// Per-thread map from cache id to the hold slot this thread tries first in
+// that cache; the thread's ThreadState there is OwnerOf(hint). Ids, not
 // pointers, so a destroyed cache's address reused by a new cache never
-// matches a stale slot.
+// matches a stale slot. Keeping the slot, not the state, here saves the hit
+// path a dependent load.
 struct TlsCacheRef {
   uint64_t cache_id;
-  ThreadState* state;
+  HoldSlot* hint;
 };
 inline constexpr int kTlsWays = 4;
 extern __thread TlsCacheRef t_cache_refs[kTlsWays]
@@ -122,12 +124,22 @@ class Cache final : public InvalidationSink {
   __attribute__((noinline, cold)) int GetWithBusyHint(
       ThreadState* ts, uint64_t first, uint64_t last, uint32_t access,
       HoldSlot** out);
+  // The hit path's probe of one bucket (R1-R5 in cache_hit.h). kRaced:
+  // the hold was taken on *raced but the bucket changed under it; release
+  // and back off.
+  enum class Probe { kHit, kNext, kEnd, kRaced };
+  Probe TryBucket(Bucket& b, uint64_t key, uint64_t last, uint32_t access,
+                  HoldSlot* slot, Entry** raced);
+  // Get() after its first bucket was another range's: probes on.
+  __attribute__((noinline)) int GetProbing(HoldSlot* slot, uint64_t first,
+                                           uint64_t last, uint32_t access,
+                                           HoldSlot** out);
   __attribute__((noinline, cold)) int BackOffAndGetSlow(
       HoldSlot* slot, Entry* e, uint64_t first, uint64_t last,
       uint32_t access, HoldSlot** out);
 
   ThreadState* ThreadStateForCaller();
-  ThreadState* FindThreadState() const;
+  TlsCacheRef* FindTlsRef() const;  // this thread's way for the cache, or null
   HoldSlot* FindFreeSlot(ThreadState* ts);
   HoldSlot* TakeSlotLocked(ThreadState* ts, Entry* e) RC_REQUIRES(mu_);
 
@@ -159,7 +171,6 @@ class Cache final : public InvalidationSink {
 
   // ---- Read-mostly, read by every hit (keep together) ----
   alignas(64) std::atomic<uint32_t> gate_{0};  // kGate* bits (monitor.h)
-  uint32_t page_shift_ = 12;
   uint64_t page_mask_ = 4095;
   uint64_t id_ = 0;
   // True when the monitor keeps per-range generation words (kmod): the hit

@@ -41,9 +41,9 @@
 
 namespace regcache_internal {
 
-inline ThreadState* Cache::FindThreadState() const {
+inline TlsCacheRef* Cache::FindTlsRef() const {
   for (int i = 0; i < kTlsWays; ++i) {
-    if (t_cache_refs[i].cache_id == id_) return t_cache_refs[i].state;
+    if (t_cache_refs[i].cache_id == id_) return &t_cache_refs[i];
   }
   return nullptr;
 }
@@ -51,10 +51,11 @@ inline ThreadState* Cache::FindThreadState() const {
 inline int Cache::Get(const void* addr, size_t length, uint32_t access,
                       HoldSlot** out) {
   const uint64_t a = reinterpret_cast<uint64_t>(addr);
-  // length == 0 makes length - 1 huge, so one compare covers it and overflow.
-  if (__builtin_expect(((access & ~uint32_t{REGCACHE_ACCESS_ALL}) != 0) |
-                           (a == 0) | (length - 1 > ~a),
-                       0)) {
+  // Valid iff 1 <= length <= 2^64 - a and a != 0, i.e. length - 1 < -a
+  // (unsigned): length 0 makes the left side the maximum, a == 0 makes the
+  // right side 0, and the rest is a + length - 1 not overflowing.
+  if (__builtin_expect(length - 1 >= 0 - a, 0) ||
+      __builtin_expect((access & ~uint32_t{REGCACHE_ACCESS_ALL}) != 0, 0)) {
     return BadRequest(addr, length, access);
   }
   const uint64_t first = a & ~page_mask_;
@@ -62,52 +63,73 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
   if (__builtin_expect(gate_.load(std::memory_order_acquire) != 0, 0)) {
     return GetSlow(first, last, access, out);
   }
-  ThreadState* ts = t_cache_refs[0].cache_id == id_ ? t_cache_refs[0].state
-                                                    : FindThreadState();
-  if (__builtin_expect(ts == nullptr, 0)) return GetSlow(first, last, access, out);
+  HoldSlot* slot;
+  if (__builtin_expect(t_cache_refs[0].cache_id == id_, 1)) {
+    slot = t_cache_refs[0].hint;
+  } else {
+    const TlsCacheRef* ref = FindTlsRef();
+    if (__builtin_expect(ref == nullptr, 0)) return GetSlow(first, last, access, out);
+    slot = ref->hint;
+  }
+  ThreadState* ts = OwnerOf(slot);
 
   // The table must be announced before it is read (see hash_index.h).
   HashTable* t = index_.table();
   if (__builtin_expect(ts->table_hazard.load(std::memory_order_relaxed) != t, 0)) {
     return GetAnnouncingTable(ts, first, last, access, out);
   }
-  HoldSlot* slot = &ts->slots[ts->hint];
   if (__builtin_expect(slot->held.load(std::memory_order_relaxed) != 0, 0)) {
     return GetWithBusyHint(ts, first, last, access, out);
   }
 
-  const uint64_t page = first >> page_shift_;
-  const uint64_t key = BucketKey(page);
-  for (size_t i = HashPage(page, t->mask);; i = (i + 1) & t->mask) {
-    Bucket& b = t->buckets[i];
-    const uint64_t k1 = b.key.load(std::memory_order_acquire);      // R1
-    if (k1 == kBucketEmpty) break;
-    if (k1 != key) continue;
-    const uint64_t t1 = b.tag.load(std::memory_order_acquire);
-    Entry* e = b.entry.load(std::memory_order_relaxed);
-    if (b.last.load(std::memory_order_relaxed) < last ||            // R2
-        (access & ~uint32_t(t1 & kTagAccessMask)) != 0) {
-      continue;
-    }
-    slot->entry.store(e, std::memory_order_relaxed);                // R3
-    slot->held.store(1, std::memory_order_release);
-    LightFence();                                                    // R4
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (__builtin_expect(b.key.load(std::memory_order_acquire) != k1 ||  // R5
-                             TagVersion(b.tag.load(std::memory_order_acquire)) !=
-                                 TagVersion(t1) ||
-                             (range_generations_ && !WatchStillValid(e)),
-                         0)) {
-      return BackOffAndGetSlow(slot, e, first, last, access, out);
-    }
-    if (__builtin_expect(!(t1 & kTagReferenced), 0)) {
-      b.tag.fetch_or(kTagReferenced, std::memory_order_relaxed);  // CLOCK bit
-    }
-    ts->AddHit();
-    *out = slot;
-    return 0;
+  // Most hits are in the first bucket probed; the rest of the chain is
+  // GetProbing()'s, reached by a tail call like every other way out, so
+  // this function needs few registers and no stack frame.
+  const size_t i = HashFirst(first, t->mask);
+  Entry* raced;
+  switch (TryBucket(t->buckets[i], BucketKey(first), last, access, slot, &raced)) {
+    case Probe::kHit:
+      slot->AddHit();
+      *out = slot;
+      return 0;
+    case Probe::kNext:
+      return GetProbing(slot, first, last, access, out);
+    case Probe::kRaced:
+      return BackOffAndGetSlow(slot, raced, first, last, access, out);
+    case Probe::kEnd:
+      break;
   }
   return GetSlow(first, last, access, out);
+}
+
+inline Cache::Probe Cache::TryBucket(Bucket& b, uint64_t key, uint64_t last,
+                                     uint32_t access, HoldSlot* slot,
+                                     Entry** raced) {
+  const uint64_t k1 = b.key.load(std::memory_order_acquire);        // R1
+  if (k1 == kBucketEmpty) return Probe::kEnd;
+  if (k1 != key) return Probe::kNext;
+  const uint64_t t1 = b.tag.load(std::memory_order_acquire);
+  Entry* e = b.entry.load(std::memory_order_relaxed);
+  if (b.last.load(std::memory_order_relaxed) < last ||              // R2
+      (access & ~uint32_t(t1 & kTagAccessMask)) != 0) {
+    return Probe::kNext;
+  }
+  slot->entry.store(e, std::memory_order_relaxed);                  // R3
+  slot->held.store(1, std::memory_order_release);
+  LightFence();                                                      // R4
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (__builtin_expect(b.key.load(std::memory_order_acquire) != key ||  // R5
+                           TagVersion(b.tag.load(std::memory_order_acquire)) !=
+                               TagVersion(t1) ||
+                           (range_generations_ && !WatchStillValid(e)),
+                       0)) {
+    *raced = e;
+    return Probe::kRaced;
+  }
+  if (__builtin_expect(!(t1 & kTagReferenced), 0)) {
+    b.tag.fetch_or(kTagReferenced, std::memory_order_relaxed);  // CLOCK bit
+  }
+  return Probe::kHit;
 }
 
 inline bool Cache::WatchStillValid(const Entry* e) {

@@ -71,7 +71,7 @@ struct alignas(64) Entry {
   Entry* lru_next = nullptr;
   Entry* zombie_next = nullptr;    // Cache::zombies_ / scratch lists
   WatchToken token;                // from Monitor::Watch()
-  uint64_t alias_pages[kMaxAliases] = {};  // extra hash keys for this entry
+  uint64_t alias_firsts[kMaxAliases] = {};  // extra index keys (page starts)
   uint8_t alias_count = 0;
   bool watched = false;            // token is live: Unwatch() at reclaim
   bool inherited = false;          // from the parent process: never dereg

@@ -20,7 +20,7 @@
 namespace regcache_internal {
 
 // True once membarrier private-expedited is registered for this process.
-extern bool g_asymmetric_fences;
+extern bool g_asymmetric_fences __attribute__((visibility("hidden")));
 
 // Register membarrier if possible. Idempotent, thread-safe.
 void InitFences();

@@ -47,7 +47,7 @@ bool HashIndex::Rebuild(size_t capacity, HashTable** retired) {
   for (size_t i = 0; i <= old->mask; ++i) {
     uint64_t key = old->buckets[i].key.load(std::memory_order_relaxed);
     if (key == kBucketEmpty || key == kBucketTombstone) continue;
-    size_t j = HashPage(key - 2, t->mask);
+    size_t j = HashFirst(key - 2, t->mask);
     while (t->buckets[j].key.load(std::memory_order_relaxed) != kBucketEmpty)
       j = (j + 1) & t->mask;
     t->buckets[j].entry.store(old->buckets[i].entry.load(), std::memory_order_relaxed);
@@ -69,7 +69,7 @@ bool HashIndex::Rebuild(size_t capacity, HashTable** retired) {
   return true;
 }
 
-bool HashIndex::Insert(uint64_t page, Entry* e, uint64_t last,
+bool HashIndex::Insert(uint64_t first, Entry* e, uint64_t last,
                        uint32_t access, HashTable** retired) {
   HashTable* t = table();
   // Keep live + dead buckets under half the capacity: probes stay short and
@@ -80,8 +80,8 @@ bool HashIndex::Insert(uint64_t page, Entry* e, uint64_t last,
     if (!Rebuild(cap, retired)) return false;
     t = table();
   }
-  const uint64_t key = BucketKey(page);
-  size_t i = HashPage(page, t->mask);
+  const uint64_t key = BucketKey(first);
+  size_t i = HashFirst(first, t->mask);
   for (;;) {
     uint64_t k = t->buckets[i].key.load(std::memory_order_relaxed);
     if (k == kBucketEmpty || k == kBucketTombstone) {
@@ -100,10 +100,10 @@ bool HashIndex::Insert(uint64_t page, Entry* e, uint64_t last,
   }
 }
 
-bool HashIndex::Remove(uint64_t page, Entry* e) {
+bool HashIndex::Remove(uint64_t first, Entry* e) {
   HashTable* t = table();
-  const uint64_t key = BucketKey(page);
-  size_t i = HashPage(page, t->mask);
+  const uint64_t key = BucketKey(first);
+  size_t i = HashFirst(first, t->mask);
   for (;;) {
     uint64_t k = t->buckets[i].key.load(std::memory_order_relaxed);
     if (k == kBucketEmpty) return false;
@@ -117,10 +117,10 @@ bool HashIndex::Remove(uint64_t page, Entry* e) {
   }
 }
 
-Bucket* HashIndex::Find(uint64_t page, const Entry* e) const {
+Bucket* HashIndex::Find(uint64_t first, const Entry* e) const {
   HashTable* t = table();
-  const uint64_t key = BucketKey(page);
-  for (size_t i = HashPage(page, t->mask);; i = (i + 1) & t->mask) {
+  const uint64_t key = BucketKey(first);
+  for (size_t i = HashFirst(first, t->mask);; i = (i + 1) & t->mask) {
     uint64_t k = t->buckets[i].key.load(std::memory_order_relaxed);
     if (k == kBucketEmpty) return nullptr;
     if (k == key && t->buckets[i].entry.load(std::memory_order_relaxed) == e)

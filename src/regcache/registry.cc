@@ -105,7 +105,7 @@ void RememberThreadState(uint64_t id, ThreadState* ts) {
   for (auto& ref : t_exit_hook.refs) known |= ref.first == id;
   if (!known) t_exit_hook.refs.emplace_back(id, ts);
   // Most recent first in the fast ways; each id at most once.
-  TlsCacheRef prev = TlsCacheRef{id, ts};
+  TlsCacheRef prev = TlsCacheRef{id, &ts->slots[0]};
   for (int i = 0; i < kTlsWays; ++i) {
     TlsCacheRef cur = t_cache_refs[i];
     t_cache_refs[i] = prev;
