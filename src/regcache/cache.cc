@@ -777,14 +777,16 @@ size_t Cache::zombie_count() {
 void Cache::ReclaimZombies() {
   MutexLock reclaim(&reclaim_mu_);
   Entry* batch;
+  bool other_threads;
   {
     MutexLock l(&mu_);
     batch = zombies_;
     zombies_ = nullptr;
     zombie_count_ = 0;
+    other_threads = OtherThreadsMayHitLocked();
   }
   if (batch == nullptr) return;
-  HeavyFence();  // W5: see cache_hit.h
+  FenceAgainstHitPaths(other_threads);  // W5: see cache_hit.h
   const uint64_t mark = mark_counter_.fetch_add(1) + 1;
   ScanHolds(mark, &Entry::held_mark);
   Entry* keep = nullptr;
@@ -840,15 +842,47 @@ void Cache::ReclaimZombies() {
   }
 }
 
+// A thread can only reach the hit path's R3 with a live ThreadState, and it
+// gets one under mu_. So when, under mu_, every live state is the caller's,
+// any other thread that registers later does so after this critical
+// section, hence after W1 tombstoned every bucket of the batch (and after
+// the batch's tables were replaced): it cannot hold a zombie of the batch
+// or announce a retired table. A thread that exited stored live = 0 after
+// its last hold (release), so its holds are visible to the scan. Then no
+// other CPU needs a barrier and a single-threaded process (an MPI rank,
+// say) pays no membarrier() per reclaim. Any doubt (an owner key being
+// rewritten, a state of another thread) means HeavyFence().
+bool Cache::OtherThreadsMayHitLocked() const {
+  const void* me = ThisThreadKey();
+  for (size_t i = 0; i < threads_.used(); ++i) {
+    const ThreadState* ts = threads_.At(i);
+    if (ts->live.load(std::memory_order_acquire) != 0 &&
+        ts->slots[0].owner_key.load(std::memory_order_relaxed) != me) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Cache::FenceAgainstHitPaths(bool other_threads) {
+  if (other_threads) {
+    HeavyFence();
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
 void Cache::FreeRetiredTables() {
   HashTable* candidates;
+  bool other_threads;
   {
     MutexLock l(&mu_);
     candidates = retired_tables_;
     retired_tables_ = nullptr;
+    other_threads = OtherThreadsMayHitLocked();
   }
   if (candidates == nullptr) return;
-  HeavyFence();
+  FenceAgainstHitPaths(other_threads);
   HashTable* keep = nullptr;
   while (candidates != nullptr) {
     HashTable* t = candidates;

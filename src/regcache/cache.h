@@ -158,6 +158,12 @@ class Cache final : public InvalidationSink {
   bool TestAndClearReferencedLocked(Entry* e) RC_REQUIRES(mu_);
   // Stores `mark` into (entry->*field) for every entry some slot holds.
   void ScanHolds(uint64_t mark, std::atomic<uint64_t> Entry::*field);
+  // Whether a thread other than the caller owns a live ThreadState, i.e.
+  // could be between R3 and R5 of the hit path (or announcing a table).
+  bool OtherThreadsMayHitLocked() const RC_REQUIRES(mu_);
+  // The reclaimer's side of the hold (and table hazard) protocol, for a
+  // batch taken under mu_ together with `other_threads`.
+  static void FenceAgainstHitPaths(bool other_threads);
 
   // Deregisters zombies that no thread holds. Takes reclaim_mu_ then mu_.
   void ReclaimZombies() RC_EXCLUDES(mu_);

@@ -6,6 +6,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdint>
 #include <mutex>
 
 namespace regcache_internal {
@@ -14,7 +16,10 @@ bool g_asymmetric_fences = false;
 
 namespace {
 long Membarrier(int cmd) { return syscall(SYS_membarrier, cmd, 0, 0); }
+std::atomic<uint64_t> g_heavy_fences{0};
 }  // namespace
+
+uint64_t HeavyFenceCount() { return g_heavy_fences.load(std::memory_order_relaxed); }
 
 void InitFences() {
 #if !defined(REGCACHE_SYMMETRIC_FENCES)
@@ -33,6 +38,7 @@ void InitFences() {
 __attribute__((constructor)) static void InitFencesAtLoad() { InitFences(); }
 
 void HeavyFence() {
+  g_heavy_fences.fetch_add(1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (__atomic_load_n(&g_asymmetric_fences, __ATOMIC_ACQUIRE)) {
     // Cannot fail once registered (EINTR is not possible for this command).

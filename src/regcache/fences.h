@@ -39,6 +39,8 @@ inline void LightFence() {
 
 // Pairs with LightFence(). A system call when membarrier is in use.
 void HeavyFence();
+// HeavyFence() calls so far in this process (tests check when it is skipped).
+uint64_t HeavyFenceCount();
 
 }  // namespace regcache_internal
 

@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -17,6 +19,7 @@
 
 #include "cache.h"
 #include "fake_registrar.h"
+#include "fences.h"
 #include "gtest/gtest.h"
 #include "regcache/regcache.h"
 #include "regcache/regcache.hpp"
@@ -24,6 +27,7 @@
 
 namespace {
 
+using regcache_internal::HeavyFenceCount;
 using regcache_test::CheckingFakeRegistrar;
 
 constexpr uint32_t kLW = REGCACHE_ACCESS_LOCAL_WRITE;
@@ -260,6 +264,50 @@ TEST_F(CacheTest, EntryLimitEvictsUnusedEntries) {
     Check();
   }
   EXPECT_GE(Stats().evictions, 28u);
+}
+
+TEST_F(CacheTest, ReclaimSkipsTheHeavyFenceWhileNoOtherThreadCanHit) {
+  // The reclaim fence (membarrier) only matters to other threads that may
+  // be on the hit path; this thread is the cache's only user.
+  Make(/*max_entries=*/1);
+  Region r(64 * Page());
+  Put(Get(r.base, Page()));
+  const uint64_t fences = HeavyFenceCount();
+  const uint64_t deregs = fake_.deregs();
+  for (int i = 1; i <= 8; ++i) Put(Get(r.base + i * 2 * Page(), Page()));
+  EXPECT_EQ(fake_.deregs(), deregs + 8) << "each miss evicts and reclaims one";
+  EXPECT_EQ(HeavyFenceCount(), fences);
+
+  // Another thread with a state of its own: every reclaim fences again.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool got = false, release = false;
+  std::thread other([&] {
+    Put(Get(r.base + 40 * Page(), Page()));
+    std::unique_lock<std::mutex> lock(mu);
+    got = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return got; });
+  }
+  const uint64_t with_other = HeavyFenceCount();
+  for (int i = 1; i <= 4; ++i) Put(Get(r.base + i * 2 * Page(), Page()));
+  EXPECT_GE(HeavyFenceCount(), with_other + 4);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  other.join();
+
+  // Its state was orphaned at exit: back to no fence.
+  const uint64_t after_exit = HeavyFenceCount();
+  for (int i = 1; i <= 4; ++i) Put(Get(r.base + i * 2 * Page(), Page()));
+  EXPECT_EQ(HeavyFenceCount(), after_exit);
+  Check();
 }
 
 TEST_F(CacheTest, ByteLimitEvictsUnusedEntries) {
