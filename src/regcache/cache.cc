@@ -65,7 +65,13 @@ int Cache::Create(const regcache_registrar& registrar,
   c->config_ = config;
   c->id_ = g_next_cache_id.fetch_add(1);
   const long page = sysconf(_SC_PAGESIZE);
+#if defined(__x86_64__)
+  if (uint64_t(page) != page_mask_ + 1) {
+    return SetError(-EINVAL, "regcache_create: page size %ld, not 4096", page);
+  }
+#else
   c->page_mask_ = uint64_t(page) - 1;
+#endif
 
   size_t capacity = kDefaultEntryCapacity;
   if (config.max_entries != 0 && config.max_entries * 2 > capacity)
@@ -366,7 +372,7 @@ int Cache::GetProbing(HoldSlot* slot, uint64_t first, uint64_t last,
   const uint64_t key = BucketKey(first);
   for (size_t i = HashFirst(first, t->mask);; i = (i + 1) & t->mask) {
     Entry* raced;
-    switch (TryBucket(t->buckets[i], key, last, access, slot, &raced)) {
+    switch (TryBucket(t->bucket(i), key, last, access, slot, &raced)) {
       case Probe::kHit:
         slot->AddHit();
         *out = slot;

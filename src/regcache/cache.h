@@ -177,7 +177,13 @@ class Cache final : public InvalidationSink {
 
   // ---- Read-mostly, read by every hit (keep together) ----
   alignas(64) std::atomic<uint32_t> gate_{0};  // kGate* bits (monitor.h)
+#if defined(__x86_64__)
+  // x86-64 Linux has one base page size; a constant saves the hit path a
+  // load and a register. Create() checks sysconf() agrees.
+  static constexpr uint64_t page_mask_ = 4095;
+#else
   uint64_t page_mask_ = 4095;
+#endif
   uint64_t id_ = 0;
   // True when the monitor keeps per-range generation words (kmod): the hit
   // path then also checks the entry's word (one more load).

@@ -87,7 +87,7 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
   // this function needs few registers and no stack frame.
   const size_t i = HashFirst(first, t->mask);
   Entry* raced;
-  switch (TryBucket(t->buckets[i], BucketKey(first), last, access, slot, &raced)) {
+  switch (TryBucket(t->bucket(i), BucketKey(first), last, access, slot, &raced)) {
     case Probe::kHit:
       slot->AddHit();
       *out = slot;

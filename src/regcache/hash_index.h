@@ -72,6 +72,13 @@ struct HashTable {
   static HashTable* Create(size_t capacity);  // nullptr on failure
   static void Destroy(HashTable* t);
   size_t capacity() const { return mask + 1; }
+  // &buckets[i], computed so that the compiler folds the array's offset
+  // into the loads' displacement.
+  Bucket& bucket(size_t i) {
+    return *reinterpret_cast<Bucket*>(reinterpret_cast<char*>(this) +
+                                      offsetof(HashTable, buckets) +
+                                      i * sizeof(Bucket));
+  }
 };
 
 // The page number times 2^64 / golden ratio, its high bits folded into the
