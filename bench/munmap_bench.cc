@@ -107,6 +107,11 @@ bool g_ucm_hooks_installed = false;
 //                                 then pays only for waking them
 // Unset, the scheduler places everything (a woken thread on the same CPU
 // may preempt the timed one before munmap() returns to it).
+// A diagnostic knob, for every case alike:
+//   REGCACHE_BENCH_PACE_US=N      sleep N us right before each timed
+//                                 munmap(), so every case munmaps after the
+//                                 same idle period (docs/benchmarks.md has
+//                                 what that does to munmap() under TCG)
 
 int g_main_cpu = -1;
 int g_helper_cpu = -1;
@@ -120,12 +125,15 @@ bool PinCallingThread(int cpu) {
   return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
 }
 
+int g_pace_us = 0;
+
 bool SetPolicy(int policy) {
   sched_param param{};
   return pthread_setschedparam(pthread_self(), policy, &param) == 0;
 }
 
 bool SetUpHelpers() {
+  if (const char* pace = getenv("REGCACHE_BENCH_PACE_US")) g_pace_us = atoi(pace);
   const char* idle = getenv("REGCACHE_BENCH_IDLE_HELPERS");
   g_idle_helpers = idle != nullptr && strcmp(idle, "1") == 0;
   const char* plan = getenv("REGCACHE_BENCH_CPUS");
@@ -360,6 +368,7 @@ bool WaitQuiescent(regcache_t* cache, uint64_t unmaps, uint64_t entries) {
 class MunmapTimer {
  public:
   void Time(benchmark::State& state, char* region) {
+    if (g_pace_us > 0) usleep(useconds_t(g_pace_us));
     rusage before, after;
     getrusage(RUSAGE_THREAD, &before);
     const uint64_t t0 = NowNs();
