@@ -124,7 +124,8 @@ enum regcache_mode {
  * change fields after that to override the environment. */
 struct regcache_config {
   size_t max_entries; /* unused entries beyond this are evicted (LRU); 0 = no limit */
-  size_t max_bytes;   /* unused pinned bytes beyond this are evicted; 0 = no limit */
+  size_t max_bytes;   /* unused pinned bytes beyond this are evicted; 0 = no
+                         limit; not applied in ODP mode (nothing is pinned) */
   enum regcache_monitor_kind monitor;
   int print_stats_at_exit; /* print statistics to stderr at destroy/exit */
   uint32_t flags;          /* must be 0 */

@@ -683,9 +683,12 @@ void Cache::InvalidateRange(uint64_t first, uint64_t last,
   }
 }
 
+// max_bytes bounds pinned memory; ODP MRs pin nothing, so in ODP mode only
+// max_entries evicts.
 bool Cache::OverLimitsLocked() const {
   return (config_.max_entries != 0 && valid_entries_ > config_.max_entries) ||
-         (config_.max_bytes != 0 && valid_bytes_ > config_.max_bytes);
+         (config_.max_bytes != 0 && mode_ != REGCACHE_MODE_ODP &&
+          valid_bytes_ > config_.max_bytes);
 }
 
 // An entry's CLOCK reference bit is the kTagReferenced bit of each of its

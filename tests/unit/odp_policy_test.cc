@@ -586,6 +586,34 @@ TEST_F(OdpCacheTest, OdpRegistrationSurvivesMunmapAndRemap) {
   EXPECT_EQ(s.misses, 1u);
 }
 
+TEST_F(OdpCacheTest, ByteLimitDoesNotEvictOdpRegistrations) {
+  // max_bytes bounds pinned memory (its default is RLIMIT_MEMLOCK); ODP MRs
+  // pin nothing, so only max_entries evicts them.
+  fake_.SetOdp(kRcSendRecvWriteRead, false);
+  const regcache_registrar r = IbverbsOver(fake_);
+  regcache_config cfg = Config(REGCACHE_MODE_ODP);
+  cfg.max_bytes = kPage;
+  cfg.max_entries = 3;
+  ASSERT_EQ(regcache_create(&r, &cfg, &cache_), 0) << regcache_last_error();
+  for (int i = 0; i < 3; ++i) {
+    regcache_handle_t* h = nullptr;
+    ASSERT_EQ(regcache_get(cache_, buffer_ + 2 * i * kPage, kPage, kRw, &h), 0)
+        << regcache_last_error();
+    ASSERT_EQ(regcache_put(cache_, h), 0);
+  }
+  EXPECT_EQ(fake_.count(Op::kDeregMr), 0u) << "evicted for max_bytes";
+  struct regcache_stats s;
+  ASSERT_EQ(regcache_stats(cache_, &s), 0);
+  EXPECT_EQ(s.entries_now, 3u);
+  EXPECT_EQ(s.evictions, 0u);
+  // The entry limit still applies.
+  regcache_handle_t* h = nullptr;
+  ASSERT_EQ(regcache_get(cache_, buffer_ + 7 * kPage, kPage, kRw, &h), 0);
+  ASSERT_EQ(regcache_put(cache_, h), 0);
+  ASSERT_EQ(regcache_stats(cache_, &s), 0);
+  EXPECT_EQ(s.evictions, 1u);
+}
+
 TEST_F(OdpCacheTest, AtomicGetOnDeviceWithoutRcAtomicOdpFails) {
   fake_.SetOdp(kRcSendRecvWriteRead, false);
   const regcache_registrar r = IbverbsOver(fake_);
