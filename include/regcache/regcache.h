@@ -118,9 +118,24 @@ enum regcache_mode {
                              with -EOPNOTSUPP where ODP is unavailable */
 };
 
+/* regcache_config.flags: how ODP mode registers (docs/odp.md). Ignored in
+ * pin mode. */
+/* One implicit whole-address-space MR, when the device supports implicit
+ * ODP, instead of one MR per entry. Any peer that learns its rkey can reach
+ * every address of the process: off unless asked for. */
+#define REGCACHE_CONFIG_ODP_IMPLICIT 0x1u
+/* Prefetch synchronously (ibv_advise_mr with IBV_ADVISE_MR_FLAG_FLUSH)
+ * after each registration: the get returns once the pages are mapped, and
+ * a failed prefetch fails the get. Default: asynchronous prefetch. */
+#define REGCACHE_CONFIG_ODP_PREFETCH_SYNC 0x2u
+/* No prefetch: the device faults pages in on first access. */
+#define REGCACHE_CONFIG_ODP_NO_PREFETCH 0x4u
+#define REGCACHE_CONFIG_FLAGS_ALL 0x7u
+
 /* Cache configuration. Initialise with regcache_config_init(), which applies
  * the defaults and then the environment (REGCACHE_MAX_ENTRIES,
- * REGCACHE_MAX_BYTES, REGCACHE_MONITOR, REGCACHE_STATS, REGCACHE_MODE);
+ * REGCACHE_MAX_BYTES, REGCACHE_MONITOR, REGCACHE_STATS, REGCACHE_MODE,
+ * REGCACHE_ODP_IMPLICIT=0|1, REGCACHE_ODP_PREFETCH=async|sync|none);
  * change fields after that to override the environment. */
 struct regcache_config {
   size_t max_entries; /* unused entries beyond this are evicted (LRU); 0 = no limit */
@@ -128,7 +143,7 @@ struct regcache_config {
                          limit; not applied in ODP mode (nothing is pinned) */
   enum regcache_monitor_kind monitor;
   int print_stats_at_exit; /* print statistics to stderr at destroy/exit */
-  uint32_t flags;          /* must be 0 */
+  uint32_t flags;          /* REGCACHE_CONFIG_* bits; others are -EINVAL */
   enum regcache_mode mode; /* default auto; with ODP the monitor is none */
 };
 

@@ -112,6 +112,24 @@ int regcache_config_init(struct regcache_config* config) {
     else if (!strcmp(v, "odp")) config->mode = REGCACHE_MODE_ODP;
     else rc = SetError(-EINVAL, "REGCACHE_MODE=\"%s\": expected auto, odp or pin", v);
   }
+  if ((v = getenv("REGCACHE_ODP_IMPLICIT")) != nullptr) {  // docs/odp.md
+    if (!strcmp(v, "0") || !strcmp(v, "1")) {
+      config->flags = (config->flags & ~REGCACHE_CONFIG_ODP_IMPLICIT) |
+                      (v[0] == '1' ? REGCACHE_CONFIG_ODP_IMPLICIT : 0u);
+    } else {
+      rc = SetError(-EINVAL, "REGCACHE_ODP_IMPLICIT=\"%s\": expected 0 or 1", v);
+    }
+  }
+  if ((v = getenv("REGCACHE_ODP_PREFETCH")) != nullptr) {
+    const uint32_t prefetch_bits =
+        REGCACHE_CONFIG_ODP_PREFETCH_SYNC | REGCACHE_CONFIG_ODP_NO_PREFETCH;
+    if (!strcmp(v, "async")) config->flags &= ~prefetch_bits;
+    else if (!strcmp(v, "sync"))
+      config->flags = (config->flags & ~prefetch_bits) | REGCACHE_CONFIG_ODP_PREFETCH_SYNC;
+    else if (!strcmp(v, "none"))
+      config->flags = (config->flags & ~prefetch_bits) | REGCACHE_CONFIG_ODP_NO_PREFETCH;
+    else rc = SetError(-EINVAL, "REGCACHE_ODP_PREFETCH=\"%s\": expected async, sync or none", v);
+  }
   if ((v = getenv("REGCACHE_STATS")) != nullptr) {
     if (!strcmp(v, "0") || !strcmp(v, "1")) config->print_stats_at_exit = v[0] == '1';
     else rc = SetError(-EINVAL, "REGCACHE_STATS=\"%s\": expected 0 or 1", v);

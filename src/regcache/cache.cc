@@ -56,9 +56,15 @@ int Cache::Create(const regcache_registrar& registrar,
     return SetError(-EINVAL, "regcache_create: the registrar has no %s callback",
                     registrar.reg == nullptr ? "reg" : "dereg");
   }
-  if (config.flags != 0) {
+  if (config.flags & ~REGCACHE_CONFIG_FLAGS_ALL) {
     return SetError(-EINVAL, "regcache_create: unknown config flags 0x%x",
-                    config.flags);
+                    config.flags & ~REGCACHE_CONFIG_FLAGS_ALL);
+  }
+  if ((config.flags & REGCACHE_CONFIG_ODP_PREFETCH_SYNC) &&
+      (config.flags & REGCACHE_CONFIG_ODP_NO_PREFETCH)) {
+    return SetError(-EINVAL,
+                    "regcache_create: REGCACHE_CONFIG_ODP_PREFETCH_SYNC and "
+                    "REGCACHE_CONFIG_ODP_NO_PREFETCH together");
   }
   std::unique_ptr<Cache> c(new Cache());
   c->registrar_ = registrar;
@@ -91,7 +97,13 @@ int Cache::Create(const regcache_registrar& registrar,
   // ---- ODP mode policy (src/odp/mode_policy.h): pin or on-demand paging.
   // ODP swaps in its own registrar and needs no monitor.
   ModeDecision mode;
-  rc = ResolveMode(registrar, config, ActiveVerbsOps(), &mode);
+  OdpOptions odp_options;
+  odp_options.implicit = (config.flags & REGCACHE_CONFIG_ODP_IMPLICIT) != 0;
+  if (config.flags & REGCACHE_CONFIG_ODP_PREFETCH_SYNC)
+    odp_options.prefetch = OdpPrefetch::kSync;
+  else if (config.flags & REGCACHE_CONFIG_ODP_NO_PREFETCH)
+    odp_options.prefetch = OdpPrefetch::kNone;
+  rc = ResolveMode(registrar, config, ActiveVerbsOps(), &mode, odp_options);
   if (rc != 0) return rc;
   c->registrar_ = mode.registrar;
   c->mode_ = mode.mode;

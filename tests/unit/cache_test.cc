@@ -515,9 +515,14 @@ TEST(CacheLifetime, CreateRejectsBadRegistrarAndFlags) {
   CheckingFakeRegistrar fake;
   reg = fake.registrar();
   regcache_config cfg = NoMonitorConfig();
-  cfg.flags = 1;
+  cfg.flags = 0x80;
   EXPECT_EQ(regcache_create(&reg, &cfg, &c), -EINVAL);
-  EXPECT_NE(strstr(regcache_last_error(), "flags"), nullptr);
+  EXPECT_NE(strstr(regcache_last_error(), "unknown config flags 0x80"), nullptr)
+      << regcache_last_error();
+  cfg.flags = REGCACHE_CONFIG_ODP_PREFETCH_SYNC | REGCACHE_CONFIG_ODP_NO_PREFETCH;
+  EXPECT_EQ(regcache_create(&reg, &cfg, &c), -EINVAL);
+  EXPECT_NE(strstr(regcache_last_error(), "together"), nullptr) << regcache_last_error();
+  EXPECT_EQ(c, nullptr);
 }
 
 TEST(CacheConfig, EnvironmentIsParsedAndBadValuesAreNamed) {

@@ -67,6 +67,7 @@ class FakeVerbs {
     odp_.per_transport_caps.ud_odp_caps = ud;
   }
   void set_xrc_caps(uint32_t bits) { xrc_caps_ = bits; }
+  void ClearCalls() { calls_.clear(); }  // forget the calls recorded so far
   void set_query_result(int positive_errno) { query_result_ = positive_errno; }
   void set_reg_errno(int e) { reg_errno_ = e; }       // 0: reg_mr succeeds
   void set_advise_result(int r) { advise_result_ = r; }  // positive errno

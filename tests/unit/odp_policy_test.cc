@@ -586,6 +586,72 @@ TEST_F(OdpCacheTest, OdpRegistrationSurvivesMunmapAndRemap) {
   EXPECT_EQ(s.misses, 1u);
 }
 
+TEST_F(OdpCacheTest, ConfigFlagsChooseImplicitMrAndPrefetch) {
+  struct Case {
+    uint32_t flags;
+    bool implicit;              // one implicit MR, made at create
+    int advises_per_get;        // ibv_advise_mr calls per miss
+    uint32_t advise_flags;
+  } cases[] = {
+      {0, false, 1, 0},
+      {REGCACHE_CONFIG_ODP_PREFETCH_SYNC, false, 1, IBV_ADVISE_MR_FLAG_FLUSH},
+      {REGCACHE_CONFIG_ODP_NO_PREFETCH, false, 0, 0},
+      {REGCACHE_CONFIG_ODP_IMPLICIT | REGCACHE_CONFIG_ODP_PREFETCH_SYNC, true, 1,
+       IBV_ADVISE_MR_FLAG_FLUSH},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE("flags " + std::to_string(c.flags));
+    fake_.ClearCalls();
+    fake_.SetOdp(FakeVerbs::kRcAll, /*implicit=*/true);
+    const regcache_registrar r = IbverbsOver(fake_);
+    regcache_config cfg = Config(REGCACHE_MODE_ODP);
+    cfg.flags = c.flags;
+    ASSERT_EQ(regcache_create(&r, &cfg, &cache_), 0) << regcache_last_error();
+    struct regcache_stats s;
+    ASSERT_EQ(regcache_stats(cache_, &s), 0);
+    EXPECT_EQ(Contains(s.mode_reason, "implicit MR"), c.implicit) << s.mode_reason;
+    const size_t regs_at_create = fake_.count(Op::kRegMr);
+    EXPECT_EQ(regs_at_create, c.implicit ? 1u : 0u);
+    regcache_handle_t* h = nullptr;
+    ASSERT_EQ(regcache_get(cache_, buffer_, 2 * kPage, kRw, &h), 0) << regcache_last_error();
+    ASSERT_EQ(regcache_put(cache_, h), 0);
+    EXPECT_EQ(fake_.count(Op::kRegMr), c.implicit ? 1u : 1u + regs_at_create);
+    const auto advises = fake_.calls(Op::kAdviseMr);
+    ASSERT_EQ(advises.size(), size_t(c.advises_per_get));
+    if (!advises.empty()) {
+      EXPECT_EQ(advises[0].flags, c.advise_flags);
+    }
+    ASSERT_EQ(regcache_destroy(cache_), 0);
+    cache_ = nullptr;
+  }
+}
+
+TEST(RegcacheOdpEnv, ImplicitAndPrefetchSetTheFlags) {
+  {
+    ScopedEnv implicit("REGCACHE_ODP_IMPLICIT", "1");
+    ScopedEnv prefetch("REGCACHE_ODP_PREFETCH", "sync");
+    regcache_config cfg;
+    ASSERT_EQ(regcache_config_init(&cfg), 0);
+    EXPECT_EQ(cfg.flags, REGCACHE_CONFIG_ODP_IMPLICIT | REGCACHE_CONFIG_ODP_PREFETCH_SYNC);
+  }
+  {
+    ScopedEnv prefetch("REGCACHE_ODP_PREFETCH", "none");
+    regcache_config cfg;
+    ASSERT_EQ(regcache_config_init(&cfg), 0);
+    EXPECT_EQ(cfg.flags, REGCACHE_CONFIG_ODP_NO_PREFETCH);
+  }
+  for (const char* bad : {"yes", ""}) {
+    ScopedEnv implicit("REGCACHE_ODP_IMPLICIT", bad);
+    regcache_config cfg;
+    EXPECT_EQ(regcache_config_init(&cfg), -EINVAL) << bad;
+    EXPECT_TRUE(Contains(regcache_last_error(), "REGCACHE_ODP_IMPLICIT")) << regcache_last_error();
+  }
+  ScopedEnv prefetch("REGCACHE_ODP_PREFETCH", "flush");
+  regcache_config cfg;
+  EXPECT_EQ(regcache_config_init(&cfg), -EINVAL);
+  EXPECT_TRUE(Contains(regcache_last_error(), "async, sync or none")) << regcache_last_error();
+}
+
 TEST_F(OdpCacheTest, ByteLimitDoesNotEvictOdpRegistrations) {
   // max_bytes bounds pinned memory (its default is RLIMIT_MEMLOCK); ODP MRs
   // pin nothing, so only max_entries evicts them.
