@@ -35,8 +35,8 @@
 //     PTE markers), and VM_IO/VM_PFNMAP device mappings;
 //   - hugetlbfs ranges not aligned to the huge page size;
 //   - ranges already registered with another userfaultfd (EBUSY): another
-//     library's monitor (libfabric, UCX) or a second regcache instance in
-//     the same process -- each cache has its own uffd;
+//     library's monitor (libfabric, UCX). The caches of one process share
+//     one uffd (UffdHub below), so they never meet EBUSY among themselves;
 //   - any range after the kernel refuses to split a VMA (ENOMEM, e.g.
 //     vm.max_map_count reached).
 // What it watches but does not see:
@@ -359,6 +359,11 @@ struct EventState {
   bool has_merged RC_GUARDED_BY(mu) = false;
   QueuedInvalidation merged RC_GUARDED_BY(mu) = {};
 
+  // Held by the applier while it calls the subscribers' sinks (A2), and by
+  // Unsubscribe() so that a sink is never called after it left. Lock order:
+  // subs_mu -> the cache mutex (inside a sink) ; never taken by the reader.
+  Mutex subs_mu;
+
   std::thread reader;
   std::thread applier;
   EventState* abandoned_next = nullptr;  // graveyard link
@@ -380,9 +385,17 @@ void WaitLocked(std::condition_variable* cv, Mutex* mu) RC_REQUIRES(*mu) {
   lock.release();  // still held; the caller's MutexLock unlocks it
 }
 
-class UffdMonitor final : public Monitor {
+// One per process: the userfaultfd, its two event threads, and the caches
+// subscribed to its events. Sharing matters: a VMA can be registered with
+// one userfaultfd only (EBUSY), so a cache per uffd would leave every buffer
+// that two caches share (two NICs, two domains, a library and an MPI) to the
+// first cache's monitor and serve it uncached in the second. Every event
+// goes to every subscriber; each cache drops only what it holds.
+class UffdHub {
  public:
-  UffdMonitor(int uffd, int wake_fd)
+  static constexpr int kMaxSubscribers = 32;
+
+  UffdHub(int uffd, int wake_fd)
       : page_size_(static_cast<uint64_t>(sysconf(_SC_PAGESIZE))),
         owner_pid_(getpid()),
         state_(std::make_unique<EventState>()) {
@@ -392,24 +405,65 @@ class UffdMonitor final : public Monitor {
     fds_->wake.store(wake_fd);
   }
 
-  ~UffdMonitor() override { Stop(); }
+  ~UffdHub() { Stop(); }
 
-  regcache_monitor_kind kind() const override { return REGCACHE_MONITOR_UFFD; }
-
-  int Start(InvalidationSink* sink, std::atomic<uint32_t>* gate,
-            std::string* why) override {
-    if (started_ || stopped_) {
-      *why = started_ ? "uffd monitor already started" : "uffd monitor stopped";
+  // Adds a cache; the first one starts the event threads. Serialised with
+  // Unsubscribe/RestartInChild/Stop by the caller (g_hub_mu).
+  int Subscribe(InvalidationSink* sink, std::atomic<uint32_t>* gate,
+                std::string* why) {
+    if (stopped_) {
+      *why = "uffd monitor stopped";
       return -EINVAL;
     }
-    sink_ = sink;
-    gate_ = gate;
-    const int rc = StartThreads(why);
-    if (rc == 0) started_ = true;
-    return rc;
+    if (getpid() != owner_pid()) {  // a fork child: make the hub ours first
+      const int rc = RestartInChild(why);
+      if (rc != 0) return rc;
+    }
+    EventState* st = state_.get();
+    int index = -1;
+    for (int i = 0; i < kMaxSubscribers && index < 0; ++i) {
+      if (gates_[i] == nullptr) index = i;
+    }
+    if (index < 0) {
+      *why = "more than " + std::to_string(kMaxSubscribers) +
+             " caches share the userfaultfd monitor";
+      return -EMFILE;
+    }
+    {
+      MutexLock subs(&st->subs_mu);
+      MutexLock l(&st->mu);
+      sinks_[index] = sink;
+      gates_[index] = gate;
+    }
+    if (!started_) {
+      const int rc = StartThreads(why);
+      if (rc != 0) {
+        RemoveSubscriber(index);
+        return rc;
+      }
+      started_ = true;
+    }
+    return 0;
   }
 
-  int Watch(uint64_t first, uint64_t last, WatchToken* token) override {
+  // Removes a cache: once this returns its sink is never called again.
+  // Returns how many subscribers remain.
+  int Unsubscribe(InvalidationSink* sink) {
+    int remaining = 0;
+    for (int i = 0; i < kMaxSubscribers; ++i) {
+      if (sinks_[i] == sink) RemoveSubscriber(i);
+      else if (gates_[i] != nullptr) ++remaining;
+    }
+    return remaining;
+  }
+
+  pid_t owner_pid() const { return owner_pid_.load(std::memory_order_relaxed); }
+  // True when this process is a fork child that has restarted the hub.
+  bool restarted_here() const {
+    return restarted_.load() && owner_pid() == getpid();
+  }
+
+  int Watch(uint64_t first, uint64_t last, WatchToken* token) {
     if (first > last || (first & (page_size_ - 1)) != 0 ||
         ((last + 1) & (page_size_ - 1)) != 0) {
       return -EINVAL;
@@ -449,10 +503,7 @@ class UffdMonitor final : public Monitor {
     return 0;
   }
 
-  // Deliberately no UFFDIO_UNREGISTER; see "Why Unwatch() does not ..." above.
-  void Unwatch(uint64_t, uint64_t, const WatchToken&) override {}
-
-  void WaitForPending() override {
+  void WaitForPending() {
     if (!started_ || getpid() != owner_pid_.load(std::memory_order_relaxed)) {
       return;  // nothing runs to apply events (or a child not yet restarted)
     }
@@ -468,8 +519,11 @@ class UffdMonitor final : public Monitor {
   // it allocates and munmaps (the WP probe page): the new uffd has no
   // registration yet, and the child's VMAs lost the parent's, so no
   // munmap() in the child can wait for an event.
-  int RestartInChild(std::string* why) override {
+  // Every cache of a fork child calls this; the first one restarts the hub
+  // for all of them, the others find it done.
+  int RestartInChild(std::string* why) {
     if (getpid() == owner_pid_.load(std::memory_order_relaxed)) {
+      if (restarted_.load()) return 0;
       *why = "RestartInChild() called in the process that created the monitor";
       return -EINVAL;
     }
@@ -487,9 +541,10 @@ class UffdMonitor final : public Monitor {
     CloseExchanged(&fds_->primary);
     CloseExchanged(&fds_->wake);
     owner_pid_.store(getpid(), std::memory_order_relaxed);
+    restarted_.store(true);
     // The parent may have forked between R1 and A3: no applier here will
     // ever clear that P.
-    if (gate_ != nullptr) gate_->fetch_and(~kGateEventsPending);
+    ClearGates();
     const int uffd = OpenConfiguredUffd(why);
     if (uffd < 0) return uffd;
     const int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -510,7 +565,7 @@ class UffdMonitor final : public Monitor {
   // deadlock). Events read but not applied by then are still applied;
   // events after the reader stopped are never read, and the munmap() calls
   // that raised them return when the uffd is closed below.
-  void Stop() override {
+  void Stop() {
     if (stopped_) return;
     stopped_ = true;
     EventState* st = state_.get();
@@ -528,7 +583,7 @@ class UffdMonitor final : public Monitor {
       st->applied = st->seen;
     }
     st->done_cv.notify_all();
-    if (gate_ != nullptr) gate_->fetch_and(~kGateEventsPending);
+    ClearGates();
     // Closing the last reference to the uffd releases the context: the
     // kernel unregisters every VMA and wakes anybody asleep in munmap().
     CloseExchanged(&fds_->primary);
@@ -553,6 +608,28 @@ class UffdMonitor final : public Monitor {
   }
 
  private:
+  void RemoveSubscriber(int index) RC_NO_TSA {
+    if (getpid() != owner_pid()) {
+      // A fork child before the restart: the inherited mutexes may be held
+      // by threads that do not exist here, and no event thread runs.
+      sinks_[index] = nullptr;
+      gates_[index] = nullptr;
+      return;
+    }
+    EventState* st = state_.get();
+    MutexLock subs(&st->subs_mu);  // waits for an A2 that may be calling it
+    MutexLock l(&st->mu);
+    sinks_[index] = nullptr;
+    gates_[index] = nullptr;
+  }
+
+  void ClearGates() {
+    MutexLock l(&state_->mu);
+    for (std::atomic<uint32_t>* gate : gates_) {
+      if (gate != nullptr) gate->fetch_and(~kGateEventsPending);
+    }
+  }
+
   int StartThreads(std::string* why) {
     EventState* st = state_.get();
     const int uffd = fds_->primary.load();
@@ -666,7 +743,9 @@ class UffdMonitor final : public Monitor {
       {  // R1
         MutexLock lock(&st->mu);
         epoch = ++st->seen;
-        gate_->fetch_or(kGateEventsPending);
+        for (std::atomic<uint32_t>* gate : gates_) {
+          if (gate != nullptr) gate->fetch_or(kGateEventsPending);
+        }
       }
       wakeups_.fetch_add(1, std::memory_order_relaxed);
       for (;;) {  // R2
@@ -721,14 +800,24 @@ class UffdMonitor final : public Monitor {
         st->queued = 0;
         st->has_merged = false;
       }
-      for (size_t i = 0; i < count; ++i) {  // A2
-        sink_->InvalidateRange(work[i].first, work[i].last, work[i].reason);
+      {  // A2
+        MutexLock subs(&st->subs_mu);
+        for (InvalidationSink* sink : sinks_) {
+          if (sink == nullptr) continue;
+          for (size_t i = 0; i < count; ++i) {
+            sink->InvalidateRange(work[i].first, work[i].last, work[i].reason);
+          }
+          if (has_merged) sink->InvalidateRange(merged.first, merged.last, merged.reason);
+        }
       }
-      if (has_merged) sink_->InvalidateRange(merged.first, merged.last, merged.reason);
       {  // A3
         MutexLock lock(&st->mu);
         st->applied = target;
-        if (st->applied == st->seen) gate_->fetch_and(~kGateEventsPending);
+        if (st->applied == st->seen) {
+          for (std::atomic<uint32_t>* gate : gates_) {
+            if (gate != nullptr) gate->fetch_and(~kGateEventsPending);
+          }
+        }
       }
       st->done_cv.notify_all();
     }
@@ -742,12 +831,15 @@ class UffdMonitor final : public Monitor {
   MonitorFds own_fds_;
   MonitorFds* fds_ = nullptr;
 
-  // Set by Start(), read-only afterwards (the event threads read them).
-  InvalidationSink* sink_ = nullptr;
-  std::atomic<uint32_t>* gate_ = nullptr;
-  // Start/Stop/RestartInChild are called one at a time by the cache.
+  // The subscribers. A slot is written under the current state's subs_mu
+  // and mu together; the reader reads gates_ under mu (R1), the applier
+  // reads sinks_ under subs_mu (A2) and gates_ under mu (A3).
+  std::array<InvalidationSink*, kMaxSubscribers> sinks_{};
+  std::array<std::atomic<uint32_t>*, kMaxSubscribers> gates_{};
+  // Subscribe/Unsubscribe/RestartInChild/Stop are serialised by g_hub_mu.
   bool started_ = false;
   bool stopped_ = false;
+  std::atomic<bool> restarted_{false};  // RestartInChild() ran in this process
   std::unique_ptr<EventState> state_;
 
   std::atomic<uint64_t> unmap_events_{0}, remove_events_{0}, remap_events_{0},
@@ -755,24 +847,135 @@ class UffdMonitor final : public Monitor {
       wakeups_{0}, watch_unsupported_{0}, watch_busy_{0};
 };
 
+// The hub and who uses it. g_hub_mu is never held across a fork by a
+// handler of ours; a child resets it (ResetHubMutexInChild), since a parent
+// thread may have held it. Every update under it leaves g_hub and
+// g_hub_users consistent at each step, so a child that inherits a half-done
+// update at worst keeps a hub alive that nobody uses.
+Mutex g_hub_mu;
+UffdHub* g_hub RC_GUARDED_BY(g_hub_mu) = nullptr;
+int g_hub_users RC_GUARDED_BY(g_hub_mu) = 0;
+
+void ResetHubMutexInChild() RC_NO_TSA {
+  new (&g_hub_mu) Mutex();  // only the forking thread exists here
+}
+
+// Takes a user reference on the process's hub, creating it if needed.
+UffdHub* AcquireHub(std::string* why) {
+  static const int installed = pthread_atfork(nullptr, nullptr, &ResetHubMutexInChild);
+  (void)installed;
+  MutexLock l(&g_hub_mu);
+  if (g_hub == nullptr) {
+    const int uffd = OpenConfiguredUffd(why);
+    if (uffd < 0) return nullptr;
+    const int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake < 0) {
+      *why = "eventfd: " + ErrnoText(errno);
+      close(uffd);
+      return nullptr;
+    }
+    g_hub = new UffdHub(uffd, wake);
+  } else if (g_hub->owner_pid() != getpid()) {
+    // A fork child whose caches have not restarted the hub yet: this is
+    // the first use here, so restart it for everyone.
+    if (g_hub->RestartInChild(why) != 0) return nullptr;
+  }
+  ++g_hub_users;
+  return g_hub;
+}
+
+void ReleaseHub(UffdHub* hub) {
+  MutexLock l(&g_hub_mu);
+  if (--g_hub_users > 0) return;
+  g_hub = nullptr;
+  delete hub;  // stops the threads and closes the uffd
+}
+
+// A cache's view of the hub: the Monitor the cache holds.
+class UffdMonitor final : public Monitor {
+ public:
+  explicit UffdMonitor(UffdHub* hub) : hub_(hub) {}
+  ~UffdMonitor() override { Stop(); }
+
+  regcache_monitor_kind kind() const override { return REGCACHE_MONITOR_UFFD; }
+
+  int Start(InvalidationSink* sink, std::atomic<uint32_t>* gate,
+            std::string* why) override {
+    if (started_ || hub_ == nullptr) {
+      *why = started_ ? "uffd monitor already started" : "uffd monitor stopped";
+      return -EINVAL;
+    }
+    int rc;
+    {
+      MutexLock l(&g_hub_mu);
+      rc = hub_->Subscribe(sink, gate, why);
+    }
+    if (rc == 0) {
+      sink_ = sink;
+      started_ = true;
+    }
+    return rc;
+  }
+
+  int Watch(uint64_t first, uint64_t last, WatchToken* token) override {
+    // Not subscribed: nothing would apply this range's events for us.
+    if (!started_) return -EOPNOTSUPP;
+    return hub_->Watch(first, last, token);
+  }
+
+  // Deliberately no UFFDIO_UNREGISTER; see "Why Unwatch() does not ..." above.
+  void Unwatch(uint64_t, uint64_t, const WatchToken&) override {}
+
+  void WaitForPending() override {
+    if (started_) hub_->WaitForPending();
+  }
+
+  // The cache calls this with its mutex held. Only the first cache of a
+  // fork child takes g_hub_mu (the hub's threads, whose sinks take cache
+  // mutexes, do not exist before that); later ones return at once.
+  int RestartInChild(std::string* why) override {
+    if (hub_ == nullptr) {
+      *why = "uffd monitor was stopped";
+      return -EINVAL;
+    }
+    if (hub_->restarted_here()) return 0;
+    MutexLock l(&g_hub_mu);
+    return hub_->RestartInChild(why);
+  }
+
+  // Joins nothing while another cache still uses the hub; the last one out
+  // stops it (see UffdHub::Stop for why no cache mutex may be held).
+  void Stop() override {
+    if (hub_ == nullptr) return;
+    if (started_) {
+      MutexLock l(&g_hub_mu);
+      hub_->Unsubscribe(sink_);
+    }
+    started_ = false;
+    ReleaseHub(hub_);
+    hub_ = nullptr;
+  }
+
+  const UffdHub* hub() const { return hub_; }
+
+ private:
+  UffdHub* hub_;
+  InvalidationSink* sink_ = nullptr;
+  bool started_ = false;
+};
+
 }  // namespace
 
 std::unique_ptr<Monitor> CreateUffdMonitor(std::string* why) {
-  const int uffd = OpenConfiguredUffd(why);
-  if (uffd < 0) return nullptr;
-  const int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake < 0) {
-    *why = "eventfd: " + ErrnoText(errno);
-    close(uffd);
-    return nullptr;
-  }
-  return std::make_unique<UffdMonitor>(uffd, wake);
+  UffdHub* hub = AcquireHub(why);
+  if (hub == nullptr) return nullptr;
+  return std::make_unique<UffdMonitor>(hub);
 }
 
 bool GetUffdMonitorCounters(const Monitor& monitor, UffdMonitorCounters* out) {
   const auto* uffd = dynamic_cast<const UffdMonitor*>(&monitor);
-  if (uffd == nullptr) return false;
-  uffd->ReadCounters(out);
+  if (uffd == nullptr || uffd->hub() == nullptr) return false;
+  uffd->hub()->ReadCounters(out);
   return true;
 }
 

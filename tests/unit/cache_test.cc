@@ -508,6 +508,64 @@ TEST(CacheLifetime, DestroyWithHeldHandlesDeregistersAndReportsBusy) {
   EXPECT_EQ(fake.live(), 0u);
 }
 
+TEST(CacheMonitors, TwoUffdCachesBothCacheASharedBufferAndSeeItsMunmap) {
+  // Two caches (two NICs, say) registering the same buffer share the
+  // process's userfaultfd: neither serves it uncached, both drop it when
+  // it is unmapped.
+  CheckingFakeRegistrar fake_a, fake_b;
+  regcache_config cfg = NoMonitorConfig();
+  cfg.monitor = REGCACHE_MONITOR_UFFD;
+  regcache_t* a = nullptr;
+  regcache_t* b = nullptr;
+  const regcache_registrar ra = fake_a.registrar();
+  const regcache_registrar rb = fake_b.registrar();
+  if (regcache_create(&ra, &cfg, &a) == -ENODEV) {
+    GTEST_SKIP() << "no userfaultfd here: " << regcache_last_error();
+  }
+  ASSERT_NE(a, nullptr) << regcache_last_error();
+  ASSERT_EQ(regcache_create(&rb, &cfg, &b), 0) << regcache_last_error();
+  char* buf = static_cast<char*>(mmap(nullptr, 4 * Page(), PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(buf, MAP_FAILED);
+  for (regcache_t* c : {a, b, a, b}) {
+    regcache_handle_t* h = nullptr;
+    ASSERT_EQ(regcache_get(c, buf, 4 * Page(), kLW, &h), 0) << regcache_last_error();
+    ASSERT_EQ(regcache_put(c, h), 0);
+  }
+  for (regcache_t* c : {a, b}) {
+    struct regcache_stats s;
+    ASSERT_EQ(regcache_stats(c, &s), 0);
+    EXPECT_EQ(s.uncacheable, 0u);
+    EXPECT_EQ(s.misses, 1u);
+    EXPECT_EQ(s.hits, 1u);
+  }
+  // The monitor applies events asynchronously (a get after munmap() waits
+  // for them; statistics do not): give it up to 10 s.
+  auto unmaps = [](regcache_t* c, uint64_t want) {
+    struct regcache_stats s{};
+    for (int i = 0; i < 10000; ++i) {
+      if (regcache_stats(c, &s) != 0) return uint64_t{0};
+      if (s.invalidations[REGCACHE_INVAL_UNMAP] >= want) break;
+      usleep(1000);
+    }
+    return s.invalidations[REGCACHE_INVAL_UNMAP];
+  };
+  ASSERT_EQ(munmap(buf, 4 * Page()), 0);
+  EXPECT_EQ(unmaps(a, 1), 1u);
+  EXPECT_EQ(unmaps(b, 1), 1u);
+  // Destroying one leaves the other monitored.
+  EXPECT_EQ(regcache_destroy(a), 0);
+  buf = static_cast<char*>(mmap(nullptr, 2 * Page(), PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(buf, MAP_FAILED);
+  regcache_handle_t* h = nullptr;
+  ASSERT_EQ(regcache_get(b, buf, 2 * Page(), kLW, &h), 0);
+  ASSERT_EQ(regcache_put(b, h), 0);
+  ASSERT_EQ(munmap(buf, 2 * Page()), 0);
+  EXPECT_EQ(unmaps(b, 2), 2u);
+  EXPECT_EQ(regcache_destroy(b), 0);
+}
+
 TEST(CacheLifetime, CreateRejectsBadRegistrarAndFlags) {
   regcache_registrar reg{};
   regcache_t* c = nullptr;

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -598,7 +599,10 @@ TEST_F(UffdMonitorTest, SharedAnonymousMemoryIsWatched) {
   munmap(p, 2 * kPage);
 }
 
-TEST_F(UffdMonitorTest, RangeOwnedByAnotherUserfaultfdIsUnsupported) {
+TEST_F(UffdMonitorTest, MonitorsShareOneUserfaultfdAndEachSeesEveryEvent) {
+  // A VMA can be registered with one userfaultfd only, so two caches of one
+  // process must share it, or the second would serve every buffer the first
+  // watches uncached.
   std::string why;
   std::unique_ptr<Monitor> other = CreateUffdMonitor(&why);
   ASSERT_TRUE(other) << why;
@@ -609,12 +613,50 @@ TEST_F(UffdMonitorTest, RangeOwnedByAnotherUserfaultfdIsUnsupported) {
   ASSERT_NE(p, nullptr);
   WatchToken token;
   ASSERT_EQ(other->Watch(Addr(p), Addr(p) + 2 * kPage - 1, &token), 0);
+  EXPECT_EQ(Watch(p, 2), 0);
+  EXPECT_EQ(Counters().watch_busy, 0u);
+  ASSERT_EQ(munmap(p, 2 * kPage), 0);
+  other->WaitForPending();
+  monitor_->WaitForPending();
+  EXPECT_TRUE(other_sink.SawExactly(Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_UNMAP));
+
+  // One monitor stopping leaves the other watching: the event threads and
+  // the uffd stay for the remaining subscriber.
+  other->Stop();
+  const size_t calls_of_stopped = other_sink.size();
+  char* q = MapAndWatch(1);
+  ASSERT_NE(q, nullptr);
+  TimedRun unmapper([&] { munmap(q, kPage); });
+  if (!unmapper.WaitFor(10s)) AbortHung("munmap() after the other monitor stopped");
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(q), Addr(q) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_EQ(other_sink.size(), calls_of_stopped) << "a stopped monitor's sink was called";
+}
+
+TEST_F(UffdMonitorTest, RangeOwnedByAnotherUserfaultfdIsUnsupported) {
+  // Another library's userfaultfd (libfabric's, UCX's) owns the range.
+  const int foreign = static_cast<int>(
+      syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
+  if (foreign < 0) GTEST_SKIP() << "a second userfaultfd: " << strerror(errno);
+  uffdio_api api{};
+  api.api = UFFD_API;
+  ASSERT_EQ(ioctl(foreign, UFFDIO_API, &api), 0) << strerror(errno);
+  char* p = MapAnon(2);
+  ASSERT_NE(p, nullptr);
+  memset(p, 1, 2 * kPage);  // present pages: MISSING mode never faults them
+  uffdio_register reg{};
+  reg.range.start = Addr(p);
+  reg.range.len = 2 * kPage;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+  ASSERT_EQ(ioctl(foreign, UFFDIO_REGISTER, &reg), 0) << strerror(errno);
   EXPECT_EQ(Watch(p, 2), -EOPNOTSUPP);
   EXPECT_EQ(Counters().watch_busy, 1u);
-  ASSERT_EQ(munmap(p, 2 * kPage), 0);  // the other monitor's reader reads it
-  other->WaitForPending();
-  EXPECT_TRUE(other_sink.Saw(Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_UNMAP));
-  other->Stop();
+  close(foreign);  // drops its registration
+  EXPECT_EQ(Watch(p, 2), 0);
+  ASSERT_EQ(munmap(p, 2 * kPage), 0);
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.Saw(Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_UNMAP));
 }
 
 TEST_F(UffdMonitorTest, WatchRejectsRangesThatAreNotPageAligned) {
