@@ -165,6 +165,29 @@ class HazardBase : public ::testing::Test {
         << "the old pages (read through the stale rkey) lack the data";
   }
 
+  // The three ways the tests change the memory under a cached
+  // registration of [b, b + kLength). Call with ASSERT_NO_FATAL_FAILURE.
+
+  // munmap(), then new pages mapped at the same address.
+  static void UnmapAndMapAgain(char* b) {
+    ASSERT_EQ(munmap(b, kLength), 0);
+    ASSERT_EQ(MapAnon(kLength, b, MAP_FIXED_NOREPLACE), b)
+        << "could not map again at the same address";
+  }
+  // madvise(DONTNEED), then a write fault gives each page a new zero page.
+  static void DropAndTouch(char* b) {
+    ASSERT_EQ(madvise(b, kLength, MADV_DONTNEED), 0);
+    for (size_t off = 0; off < kLength; off += Page()) b[off] = 0;
+  }
+  // mremap() the pages to *away (mapped here), then new pages at b.
+  static void MoveAwayAndMapAgain(char* b, char** away) {
+    *away = MapAnon(kLength);
+    ASSERT_NE(*away, nullptr);
+    ASSERT_EQ(mremap(b, kLength, kLength, MREMAP_MAYMOVE | MREMAP_FIXED, *away),
+              *away);
+    ASSERT_EQ(MapAnon(kLength, b, MAP_FIXED_NOREPLACE), b);
+  }
+
   regcache_monitor_kind monitor_ = REGCACHE_MONITOR_NONE;
   std::unique_ptr<LoopbackRc> rc_;
   regcache_registrar registrar_{};
@@ -186,9 +209,7 @@ TEST_P(HazardWithMonitor, MunmapThenMmapAtTheSameAddressGetsTheWrite) {
   char* b = nullptr;
   const uint32_t old_rkey = MapAndCache(&b);
   ASSERT_NE(b, nullptr);
-  ASSERT_EQ(munmap(b, kLength), 0);
-  ASSERT_EQ(MapAnon(kLength, b, MAP_FIXED_NOREPLACE), b)
-      << "could not map again at the same address";
+  ASSERT_NO_FATAL_FAILURE(UnmapAndMapAgain(b));
   ExpectFreshRegistrationReceivesTheWrite(b, old_rkey, "munmap + mmap");
   EXPECT_GE(StatsOf(cache_).invalidations[REGCACHE_INVAL_UNMAP], 1u);
   munmap(b, kLength);
@@ -198,9 +219,7 @@ TEST_P(HazardWithMonitor, MadviseDontneedThenTouchGetsTheWrite) {
   char* b = nullptr;
   const uint32_t old_rkey = MapAndCache(&b);
   ASSERT_NE(b, nullptr);
-  ASSERT_EQ(madvise(b, kLength, MADV_DONTNEED), 0);
-  // Touch: a write fault gives each page a new zero page.
-  for (size_t off = 0; off < kLength; off += Page()) b[off] = 0;
+  ASSERT_NO_FATAL_FAILURE(DropAndTouch(b));
   ASSERT_EQ(FirstNotEqual(b, kLength, 0), -1);
   ExpectFreshRegistrationReceivesTheWrite(b, old_rkey,
                                           "madvise(DONTNEED) + touch");
@@ -212,11 +231,8 @@ TEST_P(HazardWithMonitor, MremapAwayThenMmapGetsTheWriteAndTheOldPagesDoNot) {
   char* b = nullptr;
   const uint32_t old_rkey = MapAndCache(&b);
   ASSERT_NE(b, nullptr);
-  char* away = MapAnon(kLength);
-  ASSERT_NE(away, nullptr);
-  ASSERT_EQ(mremap(b, kLength, kLength, MREMAP_MAYMOVE | MREMAP_FIXED, away),
-            away);
-  ASSERT_EQ(MapAnon(kLength, b, MAP_FIXED_NOREPLACE), b);
+  char* away = nullptr;
+  ASSERT_NO_FATAL_FAILURE(MoveAwayAndMapAgain(b, &away));
   ExpectFreshRegistrationReceivesTheWrite(b, old_rkey, "mremap away + mmap");
   EXPECT_EQ(FirstNotEqual(away, kLength, kOldByte), -1)
       << "the moved old pages were written";
@@ -245,8 +261,7 @@ TEST_F(Hazard, WithoutMonitorTheWriteLandsInTheOldPages) {
   char* b = nullptr;
   const uint32_t old_rkey = MapAndCache(&b);
   ASSERT_NE(b, nullptr);
-  ASSERT_EQ(munmap(b, kLength), 0);
-  ASSERT_EQ(MapAnon(kLength, b, MAP_FIXED_NOREPLACE), b);
+  ASSERT_NO_FATAL_FAILURE(UnmapAndMapAgain(b));
   AssertWriteWentToTheOldPages(b, old_rkey, 0);
   printf("(device %s)\n", rc_->Describe().c_str());
   printf("CONTROL (no monitor): stale registration reused, RDMA write went to "
@@ -264,8 +279,7 @@ TEST_F(Hazard, WithoutMonitorDontneedLeavesTheWriteInTheOldPages) {
   char* b = nullptr;
   const uint32_t old_rkey = MapAndCache(&b);
   ASSERT_NE(b, nullptr);
-  ASSERT_EQ(madvise(b, kLength, MADV_DONTNEED), 0);
-  for (size_t off = 0; off < kLength; off += Page()) b[off] = 0;
+  ASSERT_NO_FATAL_FAILURE(DropAndTouch(b));
   AssertWriteWentToTheOldPages(b, old_rkey, 0);
   printf("CONTROL (no monitor): after madvise(DONTNEED) + touch the stale "
          "registration was reused; the write went to the dropped pages\n");
@@ -278,11 +292,8 @@ TEST_F(Hazard, WithoutMonitorMremapAwayTheWriteFollowsTheOldPages) {
   char* b = nullptr;
   const uint32_t old_rkey = MapAndCache(&b);
   ASSERT_NE(b, nullptr);
-  char* away = MapAnon(kLength);
-  ASSERT_NE(away, nullptr);
-  ASSERT_EQ(mremap(b, kLength, kLength, MREMAP_MAYMOVE | MREMAP_FIXED, away),
-            away);
-  ASSERT_EQ(MapAnon(kLength, b, MAP_FIXED_NOREPLACE), b);
+  char* away = nullptr;
+  ASSERT_NO_FATAL_FAILURE(MoveAwayAndMapAgain(b, &away));
   AssertWriteWentToTheOldPages(b, old_rkey, 0);
   // Here the old pages are still mapped, at their new address: the data is
   // visible there directly.
