@@ -46,6 +46,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <utility>
@@ -146,20 +147,33 @@ BufferPair* GetBuffers(size_t bytes, int set = 0) {
   return &pair;
 }
 
+// The rxe device and the buffer sets `sets` of this size, or nullptr after
+// marking the case skipped with the reason.
+Device* DeviceAndBuffers(benchmark::State& state, size_t bytes,
+                         std::initializer_list<BufferPair**> sets) {
+  Device* dev = GetDevice();
+  if (!dev->error.empty()) {
+    state.SkipWithError(dev->error.c_str());
+    return nullptr;
+  }
+  int set = 0;
+  for (BufferPair** out : sets) {
+    *out = GetBuffers(bytes, set++);
+    if (*out == nullptr) {
+      state.SkipWithError("mmap of the buffers failed");
+      return nullptr;
+    }
+  }
+  return dev;
+}
+
 // ---------------------------------------------------------------------------
 // The cases
 
 void BM_RegDeregRaw(benchmark::State& state, size_t bytes) {
-  Device* dev = GetDevice();
-  if (!dev->error.empty()) {
-    state.SkipWithError(dev->error.c_str());
-    return;
-  }
-  BufferPair* bufs = GetBuffers(bytes);
-  if (bufs == nullptr) {
-    state.SkipWithError("mmap of the buffers failed");
-    return;
-  }
+  BufferPair* bufs = nullptr;
+  Device* dev = DeviceAndBuffers(state, bytes, {&bufs});
+  if (dev == nullptr) return;
   Samples samples;
   size_t i = 0;
   for (auto _ : state) {
@@ -297,16 +311,9 @@ void RunMisses(benchmark::State& state, const regcache_registrar& registrar,
 
 void BM_RegDeregCache(benchmark::State& state, size_t bytes,
                       regcache_monitor_kind monitor) {
-  Device* dev = GetDevice();
-  if (!dev->error.empty()) {
-    state.SkipWithError(dev->error.c_str());
-    return;
-  }
-  BufferPair* bufs = GetBuffers(bytes);
-  if (bufs == nullptr) {
-    state.SkipWithError("mmap of the buffers failed");
-    return;
-  }
+  BufferPair* bufs = nullptr;
+  Device* dev = DeviceAndBuffers(state, bytes, {&bufs});
+  if (dev == nullptr) return;
   regcache_registrar registrar;
   const int rc = regcache_registrar_ibverbs(dev->pd, &registrar);
   if (rc != 0) {
@@ -349,18 +356,9 @@ void BM_MissOverhead(benchmark::State& state, regcache_monitor_kind monitor) {
 // The iteration time Google Benchmark reports is the sum of the three.
 void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
                        regcache_monitor_kind monitor) {
-  Device* dev = GetDevice();
-  if (!dev->error.empty()) {
-    state.SkipWithError(dev->error.c_str());
-    return;
-  }
-  BufferPair* cache_bufs = GetBuffers(bytes, 0);
-  BufferPair* raw_bufs = GetBuffers(bytes, 1);
-  BufferPair* order_bufs = GetBuffers(bytes, 2);
-  if (cache_bufs == nullptr || raw_bufs == nullptr || order_bufs == nullptr) {
-    state.SkipWithError("mmap of the buffers failed");
-    return;
-  }
+  BufferPair *cache_bufs = nullptr, *raw_bufs = nullptr, *order_bufs = nullptr;
+  Device* dev = DeviceAndBuffers(state, bytes, {&cache_bufs, &raw_bufs, &order_bufs});
+  if (dev == nullptr) return;
   regcache_registrar registrar;
   int rc = regcache_registrar_ibverbs(dev->pd, &registrar);
   if (rc != 0) {
