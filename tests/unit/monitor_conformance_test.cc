@@ -44,18 +44,8 @@ char* MapAnon(size_t bytes, void* at = nullptr, int extra = 0) {
   return p == MAP_FAILED ? nullptr : static_cast<char*>(p);
 }
 
-// Tests that free an address and map it again expect to get the same
-// address back; another thread's mmap can take it first (seen under ASan).
-// The body sets *taken then, and runs again with fresh memory.
-template <typename Body>
-void RetryIfAddressTaken(Body body) {
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    bool taken = false;
-    body(&taken);
-    if (!taken || ::testing::Test::HasFatalFailure()) return;
-  }
-  FAIL() << "another mapping took the freed address 10 times in a row";
-}
+// Whether ExpectInvalidatedBy writes the pages before it caches them.
+enum Fill { kUntouched, kWritten };
 
 class MonitorConformance
     : public ::testing::TestWithParam<regcache_monitor_kind> {
@@ -99,138 +89,126 @@ class MonitorConformance
         << what << ": the cache returned a registration of the old pages";
   }
 
+  // Tests that free an address and map it again expect to get the same
+  // address back; another thread's mmap can take it first (seen under ASan).
+  // MapFreedAgain() notices, and the body runs again with fresh memory.
+  template <typename Body>
+  void RetryIfAddressTaken(Body body) {
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      address_taken_ = false;
+      body();
+      if (!address_taken_ || HasFatalFailure()) return;
+    }
+    FAIL() << "another mapping took the freed address 10 times in a row";
+  }
+  // Maps the freed [at, at+len) again, so that a registration of the old
+  // pages would cover live memory. False if another mapping took the
+  // address: the caller returns, and RetryIfAddressTaken runs it again.
+  bool MapFreedAgain(char* at, size_t len) {
+    address_taken_ = MapAnon(len, at, MAP_FIXED_NOREPLACE) != at;
+    return !address_taken_;
+  }
+
+  // What most tests below check: `len` fresh bytes are cached, `change(p)`
+  // replaces some of their pages (mapping freed ones again with
+  // MapFreedAgain), and the next get of [p, p+len) must register anew.
+  // `then(p)` checks more before the bytes are unmapped.
+  template <typename Change, typename Then>
+  void ExpectInvalidatedBy(const char* what, size_t len, Fill fill, Change change,
+                           Then then) {
+    RetryIfAddressTaken([&] {
+      char* p = MapAnon(len);
+      ASSERT_NE(p, nullptr);
+      if (fill == kWritten) memset(p, 1, len);
+      Touch(p, len);
+      const uint64_t before = fake_.last_serial();
+      change(p);
+      if (HasFatalFailure() || address_taken_) return;
+      ExpectFresh(p, len, before, what);
+      then(p);
+      munmap(p, len);
+    });
+  }
+  template <typename Change>
+  void ExpectInvalidatedBy(const char* what, size_t len, Fill fill, Change change) {
+    ExpectInvalidatedBy(what, len, fill, change, [](char*) {});
+  }
+
   CheckingFakeRegistrar fake_;
   regcache_registrar reg_{};
   regcache_t* cache_ = nullptr;
+  bool address_taken_ = false;
 };
 
 TEST_P(MonitorConformance, MunmapThenRemapSameAddressInvalidates) {
-  RetryIfAddressTaken([&](bool* taken) {
-    const size_t len = 4 * Page();
-    char* p = MapAnon(len);
-    ASSERT_NE(p, nullptr);
-    Touch(p, len);
-    const uint64_t before = fake_.last_serial();
-    ASSERT_EQ(munmap(p, len), 0);
-    if (MapAnon(len, p, MAP_FIXED_NOREPLACE) != p) {
-      *taken = true;
-      return;
-    }
-    ExpectFresh(p, len, before, "munmap");
-    EXPECT_GE(Stats().invalidations[REGCACHE_INVAL_UNMAP], 1u);
-    munmap(p, len);
-  });
+  const size_t len = 4 * Page();
+  ExpectInvalidatedBy(
+      "munmap", len, kUntouched,
+      [&](char* p) {
+        ASSERT_EQ(munmap(p, len), 0);
+        MapFreedAgain(p, len);
+      },
+      [&](char*) { EXPECT_GE(Stats().invalidations[REGCACHE_INVAL_UNMAP], 1u); });
 }
 
 TEST_P(MonitorConformance, RawSyscallMunmapInvalidates) {
-  RetryIfAddressTaken([&](bool* taken) {
-    // What malloc/munmap hooks (e.g. UCX's ucm) cannot see.
-    const size_t len = 2 * Page();
-    char* p = MapAnon(len);
-    ASSERT_NE(p, nullptr);
-    Touch(p, len);
-    const uint64_t before = fake_.last_serial();
+  // What malloc/munmap hooks (e.g. UCX's ucm) cannot see.
+  const size_t len = 2 * Page();
+  ExpectInvalidatedBy("syscall(SYS_munmap)", len, kUntouched, [&](char* p) {
     ASSERT_EQ(syscall(SYS_munmap, p, len), 0);
-    if (MapAnon(len, p, MAP_FIXED_NOREPLACE) != p) {
-      *taken = true;
-      return;
-    }
-    ExpectFresh(p, len, before, "syscall(SYS_munmap)");
-    munmap(p, len);
+    MapFreedAgain(p, len);
   });
 }
 
 TEST_P(MonitorConformance, PartialMunmapInvalidatesTheWholeEntry) {
-  RetryIfAddressTaken([&](bool* taken) {
-    const size_t len = 8 * Page();
-    char* p = MapAnon(len);
-    ASSERT_NE(p, nullptr);
-    Touch(p, len);
-    const uint64_t before = fake_.last_serial();
+  ExpectInvalidatedBy("partial munmap", 8 * Page(), kUntouched, [&](char* p) {
     ASSERT_EQ(munmap(p + 3 * Page(), Page()), 0);
-    if (MapAnon(Page(), p + 3 * Page(), MAP_FIXED_NOREPLACE) != p + 3 * Page()) {
-      *taken = true;
-      return;
-    }
-    ExpectFresh(p, len, before, "partial munmap");
-    // A range next to it that was never cached is unaffected: no crash, works.
-    munmap(p, len);
+    MapFreedAgain(p + 3 * Page(), Page());
   });
+  // A range next to it that was never cached is unaffected: no crash, works.
 }
 
 TEST_P(MonitorConformance, MremapMoveInvalidatesTheOldRange) {
-  RetryIfAddressTaken([&](bool* taken) {
-    const size_t len = 4 * Page();
-    char* p = MapAnon(len);
-    char* target = MapAnon(len);
-    ASSERT_NE(p, nullptr);
-    ASSERT_NE(target, nullptr);
-    Touch(p, len);
-    const uint64_t before = fake_.last_serial();
+  const size_t len = 4 * Page();
+  char* target = MapAnon(len);
+  ASSERT_NE(target, nullptr);
+  ExpectInvalidatedBy("mremap move", len, kUntouched, [&](char* p) {
     void* moved = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, target);
     ASSERT_EQ(moved, target);
-    if (MapAnon(len, p, MAP_FIXED_NOREPLACE) != p) {
-      *taken = true;
-      return;
-    }
-    ExpectFresh(p, len, before, "mremap move");
-    munmap(p, len);
-    munmap(target, len);
+    MapFreedAgain(p, len);
   });
+  munmap(target, len);
 }
 
 TEST_P(MonitorConformance, MremapShrinkInvalidates) {
-  RetryIfAddressTaken([&](bool* taken) {
-    const size_t len = 8 * Page();
-    char* p = MapAnon(len);
-    ASSERT_NE(p, nullptr);
-    Touch(p, len);
-    const uint64_t before = fake_.last_serial();
+  const size_t len = 8 * Page();
+  ExpectInvalidatedBy("mremap shrink", len, kUntouched, [&](char* p) {
     ASSERT_EQ(mremap(p, len, 4 * Page(), 0), p);
-    if (MapAnon(4 * Page(), p + 4 * Page(), MAP_FIXED_NOREPLACE) != p + 4 * Page()) {
-      *taken = true;
-      return;
-    }
-    ExpectFresh(p, len, before, "mremap shrink");
-    munmap(p, len);
+    MapFreedAgain(p + 4 * Page(), 4 * Page());
   });
 }
 
 TEST_P(MonitorConformance, MapFixedOverInvalidates) {
-  const size_t len = 4 * Page();
-  char* p = MapAnon(len);
-  ASSERT_NE(p, nullptr);
-  Touch(p, len);
-  const uint64_t before = fake_.last_serial();
-  ASSERT_EQ(MapAnon(2 * Page(), p + Page(), MAP_FIXED), p + Page());
-  ExpectFresh(p, len, before, "MAP_FIXED over");
-  munmap(p, len);
+  ExpectInvalidatedBy("MAP_FIXED over", 4 * Page(), kUntouched, [](char* p) {
+    ASSERT_EQ(MapAnon(2 * Page(), p + Page(), MAP_FIXED), p + Page());
+  });
 }
 
 TEST_P(MonitorConformance, MadviseDontneedInvalidates) {
-  const size_t len = 4 * Page();
-  char* p = MapAnon(len);
-  ASSERT_NE(p, nullptr);
-  memset(p, 1, len);
-  Touch(p, len);
-  const uint64_t before = fake_.last_serial();
-  ASSERT_EQ(madvise(p + Page(), Page(), MADV_DONTNEED), 0);
-  ExpectFresh(p, len, before, "madvise(DONTNEED)");
-  EXPECT_GE(Stats().invalidations[REGCACHE_INVAL_REMOVE], 1u);
-  p[Page()] = 2;  // touching after DONTNEED must not hang (uffd WP mode)
-  munmap(p, len);
+  ExpectInvalidatedBy(
+      "madvise(DONTNEED)", 4 * Page(), kWritten,
+      [](char* p) { ASSERT_EQ(madvise(p + Page(), Page(), MADV_DONTNEED), 0); },
+      [&](char* p) {
+        EXPECT_GE(Stats().invalidations[REGCACHE_INVAL_REMOVE], 1u);
+        p[Page()] = 2;  // touching after DONTNEED must not hang (uffd WP mode)
+      });
 }
 
 TEST_P(MonitorConformance, MadviseFreeInvalidates) {
   const size_t len = 4 * Page();
-  char* p = MapAnon(len);
-  ASSERT_NE(p, nullptr);
-  memset(p, 1, len);
-  Touch(p, len);
-  const uint64_t before = fake_.last_serial();
-  ASSERT_EQ(madvise(p, len, MADV_FREE), 0);
-  ExpectFresh(p, len, before, "madvise(FREE)");
-  munmap(p, len);
+  ExpectInvalidatedBy("madvise(FREE)", len, kWritten, [&](char* p) {
+    ASSERT_EQ(madvise(p, len, MADV_FREE), 0);
+  });
 }
 
 TEST_P(MonitorConformance, BrkShrinkInvalidates) {
@@ -251,7 +229,7 @@ TEST_P(MonitorConformance, BrkShrinkInvalidates) {
 }
 
 TEST_P(MonitorConformance, ShmdtInvalidatesOrIsNotCached) {
-  RetryIfAddressTaken([&](bool* taken) {
+  RetryIfAddressTaken([&] {
     const size_t len = 4 * Page();
     int id = shmget(IPC_PRIVATE, len, IPC_CREAT | 0600);
     if (id < 0) GTEST_SKIP() << "shmget: " << strerror(errno);
@@ -261,10 +239,7 @@ TEST_P(MonitorConformance, ShmdtInvalidatesOrIsNotCached) {
     Touch(p, len);
     const uint64_t before = fake_.last_serial();
     ASSERT_EQ(shmdt(p), 0);
-    if (MapAnon(len, p, MAP_FIXED_NOREPLACE) != p) {
-      *taken = true;
-      return;
-    }
+    if (!MapFreedAgain(p, len)) return;
     ExpectFresh(p, len, before, "shmdt");
     munmap(p, len);
   });
@@ -295,7 +270,7 @@ int OpenTempFile(bool* on_shmem) {
 }
 
 TEST_P(MonitorConformance, FileBackedMappingIsNeverServedStale) {
-  RetryIfAddressTaken([&](bool* taken) {
+  RetryIfAddressTaken([&] {
     bool on_shmem = false;
     int fd = OpenTempFile(&on_shmem);
     ASSERT_GE(fd, 0);
@@ -318,10 +293,7 @@ TEST_P(MonitorConformance, FileBackedMappingIsNeverServedStale) {
     }
     const uint64_t before = std::max(second, fake_.last_serial());
     ASSERT_EQ(munmap(p, len), 0);
-    if (MapAnon(len, p, MAP_FIXED_NOREPLACE) != p) {
-      *taken = true;
-      return;
-    }
+    if (!MapFreedAgain(p, len)) return;
     ExpectFresh(p, len, before, "munmap of a file mapping");
     munmap(p, len);
     close(fd);
