@@ -229,6 +229,34 @@ int WaitChild(pid_t pid) {
   return 1000 + WTERMSIG(status);
 }
 
+// Maps `pages` fresh pages (see MapAnon) at *buf and monitors them all in
+// `ctx`, as *r. Call it under ASSERT_NO_FATAL_FAILURE.
+void MapAndMonitor(const Ctx& ctx, size_t pages, uint64_t cookie, char** buf,
+                   regcache_kmod_range* r) {
+  *buf = MapAnon(pages);
+  ASSERT_NE(nullptr, *buf);
+  ASSERT_EQ(0, ctx.Monitor(*buf, pages * PageSize(), cookie, r));
+}
+
+// Runs `body` in the parent while a fork child lives (the child exits once
+// the parent lets it go, after `body`), and expects the child's clean exit.
+template <typename Body>
+void WhileForkChildLives(Body body) {
+  int go[2];
+  ASSERT_EQ(0, pipe(go));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    char c;
+    close(go[1]);
+    _exit(read(go[0], &c, 1) == 0 ? 0 : 1);
+  }
+  close(go[0]);
+  body();
+  close(go[1]);
+  EXPECT_EQ(0, WaitChild(pid));
+}
+
 class KmodTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -267,6 +295,40 @@ class KmodTest : public ::testing::Test {
     const regcache_kmod_event* e = EventFor(r);
     EXPECT_EQ(nullptr, e) << what << ": unexpected " << ReasonName(e->reason)
                           << " event";
+  }
+
+  // Monitors the two pages at `buf`, lets `change(buf)` alter them, and
+  // expects the range to be stale at once, for `reason`.
+  template <typename Change>
+  void ExpectStaleAfter(char* buf, uint16_t reason, const char* what,
+                        Change change) {
+    regcache_kmod_range r{};
+    ASSERT_EQ(0, ctx_.Monitor(buf, 2 * PageSize(), 1, &r));
+    ASSERT_NO_FATAL_FAILURE(change(buf));
+    ExpectStale(r, reason, what);
+  }
+  // The same on two fresh anonymous pages.
+  template <typename Change>
+  void ExpectStaleAfter(uint16_t reason, const char* what, Change change) {
+    char* buf = MapAnon(2);
+    ASSERT_NE(nullptr, buf);
+    ExpectStaleAfter(buf, reason, what, change);
+    munmap(buf, 2 * PageSize());
+  }
+
+  // Monitors two fresh pages, lets `change(buf)` act on them, and expects
+  // the range to stay fresh although the notifier was called: it filtered
+  // the call out (stats.ignored_calls).
+  template <typename Change>
+  void ExpectIgnoredAfter(const char* what, Change change) {
+    char* buf = nullptr;
+    regcache_kmod_range r{};
+    ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 2, 1, &buf, &r));
+    const uint64_t ignored = ctx_.Stats().ignored_calls;
+    ASSERT_NO_FATAL_FAILURE(change(buf));
+    ExpectFresh(r, what);
+    EXPECT_GT(ctx_.Stats().ignored_calls, ignored);
+    munmap(buf, 2 * PageSize());
   }
 
   Ctx ctx_;
@@ -347,10 +409,9 @@ TEST_F(KmodTest, SharedAreaCannotBeMappedOrMadeWritable) {
 // ---------------------------------------------------------------- monitor
 
 TEST_F(KmodTest, MonitorReturnsSlotAndItsGeneration) {
-  char* buf = MapAnon(2);
-  ASSERT_NE(nullptr, buf);
+  char* buf = nullptr;
   regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * PageSize(), 77, &r));
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 2, 77, &buf, &r));
   EXPECT_LT(r.slot, ctx_.hdr().max_ranges);
   EXPECT_EQ(r.generation, ctx_.Gen(r.slot));
   regcache_kmod_stats st = ctx_.Stats();
@@ -388,10 +449,9 @@ TEST_F(KmodTest, MonitorOfUnmappedMemoryIsAllowed) {
 // ---------------------------------------------------------------- invalidation
 
 TEST_F(KmodTest, MunmapMakesRangeStaleBeforeItReturns) {
-  char* buf = MapAnon(4);
-  ASSERT_NE(nullptr, buf);
+  char* buf = nullptr;
   regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 4 * PageSize(), 0xc0ffee, &r));
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 4, 0xc0ffee, &buf, &r));
   const uint64_t seq = ctx_.Seq();
   ASSERT_EQ(0, munmap(buf, 4 * PageSize()));
   // No waiting: the notifier ran inside munmap().
@@ -405,10 +465,9 @@ TEST_F(KmodTest, MunmapMakesRangeStaleBeforeItReturns) {
 }
 
 TEST_F(KmodTest, StaleRangeReportsOnce) {
-  char* buf = MapAnon(2);
-  ASSERT_NE(nullptr, buf);
+  char* buf = nullptr;
   regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * PageSize(), 5, &r));
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 2, 5, &buf, &r));
   ASSERT_EQ(0, madvise(buf, PageSize(), MADV_DONTNEED));
   const uint64_t gen = ctx_.Gen(r.slot);
   const uint64_t head = ctx_.Head();
@@ -437,13 +496,11 @@ TEST_F(KmodTest, PartialMunmapInvalidatesOnlyOverlappingRanges) {
 
 TEST_F(KmodTest, MremapMoveInvalidatesTheOldRange) {
   const size_t pg = PageSize();
-  char* buf = MapAnon(2);
-  char* target = MapAnon(2);
-  ASSERT_NE(nullptr, buf);
-  ASSERT_NE(nullptr, target);
+  char* buf = nullptr;
+  char* target = nullptr;
   regcache_kmod_range r{}, dst{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * pg, 1, &r));
-  ASSERT_EQ(0, ctx_.Monitor(target, 2 * pg, 2, &dst));
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 2, 1, &buf, &r));
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 2, 2, &target, &dst));
   void* moved =
       mremap(buf, 2 * pg, 2 * pg, MREMAP_MAYMOVE | MREMAP_FIXED, target);
   ASSERT_EQ(static_cast<void*>(target), moved);
@@ -466,27 +523,17 @@ TEST_F(KmodTest, MremapShrinkInvalidatesTheTail) {
 }
 
 TEST_F(KmodTest, MapFixedOverInvalidates) {
-  const size_t pg = PageSize();
-  char* buf = MapAnon(2);
-  ASSERT_NE(nullptr, buf);
-  regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * pg, 1, &r));
-  void* p = mmap(buf, pg, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-  ASSERT_EQ(static_cast<void*>(buf), p);
-  ExpectStale(r, REGCACHE_KMOD_REASON_UNMAP, "MAP_FIXED over");
-  munmap(buf, 2 * pg);
+  ExpectStaleAfter(REGCACHE_KMOD_REASON_UNMAP, "MAP_FIXED over", [](char* buf) {
+    void* p = mmap(buf, PageSize(), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    ASSERT_EQ(static_cast<void*>(buf), p);
+  });
 }
 
 TEST_F(KmodTest, MadviseDontneedInvalidatesWithClear) {
-  const size_t pg = PageSize();
-  char* buf = MapAnon(2);
-  ASSERT_NE(nullptr, buf);
-  regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * pg, 1, &r));
-  ASSERT_EQ(0, madvise(buf + pg, pg, MADV_DONTNEED));
-  ExpectStale(r, REGCACHE_KMOD_REASON_CLEAR, "MADV_DONTNEED");
-  munmap(buf, 2 * pg);
+  ExpectStaleAfter(REGCACHE_KMOD_REASON_CLEAR, "MADV_DONTNEED", [](char* buf) {
+    ASSERT_EQ(0, madvise(buf + PageSize(), PageSize(), MADV_DONTNEED));
+  });
 }
 
 // 6.1's madvise_free_single_vma() calls the notifier (MMU_NOTIFY_CLEAR) for
@@ -494,14 +541,9 @@ TEST_F(KmodTest, MadviseDontneedInvalidatesWithClear) {
 // invalidation is synchronous, which is what a cache needs (the pages may be
 // gone at any later moment).
 TEST_F(KmodTest, MadviseFreeInvalidatesWithClearAtOnce) {
-  const size_t pg = PageSize();
-  char* buf = MapAnon(2);
-  ASSERT_NE(nullptr, buf);
-  regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * pg, 1, &r));
-  ASSERT_EQ(0, madvise(buf, pg, MADV_FREE));
-  ExpectStale(r, REGCACHE_KMOD_REASON_CLEAR, "MADV_FREE");
-  munmap(buf, 2 * pg);
+  ExpectStaleAfter(REGCACHE_KMOD_REASON_CLEAR, "MADV_FREE", [](char* buf) {
+    ASSERT_EQ(0, madvise(buf, PageSize(), MADV_FREE));
+  });
 }
 
 TEST_F(KmodTest, MadviseRemoveOnSharedMemoryInvalidates) {
@@ -513,10 +555,9 @@ TEST_F(KmodTest, MadviseRemoveOnSharedMemoryInvalidates) {
       mmap(nullptr, 2 * pg, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0));
   ASSERT_NE(MAP_FAILED, static_cast<void*>(buf));
   buf[0] = buf[pg] = 1;
-  regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * pg, 1, &r));
-  ASSERT_EQ(0, madvise(buf, pg, MADV_REMOVE));
-  ExpectStale(r, REGCACHE_KMOD_REASON_CLEAR, "MADV_REMOVE");
+  ExpectStaleAfter(buf, REGCACHE_KMOD_REASON_CLEAR, "MADV_REMOVE", [](char* p) {
+    ASSERT_EQ(0, madvise(p, PageSize(), MADV_REMOVE));
+  });
   munmap(buf, 2 * pg);
   close(mfd);
 }
@@ -529,10 +570,8 @@ TEST_F(KmodTest, ShmdtInvalidates) {
   shmctl(id, IPC_RMID, nullptr);
   ASSERT_NE(reinterpret_cast<char*>(-1), buf);
   buf[0] = buf[pg] = 1;
-  regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * pg, 1, &r));
-  ASSERT_EQ(0, shmdt(buf));
-  ExpectStale(r, REGCACHE_KMOD_REASON_UNMAP, "shmdt");
+  ExpectStaleAfter(buf, REGCACHE_KMOD_REASON_UNMAP, "shmdt",
+                   [](char* p) { ASSERT_EQ(0, shmdt(p)); });
 }
 
 // brk() moves under malloc's feet, so the child does it with no malloc
@@ -570,40 +609,27 @@ TEST_F(KmodTest, BrkShrinkInvalidates) {
 }
 
 TEST_F(KmodTest, MprotectDoesNotInvalidate) {
-  const size_t pg = PageSize();
-  char* buf = MapAnon(2);
-  ASSERT_NE(nullptr, buf);
-  regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * pg, 1, &r));
-  const uint64_t ignored = ctx_.Stats().ignored_calls;
-  ASSERT_EQ(0, mprotect(buf, pg, PROT_READ));
-  ASSERT_EQ(0, mprotect(buf, 2 * pg, PROT_NONE));
-  ASSERT_EQ(0, mprotect(buf, 2 * pg, PROT_READ | PROT_WRITE));
-  buf[0] = 2;
-  ExpectFresh(r, "mprotect");
-  // The notifier was called (MMU_NOTIFY_PROTECTION_VMA) and filtered it.
-  EXPECT_GT(ctx_.Stats().ignored_calls, ignored);
-  munmap(buf, 2 * pg);
+  // The notifier is called (MMU_NOTIFY_PROTECTION_VMA) and filters it.
+  ExpectIgnoredAfter("mprotect", [](char* buf) {
+    const size_t pg = PageSize();
+    ASSERT_EQ(0, mprotect(buf, pg, PROT_READ));
+    ASSERT_EQ(0, mprotect(buf, 2 * pg, PROT_NONE));
+    ASSERT_EQ(0, mprotect(buf, 2 * pg, PROT_READ | PROT_WRITE));
+    buf[0] = 2;
+  });
 }
 
 // fork() write-protects the parent's private pages (MMU_NOTIFY_PROTECTION_PAGE
 // in copy_page_range()): the pages stay, so nothing is stale.
 TEST_F(KmodTest, ForkWithoutWriteDoesNotInvalidate) {
-  const size_t pg = PageSize();
-  char* buf = MapAnon(2);
-  ASSERT_NE(nullptr, buf);
-  regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * pg, 1, &r));
-  const uint64_t ignored = ctx_.Stats().ignored_calls;
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) _exit(0);
-  EXPECT_EQ(0, WaitChild(pid));
-  ExpectFresh(r, "fork");
-  EXPECT_GT(ctx_.Stats().ignored_calls, ignored);
-  // (A write now, with the child gone, may still copy the page: 6.1 reuses
-  // it only if nothing else holds a reference, e.g. a per-CPU LRU batch.)
-  munmap(buf, 2 * pg);
+  ExpectIgnoredAfter("fork", [](char*) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) _exit(0);
+    EXPECT_EQ(0, WaitChild(pid));
+    // (A write now, with the child gone, may still copy the page: 6.1 reuses
+    // it only if nothing else holds a reference, e.g. a per-CPU LRU batch.)
+  });
 }
 
 // While the child lives, the parent's write to an UNPINNED private page
@@ -611,26 +637,14 @@ TEST_F(KmodTest, ForkWithoutWriteDoesNotInvalidate) {
 // changed, so the range is stale. Registered (FOLL_PIN) pages are copied to
 // the child at fork instead; see ParentWriteAfterForkKeepsPinnedPage.
 TEST_F(KmodTest, ParentWriteAfterForkCopiesUnpinnedPage) {
-  const size_t pg = PageSize();
-  char* buf = MapAnon(2);
-  ASSERT_NE(nullptr, buf);
+  char* buf = nullptr;
   regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * pg, 1, &r));
-  int go[2];
-  ASSERT_EQ(0, pipe(go));
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    char c;
-    close(go[1]);
-    _exit(read(go[0], &c, 1) == 0 ? 0 : 1);
-  }
-  close(go[0]);
-  buf[0] = 4;
-  ExpectStale(r, REGCACHE_KMOD_REASON_CLEAR, "COW write in the parent");
-  close(go[1]);
-  EXPECT_EQ(0, WaitChild(pid));
-  munmap(buf, 2 * pg);
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 2, 1, &buf, &r));
+  WhileForkChildLives([&] {
+    buf[0] = 4;
+    ExpectStale(r, REGCACHE_KMOD_REASON_CLEAR, "COW write in the parent");
+  });
+  munmap(buf, 2 * PageSize());
 }
 
 // Pins the buffer with a real ibv_reg_mr on the first RDMA device (rxe0 in
@@ -650,29 +664,18 @@ TEST_F(KmodTest, ParentWriteAfterForkKeepsPinnedPage) {
   ibv_pd* pd = ibv_alloc_pd(dev);
   ASSERT_NE(nullptr, pd);
   const size_t pg = PageSize();
-  char* buf = MapAnon(2);
-  ASSERT_NE(nullptr, buf);
+  char* buf = nullptr;
   regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * pg, 1, &r));
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 2, 1, &buf, &r));
   ibv_mr* mr = ibv_reg_mr(pd, buf, 2 * pg, IBV_ACCESS_LOCAL_WRITE);
   ASSERT_NE(nullptr, mr) << strerror(errno);
   ExpectFresh(r, "ibv_reg_mr");
 
-  int go[2];
-  ASSERT_EQ(0, pipe(go));
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    char c;
-    close(go[1]);
-    _exit(read(go[0], &c, 1) == 0 ? 0 : 1);
-  }
-  close(go[0]);
-  buf[0] = 5;
-  buf[pg] = 5;
-  ExpectFresh(r, "write to pinned pages after fork");
-  close(go[1]);
-  EXPECT_EQ(0, WaitChild(pid));
+  WhileForkChildLives([&] {
+    buf[0] = 5;
+    buf[pg] = 5;
+    ExpectFresh(r, "write to pinned pages after fork");
+  });
 
   EXPECT_EQ(0, ibv_dereg_mr(mr));
   ibv_dealloc_pd(pd);
@@ -733,10 +736,9 @@ TEST_F(KmodTest, PollIsReadableUntilEventsAreAcknowledged) {
   ASSERT_EQ(0, ctx_.Ioctl(REGCACHE_IOC_ACK_EVENTS, &ack));
   EXPECT_EQ(0, poll(&pfd, 1, 0));
 
-  char* buf = MapAnon(1);
-  ASSERT_NE(nullptr, buf);
+  char* buf = nullptr;
   regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, PageSize(), 1, &r));
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 1, 1, &buf, &r));
   EXPECT_EQ(0, poll(&pfd, 1, 0)) << "MONITOR is not an event";
 
   // A poller blocked in another thread is woken by the munmap.
@@ -830,6 +832,40 @@ class PollWaiter {
   std::thread thread_;
 };
 
+// Unmaps [buf, buf+len) while a thread is blocked in poll() on `ctx`, runs
+// `at_return` as soon as munmap() returned, and sets *woke_after to how long
+// after the munmap() the poller woke. Call it under ASSERT_NO_FATAL_FAILURE.
+template <typename AtReturn>
+void UnmapWhilePolling(const Ctx& ctx, char* buf, size_t len,
+                       std::chrono::microseconds* woke_after,
+                       AtReturn at_return) {
+  PollWaiter waiter(ctx.fd());
+  const auto unmapped = PollWaiter::Clock::now();
+  ASSERT_EQ(0, munmap(buf, len));
+  at_return();
+  *woke_after = waiter.Wait(unmapped);
+  ASSERT_GE(woke_after->count(), 0) << "poll() did not report POLLIN";
+}
+
+// UnmapWhilePolling on one page monitored in a context opened here, so with
+// the wake_delay_us in force now; `at_return` gets the context and range.
+template <typename AtReturn>
+void UnmapOnePageOfANewContext(std::chrono::microseconds* woke_after,
+                               AtReturn at_return) {
+  Ctx ctx;
+  ASSERT_EQ(0, ctx.Open());
+  char* buf = nullptr;
+  regcache_kmod_range r{};
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx, 1, 1, &buf, &r));
+  ASSERT_NO_FATAL_FAILURE(UnmapWhilePolling(ctx, buf, PageSize(), woke_after,
+                                            [&] { at_return(ctx, r); }));
+  EXPECT_EQ(0, ctx.Unmonitor(r.slot, r.generation));
+}
+void UnmapOnePageOfANewContext(std::chrono::microseconds* woke_after) {
+  UnmapOnePageOfANewContext(woke_after,
+                            [](const Ctx&, const regcache_kmod_range&) {});
+}
+
 // The claim of docs/kmod.md: munmap() bumps the generation before it
 // returns; the thread in poll() is woken at most wake_delay_us (rounded up
 // to a jiffy, 4 ms at HZ=250) later, plus scheduling.
@@ -839,22 +875,19 @@ TEST_F(KmodTest, MunmapBumpsGenerationAtOnceAndWakesPollWithinTheDelay) {
   regcache_kmod_ack ack{};
   ack.tail = ctx_.Head();
   ASSERT_EQ(0, ctx_.Ioctl(REGCACHE_IOC_ACK_EVENTS, &ack));
-  char* buf = MapAnon(2);
-  ASSERT_NE(nullptr, buf);
+  char* buf = nullptr;
   regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, 2 * PageSize(), 7, &r));
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 2, 7, &buf, &r));
 
-  PollWaiter waiter(ctx_.fd());
-  const auto unmapped = PollWaiter::Clock::now();
-  ASSERT_EQ(0, munmap(buf, 2 * PageSize()));
-  // Read before anything else can run: the notifier did this synchronously.
-  const uint64_t gen_at_return = ctx_.Gen(r.slot);
-  EXPECT_EQ(ack.tail + 1, ctx_.Head());
-  const auto woke_after = waiter.Wait(unmapped);
-
-  EXPECT_EQ(r.generation + 1, gen_at_return)
-      << "the generation must be bumped by the time munmap() returns";
-  ASSERT_GE(woke_after.count(), 0) << "poll() did not report POLLIN";
+  std::chrono::microseconds woke_after{};
+  ASSERT_NO_FATAL_FAILURE(
+      UnmapWhilePolling(ctx_, buf, 2 * PageSize(), &woke_after, [&] {
+        // Read before anything else can run: the notifier did this
+        // synchronously.
+        EXPECT_EQ(r.generation + 1, ctx_.Gen(r.slot))
+            << "the generation must be bumped by the time munmap() returns";
+        EXPECT_EQ(ack.tail + 1, ctx_.Head());
+      }));
   // 4 ms is one jiffy at HZ=250; 2 s covers a late tick and scheduling
   // under TCG on a busy host (a 1 s timer was seen firing 1.35 s late).
   const long limit_us = delay_us + 4000 + 2000000;
@@ -872,28 +905,19 @@ TEST_F(KmodTest, MunmapBumpsGenerationAtOnceAndWakesPollWithinTheDelay) {
 TEST_F(KmodTest, WakeupWaitsForTheDelayButGenerationDoesNot) {
   WakeDelayParam param(1000000);
   if (!param.ok()) GTEST_SKIP() << kWakeDelayParam << " is not writable here";
-  Ctx slow;
-  ASSERT_EQ(0, slow.Open());
-  char* buf = MapAnon(1);
-  ASSERT_NE(nullptr, buf);
-  regcache_kmod_range r{};
-  ASSERT_EQ(0, slow.Monitor(buf, PageSize(), 1, &r));
-
-  PollWaiter waiter(slow.fd());
-  const auto unmapped = PollWaiter::Clock::now();
-  ASSERT_EQ(0, munmap(buf, PageSize()));
-  EXPECT_EQ(r.generation + 1, slow.Gen(r.slot));
-  EXPECT_EQ(1u, slow.Head());
-  // Without blocking, poll() already says readable: only sleepers wait.
-  pollfd pfd{slow.fd(), POLLIN, 0};
-  EXPECT_EQ(1, poll(&pfd, 1, 0));
-  const auto woke_after = waiter.Wait(unmapped);
-  ASSERT_GE(woke_after.count(), 0) << "poll() did not report POLLIN";
+  std::chrono::microseconds woke_after{};
+  ASSERT_NO_FATAL_FAILURE(UnmapOnePageOfANewContext(
+      &woke_after, [](const Ctx& slow, const regcache_kmod_range& r) {
+        EXPECT_EQ(r.generation + 1, slow.Gen(r.slot));
+        EXPECT_EQ(1u, slow.Head());
+        // Without blocking, poll() already says readable: only sleepers wait.
+        pollfd pfd{slow.fd(), POLLIN, 0};
+        EXPECT_EQ(1, poll(&pfd, 1, 0));
+      }));
   EXPECT_GE(woke_after.count(), 900000) << "woken before the 1 s delay";
   // Loose: under TCG on a busy host the guest's timer ticks run late
   // (2.4 s seen); the tight bound is the default-delay test above.
   EXPECT_LE(woke_after.count(), 10000000) << "woken long after the delay";
-  EXPECT_EQ(0, slow.Unmonitor(r.slot, r.generation));
 }
 
 // A burst that leaves more than half of the ring unacknowledged wakes the
@@ -912,12 +936,9 @@ TEST_F(KmodTest, BurstFillingHalfTheRingWakesAtOnce) {
   for (uint32_t i = 0; i < n; ++i)
     ASSERT_EQ(0, slow.Monitor(buf + i * pg, pg, i, &ranges[i])) << i;
 
-  PollWaiter waiter(slow.fd());
-  const auto unmapped = PollWaiter::Clock::now();
-  ASSERT_EQ(0, munmap(buf, n * pg));
-  EXPECT_EQ(n, slow.Head());
-  const auto woke_after = waiter.Wait(unmapped);
-  ASSERT_GE(woke_after.count(), 0) << "poll() did not report POLLIN";
+  std::chrono::microseconds woke_after{};
+  ASSERT_NO_FATAL_FAILURE(UnmapWhilePolling(
+      slow, buf, n * pg, &woke_after, [&] { EXPECT_EQ(n, slow.Head()); }));
   EXPECT_LT(woke_after.count(), 500000)
       << n << " unread events of " << slow.hdr().ring_entries
       << " should wake the reader without waiting for the 1 s delay";
@@ -930,19 +951,9 @@ TEST_F(KmodTest, BurstFillingHalfTheRingWakesAtOnce) {
 TEST_F(KmodTest, ZeroWakeDelayWakesAtOnce) {
   WakeDelayParam param(0);
   if (!param.ok()) GTEST_SKIP() << kWakeDelayParam << " is not writable here";
-  Ctx eager;
-  ASSERT_EQ(0, eager.Open());
-  char* buf = MapAnon(1);
-  ASSERT_NE(nullptr, buf);
-  regcache_kmod_range r{};
-  ASSERT_EQ(0, eager.Monitor(buf, PageSize(), 1, &r));
-  PollWaiter waiter(eager.fd());
-  const auto unmapped = PollWaiter::Clock::now();
-  ASSERT_EQ(0, munmap(buf, PageSize()));
-  const auto woke_after = waiter.Wait(unmapped);
-  ASSERT_GE(woke_after.count(), 0) << "poll() did not report POLLIN";
+  std::chrono::microseconds woke_after{};
+  ASSERT_NO_FATAL_FAILURE(UnmapOnePageOfANewContext(&woke_after));
   EXPECT_LT(woke_after.count(), 500000);
-  EXPECT_EQ(0, eager.Unmonitor(r.slot, r.generation));
 }
 
 // Closing a context whose wake-up is still pending (1 s) must neither wait
@@ -969,10 +980,9 @@ TEST_F(KmodTest, CloseWithAPendingWakeupIsClean) {
 // ---------------------------------------------------------------- lifetime
 
 TEST_F(KmodTest, ForkChildGetsEpermAndCanOpenItsOwn) {
-  char* buf = MapAnon(1);
-  ASSERT_NE(nullptr, buf);
+  char* buf = nullptr;
   regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, PageSize(), 1, &r));
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 1, 1, &buf, &r));
   const int inherited = ctx_.fd();
   const void* parent_area = ctx_.base();
   const int flags = fcntl(inherited, F_GETFD);
@@ -1275,10 +1285,9 @@ TEST_F(KmodTest, MonitorBatchRejectsBadInputAllOrNothing) {
 }
 
 TEST_F(KmodTest, UnmonitorRejectsSlotsThatAreNotOurs) {
-  char* buf = MapAnon(1);
-  ASSERT_NE(nullptr, buf);
+  char* buf = nullptr;
   regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, PageSize(), 1, &r));
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 1, 1, &buf, &r));
   const uint32_t max = ctx_.hdr().max_ranges;
   EXPECT_EQ(-EINVAL, ctx_.Unmonitor(max, 0)) << "slot == max_ranges";
   EXPECT_EQ(-EINVAL, ctx_.Unmonitor(0xffffffffu, 0)) << "slot 2^32-1";
@@ -1451,10 +1460,9 @@ TEST_F(KmodTest, FuzzedIoctlsFailCleanly) {
   }
 
   // The context still works.
-  char* buf = MapAnon(1);
-  ASSERT_NE(nullptr, buf);
+  char* buf = nullptr;
   regcache_kmod_range r{};
-  ASSERT_EQ(0, ctx_.Monitor(buf, pg, 0x5eed, &r));
+  ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 1, 0x5eed, &buf, &r));
   ASSERT_EQ(0, munmap(buf, pg));
   EXPECT_NE(r.generation, ctx_.Gen(r.slot));
   ASSERT_EQ(0, munmap(target, 16 * pg));
