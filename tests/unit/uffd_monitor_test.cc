@@ -634,6 +634,33 @@ TEST_F(UffdMonitorTest, MonitorsShareOneUserfaultfdAndEachSeesEveryEvent) {
   EXPECT_EQ(other_sink.size(), calls_of_stopped) << "a stopped monitor's sink was called";
 }
 
+TEST_F(UffdMonitorTest, ThirtyThirdSubscriberIsRefusedWithAClearError) {
+  std::string why;
+  std::vector<std::unique_ptr<Monitor>> others;
+  std::vector<RecordingSink> sinks(40);
+  std::vector<std::atomic<uint32_t>> gates(40);
+  int started = 1;  // the fixture's
+  int rc = 0;
+  for (size_t i = 0; i < sinks.size() && rc == 0; ++i) {
+    others.push_back(CreateUffdMonitor(&why));
+    ASSERT_TRUE(others.back()) << why;
+    rc = others.back()->Start(&sinks[i], &gates[i], &why);
+    if (rc == 0) ++started;
+  }
+  EXPECT_EQ(started, 32);
+  EXPECT_EQ(rc, -EMFILE);
+  EXPECT_NE(why.find("more than 32 caches"), std::string::npos) << why;
+  // The refused one holds nothing; the others still work.
+  others.pop_back();
+  char* p = MapAndWatch(1);
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(munmap(p, kPage), 0);
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_TRUE(sinks[0].SawExactly(Addr(p), Addr(p) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  for (auto& m : others) m->Stop();
+}
+
 TEST_F(UffdMonitorTest, RangeOwnedByAnotherUserfaultfdIsUnsupported) {
   // Another library's userfaultfd (libfabric's, UCX's) owns the range.
   const int foreign = static_cast<int>(
