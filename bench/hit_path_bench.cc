@@ -28,16 +28,12 @@
 #include <benchmark/benchmark.h>
 #include <regcache/regcache.h>
 
+#include "bench_common.h"
 #include "ucx_peer.h"
-
-#ifndef REGCACHE_BENCH_BUILD_TYPE
-#define REGCACHE_BENCH_BUILD_TYPE "unknown"
-#endif
 
 namespace regcache_bench {
 namespace {
 
-constexpr size_t kPageSize = 4096;
 constexpr size_t kSameLength = 64 * 1024;  // BM_HitSame's range
 constexpr size_t kRandomLength = 4096;     // each BM_HitRandom range
 constexpr size_t kMaxRanges = 1000000;     // largest BM_HitRandom N
@@ -317,13 +313,7 @@ void RegisterSideThreads() {
 
 int main(int argc, char** argv) {
   using namespace regcache_bench;
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  if (sysconf(_SC_PAGESIZE) != static_cast<long>(kPageSize)) {
-    fprintf(stderr, "hit_path_bench: assumes 4 KiB pages\n");
-    return 1;
-  }
-  benchmark::AddCustomContext("regcache_build_type", REGCACHE_BENCH_BUILD_TYPE);
+  if (!StartBenchmark(&argc, argv, "hit_path_bench")) return 1;
   benchmark::AddCustomContext("regcache_monitor", "none");
   benchmark::AddCustomContext("ucx_rcache", "ucs_rcache, ucm_events=0, no-op "
                                             "mem_reg/mem_dereg");

@@ -55,16 +55,12 @@
 #include <regcache/ibverbs.h>
 #include <regcache/regcache.h>
 
+#include "bench_common.h"
 #include "samples.h"
-
-#ifndef REGCACHE_BENCH_BUILD_TYPE
-#define REGCACHE_BENCH_BUILD_TYPE "unknown"
-#endif
 
 namespace regcache_bench {
 namespace {
 
-constexpr size_t kPageSize = 4096;
 constexpr uint32_t kCacheAccess = REGCACHE_ACCESS_LOCAL_WRITE |
                                   REGCACHE_ACCESS_REMOTE_WRITE |
                                   REGCACHE_ACCESS_REMOTE_READ;
@@ -191,11 +187,6 @@ void BM_RegDeregRaw(benchmark::State& state, size_t bytes) {
   samples.Report(state, "iteration");
   state.SetItemsProcessed(int64_t(state.iterations()));
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bytes));
-}
-
-std::string Describe(const char* what, int rc) {
-  return std::string(what) + ": " + strerror(-rc) + " (" +
-         regcache_last_error() + ")";
 }
 
 // A cache with max_entries = 1 holding buffer 1 of `bufs`, so that every
@@ -492,13 +483,7 @@ void RegisterAll() {
 
 int main(int argc, char** argv) {
   using namespace regcache_bench;
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  if (sysconf(_SC_PAGESIZE) != long(kPageSize)) {
-    fprintf(stderr, "miss_path_bench: assumes 4 KiB pages\n");
-    return 1;
-  }
-  benchmark::AddCustomContext("regcache_build_type", REGCACHE_BENCH_BUILD_TYPE);
+  if (!StartBenchmark(&argc, argv, "miss_path_bench")) return 1;
   Device* dev = GetDevice();
   benchmark::AddCustomContext("rdma_device",
                               dev->error.empty() ? dev->name : "none");

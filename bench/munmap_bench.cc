@@ -67,16 +67,13 @@
 #include <regcache/kmod_uapi.h>
 #include <regcache/regcache.h>
 
+#include "bench_common.h"
 #include "samples.h"
 
 extern "C" {
 #include <ucm/api/ucm.h>
 #include <ucs/memory/rcache.h>
 }
-
-#ifndef REGCACHE_BENCH_BUILD_TYPE
-#define REGCACHE_BENCH_BUILD_TYPE "unknown"
-#endif
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -85,7 +82,6 @@ extern "C" {
 namespace regcache_bench {
 namespace {
 
-constexpr size_t kPageSize = 4096;
 constexpr size_t kRegionLength = 64 * 1024;  // the region munmap() removes
 constexpr size_t kOtherLength = 4096;        // each of the N other entries
 constexpr size_t kMaxOthers = 100000;
@@ -263,11 +259,6 @@ std::unique_ptr<CacheFixture> g_fixture;
 
 // Destroys whichever fixture (cache or raw module context) is alive.
 void DropFixtures();
-
-std::string Describe(const char* what, int rc) {
-  return std::string(what) + ": " + strerror(-rc) + " (" +
-         regcache_last_error() + ")";
-}
 
 CacheFixture* GetCacheFixture(regcache_monitor_kind monitor, size_t others) {
   const std::string key = std::string(regcache_monitor_name(monitor)) + "/" +
@@ -808,14 +799,8 @@ void RegisterAll() {
 
 int main(int argc, char** argv) {
   using namespace regcache_bench;
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  if (sysconf(_SC_PAGESIZE) != long(kPageSize)) {
-    fprintf(stderr, "munmap_bench: assumes 4 KiB pages\n");
-    return 1;
-  }
+  if (!StartBenchmark(&argc, argv, "munmap_bench")) return 1;
   if (!SetUpHelpers()) return 1;
-  benchmark::AddCustomContext("regcache_build_type", REGCACHE_BENCH_BUILD_TYPE);
   benchmark::AddCustomContext("region_bytes", std::to_string(kRegionLength));
   benchmark::AddCustomContext("registrar", "regcache_registrar_fake(0): no-op");
   benchmark::AddCustomContext("ucm_mmap_hook_mode", UcmHookModeName());
