@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "verbs_access.h"
 
 namespace regcache_internal {
 namespace {
@@ -25,21 +26,6 @@ constexpr uint32_t kWritable =
 int NegErrno(int ret) { return ret > 0 ? -ret : (ret < 0 ? ret : -EIO); }
 
 }  // namespace
-
-uint32_t WidenOdpAccess(uint32_t access) {
-  if (access & (REGCACHE_ACCESS_REMOTE_WRITE | REGCACHE_ACCESS_REMOTE_ATOMIC))
-    access |= REGCACHE_ACCESS_LOCAL_WRITE;
-  return access;
-}
-
-int IbvAccessOf(uint32_t access) {
-  int ibv = 0;
-  if (access & REGCACHE_ACCESS_LOCAL_WRITE) ibv |= IBV_ACCESS_LOCAL_WRITE;
-  if (access & REGCACHE_ACCESS_REMOTE_WRITE) ibv |= IBV_ACCESS_REMOTE_WRITE;
-  if (access & REGCACHE_ACCESS_REMOTE_READ) ibv |= IBV_ACCESS_REMOTE_READ;
-  if (access & REGCACHE_ACCESS_REMOTE_ATOMIC) ibv |= IBV_ACCESS_REMOTE_ATOMIC;
-  return ibv;
-}
 
 int OdpRegistrar::Create(ibv_pd* pd, const OdpCaps& caps,
                          const OdpOptions& options, const VerbsOps& ops,
@@ -63,7 +49,7 @@ int OdpRegistrar::Create(ibv_pd* pd, const OdpCaps& caps,
     // The implicit MR carries every right the device's RC ODP covers.
     uint32_t access = 0;
     for (uint32_t bit = 1; bit <= REGCACHE_ACCESS_REMOTE_ATOMIC; bit <<= 1) {
-      const uint32_t a = WidenOdpAccess(bit);
+      const uint32_t a = WidenForVerbs(bit);
       if (OdpCovers(caps, OdpTransport::kRc, a, nullptr)) access |= a;
     }
     errno = 0;
@@ -99,7 +85,7 @@ regcache_registrar OdpRegistrar::registrar() {
 
 int OdpRegistrar::Advise(uint32_t lkey, uint64_t addr, size_t length,
                          uint32_t access, bool sync, const char** advice_name) {
-  const auto advice = (WidenOdpAccess(access) & kWritable) != 0
+  const auto advice = (WidenForVerbs(access) & kWritable) != 0
                           ? IBV_ADVISE_MR_ADVICE_PREFETCH_WRITE
                           : IBV_ADVISE_MR_ADVICE_PREFETCH;
   const uint32_t flags = sync ? IBV_ADVISE_MR_FLAG_FLUSH : 0;
@@ -168,7 +154,7 @@ int OdpRegistrar::Reg(void* ctx, void* addr, size_t length, uint32_t access,
   if ((access & ~uint32_t(REGCACHE_ACCESS_ALL)) != 0 || length == 0)
     return SetError(-EINVAL, "ibverbs-odp: bad request (access 0x%x, length %zu)",
                     access, length);
-  const uint32_t widened = WidenOdpAccess(access);
+  const uint32_t widened = WidenForVerbs(access);
   std::string why;
   if (!OdpCovers(self->caps_, OdpTransport::kRc, widened, &why)) {
     return SetError(-EOPNOTSUPP,
@@ -179,14 +165,8 @@ int OdpRegistrar::Reg(void* ctx, void* addr, size_t length, uint32_t access,
 
   if (self->implicit_mr_ != nullptr) {
     // Covered by OdpCovers, so a subset of the implicit MR's rights.
-    const ibv_mr* mr = self->implicit_mr_;
-    out->access = self->implicit_access_;
-    out->lkey = mr->lkey;
-    out->rkey = mr->rkey;
-    out->key = 0;
-    out->desc = nullptr;
-    out->backend = self->implicit_mr_;
-    return self->PrefetchAfterReg(mr->lkey, addr, length, widened);
+    FillFromIbvMr(self->implicit_mr_, self->implicit_access_, out);
+    return self->PrefetchAfterReg(out->lkey, addr, length, widened);
   }
 
   errno = 0;
@@ -202,12 +182,7 @@ int OdpRegistrar::Reg(void* ctx, void* addr, size_t length, uint32_t access,
     self->ops_.dereg_mr(self->ops_.self, mr);
     return rc;
   }
-  out->access = widened;
-  out->lkey = mr->lkey;
-  out->rkey = mr->rkey;
-  out->key = 0;
-  out->desc = nullptr;
-  out->backend = mr;
+  FillFromIbvMr(mr, widened, out);
   return 0;
 }
 

@@ -110,11 +110,6 @@ class OdpRegistrar {
   std::atomic<uint64_t> prefetches_{0}, prefetch_errors_{0};
 };
 
-// regcache_access -> IBV_ACCESS_* (without ON_DEMAND), after the widening
-// verbs needs (REMOTE_WRITE and REMOTE_ATOMIC imply LOCAL_WRITE).
-uint32_t WidenOdpAccess(uint32_t regcache_access);
-int IbvAccessOf(uint32_t widened_regcache_access);
-
 }  // namespace regcache_internal
 
 #endif  // REGCACHE_SRC_ODP_ODP_REGISTRAR_H_

@@ -14,40 +14,24 @@
 #include "odp/ibverbs_registrar_id.h"
 #include "regcache/ibverbs.h"
 #include "regcache/regcache.h"
+#include "verbs_access.h"
 
 namespace regcache_internal {
 namespace {
 
-// Verbs rejects IBV_ACCESS_REMOTE_WRITE and IBV_ACCESS_REMOTE_ATOMIC without
-// IBV_ACCESS_LOCAL_WRITE (the kernel's ib_check_mr_access()).
-constexpr uint32_t kNeedsLocalWrite =
-    REGCACHE_ACCESS_REMOTE_WRITE | REGCACHE_ACCESS_REMOTE_ATOMIC;
-
 int IbverbsReg(void* ctx, void* addr, size_t length, uint32_t access,
                regcache_mr* out) {
   if ((access & ~static_cast<uint32_t>(REGCACHE_ACCESS_ALL)) != 0) return -EINVAL;
-  if (access & kNeedsLocalWrite) access |= REGCACHE_ACCESS_LOCAL_WRITE;
-
-  int ibv_access = 0;
-  if (access & REGCACHE_ACCESS_LOCAL_WRITE) ibv_access |= IBV_ACCESS_LOCAL_WRITE;
-  if (access & REGCACHE_ACCESS_REMOTE_WRITE) ibv_access |= IBV_ACCESS_REMOTE_WRITE;
-  if (access & REGCACHE_ACCESS_REMOTE_READ) ibv_access |= IBV_ACCESS_REMOTE_READ;
-  if (access & REGCACHE_ACCESS_REMOTE_ATOMIC) {
-    ibv_access |= IBV_ACCESS_REMOTE_ATOMIC;
-  }
+  access = WidenForVerbs(access);
 
   errno = 0;
-  ibv_mr* mr = ibv_reg_mr(static_cast<ibv_pd*>(ctx), addr, length, ibv_access);
+  ibv_mr* mr = ibv_reg_mr(static_cast<ibv_pd*>(ctx), addr, length,
+                          IbvAccessOf(access));
   if (mr == nullptr) return errno != 0 ? -errno : -EIO;
 
   // The cache set out->access to the requested bits before this call and
   // accepts a superset written back: report what was really granted.
-  out->access = access;
-  out->lkey = mr->lkey;
-  out->rkey = mr->rkey;
-  out->key = 0;
-  out->desc = nullptr;
-  out->backend = mr;
+  FillFromIbvMr(mr, access, out);
   return 0;
 }
 
