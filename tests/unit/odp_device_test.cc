@@ -23,6 +23,7 @@
 #include "odp/verbs_ops.h"
 #include "regcache/ibverbs.h"
 #include "regcache/regcache.h"
+#include "verbs_fixture.h"
 
 namespace {
 
@@ -53,45 +54,25 @@ int KernelVersion() {
   return major * 100 + minor;
 }
 
-class OdpDevice : public ::testing::Test {
+class OdpDevice : public regcache_test::VerbsDeviceTest {
  protected:
   void SetUp() override {
-    int count = 0;
-    devices_ = ibv_get_device_list(&count);
-    if (devices_ == nullptr || count == 0) {
-      GTEST_SKIP() << "no RDMA device: run in the qemu+rxe rig "
-                      "(tests/vm/run-in-vm.sh -- build/tests/unit/odp_device_test)";
-    }
-    context_ = ibv_open_device(devices_[0]);
-    ASSERT_NE(context_, nullptr) << "ibv_open_device("
-                                 << ibv_get_device_name(devices_[0])
-                                 << "): " << strerror(errno);
-    pd_ = ibv_alloc_pd(context_);
-    ASSERT_NE(pd_, nullptr) << "ibv_alloc_pd: " << strerror(errno);
+    OpenDevice("run in the qemu+rxe rig "
+               "(tests/vm/run-in-vm.sh -- build/tests/unit/odp_device_test)",
+               kBufferPages * kPage);
+    if (IsSkipped() || HasFatalFailure()) return;
     ASSERT_EQ(regcache_registrar_ibverbs(pd_, &registrar_), 0);
     ASSERT_EQ(ProbeOdp(context_, DefaultVerbsOps(), &caps_), 0)
         << DescribeOdp(caps_);
     device_ = caps_.device;
     is_rxe_ = device_.rfind("rxe", 0) == 0;
     printf("odp probe: %s\n", DescribeOdp(caps_).c_str());
-    buffer_ = static_cast<char*>(mmap(nullptr, kBufferPages * kPage,
-                                      PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    ASSERT_NE(buffer_, MAP_FAILED);
-    memset(buffer_, 0x5a, kBufferPages * kPage);
   }
   void TearDown() override {
     if (cache_ != nullptr) {
       EXPECT_EQ(regcache_destroy(cache_), 0);
     }
-    if (buffer_ != nullptr && buffer_ != MAP_FAILED) {
-      munmap(buffer_, kBufferPages * kPage);
-    }
-    if (pd_ != nullptr) {
-      EXPECT_EQ(ibv_dealloc_pd(pd_), 0) << "an MR leaked";
-    }
-    if (context_ != nullptr) ibv_close_device(context_);
-    if (devices_ != nullptr) ibv_free_device_list(devices_);
+    VerbsDeviceTest::TearDown();
   }
 
   // What a test of the real ODP path says on a device without it.
@@ -108,14 +89,10 @@ class OdpDevice : public ::testing::Test {
     return regcache_create(&registrar_, &cfg, &cache_);
   }
 
-  ibv_device** devices_ = nullptr;
-  ibv_context* context_ = nullptr;
-  ibv_pd* pd_ = nullptr;
   regcache_registrar registrar_{};
   OdpCaps caps_;
   std::string device_;
   bool is_rxe_ = false;
-  char* buffer_ = nullptr;
   regcache_t* cache_ = nullptr;
 };
 

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "regcache/ibverbs.h"
 #include "regcache/regcache.h"
+#include "verbs_fixture.h"
 
 namespace {
 
@@ -34,37 +35,13 @@ TEST(RegistrarIbverbsCreate, RejectsNullPd) {
   EXPECT_EQ(regcache_registrar_ibverbs(not_dereferenced, nullptr), -EINVAL);
 }
 
-class RegistrarIbverbs : public ::testing::Test {
+class RegistrarIbverbs : public regcache_test::VerbsDeviceTest {
  protected:
   void SetUp() override {
-    int count = 0;
-    devices_ = ibv_get_device_list(&count);
-    if (devices_ == nullptr || count == 0) {
-      GTEST_SKIP() << "no RDMA device: run in the qemu+rxe rig (ctest -L vm)";
-    }
-    context_ = ibv_open_device(devices_[0]);
-    ASSERT_NE(context_, nullptr) << "ibv_open_device("
-                                 << ibv_get_device_name(devices_[0])
-                                 << "): " << strerror(errno);
+    OpenDevice("run in the qemu+rxe rig (ctest -L vm)", kBufferPages * kPage);
+    if (IsSkipped() || HasFatalFailure()) return;
     ASSERT_EQ(ibv_query_device(context_, &device_attr_), 0);
-    pd_ = ibv_alloc_pd(context_);
-    ASSERT_NE(pd_, nullptr) << "ibv_alloc_pd: " << strerror(errno);
     ASSERT_EQ(regcache_registrar_ibverbs(pd_, &r_), 0);
-    buffer_ = static_cast<char*>(mmap(nullptr, kBufferPages * kPage,
-                                      PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    ASSERT_NE(buffer_, MAP_FAILED);
-    memset(buffer_, 0x5a, kBufferPages * kPage);
-  }
-  void TearDown() override {
-    if (buffer_ != nullptr && buffer_ != MAP_FAILED) {
-      munmap(buffer_, kBufferPages * kPage);
-    }
-    if (pd_ != nullptr) {
-      EXPECT_EQ(ibv_dealloc_pd(pd_), 0) << "an MR leaked";
-    }
-    if (context_ != nullptr) ibv_close_device(context_);
-    if (devices_ != nullptr) ibv_free_device_list(devices_);
   }
 
   // reg as the cache calls it: the cache fills addr/length/access, then reg.
@@ -76,12 +53,8 @@ class RegistrarIbverbs : public ::testing::Test {
     return r_.reg(r_.ctx, addr, length, access, mr);
   }
 
-  ibv_device** devices_ = nullptr;
-  ibv_context* context_ = nullptr;
   ibv_device_attr device_attr_{};
-  ibv_pd* pd_ = nullptr;
   regcache_registrar r_{};
-  char* buffer_ = nullptr;
 };
 
 TEST_F(RegistrarIbverbs, KeysAreTheIbvMrKeys) {
