@@ -447,14 +447,11 @@ class UffdHub {
   }
 
   // Removes a cache: once this returns its sink is never called again.
-  // Returns how many subscribers remain.
-  int Unsubscribe(InvalidationSink* sink) {
-    int remaining = 0;
+  // (Who still uses the hub is counted by g_hub_users, not here.)
+  void Unsubscribe(InvalidationSink* sink) {
     for (int i = 0; i < kMaxSubscribers; ++i) {
       if (sinks_[i] == sink) RemoveSubscriber(i);
-      else if (gates_[i] != nullptr) ++remaining;
     }
-    return remaining;
   }
 
   pid_t owner_pid() const { return owner_pid_.load(std::memory_order_relaxed); }
@@ -623,11 +620,20 @@ class UffdHub {
     gates_[index] = nullptr;
   }
 
+  // Sets (R1) or clears (A3, restart, stop) kGateEventsPending in every
+  // subscriber's gate. Called with `mu` of the current state held, which is
+  // what keeps a clear from wiping a concurrent R1's set.
+  void SetGatesLocked(bool pending) {
+    for (std::atomic<uint32_t>* gate : gates_) {
+      if (gate == nullptr) continue;
+      if (pending) gate->fetch_or(kGateEventsPending);
+      else gate->fetch_and(~kGateEventsPending);
+    }
+  }
+
   void ClearGates() {
     MutexLock l(&state_->mu);
-    for (std::atomic<uint32_t>* gate : gates_) {
-      if (gate != nullptr) gate->fetch_and(~kGateEventsPending);
-    }
+    SetGatesLocked(false);
   }
 
   int StartThreads(std::string* why) {
@@ -743,9 +749,7 @@ class UffdHub {
       {  // R1
         MutexLock lock(&st->mu);
         epoch = ++st->seen;
-        for (std::atomic<uint32_t>* gate : gates_) {
-          if (gate != nullptr) gate->fetch_or(kGateEventsPending);
-        }
+        SetGatesLocked(true);
       }
       wakeups_.fetch_add(1, std::memory_order_relaxed);
       for (;;) {  // R2
@@ -813,11 +817,7 @@ class UffdHub {
       {  // A3
         MutexLock lock(&st->mu);
         st->applied = target;
-        if (st->applied == st->seen) {
-          for (std::atomic<uint32_t>* gate : gates_) {
-            if (gate != nullptr) gate->fetch_and(~kGateEventsPending);
-          }
-        }
+        if (st->applied == st->seen) SetGatesLocked(false);
       }
       st->done_cv.notify_all();
     }
