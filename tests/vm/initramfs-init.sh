@@ -42,6 +42,7 @@ while read -r ko; do
   [ -n "$ko" ] || continue
   insmod "/modules/$ko" || die "insmod $ko failed"
 done < /modules/order
+say "modules loaded"
 
 NINEP=trans=virtio,version=9p2000.L,msize=512000
 mount -t 9p -o "$NINEP" results /results || die "cannot mount the results share"
@@ -86,6 +87,7 @@ for dir in $RW_DIRS; do
   i=$((i + 1))
 done
 
+say "shares mounted; starting job/guest-run.sh"
 chroot /host /bin/bash "$OUT/job/guest-run.sh" "$OUT" \
   || say "guest-run.sh exited $?"
 halt_vm
