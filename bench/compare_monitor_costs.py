@@ -260,7 +260,39 @@ def miss_section(runs, verdicts):
                      "verdict"], rows)
     for note in notes:
         print(f"  missing {note}")
+    split_section(runs)
     overhead_section("VM", runs)
+
+
+def split_section(runs):
+    """Where a paired miss's time goes: inside the cache's own ibv_reg_mr
+    and ibv_dereg_mr (against the raw loop's), and around them."""
+    rows = []
+    for size, size_label in MISS_SIZES:
+        for monitor in ("none", "kmod", "uffd"):
+            paired = runs.get(f"BM_RegDeregPaired/{monitor}/{size}")
+            if not usable(paired) or "registrar_pct" not in paired:
+                continue
+            raw_calls = (float(paired["raw_reg_median_ns"]) +
+                         float(paired["raw_dereg_median_ns"]))
+            cache_calls = (float(paired["cache_reg_median_ns"]) +
+                           float(paired["cache_dereg_median_ns"]))
+            raw = float(paired["raw_median_ns"])
+            around = float(paired["around_registrar_median_ns"])
+            rows.append([size_label, monitor, fmt_pct(float(paired["overhead_pct"]) / 100),
+                         fmt_us(raw_calls), fmt_us(cache_calls),
+                         fmt_pct(float(paired["registrar_pct"]) / 100),
+                         fmt_signed_us(around), fmt_pct(around / raw if raw else None)])
+    if not rows:
+        return
+    print()
+    print("Where the paired miss's time goes (medians): the cache's own "
+          "ibv_reg_mr + ibv_dereg_mr against the raw loop's, and the rest "
+          "(around = per miss, its time less its reg and dereg calls: watch, "
+          "unwatch, index, fence), for information; monitor none = the cache core alone")
+    print_table(["size", "monitor", "overhead", "raw reg+dereg",
+                 "cache reg+dereg", "inside registrar", "around",
+                 "around / raw"], rows)
 
 
 def overhead_section(label, runs):

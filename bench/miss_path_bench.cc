@@ -13,8 +13,11 @@
 //   BM_RegDeregPaired/<monitor>/<bytes> raw, cached, and raw in the cache's
 //                                       order, interleaved in one run and
 //                                       each timed: the overhead with the
-//                                       machine's drift taken out, and how
-//                                       much of it the order explains
+//                                       machine's drift taken out, how
+//                                       much of it the order explains, and
+//                                       how much lies inside the cache's
+//                                       own ibv_reg_mr/ibv_dereg_mr calls
+//                                       (monitors kmod, uffd, and none)
 // for 4 KiB, 1 MiB and 64 MiB, and a diagnostic that needs no device:
 //   BM_MissOverhead/<monitor>           the same misses of 4 KiB with the
 //                                       fake no-op registrar: the cache's
@@ -333,6 +336,50 @@ void BM_MissOverhead(benchmark::State& state, regcache_monitor_kind monitor) {
   RunMisses(state, registrar, kBytes, monitor, bufs);
 }
 
+// The ibverbs registrar with its reg and dereg calls timed: how long the
+// cache's own ibv_reg_mr()/ibv_dereg_mr() take, next to the raw ones, so
+// that the overhead splits into "inside the registrar" (the kernel's work
+// on the same buffers, which the cache cannot change) and "around it".
+class TimedRegistrar {
+ public:
+  explicit TimedRegistrar(const regcache_registrar& inner) : inner_(inner) {}
+
+  regcache_registrar Get() {
+    return regcache_registrar{"timed-ibverbs", &Reg, &Dereg, this};
+  }
+  Samples& reg_samples() { return reg_; }
+  Samples& dereg_samples() { return dereg_; }
+  // Nanoseconds spent in reg and dereg calls so far.
+  uint64_t ns_in_calls() const { return ns_in_calls_; }
+
+ private:
+  static int Reg(void* ctx, void* addr, size_t length, uint32_t access,
+                 regcache_mr* out) {
+    auto* self = static_cast<TimedRegistrar*>(ctx);
+    const uint64_t t0 = NowNs();
+    const int rc = self->inner_.reg(self->inner_.ctx, addr, length, access, out);
+    const uint64_t ns = NowNs() - t0;
+    self->reg_.Record(ns);
+    self->ns_in_calls_ += ns;
+    return rc;
+  }
+  static int Dereg(void* ctx, regcache_mr* mr) {
+    auto* self = static_cast<TimedRegistrar*>(ctx);
+    const uint64_t t0 = NowNs();
+    const int rc = self->inner_.dereg(self->inner_.ctx, mr);
+    const uint64_t ns = NowNs() - t0;
+    self->dereg_.Record(ns);
+    self->ns_in_calls_ += ns;
+    return rc;
+  }
+
+  regcache_registrar inner_;
+  Samples reg_, dereg_;
+  // Only the benchmark's thread registers and deregisters: max_entries = 1
+  // evicts in the calling thread, and nothing is invalidated for the reaper.
+  uint64_t ns_in_calls_ = 0;
+};
+
 // BM_RegDeregPaired/<monitor>/<bytes>: each iteration does, in rotating
 // order and each timed, one raw ibv_reg_mr + ibv_dereg_mr, one cache miss,
 // and one "raw in the cache's order": ibv_reg_mr of the other buffer, then
@@ -344,21 +391,32 @@ void BM_MissOverhead(benchmark::State& state, regcache_monitor_kind monitor) {
 //   overhead_pct          cache / raw - 1 (the target)
 //   order_overhead_pct    raw in the cache's order / raw - 1
 //   bookkeeping_pct       cache / raw in the cache's order - 1
+// and where the cache's time goes (medians of the calls it makes through
+// TimedRegistrar, against the raw loop's own ibv_reg_mr and ibv_dereg_mr):
+//   registrar_pct         (cache's reg + dereg) / (raw reg + dereg) - 1:
+//                         the kernel's work for the same sizes, slower or
+//                         faster under the cache (another buffer, a monitor)
+//   around_registrar_median_ns  per miss, its time less the time of the
+//                         reg and dereg calls it made: the cache's own work
+//                         (watch, unwatch, index, fence)
 // The iteration time Google Benchmark reports is the sum of the three.
+// With REGCACHE_MONITOR_NONE the same loop shows what the cache core costs
+// without any monitor.
 void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
                        regcache_monitor_kind monitor) {
   BufferPair *cache_bufs = nullptr, *raw_bufs = nullptr, *order_bufs = nullptr;
   Device* dev = DeviceAndBuffers(state, bytes, {&cache_bufs, &raw_bufs, &order_bufs});
   if (dev == nullptr) return;
-  regcache_registrar registrar;
-  int rc = regcache_registrar_ibverbs(dev->pd, &registrar);
+  regcache_registrar ibverbs;
+  int rc = regcache_registrar_ibverbs(dev->pd, &ibverbs);
   if (rc != 0) {
     state.SkipWithError(Describe("regcache_registrar_ibverbs", rc).c_str());
     return;
   }
+  TimedRegistrar timed(ibverbs);
   MissCache cache;
   std::string why;
-  if (!cache.Create(registrar, bytes, monitor, cache_bufs, &why)) {
+  if (!cache.Create(timed.Get(), bytes, monitor, cache_bufs, &why)) {
     state.SkipWithError(why.c_str());
     return;
   }
@@ -368,7 +426,10 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
     state.SkipWithError(Describe("ibv_reg_mr", -errno).c_str());
     return;
   }
-  Samples raw_samples, cache_samples, order_samples;
+  // Create() registered buffer 1: only the timed loop's calls count.
+  timed.reg_samples() = Samples();
+  timed.dereg_samples() = Samples();
+  Samples raw_samples, cache_samples, order_samples, raw_reg, raw_dereg, around;
   size_t i = 0;
   for (auto _ : state) {
     uint64_t ns[3] = {0, 0, 0};  // raw, cache, raw in the cache's order
@@ -382,10 +443,15 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
           rc = errno != 0 ? -errno : -EIO;
           break;
         }
+        const uint64_t t1 = NowNs();
         ibv_dereg_mr(mr);
+        raw_reg.Record(t1 - t0);
+        raw_dereg.Record(NowNs() - t1);
       } else if (kind == 1) {
+        const uint64_t in_calls = timed.ns_in_calls();
         rc = cache.Miss(i);
         if (rc != 0) break;
+        around.Record(NowNs() - t0 - (timed.ns_in_calls() - in_calls));
       } else {
         ibv_mr* mr = ibv_reg_mr(dev->pd, order_bufs->buffer[i & 1], bytes,
                                 kIbvAccess);
@@ -412,6 +478,11 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
   raw_samples.Report(state, "raw");
   cache_samples.Report(state, "cache");
   order_samples.Report(state, "raw_cache_order");
+  raw_reg.Report(state, "raw_reg");
+  raw_dereg.Report(state, "raw_dereg");
+  timed.reg_samples().Report(state, "cache_reg");
+  timed.dereg_samples().Report(state, "cache_dereg");
+  around.Report(state, "around_registrar");
   auto counter = [&](const char* name) {
     return state.counters.count(name) ? double(state.counters[name]) : 0.0;
   };
@@ -424,6 +495,11 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
   }
   if (ordered > 0)
     state.counters["bookkeeping_pct"] = 100.0 * (cached / ordered - 1.0);
+  const double raw_calls = counter("raw_reg_median_ns") + counter("raw_dereg_median_ns");
+  const double cache_calls =
+      counter("cache_reg_median_ns") + counter("cache_dereg_median_ns");
+  if (raw_calls > 0 && cache_calls > 0)
+    state.counters["registrar_pct"] = 100.0 * (cache_calls / raw_calls - 1.0);
   state.SetItemsProcessed(int64_t(state.iterations()));
   if (rc == 0) cache.Check(state, uint64_t(state.iterations()));
 }
@@ -453,7 +529,7 @@ void RegisterAll() {
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
     for (regcache_monitor_kind monitor :
-         {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD}) {
+         {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD, REGCACHE_MONITOR_NONE}) {
       benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(
           (std::string("BM_RegDeregPaired/") + regcache_monitor_name(monitor) +
            size)
