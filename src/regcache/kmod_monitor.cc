@@ -152,7 +152,7 @@ class KmodMonitor final : public Monitor {
  public:
   KmodMonitor(int fd, const char* area, size_t size)
       : page_size_(static_cast<uint64_t>(sysconf(_SC_PAGESIZE))),
-        owner_pid_(getpid()) {
+        owner_pid_(PrepareCurrentPid()) {
     fork_slot_ = AcquireForkClosedFds();
     if (fork_slot_ == nullptr) fork_slot_ = &own_fds_;
     Adopt(fd, area, size);
@@ -187,7 +187,7 @@ class KmodMonitor final : public Monitor {
       return -EINVAL;
     const int fd = fork_slot_->primary.load(std::memory_order_acquire);
     // A fork child before RestartInChild(): the fd (if any) is the parent's.
-    if (fd < 0 || getpid() != owner_pid_.load(std::memory_order_relaxed))
+    if (fd < 0 || CurrentPid() != owner_pid_.load(std::memory_order_relaxed))
       return -EOPNOTSUPP;
     const uint64_t cookie =
         next_cookie_.fetch_add(1, std::memory_order_relaxed);
@@ -222,7 +222,7 @@ class KmodMonitor final : public Monitor {
         epoch_.load(std::memory_order_relaxed))
       return;
     const int fd = fork_slot_->primary.load(std::memory_order_acquire);
-    if (fd < 0 || getpid() != owner_pid_.load(std::memory_order_relaxed))
+    if (fd < 0 || CurrentPid() != owner_pid_.load(std::memory_order_relaxed))
       return;
     {
       // Forget the slot before the kernel may hand it out again.
@@ -237,11 +237,11 @@ class KmodMonitor final : public Monitor {
   }
 
   void WaitForPending() override {
-    if (getpid() == owner_pid_.load(std::memory_order_relaxed)) ApplyPending();
+    if (CurrentPid() == owner_pid_.load(std::memory_order_relaxed)) ApplyPending();
   }
 
   int RestartInChild(std::string* why) override {
-    if (getpid() == owner_pid_.load(std::memory_order_relaxed)) return 0;
+    if (CurrentPid() == owner_pid_.load(std::memory_order_relaxed)) return 0;
     // The parent's event thread does not exist here; its state may hold a
     // lock forever. Keep it reachable, never destroy it.
     if (state_) abandoned_.push_back(state_.release());
@@ -250,7 +250,7 @@ class KmodMonitor final : public Monitor {
     // The parent's area is not mapped in the child (VM_DONTCOPY), and the
     // address may hold something else by now: forget it, never munmap it.
     area_ = nullptr;
-    owner_pid_.store(getpid(), std::memory_order_relaxed);
+    owner_pid_.store(CurrentPid(), std::memory_order_relaxed);
     epoch_.fetch_add(1, std::memory_order_relaxed);
     {
       MutexLock l(&mu_);
@@ -270,7 +270,7 @@ class KmodMonitor final : public Monitor {
     if (stopped_) return;
     stopped_ = true;
     const bool in_owner =
-        getpid() == owner_pid_.load(std::memory_order_relaxed);
+        CurrentPid() == owner_pid_.load(std::memory_order_relaxed);
     if (state_ && state_->thread.joinable()) {
       if (in_owner) {
         const int wake = fork_slot_->wake.load();

@@ -2,11 +2,14 @@
 // Pieces every monitor shares: the never-changing generation word that
 // monitors without per-range generations hand out in their WatchTokens, and
 // the null monitor (REGCACHE_MONITOR_NONE), which watches nothing and so
-// leaves invalidation to regcache_invalidate(). The main functions exported
-// are StaticGeneration(), StartEventThread() and CreateNullMonitor().
+// leaves invalidation to regcache_invalidate(); the table of fds that fork
+// children close, and the fork-proof cached process id. The main functions
+// exported are StaticGeneration(), StartEventThread(), CreateNullMonitor(),
+// AcquireForkClosedFds() and CurrentPid().
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -139,6 +143,51 @@ void ReleaseForkClosedFds(MonitorFds* fds) {
   for (ForkClosedSlot& slot : g_fork_closed) {
     if (&slot.fds == fds) slot.in_use.store(false);
   }
+}
+
+namespace {
+
+// The page CurrentPid() reads. Invariant: `pid` is 0 or the id of the
+// process that reads it, because every child gets the page zeroed
+// (MADV_WIPEONFORK) and only getpid()'s result is ever stored. Published
+// once through g_pid_page and never unmapped.
+struct PidPage {
+  std::atomic<pid_t> pid{0};
+};
+static_assert(std::atomic<pid_t>::is_always_lock_free);
+std::atomic<PidPage*> g_pid_page{nullptr};
+
+}  // namespace
+
+pid_t PrepareCurrentPid() {
+  if (g_pid_page.load(std::memory_order_acquire) != nullptr) return CurrentPid();
+  const size_t size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* page = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) return getpid();
+  if (madvise(page, size, MADV_WIPEONFORK) != 0) {  // before Linux 4.14
+    munmap(page, size);
+    return getpid();
+  }
+  PidPage* fresh = new (page) PidPage;
+  PidPage* expected = nullptr;
+  if (!g_pid_page.compare_exchange_strong(expected, fresh,
+                                          std::memory_order_acq_rel))
+    munmap(page, size);  // another thread published its page first
+  return CurrentPid();
+}
+
+pid_t CurrentPid() {
+  PidPage* page = g_pid_page.load(std::memory_order_acquire);
+  if (page == nullptr) return getpid();
+  pid_t pid = page->pid.load(std::memory_order_relaxed);
+  if (pid == 0) {
+    // First call in this process (or in this fork child): every thread
+    // that races here stores the same value.
+    pid = getpid();
+    page->pid.store(pid, std::memory_order_relaxed);
+  }
+  return pid;
 }
 
 }  // namespace regcache_internal

@@ -12,6 +12,8 @@
 #ifndef REGCACHE_SRC_REGCACHE_MONITOR_FDS_H_
 #define REGCACHE_SRC_REGCACHE_MONITOR_FDS_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 
 namespace regcache_internal {
@@ -29,6 +31,21 @@ MonitorFds* AcquireForkClosedFds();
 void ReleaseForkClosedFds(MonitorFds* fds);
 // Close the fd in *fd (if any) and leave -1 there.
 void CloseExchanged(std::atomic<int>* fd);
+
+// This process's id, for the monitors' "am I a fork child?" checks on the
+// miss path, usually without a system call (glibc's getpid() makes one each
+// time). After PrepareCurrentPid() the id is cached in a page mapped
+// MADV_WIPEONFORK (Linux 4.14), which the kernel hands zeroed to every
+// child of fork(), of clone() without CLONE_VM and of a raw fork system call
+// that skips pthread_atfork(); a zero makes the next call ask getpid()
+// again. Before PrepareCurrentPid(), or where the madvise() failed, every
+// call is getpid(). Not for a vfork() child, which shares the parent's
+// memory (and may only exec or _exit anyway). Thread-safe; async-signal-safe.
+pid_t CurrentPid();
+// Maps the page, once per process (later calls only read it), and returns
+// CurrentPid(). Call it where a system call is fine, e.g. when a monitor is
+// created. Thread-safe.
+pid_t PrepareCurrentPid();
 
 }  // namespace regcache_internal
 

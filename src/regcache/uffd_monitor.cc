@@ -397,7 +397,7 @@ class UffdHub {
 
   UffdHub(int uffd, int wake_fd)
       : page_size_(static_cast<uint64_t>(sysconf(_SC_PAGESIZE))),
-        owner_pid_(getpid()),
+        owner_pid_(PrepareCurrentPid()),
         state_(std::make_unique<EventState>()) {
     slot_ = AcquireForkClosedFds();
     fds_ = slot_ != nullptr ? slot_ : &own_fds_;
@@ -415,7 +415,7 @@ class UffdHub {
       *why = "uffd monitor stopped";
       return -EINVAL;
     }
-    if (getpid() != owner_pid()) {  // a fork child: make the hub ours first
+    if (CurrentPid() != owner_pid()) {  // a fork child: make the hub ours first
       const int rc = RestartInChild(why);
       if (rc != 0) return rc;
     }
@@ -457,7 +457,7 @@ class UffdHub {
   pid_t owner_pid() const { return owner_pid_.load(std::memory_order_relaxed); }
   // True when this process is a fork child that has restarted the hub.
   bool restarted_here() const {
-    return restarted_.load() && owner_pid() == getpid();
+    return restarted_.load() && owner_pid() == CurrentPid();
   }
 
   int Watch(uint64_t first, uint64_t last, WatchToken* token) {
@@ -472,7 +472,7 @@ class UffdHub {
     // the parent's mm: registering through it would register the PARENT's
     // VMAs.
     if (!started_ || uffd < 0 ||
-        getpid() != owner_pid_.load(std::memory_order_relaxed)) {
+        CurrentPid() != owner_pid_.load(std::memory_order_relaxed)) {
       watch_unsupported_.fetch_add(1, std::memory_order_relaxed);
       return -EOPNOTSUPP;
     }
@@ -501,7 +501,7 @@ class UffdHub {
   }
 
   void WaitForPending() {
-    if (!started_ || getpid() != owner_pid_.load(std::memory_order_relaxed)) {
+    if (!started_ || CurrentPid() != owner_pid_.load(std::memory_order_relaxed)) {
       return;  // nothing runs to apply events (or a child not yet restarted)
     }
     EventState* st = state_.get();
@@ -519,7 +519,7 @@ class UffdHub {
   // Every cache of a fork child calls this; the first one restarts the hub
   // for all of them, the others find it done.
   int RestartInChild(std::string* why) {
-    if (getpid() == owner_pid_.load(std::memory_order_relaxed)) {
+    if (CurrentPid() == owner_pid_.load(std::memory_order_relaxed)) {
       if (restarted_.load()) return 0;
       *why = "RestartInChild() called in the process that created the monitor";
       return -EINVAL;
@@ -537,7 +537,7 @@ class UffdHub {
     // slot). The old descriptors refer to the parent's context.
     CloseExchanged(&fds_->primary);
     CloseExchanged(&fds_->wake);
-    owner_pid_.store(getpid(), std::memory_order_relaxed);
+    owner_pid_.store(CurrentPid(), std::memory_order_relaxed);
     restarted_.store(true);
     // The parent may have forked between R1 and A3: no applier here will
     // ever clear that P.
@@ -566,7 +566,7 @@ class UffdHub {
     if (stopped_) return;
     stopped_ = true;
     EventState* st = state_.get();
-    if (getpid() != owner_pid_.load(std::memory_order_relaxed)) {
+    if (CurrentPid() != owner_pid_.load(std::memory_order_relaxed)) {
       // A fork child that never restarted: the threads do not exist.
       Abandon(state_.release());
       state_ = std::make_unique<EventState>();
@@ -606,7 +606,7 @@ class UffdHub {
 
  private:
   void RemoveSubscriber(int index) RC_NO_TSA {
-    if (getpid() != owner_pid()) {
+    if (CurrentPid() != owner_pid()) {
       // A fork child before the restart: the inherited mutexes may be held
       // by threads that do not exist here, and no event thread runs.
       sinks_[index] = nullptr;
@@ -875,7 +875,7 @@ UffdHub* AcquireHub(std::string* why) {
       return nullptr;
     }
     g_hub = new UffdHub(uffd, wake);
-  } else if (g_hub->owner_pid() != getpid()) {
+  } else if (g_hub->owner_pid() != CurrentPid()) {
     // A fork child whose caches have not restarted the hub yet: this is
     // the first use here, so restart it for everyone.
     if (g_hub->RestartInChild(why) != 0) return nullptr;
