@@ -541,6 +541,13 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
     token.expected = token.generation->load();
   }
 
+  // A full cache evicts before it registers, not after: the pinned memory
+  // never exceeds max_bytes by the new range (max_bytes is how a cache
+  // stays under RLIMIT_MEMLOCK), and the victim's pages are unpinned before
+  // the new ones are pinned. The check after the insertion below still
+  // catches what concurrent misses added meanwhile.
+  if (cacheable) MakeRoomFor(last - first + 1);
+
   regcache_mr mr;
   int rc = RegisterWithEviction(first, last, access, &mr);
   if (rc != 0) {
@@ -697,10 +704,21 @@ void Cache::InvalidateRange(uint64_t first, uint64_t last,
 
 // max_bytes bounds pinned memory; ODP MRs pin nothing, so in ODP mode only
 // max_entries evicts.
-bool Cache::OverLimitsLocked() const {
-  return (config_.max_entries != 0 && valid_entries_ > config_.max_entries) ||
+bool Cache::OverLimitsLocked(size_t extra_entries, uint64_t extra_bytes) const {
+  return (config_.max_entries != 0 &&
+          valid_entries_ + extra_entries > config_.max_entries) ||
          (config_.max_bytes != 0 && mode_ != REGCACHE_MODE_ODP &&
-          valid_bytes_ > config_.max_bytes);
+          valid_bytes_ + extra_bytes > config_.max_bytes);
+}
+
+void Cache::MakeRoomFor(uint64_t bytes) {
+  size_t evicted = 0;
+  {
+    MutexLock l(&mu_);
+    if (OverLimitsLocked(1, bytes))
+      evicted = EvictLocked(/*all_unused=*/false, 1, bytes);
+  }
+  if (evicted != 0) ReclaimZombies();
 }
 
 // An entry's CLOCK reference bit is the kTagReferenced bit of each of its
@@ -721,13 +739,15 @@ bool Cache::TestAndClearReferencedLocked(Entry* e) {
 // bit, moves it to the head) and evicts an unreferenced one. Entries seen
 // held by an advisory hold scan are skipped: evicting them would only make
 // their next get a miss. Returns the number evicted.
-size_t Cache::EvictLocked(bool all_unused) {
+size_t Cache::EvictLocked(bool all_unused, size_t extra_entries,
+                          uint64_t extra_bytes) {
   const uint64_t mark = mark_counter_.fetch_add(1) + 1;
   ScanHolds(mark, &Entry::evict_mark);
   size_t evicted = 0;
   size_t budget = 2 * valid_entries_ + 1;
   Entry* e = lru_tail_;
-  while (e != nullptr && budget-- > 0 && (all_unused || OverLimitsLocked())) {
+  while (e != nullptr && budget-- > 0 &&
+         (all_unused || OverLimitsLocked(extra_entries, extra_bytes))) {
     Entry* prev = e->lru_prev;
     const bool held = e->evict_mark.load(std::memory_order_relaxed) == mark;
     const bool referenced = TestAndClearReferencedLocked(e);

@@ -153,8 +153,18 @@ class Cache final : public InvalidationSink {
       RC_REQUIRES(mu_);
   bool InvalidatedSinceLocked(uint64_t seq, uint64_t first, uint64_t last)
       RC_REQUIRES(mu_);
-  bool OverLimitsLocked() const RC_REQUIRES(mu_);
-  size_t EvictLocked(bool all_unused) RC_REQUIRES(mu_);
+  // Whether the cached entries, plus `extra_entries` more of `extra_bytes`
+  // in all, exceed max_entries or max_bytes.
+  bool OverLimitsLocked(size_t extra_entries = 0,
+                        uint64_t extra_bytes = 0) const RC_REQUIRES(mu_);
+  // Evicts unused entries (CLOCK) until the limits hold with room for the
+  // extra ones, or every unused entry when `all_unused`. Returns how many.
+  size_t EvictLocked(bool all_unused, size_t extra_entries = 0,
+                     uint64_t extra_bytes = 0) RC_REQUIRES(mu_);
+  // Before a registration of `bytes`: evicts (and reclaims) what the limits
+  // need for one more entry of that size, so the new pin never adds to a
+  // full cache's pinned memory.
+  void MakeRoomFor(uint64_t bytes) RC_EXCLUDES(mu_);
   bool TestAndClearReferencedLocked(Entry* e) RC_REQUIRES(mu_);
   // Stores `mark` into (entry->*field) for every entry some slot holds.
   void ScanHolds(uint64_t mark, std::atomic<uint64_t> Entry::*field);

@@ -351,6 +351,22 @@ TEST_F(CacheTest, EntriesInUseAreNeverEvicted) {
   EXPECT_LE(Stats().entries_now, 2u);
 }
 
+// A full cache makes room before it registers: the registrations alive at
+// once never exceed the limits, so a max_bytes equal to the memlock limit
+// never sees a registration fail.
+TEST_F(CacheTest, FullCacheEvictsBeforeItRegisters) {
+  Make(/*max_entries=*/4, /*max_bytes=*/8 * Page());
+  fake_.set_budget(8 * Page());  // RLIMIT_MEMLOCK == max_bytes
+  Region r(128 * Page());
+  for (int i = 0; i < 16; ++i) Put(Get(r.base + i * 4 * Page(), 2 * Page()));
+  for (int i = 0; i < 16; ++i) Put(Get(r.base + 64 * Page() + i * 2 * Page(), Page()));
+  EXPECT_EQ(fake_.failures(), 0u) << "a registration hit the memlock budget";
+  EXPECT_LE(fake_.peak_live_bytes(), 8 * Page());
+  EXPECT_LE(fake_.peak_live(), 4u);
+  EXPECT_GE(Stats().evictions, 24u);
+  Check();
+}
+
 TEST_F(CacheTest, MemlockExhaustionEvictsAndRetries) {
   Make();
   fake_.set_budget(4 * Page());

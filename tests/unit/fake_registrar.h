@@ -57,6 +57,9 @@ class CheckingFakeRegistrar {
   size_t live_bytes() const { return live_bytes_.load(); }
   uint64_t violations() const { return violations_.load(); }
   uint64_t failures() const { return failures_.load(); }
+  // The most registrations, and bytes, that were ever live at once.
+  uint64_t peak_live() const { return peak_live_.load(); }
+  size_t peak_live_bytes() const { return peak_live_bytes_.load(); }
 
   // Records are kept (never freed) so handles stay inspectable.
   ~CheckingFakeRegistrar() {
@@ -79,6 +82,9 @@ class CheckingFakeRegistrar {
     self->records_[rec->serial] = rec;
     self->live_bytes_ += length;
     self->regs_++;
+    if (self->live() > self->peak_live_) self->peak_live_ = self->live();
+    if (self->live_bytes_ > self->peak_live_bytes_)
+      self->peak_live_bytes_ = self->live_bytes_.load();
     out->lkey = uint32_t(rec->serial);
     out->rkey = uint32_t(rec->serial) | 0x80000000u;
     out->backend = rec;
@@ -101,7 +107,8 @@ class CheckingFakeRegistrar {
   std::unordered_map<uint64_t, Record*> records_;
   uint64_t serial_ = 0;
   size_t budget_ = 0;
-  std::atomic<size_t> live_bytes_{0};
+  std::atomic<size_t> live_bytes_{0}, peak_live_bytes_{0};
+  std::atomic<uint64_t> peak_live_{0};
   std::atomic<uint64_t> regs_{0}, deregs_{0}, violations_{0}, failures_{0};
 };
 
