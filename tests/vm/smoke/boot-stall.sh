@@ -13,11 +13,17 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 fail() { echo "FAIL: $*"; exit 1; }
 
-REGCACHE_VM_TEST_STALL_BOOTS=1 "$RIG" --no-rxe --timeout 300 --boot-timeout 30 \
-  --boot-attempts 2 --out "$WORK/retry" -- echo "the command ran" \
-  > "$WORK/retry.out" 2> "$WORK/retry.err"
-status=$?
-sed 's/^/  retry| /' "$WORK/retry.err"
+# rig NAME STALLED_BOOTS BOOT_TIMEOUT: two boots at most, output in
+# $WORK/NAME.out and .err (shown), results in $WORK/NAME; sets status.
+rig() {
+  REGCACHE_VM_TEST_STALL_BOOTS=$2 "$RIG" --no-rxe --timeout 300 \
+    --boot-timeout "$3" --boot-attempts 2 --out "$WORK/$1" \
+    -- echo "the command ran" > "$WORK/$1.out" 2> "$WORK/$1.err"
+  status=$?
+  sed "s/^/  $1| /" "$WORK/$1.err"
+}
+
+rig retry 1 30
 ((status == 0)) || fail "one stalled boot then a good one: status $status, not 0"
 [[ $(grep -c 'the command ran' "$WORK/retry.out") == 1 ]] ||
   fail "the command's output should appear once: $(cat "$WORK/retry.out")"
@@ -28,11 +34,7 @@ grep -q 'Run /bin/busybox as init process' "$WORK/retry/console-stalled-boot1.lo
   fail "the stalled boot's console was not kept, or it stalled elsewhere"
 echo "PASS: a stalled boot is reported, kept and retried; the command ran once"
 
-REGCACHE_VM_TEST_STALL_BOOTS=2 "$RIG" --no-rxe --timeout 300 --boot-timeout 10 \
-  --boot-attempts 2 --out "$WORK/stall" -- echo "the command ran" \
-  > "$WORK/stall.out" 2> "$WORK/stall.err"
-status=$?
-sed 's/^/  stall| /' "$WORK/stall.err"
+rig stall 2 10
 ((status == 125)) || fail "every boot stalled: status $status, not 125"
 grep -q 'the command ran' "$WORK/stall.out" && fail "the command ran in a stalled VM"
 grep -q 'VM BOOT STALLED' "$WORK/stall.err" || fail "no final 'VM BOOT STALLED' message"
