@@ -311,6 +311,21 @@ int OpenConfiguredUffd(std::string* why) {
   return fd;
 }
 
+// The hub's two descriptors: a configured userfaultfd and the eventfd that
+// stops its reader. 0, or -errno with *why set and nothing left open.
+int OpenHubFds(int* uffd, int* wake, std::string* why) {
+  *uffd = OpenConfiguredUffd(why);
+  if (*uffd < 0) return *uffd;
+  *wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (*wake < 0) {
+    const int err = errno;
+    close(*uffd);
+    *why = "eventfd: " + ErrnoText(err);
+    return -err;
+  }
+  return 0;
+}
+
 // Writes a message to stderr without allocating (the event threads must
 // not call malloc).
 void ReportFromEventThread(const char* what, int err) {
@@ -542,15 +557,9 @@ class UffdHub {
     // The parent may have forked between R1 and A3: no applier here will
     // ever clear that P.
     ClearGates();
-    const int uffd = OpenConfiguredUffd(why);
-    if (uffd < 0) return uffd;
-    const int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake < 0) {
-      const int err = errno;
-      close(uffd);
-      *why = "eventfd: " + ErrnoText(err);
-      return -err;
-    }
+    int uffd, wake;
+    const int rc = OpenHubFds(&uffd, &wake, why);
+    if (rc != 0) return rc;
     fds_->primary.store(uffd, std::memory_order_release);
     fds_->wake.store(wake, std::memory_order_release);
     if (!started_) return 0;
@@ -866,14 +875,8 @@ UffdHub* AcquireHub(std::string* why) {
   (void)installed;
   MutexLock l(&g_hub_mu);
   if (g_hub == nullptr) {
-    const int uffd = OpenConfiguredUffd(why);
-    if (uffd < 0) return nullptr;
-    const int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake < 0) {
-      *why = "eventfd: " + ErrnoText(errno);
-      close(uffd);
-      return nullptr;
-    }
+    int uffd, wake;
+    if (OpenHubFds(&uffd, &wake, why) != 0) return nullptr;
     g_hub = new UffdHub(uffd, wake);
   } else if (g_hub->owner_pid() != CurrentPid()) {
     // A fork child whose caches have not restarted the hub yet: this is
