@@ -25,8 +25,8 @@
 // HeavyFence(), which is what the hold protocol in cache_hit.h needs.
 //
 // Writers (Insert/Remove/Rebuild) hold the cache mutex; the reader is the
-// hit path in cache_hit.h. Buckets are never moved; a reader racing with a writer can at worst miss and fall back to the
-// slow path.
+// hit path in cache_hit.h. Buckets are never moved; a reader racing with a
+// writer can at worst miss and fall back to the slow path.
 //
 // Tables are replaced, not resized in place; a reader announces the table
 // it is reading in its ThreadState (table hazard) and a replaced table is

@@ -18,8 +18,8 @@
 #define REGCACHE_SRC_REGCACHE_MONITOR_H_
 
 #include <atomic>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
