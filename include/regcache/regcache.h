@@ -112,10 +112,12 @@ enum regcache_monitor_kind {
  * Only the ibverbs registrar can use on-demand paging (ODP). */
 enum regcache_mode {
   REGCACHE_MODE_AUTO = 0, /* ODP if the device's ODP covers local write,
-                             remote write and remote read on RC; else pin */
+                             remote write and remote read on RC and the
+                             device has no known ODP defect; else pin */
   REGCACHE_MODE_PIN,      /* pinned MRs, invalidated by the monitor */
   REGCACHE_MODE_ODP,      /* ODP MRs (never stale), no monitor; create fails
-                             with -EOPNOTSUPP where ODP is unavailable */
+                             with -EOPNOTSUPP where ODP is unavailable and
+                             warns on stderr where ODP has a known defect */
 };
 
 /* regcache_config.flags: how ODP mode registers (docs/odp.md). Ignored in
@@ -223,6 +225,8 @@ struct regcache_stats {
   enum regcache_monitor_kind monitor; /* the monitor in effect */
   enum regcache_mode mode;     /* pin or odp: the mode in effect */
   char mode_reason[160];       /* why, e.g. "rxe0: no on-demand paging ..." */
+  char monitor_reason[160];    /* why this monitor, e.g. "auto: kmod
+                                  (/dev/regcache is available)" */
 };
 
 int regcache_stats(regcache_t *cache, struct regcache_stats *out);

@@ -8,6 +8,7 @@
 
 #include "errors.h"
 #include "odp/ibverbs_registrar_id.h"
+#include "odp/odp_quirks.h"
 
 namespace regcache_internal {
 namespace {
@@ -19,22 +20,44 @@ std::string SupportedOps(const OdpCaps& caps, uint32_t access) {
   return s;
 }
 
-// `shown`: the access whose RC operations the reason lists.
+void AddWarning(ModeDecision* out, const std::string& text) {
+  if (!out->warning.empty()) out->warning += "; ";
+  out->warning += text;
+}
+
+// `shown`: the access whose RC operations the reason lists. `quirk`: the
+// device's known ODP defect (only with a forced odp), or NULL.
 int ChooseOdp(const regcache_config& config, ibv_pd* pd, const VerbsOps& ops,
-              const OdpOptions& options, uint32_t shown, ModeDecision* out) {
+              const OdpOptions& options, uint32_t shown, const OdpQuirk* quirk,
+              ModeDecision* out) {
   std::unique_ptr<OdpRegistrar> odp;
   std::string note;
   int rc = OdpRegistrar::Create(pd, out->caps, options, ops, &odp, &note);
   if (rc != 0) return SetError(rc, "regcache_create: mode odp: %s", note.c_str());
   out->mode = REGCACHE_MODE_ODP;
-  out->reason = (config.mode == REGCACHE_MODE_ODP ? "requested; " : "") +
-                out->caps.device + " supports ODP for RC " +
-                SupportedOps(out->caps, shown) +
-                (odp->implicit_mode() ? "; implicit MR" : "; explicit MRs");
+  out->reason = config.mode == REGCACHE_MODE_ODP ? "requested; " : "";
+  if (quirk != nullptr) {
+    out->reason += std::string("known defect ") + quirk->name + "; ";
+    AddWarning(out, "mode odp (requested) on " + out->caps.device +
+                        ", whose ODP has a known defect (" + quirk->name +
+                        "): " + quirk->defect);
+  }
+  out->reason += out->caps.device + " supports ODP for RC " +
+                 SupportedOps(out->caps, shown) +
+                 (odp->implicit_mode() ? "; implicit MR" : "; explicit MRs");
   if (!note.empty()) out->reason += " (" + note + ")";
   out->odp = std::move(odp);
   out->registrar = out->odp->registrar();
   out->monitor = REGCACHE_MONITOR_NONE;
+  if (config.monitor == REGCACHE_MONITOR_KMOD ||
+      config.monitor == REGCACHE_MONITOR_UFFD) {
+    const std::string requested = regcache_monitor_name(config.monitor);
+    out->monitor_reason = "none, not the requested " + requested +
+                          ": ODP registrations never go stale";
+    AddWarning(out, "monitor " + requested +
+                        " requested, but mode odp uses none (ODP "
+                        "registrations never go stale)");
+  }
   return 0;
 }
 
@@ -88,9 +111,18 @@ int ResolveMode(const regcache_registrar& registrar,
   // auto needs the usual access covered; a forced odp needs ODP at all.
   const uint32_t access = forced ? 0u : kAutoOdpAccess;
   std::string why;
-  if (OdpCovers(out->caps, OdpTransport::kRc, access, &why))
-    return ChooseOdp(config, pd, ops, options,
-                     forced ? uint32_t(REGCACHE_ACCESS_ALL) : access, out);
+  if (OdpCovers(out->caps, OdpTransport::kRc, access, &why)) {
+    const OdpQuirk* quirk = FindOdpQuirk(out->caps);
+    if (quirk == nullptr || forced)
+      return ChooseOdp(config, pd, ops, options,
+                       forced ? uint32_t(REGCACHE_ACCESS_ALL) : access, quirk,
+                       out);
+    out->mode = REGCACHE_MODE_PIN;
+    out->reason = out->caps.device + ": ODP not used, known defect " +
+                  quirk->name + " (" + quirk->summary +
+                  "); REGCACHE_MODE=odp overrides";
+    return 0;
+  }
   if (forced) {
     return SetError(-EOPNOTSUPP,
                     "regcache_create: mode odp (REGCACHE_MODE=odp or "

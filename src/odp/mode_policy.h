@@ -7,11 +7,15 @@
 //     not ibverbs: ODP not applicable"); odp -> -EOPNOTSUPP;
 //   - pin: pin, the device is not even probed;
 //   - the ibverbs registrar: probe its device (odp_probe.h); auto -> ODP when
-//     the device's ODP covers kAutoOdpAccess on RC, else pin with the
-//     probe's reason; odp -> ODP when the device has ODP at all (RC send
-//     covered), else -EOPNOTSUPP saying what is missing.
+//     the device's ODP covers kAutoOdpAccess on RC and the device has no
+//     known ODP defect (odp_quirks.h), else pin with the reason; odp -> ODP
+//     when the device has ODP at all (RC send covered), else -EOPNOTSUPP
+//     saying what is missing. A forced odp on a device with a known defect
+//     is honoured with a warning.
 // With ODP the decision carries the ODP registrar (which the cache keeps
-// alive and registers with) and monitor NONE: ODP MRs never go stale.
+// alive and registers with) and monitor NONE: ODP MRs never go stale. A
+// monitor the caller asked for by name (kmod, uffd) is then not used, and
+// the warning says so.
 #ifndef REGCACHE_SRC_ODP_MODE_POLICY_H_
 #define REGCACHE_SRC_ODP_MODE_POLICY_H_
 
@@ -43,6 +47,11 @@ struct ModeDecision {
   std::shared_ptr<OdpRegistrar> odp;
   // The monitor to create: config.monitor in pin mode, NONE in ODP mode.
   regcache_monitor_kind monitor = REGCACHE_MONITOR_AUTO;
+  // Why `monitor` differs from config.monitor, or "" when it does not.
+  std::string monitor_reason;
+  // What the caller should be told on stderr ("" for nothing): a forced ODP
+  // on a device with a known defect, a requested monitor set aside.
+  std::string warning;
   bool probed = false;  // caps are valid
   OdpCaps caps;
 };

@@ -88,6 +88,8 @@ int ProbeOdp(ibv_context* context, const VerbsOps& ops, OdpCaps* out) {
   out->ud_caps = attr.odp_caps.per_transport_caps.ud_odp_caps;
   out->xrc_caps = attr.xrc_odp_caps;
   out->max_mr_size = attr.orig_attr.max_mr_size;
+  out->vendor_id = attr.orig_attr.vendor_id;
+  out->vendor_part_id = attr.orig_attr.vendor_part_id;
   return 0;
 }
 

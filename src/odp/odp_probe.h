@@ -2,7 +2,7 @@
 // What a device can do with on-demand paging (ODP), and whether that covers
 // a registration's access rights.
 //
-// ProbeOdp() reads odp_caps (and xrc_odp_caps, max_mr_size) from
+// ProbeOdp() reads odp_caps (and xrc_odp_caps, max_mr_size, the vendor) from
 // ibv_query_device_ex() through VerbsOps; DescribeOdp() turns the result
 // into one line ("rxe0: no on-demand paging (odp_caps.general_caps = 0)",
 // "mlx5_0: ODP explicit+implicit; RC: send recv write read atomic; UD:
@@ -30,6 +30,8 @@ struct OdpCaps {
   // IBV_ODP_SUPPORT_{SEND,RECV,WRITE,READ,ATOMIC,SRQ_RECV} per transport.
   uint32_t rc_caps = 0, uc_caps = 0, ud_caps = 0, xrc_caps = 0;
   uint64_t max_mr_size = 0;  // orig_attr.max_mr_size: largest explicit MR
+  uint32_t vendor_id = 0;       // orig_attr.vendor_id (odp_quirks.h)
+  uint32_t vendor_part_id = 0;  // orig_attr.vendor_part_id
 
   bool supported() const {
     return query_error == 0 && (general_caps & IBV_ODP_SUPPORT) != 0;

@@ -212,8 +212,9 @@ int regcache_print_stats(regcache_t* cache, void* stream) {
           s.deregistrations, s.registration_errors, s.evictions, s.uncacheable,
           s.entries_now, s.pinned_bytes_now, s.in_use_now,
           s.registrations ? double(s.registration_ns) / 1e3 / double(s.registrations) : 0.0);
-  fprintf(f, "regcache mode=%s (%s), monitor=%s\n", regcache_mode_name(s.mode),
-          s.mode_reason, regcache_monitor_name(s.monitor));
+  fprintf(f, "regcache mode=%s (%s), monitor=%s (%s)\n",
+          regcache_mode_name(s.mode), s.mode_reason,
+          regcache_monitor_name(s.monitor), s.monitor_reason);
   fprintf(f, "regcache invalidations:");
   for (int r = 0; r < REGCACHE_INVAL_NREASONS; ++r) {
     fprintf(f, " %s=%" PRIu64,

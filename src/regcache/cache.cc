@@ -109,8 +109,12 @@ int Cache::Create(const regcache_registrar& registrar,
   c->mode_ = mode.mode;
   c->mode_reason_ = mode.reason;
   c->mode_owner_ = mode.odp;
-  if (mode.mode == REGCACHE_MODE_ODP)
+  if (!mode.monitor_reason.empty())
+    c->monitor_note_ = mode.monitor_reason;
+  else if (mode.mode == REGCACHE_MODE_ODP)
     c->monitor_note_ = "none (ODP registrations never go stale)";
+  if (!mode.warning.empty())
+    fprintf(stderr, "regcache: warning: %s\n", mode.warning.c_str());
   // ---- end of the ODP hook.
 
   // Choose the monitor.
@@ -1024,6 +1028,8 @@ void Cache::Stats(struct regcache_stats* out) {
   out->monitor = monitor_kind_;
   out->mode = mode_;  // ODP mode policy
   snprintf(out->mode_reason, sizeof out->mode_reason, "%s", mode_reason_.c_str());
+  snprintf(out->monitor_reason, sizeof out->monitor_reason, "%s",
+           monitor_note_.c_str());
 }
 
 bool Cache::CheckInvariants(std::string* why) {

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "odp/mode_policy.h"
 #include "odp/odp_probe.h"
+#include "odp/odp_quirks.h"
 #include "odp/verbs_ops.h"
 #include "regcache/ibverbs.h"
 #include "regcache/regcache.h"
@@ -29,9 +30,11 @@ namespace {
 
 using regcache_internal::DefaultVerbsOps;
 using regcache_internal::DescribeOdp;
+using regcache_internal::FindOdpQuirk;
 using regcache_internal::kAutoOdpAccess;
 using regcache_internal::OdpCaps;
 using regcache_internal::OdpCovers;
+using regcache_internal::OdpQuirk;
 using regcache_internal::OdpTransport;
 using regcache_internal::ProbeOdp;
 
@@ -199,12 +202,18 @@ TEST_F(OdpDevice, AutoChoosesOdpWhenTheDeviceCoversIt) {
   if (!caps_.supported()) GTEST_SKIP() << NoOdpSkipReason();
   std::string why;
   const bool covered = OdpCovers(caps_, OdpTransport::kRc, kAutoOdpAccess, &why);
+  const OdpQuirk* quirk = FindOdpQuirk(caps_);
   ASSERT_EQ(Create(REGCACHE_MODE_AUTO), 0) << regcache_last_error();
   struct regcache_stats s;
   ASSERT_EQ(regcache_stats(cache_, &s), 0);
-  EXPECT_EQ(s.mode, covered ? REGCACHE_MODE_ODP : REGCACHE_MODE_PIN) << s.mode_reason;
+  EXPECT_EQ(s.mode, covered && quirk == nullptr ? REGCACHE_MODE_ODP : REGCACHE_MODE_PIN)
+      << s.mode_reason;
   if (!covered) {
     EXPECT_EQ(std::string(s.mode_reason), why);
+  } else if (quirk != nullptr) {
+    EXPECT_TRUE(Contains(s.mode_reason, std::string("known defect ") + quirk->name))
+        << s.mode_reason;
+    printf("known device defect %s: %s: auto pinned\n", quirk->name, quirk->defect);
   }
 }
 

@@ -67,6 +67,11 @@ class FakeVerbs {
     odp_.per_transport_caps.ud_odp_caps = ud;
   }
   void set_xrc_caps(uint32_t bits) { xrc_caps_ = bits; }
+  // orig_attr.vendor_id / vendor_part_id (default 0, 0: no known device).
+  void set_vendor(uint32_t id, uint32_t part_id) {
+    vendor_id_ = id;
+    vendor_part_id_ = part_id;
+  }
   void ClearCalls() { calls_.clear(); }  // forget the calls recorded so far
   void set_query_result(int positive_errno) { query_result_ = positive_errno; }
   void set_reg_errno(int e) { reg_errno_ = e; }       // 0: reg_mr succeeds
@@ -116,6 +121,8 @@ class FakeVerbs {
     if (f->query_result_ != 0) return f->query_result_;
     memset(attr, 0, sizeof *attr);
     attr->orig_attr.max_mr_size = uint64_t{1} << 40;
+    attr->orig_attr.vendor_id = f->vendor_id_;
+    attr->orig_attr.vendor_part_id = f->vendor_part_id_;
     attr->odp_caps = f->odp_;
     attr->xrc_odp_caps = f->xrc_caps_;
     return 0;
@@ -181,6 +188,7 @@ class FakeVerbs {
 
   ibv_odp_caps odp_{};
   uint32_t xrc_caps_ = 0;
+  uint32_t vendor_id_ = 0, vendor_part_id_ = 0;
   int query_result_ = 0;
   int reg_errno_ = 0;
   int advise_result_ = 0;

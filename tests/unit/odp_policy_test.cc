@@ -42,6 +42,12 @@ const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
 constexpr uint32_t kRcSendRecvWriteRead =
     IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_RECV | IBV_ODP_SUPPORT_WRITE |
     IBV_ODP_SUPPORT_READ;
+// What Soft-RoCE (rdma_rxe) reports as its vendor and part, and the RC ODP
+// operations its ODP claims in Linux 7.3.
+constexpr uint32_t kRxeVendorId = 0xFFFFFF, kRxeVendorPartId = 0;
+constexpr uint32_t kRxeRcOdp = kRcSendRecvWriteRead | IBV_ODP_SUPPORT_ATOMIC |
+                               IBV_ODP_SUPPORT_SRQ_RECV;
+
 constexpr uint32_t kRw = REGCACHE_ACCESS_LOCAL_WRITE |
                          REGCACHE_ACCESS_REMOTE_WRITE |
                          REGCACHE_ACCESS_REMOTE_READ;
@@ -256,6 +262,91 @@ TEST(ModePolicy, OdpRequestedUsesPartialOdp) {
   EXPECT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_ODP), *fake.ops(), &d),
             -EOPNOTSUPP);
   EXPECT_TRUE(Contains(regcache_last_error(), "lacks send")) << regcache_last_error();
+}
+
+TEST(ModePolicy, AutoPinsRxeWhoseOdpMisplacesData) {
+  FakeVerbs fake("rxe0");
+  fake.set_vendor(kRxeVendorId, kRxeVendorPartId);
+  fake.SetOdp(kRxeRcOdp, /*implicit=*/false, /*ud=*/IBV_ODP_SUPPORT_SEND);
+  const regcache_registrar in = IbverbsOver(fake);
+  ModeDecision d;
+  ASSERT_EQ(ResolveMode(in, Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_KMOD),
+                        *fake.ops(), &d),
+            0);
+  EXPECT_EQ(d.mode, REGCACHE_MODE_PIN);
+  EXPECT_EQ(d.reason,
+            "rxe0: ODP not used, known defect rxe-odp-page-offset (unaligned "
+            "RDMA lands misplaced); REGCACHE_MODE=odp overrides");
+  EXPECT_LT(d.reason.size(), sizeof(static_cast<struct regcache_stats*>(nullptr)->mode_reason));
+  EXPECT_EQ(d.registrar.reg, in.reg) << "pin keeps the caller's registrar";
+  EXPECT_EQ(d.monitor, REGCACHE_MONITOR_KMOD) << "pin keeps the configured monitor";
+  EXPECT_EQ(d.odp, nullptr);
+  EXPECT_EQ(d.warning, "") << "auto quietly avoids the defect";
+  EXPECT_EQ(fake.count(Op::kRegMr), 0u);
+}
+
+TEST(ModePolicy, KnownDefectIsRecognisedByVendorNotByName) {
+  FakeVerbs renamed("roce_lab");  // rdma link add roce_lab type rxe ...
+  renamed.set_vendor(kRxeVendorId, kRxeVendorPartId);
+  renamed.SetOdp(kRxeRcOdp, false);
+  ModeDecision d;
+  ASSERT_EQ(ResolveMode(IbverbsOver(renamed), Config(REGCACHE_MODE_AUTO),
+                        *renamed.ops(), &d),
+            0);
+  EXPECT_EQ(d.mode, REGCACHE_MODE_PIN) << d.reason;
+
+  FakeVerbs not_rxe("rxe0");  // named like rxe, but a Mellanox device
+  not_rxe.set_vendor(0x02c9, 4123);
+  not_rxe.SetOdp(kRxeRcOdp, false);
+  ASSERT_EQ(ResolveMode(IbverbsOver(not_rxe), Config(REGCACHE_MODE_AUTO),
+                        *not_rxe.ops(), &d),
+            0);
+  EXPECT_EQ(d.mode, REGCACHE_MODE_ODP) << d.reason;
+}
+
+TEST(ModePolicy, OdpRequestedOnADefectiveDeviceIsHonouredWithAWarning) {
+  FakeVerbs fake("rxe0");
+  fake.set_vendor(kRxeVendorId, kRxeVendorPartId);
+  fake.SetOdp(kRxeRcOdp, false);
+  ModeDecision d;
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_ODP, REGCACHE_MONITOR_AUTO),
+                        *fake.ops(), &d),
+            0);
+  EXPECT_EQ(d.mode, REGCACHE_MODE_ODP);
+  EXPECT_EQ(d.reason,
+            "requested; known defect rxe-odp-page-offset; rxe0 supports ODP "
+            "for RC send/recv/write/read/atomic; explicit MRs");
+  EXPECT_TRUE(Contains(d.warning, "rxe0, whose ODP has a known defect "
+                                  "(rxe-odp-page-offset)"))
+      << d.warning;
+  EXPECT_TRUE(Contains(d.warning, "data misplaced")) << d.warning;
+  EXPECT_EQ(d.monitor_reason, "") << "auto was asked for: nothing set aside";
+}
+
+TEST(ModePolicy, OdpSaysWhenItSetsARequestedMonitorAside) {
+  FakeVerbs fake("mlx5_0");
+  fake.SetOdp(kRcSendRecvWriteRead, false);
+  for (regcache_monitor_kind requested : {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD}) {
+    ModeDecision d;
+    ASSERT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_AUTO, requested),
+                          *fake.ops(), &d),
+              0);
+    ASSERT_EQ(d.mode, REGCACHE_MODE_ODP);
+    EXPECT_EQ(d.monitor, REGCACHE_MONITOR_NONE);
+    const std::string name = regcache_monitor_name(requested);
+    EXPECT_EQ(d.monitor_reason, "none, not the requested " + name +
+                                    ": ODP registrations never go stale");
+    EXPECT_TRUE(Contains(d.warning, "monitor " + name + " requested, but mode odp uses none"))
+        << d.warning;
+  }
+  for (regcache_monitor_kind quiet : {REGCACHE_MONITOR_AUTO, REGCACHE_MONITOR_NONE}) {
+    ModeDecision d;
+    ASSERT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_AUTO, quiet),
+                          *fake.ops(), &d),
+              0);
+    EXPECT_EQ(d.monitor_reason, "");
+    EXPECT_EQ(d.warning, "");
+  }
 }
 
 TEST(ModePolicy, PinNeverProbes) {
@@ -555,6 +646,46 @@ TEST_F(OdpCacheTest, AutoWithOdpUsesNoMonitorAndShowsTheMode) {
                        "mode=odp (mlx5_0 supports ODP for RC send/recv/write/read; "
                        "explicit MRs), monitor=none"))
       << printed;
+}
+
+TEST_F(OdpCacheTest, AutoOnRxeOdpPinsAndSaysWhy) {
+  fake_.set_vendor(kRxeVendorId, kRxeVendorPartId);
+  fake_.SetOdp(kRxeRcOdp, false);
+  const regcache_registrar r = IbverbsOver(fake_);
+  regcache_config cfg = Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_NONE);
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(regcache_create(&r, &cfg, &cache_), 0) << regcache_last_error();
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  struct regcache_stats s;
+  ASSERT_EQ(regcache_stats(cache_, &s), 0);
+  EXPECT_EQ(s.mode, REGCACHE_MODE_PIN);
+  EXPECT_TRUE(Contains(s.mode_reason, "known defect rxe-odp-page-offset")) << s.mode_reason;
+  // (The pinned registrar calls libibverbs itself, which FakeVerbs is not:
+  // the cache is not asked to register here.)
+  EXPECT_EQ(fake_.count(Op::kRegMr), 0u);
+}
+
+TEST_F(OdpCacheTest, ForcedOdpOnRxeWarnsAndNamesTheSetAsideMonitor) {
+  fake_.set_vendor(kRxeVendorId, kRxeVendorPartId);
+  fake_.SetOdp(kRxeRcOdp, false);
+  const regcache_registrar r = IbverbsOver(fake_);
+  regcache_config cfg = Config(REGCACHE_MODE_ODP, REGCACHE_MONITOR_KMOD);
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(regcache_create(&r, &cfg, &cache_), 0) << regcache_last_error();
+  const std::string err = testing::internal::GetCapturedStderr();
+  // (The fixture's fake device is called mlx5_0; the vendor makes it rxe.)
+  EXPECT_TRUE(Contains(err, "regcache: warning: mode odp (requested) on mlx5_0, whose "
+                            "ODP has a known defect (rxe-odp-page-offset)"))
+      << err;
+  EXPECT_TRUE(Contains(err, "monitor kmod requested, but mode odp uses none")) << err;
+  struct regcache_stats s;
+  ASSERT_EQ(regcache_stats(cache_, &s), 0);
+  EXPECT_EQ(s.mode, REGCACHE_MODE_ODP);
+  EXPECT_EQ(s.monitor, REGCACHE_MONITOR_NONE);
+  EXPECT_STREQ(s.monitor_reason,
+               "none, not the requested kmod: ODP registrations never go stale");
+  const std::string printed = PrintedStats();
+  EXPECT_TRUE(Contains(printed, "monitor=none (none, not the requested kmod")) << printed;
 }
 
 TEST_F(OdpCacheTest, OdpRegistrationSurvivesMunmapAndRemap) {
