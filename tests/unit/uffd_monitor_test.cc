@@ -297,6 +297,19 @@ int ThreadsNamed(const std::string& name) {
   return count;
 }
 
+// ThreadsNamed(name) once it has dropped to 0, or after 5 s. pthread_join()
+// returns when the kernel clears the thread's tid (in exit_mm), a moment
+// before the task leaves /proc/self/task: a joined thread can still be
+// listed there for a little while.
+int ThreadsNamedOnceGone(const std::string& name) {
+  int n = ThreadsNamed(name);
+  for (int i = 0; i < 500 && n > 0; ++i) {
+    usleep(10000);
+    n = ThreadsNamed(name);
+  }
+  return n;
+}
+
 TEST_F(UffdMonitorTest, StartReturnsWithBothEventThreadsRunning) {
   // Regression: Start() returned while its threads were still starting; a
   // fork at that moment under ASan (whose allocator has no fork handler)
@@ -306,8 +319,8 @@ TEST_F(UffdMonitorTest, StartReturnsWithBothEventThreadsRunning) {
   EXPECT_EQ(ThreadsNamed("regcache-uffd-r"), 1);
   EXPECT_EQ(ThreadsNamed("regcache-uffd-a"), 1);
   monitor_->Stop();
-  EXPECT_EQ(ThreadsNamed("regcache-uffd-r"), 0);
-  EXPECT_EQ(ThreadsNamed("regcache-uffd-a"), 0);
+  EXPECT_EQ(ThreadsNamedOnceGone("regcache-uffd-r"), 0);
+  EXPECT_EQ(ThreadsNamedOnceGone("regcache-uffd-a"), 0);
 }
 
 TEST_F(UffdMonitorTest, MunmapSetsGateBeforeReturningAndWaitForPendingApplies) {
