@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: BSD-2-Clause
-// The pin/ODP mode policy (see mode_policy.h) and regcache_mode_name().
+// The pin/ODP mode policy (see mode_policy.h).
 #include "odp/mode_policy.h"
 
 #include <infiniband/verbs.h>
 
 #include <cerrno>
 
-#include "errors.h"
-#include "odp/ibverbs_registrar_id.h"
+#include "base/errors.h"
 #include "odp/odp_quirks.h"
 
 namespace regcache_internal {
@@ -63,7 +62,7 @@ int ChooseOdp(const regcache_config& config, ibv_pd* pd, const VerbsOps& ops,
 
 }  // namespace
 
-int ResolveMode(const regcache_registrar& registrar,
+int ResolveMode(const regcache_registrar& registrar, ibv_pd* pd,
                 const regcache_config& config, const VerbsOps& ops,
                 ModeDecision* out, const OdpOptions& options) {
   *out = ModeDecision{};
@@ -91,8 +90,7 @@ int ResolveMode(const regcache_registrar& registrar,
   }
   const bool forced = requested_mode == REGCACHE_MODE_ODP;
 
-  ibv_pd* pd = nullptr;
-  if (!IsIbverbsRegistrar(registrar, &pd) || pd == nullptr) {
+  if (pd == nullptr) {
     if (forced) {
       return SetError(-EOPNOTSUPP,
                       "regcache_create: mode odp needs the ibverbs registrar "
@@ -135,12 +133,3 @@ int ResolveMode(const regcache_registrar& registrar,
 }
 
 }  // namespace regcache_internal
-
-extern "C" const char* regcache_mode_name(enum regcache_mode mode) {
-  switch (mode) {
-    case REGCACHE_MODE_AUTO: return "auto";
-    case REGCACHE_MODE_PIN: return "pin";
-    case REGCACHE_MODE_ODP: return "odp";
-  }
-  return "unknown";
-}

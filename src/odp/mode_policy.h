@@ -2,9 +2,14 @@
 // The mode policy: pin or on-demand paging (ODP), decided once at cache
 // creation.
 //
-// ResolveMode() looks at the registrar and config.mode:
-//   - a registrar that is not the ibverbs one: auto -> pin ("registrar X is
-//     not ibverbs: ODP not applicable"); odp -> -EOPNOTSUPP;
+// The API layer (src/regcache/create.cc) calls ResolveMode() before the
+// cache exists and hands the cache the registrar and monitor kind decided
+// here; the cache core never sees this file.
+//
+// ResolveMode() looks at the registrar, its protection domain and
+// config.mode:
+//   - a registrar that is not the ibverbs one (pd NULL): auto -> pin
+//     ("registrar X is not ibverbs: ODP not applicable"); odp -> -EOPNOTSUPP;
 //   - pin: pin, the device is not even probed;
 //   - the ibverbs registrar: probe its device (odp_probe.h); auto -> ODP when
 //     the device's ODP covers kAutoOdpAccess on RC and the device has no
@@ -56,9 +61,11 @@ struct ModeDecision {
   OdpCaps caps;
 };
 
-// Returns 0 with *out filled, or -EINVAL (unknown mode) / -EOPNOTSUPP (odp
-// requested where unavailable) with the thread's error message set.
-int ResolveMode(const regcache_registrar& registrar,
+// `pd`: the protection domain of `registrar` when it is the ibverbs
+// registrar (IsIbverbsRegistrar() in src/regcache/registrar/ibverbs.h), else
+// NULL. Returns 0 with *out filled, or -EINVAL (unknown mode) / -EOPNOTSUPP
+// (odp requested where unavailable) with the thread's error message set.
+int ResolveMode(const regcache_registrar& registrar, ibv_pd* pd,
                 const regcache_config& config, const VerbsOps& ops,
                 ModeDecision* out, const OdpOptions& options = OdpOptions{});
 

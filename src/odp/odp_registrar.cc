@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "errors.h"
-#include "verbs_access.h"
+#include "base/errors.h"
+#include "registrar/verbs_access.h"
 
 namespace regcache_internal {
 namespace {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: BSD-2-Clause
-// The kmod monitor (src/regcache/kmod_monitor.cc) against the real module:
+// The kmod monitor (src/regcache/monitor/kmod.cc) against the real module:
 // tokens go stale synchronously, the event thread tells the sink which range
 // and why, ring overflow falls back to a rescan, fork children restart, and
 // the cache's C API caches and invalidates through it. Needs /dev/regcache
@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "monitor.h"
+#include "monitor/monitor.h"
 #include "regcache/kmod_uapi.h"
 #include "regcache/regcache.h"
 

@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
-#include "cache.h"
+#include "core/cache.h"
 #include "fake_registrar.h"
-#include "fences.h"
+#include "core/fences.h"
 #include "gtest/gtest.h"
 #include "regcache/regcache.h"
 #include "regcache/regcache.hpp"

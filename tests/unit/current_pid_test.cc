@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "monitor_fds.h"
+#include "monitor/fds.h"
 
 namespace regcache_internal {
 namespace {

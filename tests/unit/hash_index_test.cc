@@ -2,7 +2,7 @@
 // Tests of the hit path's hash index: how the hash spreads the keys real
 // workloads produce (runs of consecutive buffers), and Insert/Find/Remove
 // across table rebuilds.
-#include "hash_index.h"
+#include "core/hash_index.h"
 
 #include <cstdint>
 #include <set>

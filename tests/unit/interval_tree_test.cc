@@ -6,7 +6,7 @@
 // printed and recorded; REGCACHE_TEST_SEED=<n> replays a run. This binary
 // replaces global operator new/delete to count allocations, so it can check
 // that the tree never allocates.
-#include "interval_tree.h"
+#include "core/interval_tree.h"
 
 #include <algorithm>
 #include <atomic>

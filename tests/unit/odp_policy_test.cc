@@ -198,7 +198,7 @@ TEST(ModePolicy, AutoWithoutOdpPinsAndSaysWhy) {
   fake.SetNoOdp();
   const regcache_registrar in = IbverbsOver(fake);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(in, Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_UFFD),
+  ASSERT_EQ(ResolveMode(in, fake.pd(), Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_UFFD),
                         *fake.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN);
@@ -214,7 +214,7 @@ TEST(ModePolicy, OdpRequestedWithoutOdpFailsWithWhatIsMissing) {
   FakeVerbs fake("rxe0");
   fake.SetNoOdp();
   ModeDecision d;
-  EXPECT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_ODP), *fake.ops(), &d),
+  EXPECT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_ODP), *fake.ops(), &d),
             -EOPNOTSUPP);
   const std::string msg = regcache_last_error();
   EXPECT_TRUE(Contains(msg, "mode odp")) << msg;
@@ -226,7 +226,7 @@ TEST(ModePolicy, AutoChoosesOdpWhenRcWriteAndReadAreCovered) {
   FakeVerbs fake("mlx5_0");
   fake.SetOdp(kRcSendRecvWriteRead, /*implicit=*/false);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_KMOD),
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_KMOD),
                         *fake.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_ODP);
@@ -243,7 +243,7 @@ TEST(ModePolicy, AutoPinsWhenRcWriteIsNotCovered) {
   fake.SetOdp(IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_RECV | IBV_ODP_SUPPORT_READ,
               false, /*ud=*/FakeVerbs::kRcAll);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_AUTO), *fake.ops(), &d), 0);
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_AUTO), *fake.ops(), &d), 0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN);
   EXPECT_EQ(d.reason,
             "mlx5_0: ODP on RC lacks write (needed for remote write); "
@@ -254,12 +254,12 @@ TEST(ModePolicy, OdpRequestedUsesPartialOdp) {
   FakeVerbs fake("mlx5_0");
   fake.SetOdp(IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_READ, false);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_ODP), *fake.ops(), &d), 0);
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_ODP), *fake.ops(), &d), 0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_ODP);
   EXPECT_EQ(d.reason, "requested; mlx5_0 supports ODP for RC send/read; explicit MRs");
 
   fake.SetOdp(IBV_ODP_SUPPORT_READ, false);  // not even sends
-  EXPECT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_ODP), *fake.ops(), &d),
+  EXPECT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_ODP), *fake.ops(), &d),
             -EOPNOTSUPP);
   EXPECT_TRUE(Contains(regcache_last_error(), "lacks send")) << regcache_last_error();
 }
@@ -270,7 +270,7 @@ TEST(ModePolicy, AutoPinsRxeWhoseOdpMisplacesData) {
   fake.SetOdp(kRxeRcOdp, /*implicit=*/false, /*ud=*/IBV_ODP_SUPPORT_SEND);
   const regcache_registrar in = IbverbsOver(fake);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(in, Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_KMOD),
+  ASSERT_EQ(ResolveMode(in, fake.pd(), Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_KMOD),
                         *fake.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN);
@@ -290,7 +290,7 @@ TEST(ModePolicy, KnownDefectIsRecognisedByVendorNotByName) {
   renamed.set_vendor(kRxeVendorId, kRxeVendorPartId);
   renamed.SetOdp(kRxeRcOdp, false);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(renamed), Config(REGCACHE_MODE_AUTO),
+  ASSERT_EQ(ResolveMode(IbverbsOver(renamed), renamed.pd(), Config(REGCACHE_MODE_AUTO),
                         *renamed.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN) << d.reason;
@@ -298,7 +298,7 @@ TEST(ModePolicy, KnownDefectIsRecognisedByVendorNotByName) {
   FakeVerbs not_rxe("rxe0");  // named like rxe, but a Mellanox device
   not_rxe.set_vendor(0x02c9, 4123);
   not_rxe.SetOdp(kRxeRcOdp, false);
-  ASSERT_EQ(ResolveMode(IbverbsOver(not_rxe), Config(REGCACHE_MODE_AUTO),
+  ASSERT_EQ(ResolveMode(IbverbsOver(not_rxe), not_rxe.pd(), Config(REGCACHE_MODE_AUTO),
                         *not_rxe.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_ODP) << d.reason;
@@ -309,7 +309,7 @@ TEST(ModePolicy, OdpRequestedOnADefectiveDeviceIsHonouredWithAWarning) {
   fake.set_vendor(kRxeVendorId, kRxeVendorPartId);
   fake.SetOdp(kRxeRcOdp, false);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_ODP, REGCACHE_MONITOR_AUTO),
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_ODP, REGCACHE_MONITOR_AUTO),
                         *fake.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_ODP);
@@ -328,7 +328,7 @@ TEST(ModePolicy, OdpSaysWhenItSetsARequestedMonitorAside) {
   fake.SetOdp(kRcSendRecvWriteRead, false);
   for (regcache_monitor_kind requested : {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD}) {
     ModeDecision d;
-    ASSERT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_AUTO, requested),
+    ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_AUTO, requested),
                           *fake.ops(), &d),
               0);
     ASSERT_EQ(d.mode, REGCACHE_MODE_ODP);
@@ -341,7 +341,7 @@ TEST(ModePolicy, OdpSaysWhenItSetsARequestedMonitorAside) {
   }
   for (regcache_monitor_kind quiet : {REGCACHE_MONITOR_AUTO, REGCACHE_MONITOR_NONE}) {
     ModeDecision d;
-    ASSERT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_AUTO, quiet),
+    ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_AUTO, quiet),
                           *fake.ops(), &d),
               0);
     EXPECT_EQ(d.monitor_reason, "");
@@ -353,7 +353,7 @@ TEST(ModePolicy, PinNeverProbes) {
   FakeVerbs fake("mlx5_0");
   fake.SetOdp(FakeVerbs::kRcAll, true);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake), Config(REGCACHE_MODE_PIN), *fake.ops(), &d), 0);
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_PIN), *fake.ops(), &d), 0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN);
   EXPECT_EQ(d.reason, "requested");
   EXPECT_EQ(fake.calls().size(), 0u);
@@ -365,11 +365,11 @@ TEST(ModePolicy, OtherRegistrarsAreNotIbverbs) {
   regcache_registrar other{};
   ASSERT_EQ(regcache_registrar_fake(0, &other), 0);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(other, Config(REGCACHE_MODE_AUTO), *fake.ops(), &d), 0);
+  ASSERT_EQ(ResolveMode(other, nullptr, Config(REGCACHE_MODE_AUTO), *fake.ops(), &d), 0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN);
   EXPECT_EQ(d.reason, std::string("registrar ") + other.name +
                           " is not ibverbs: ODP not applicable");
-  EXPECT_EQ(ResolveMode(other, Config(REGCACHE_MODE_ODP), *fake.ops(), &d), -EOPNOTSUPP);
+  EXPECT_EQ(ResolveMode(other, nullptr, Config(REGCACHE_MODE_ODP), *fake.ops(), &d), -EOPNOTSUPP);
   EXPECT_TRUE(Contains(regcache_last_error(), "is not ibverbs")) << regcache_last_error();
   EXPECT_EQ(fake.calls().size(), 0u);
 }
@@ -377,7 +377,7 @@ TEST(ModePolicy, OtherRegistrarsAreNotIbverbs) {
 TEST(ModePolicy, UnknownModeIsInvalid) {
   FakeVerbs fake("mlx5_0");
   ModeDecision d;
-  EXPECT_EQ(ResolveMode(IbverbsOver(fake), Config(regcache_mode(7)), *fake.ops(), &d),
+  EXPECT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(regcache_mode(7)), *fake.ops(), &d),
             -EINVAL);
   EXPECT_TRUE(Contains(regcache_last_error(), "unknown mode 7")) << regcache_last_error();
 }
@@ -864,7 +864,7 @@ TEST_F(OdpCacheTest, OtherRegistrarsStayPinned) {
 TEST_F(OdpCacheTest, ImplicitMrServesEveryGetWithoutRegistering) {
   fake_.SetOdp(FakeVerbs::kRcAll, /*implicit=*/true);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake_), Config(REGCACHE_MODE_AUTO), *fake_.ops(), &d,
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake_), fake_.pd(), Config(REGCACHE_MODE_AUTO), *fake_.ops(), &d,
                         OdpOptions{true, OdpPrefetch::kAsync}),
             0);
   ASSERT_EQ(d.mode, REGCACHE_MODE_ODP);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Tests of RangeRefcount against a per-unit oracle, plus the edges of the
 // address space.
-#include "range_refcount.h"
+#include "registrar/range_refcount.h"
 
 #include <cstdint>
 #include <limits>

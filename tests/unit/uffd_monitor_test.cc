@@ -42,10 +42,10 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "monitor.h"
+#include "monitor/monitor.h"
 #include "regcache/regcache.h"
 #include "test_util.h"
-#include "uffd_monitor.h"
+#include "monitor/uffd.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define REGCACHE_TEST_TSAN 1

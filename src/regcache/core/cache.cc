@@ -1,0 +1,1037 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The cache's slow paths: creation and destruction, the miss path (which
+// registers without holding a lock and then publishes the entry),
+// invalidation, CLOCK eviction and reclamation of zombies. The hit path is
+// in cache_hit.h and the locking protocol is in cache.h.
+#include "core/cache.h"
+
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "base/errors.h"
+#include "core/registry.h"
+
+namespace regcache_internal {
+
+__thread TlsCacheRef t_cache_refs[kTlsWays]
+    __attribute__((tls_model("initial-exec")));
+
+namespace {
+
+std::atomic<uint64_t> g_next_cache_id{1};
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
+void SetState(Entry* e, EntryState state) {
+  const uint64_t s = e->seq.load(std::memory_order_relaxed);
+  e->seq.store(SeqMake(SeqGeneration(s) + 1, state), std::memory_order_release);
+}
+
+static_assert(REGCACHE_ACCESS_ALL <= kTagAccessMask,
+              "access bits must fit a bucket tag");
+
+constexpr size_t kDefaultEntryCapacity = size_t{1} << 24;
+constexpr size_t kMaxThreadStates = 1 << 16;
+constexpr int kMaxMissRetries = 8;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Creation and destruction
+
+int Cache::Create(const CacheSetup& setup, const regcache_config& config,
+                  Cache** out) {
+  if (setup.registrar.reg == nullptr || setup.registrar.dereg == nullptr) {
+    return SetError(-EINVAL, "regcache_create: the registrar has no %s callback",
+                    setup.registrar.reg == nullptr ? "reg" : "dereg");
+  }
+  std::unique_ptr<Cache> c(new Cache());
+  c->registrar_ = setup.registrar;
+  c->config_ = config;
+  c->id_ = g_next_cache_id.fetch_add(1);
+  const long page = sysconf(_SC_PAGESIZE);
+#if defined(__x86_64__)
+  if (uint64_t(page) != page_mask_ + 1) {
+    return SetError(-EINVAL, "regcache_create: page size %ld, not 4096", page);
+  }
+#else
+  c->page_mask_ = uint64_t(page) - 1;
+#endif
+
+  size_t capacity = kDefaultEntryCapacity;
+  if (config.max_entries != 0 && config.max_entries * 2 > capacity)
+    capacity = config.max_entries * 2;
+  int rc;
+  {
+    MutexLock l(&c->mu_);
+    rc = c->entries_.Init(capacity);
+  }
+  if (rc == 0) rc = c->threads_.Init(kMaxThreadStates);
+  if (rc == 0) rc = c->index_.Init(1024);
+  if (rc != 0) {
+    return SetError(rc, "regcache_create: cannot reserve cache memory: %s",
+                    strerror(-rc));
+  }
+
+  c->mode_ = setup.mode;
+  c->mode_reason_ = setup.mode_reason;
+  c->registrar_owner_ = setup.registrar_owner;
+  c->monitor_note_ = setup.monitor_reason;
+
+  // Choose the monitor.
+  std::string why_kmod, why_uffd;
+  switch (setup.monitor) {
+    case REGCACHE_MONITOR_NONE:
+      c->monitor_ = CreateNullMonitor();
+      break;
+    case REGCACHE_MONITOR_KMOD:
+      c->monitor_ = CreateKmodMonitor(&why_kmod);
+      if (!c->monitor_) {
+        return SetError(-ENODEV, "regcache_create: monitor kmod unavailable: %s",
+                        why_kmod.c_str());
+      }
+      break;
+    case REGCACHE_MONITOR_UFFD:
+      c->monitor_ = CreateUffdMonitor(&why_uffd);
+      if (!c->monitor_) {
+        return SetError(-ENODEV, "regcache_create: monitor uffd unavailable: %s",
+                        why_uffd.c_str());
+      }
+      break;
+    case REGCACHE_MONITOR_AUTO:
+      c->monitor_ = CreateKmodMonitor(&why_kmod);
+      if (c->monitor_) {
+        c->monitor_note_ = "auto: kmod (/dev/regcache is available)";
+        break;
+      }
+      c->monitor_ = CreateUffdMonitor(&why_uffd);
+      if (c->monitor_) {
+        c->monitor_note_ = "auto: uffd (kmod unavailable: " + why_kmod + ")";
+        break;
+      }
+      return SetError(-ENODEV,
+                      "regcache_create: no invalidation monitor works here "
+                      "(kmod: %s; uffd: %s); set REGCACHE_MONITOR=none to cache "
+                      "with explicit invalidation only",
+                      why_kmod.c_str(), why_uffd.c_str());
+    default:
+      return SetError(-EINVAL, "regcache_create: unknown monitor %d",
+                      int(setup.monitor));
+  }
+  c->monitor_kind_ = c->monitor_->kind();
+  c->range_generations_ = c->monitor_kind_ == REGCACHE_MONITOR_KMOD;
+  if (c->monitor_note_.empty())
+    c->monitor_note_ = std::string(regcache_monitor_name(c->monitor_kind_)) +
+                       " (requested)";
+  std::string why;
+  rc = c->monitor_->Start(c.get(), &c->gate_, &why);
+  if (rc != 0) {
+    return SetError(rc, "regcache_create: monitor %s failed to start: %s",
+                    regcache_monitor_name(c->monitor_kind_), why.c_str());
+  }
+  c->StartReaper();
+  RegisterCache(c.get());
+  *out = c.release();
+  return 0;
+}
+
+Cache::~Cache() = default;
+
+int Cache::Destroy() {
+  gate_.fetch_or(kGateDestroying);
+  UnregisterCache(this);
+  if (config_.print_stats_at_exit) {
+    regcache_print_stats(reinterpret_cast<regcache_t*>(this), stderr);
+  }
+  monitor_->Stop();
+  StopReaper();
+
+  // Every entry still registered goes now, held or not.
+  size_t held = 0;
+  Entry* all = nullptr;
+  {
+    MutexLock l(&mu_);
+    uint64_t mark = mark_counter_.fetch_add(1) + 1;
+    ScanHolds(mark, &Entry::evict_mark);
+    for (size_t i = 0; i < entries_.used(); ++i) {
+      Entry* e = entries_.At(i);
+      uint64_t st = SeqState(e->seq.load(std::memory_order_relaxed));
+      if (st == kFree) continue;
+      if (e->evict_mark.load(std::memory_order_relaxed) == mark) ++held;
+      e->zombie_next = all;
+      all = e;
+    }
+  }
+  for (Entry* e = all; e != nullptr; e = e->zombie_next) {
+    if (!e->inherited) {
+      registrar_.dereg(registrar_.ctx, &e->mr);
+      deregistrations_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  int rc = 0;
+  if (held != 0) {
+    rc = SetError(-EBUSY,
+                  "regcache_destroy: %zu registration(s) were still held; "
+                  "they have been deregistered anyway",
+                  held);
+    fprintf(stderr, "regcache: %s\n", regcache_last_error());
+  }
+  HashTable* retired;
+  {
+    MutexLock l(&mu_);
+    retired = retired_tables_;
+    retired_tables_ = nullptr;
+    entries_.Release();
+  }
+  while (retired != nullptr) {
+    HashTable* next = retired->retired_next;
+    HashTable::Destroy(retired);
+    retired = next;
+  }
+  index_.DestroyAll();
+  threads_.Release();
+  delete this;
+  return rc;
+}
+
+// ---------------------------------------------------------------------------
+// Errors on the fast paths
+
+int Cache::BadRequest(const void* addr, size_t length, uint32_t access) {
+  if (length == 0) return SetError(-EINVAL, "regcache_get: length is 0");
+  if (addr == nullptr)
+    return SetError(-EINVAL, "regcache_get: addr is NULL with length %zu", length);
+  if (access & ~uint32_t{REGCACHE_ACCESS_ALL}) {
+    return SetError(-EINVAL, "regcache_get: unknown access bits 0x%x",
+                    access & ~uint32_t{REGCACHE_ACCESS_ALL});
+  }
+  return SetError(-EINVAL,
+                  "regcache_get: range %p + %zu overflows the address space",
+                  addr, length);
+}
+
+int Cache::BadHandle(const HoldSlot* slot, bool already_released) {
+  if (already_released) {
+    return SetError(-EALREADY, "regcache_put: handle %p was already released",
+                    static_cast<const void*>(slot));
+  }
+  return SetError(-EINVAL, "regcache_put: %p is not a handle of this cache",
+                  static_cast<const void*>(slot));
+}
+
+// ---------------------------------------------------------------------------
+// Thread states and hold slots
+
+ThreadState* Cache::ThreadStateForCaller() {
+  if (const TlsCacheRef* ref = FindTlsRef()) return OwnerOf(ref->hint);
+  ThreadState* ts = LookupThreadStateSlow(id_);
+  if (ts == nullptr) {
+    MutexLock l(&mu_);
+    // Reuse a state orphaned by an exited thread, else make one.
+    for (size_t i = 0; i < threads_.used() && ts == nullptr; ++i) {
+      ThreadState* cand = threads_.At(i);
+      uint32_t zero = 0;
+      if (cand->live.compare_exchange_strong(zero, 1)) ts = cand;
+    }
+    if (ts == nullptr) {
+      ts = threads_.Allocate();
+      if (ts == nullptr) {
+        SetError(-ENOMEM, "regcache: too many threads (%zu) use this cache",
+                 kMaxThreadStates);
+        return nullptr;
+      }
+      ts->live.store(1);
+    }
+    for (ThreadState* s = ts; s != nullptr; s = s->overflow.load())
+      s->SetOwner(ThisThreadKey());
+  }
+  RememberThreadState(id_, ts);
+  return ts;
+}
+
+HoldSlot* Cache::FindFreeSlot(ThreadState* ts) {
+  for (ThreadState* s = ts; s != nullptr;
+       s = s->overflow.load(std::memory_order_acquire)) {
+    for (int i = 0; i < kSlotsPerThread; ++i) {
+      if (s->slots[i].held.load(std::memory_order_relaxed) == 0)
+        return &s->slots[i];
+    }
+  }
+  return nullptr;
+}
+
+HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e) {
+  HoldSlot* slot = FindFreeSlot(ts);
+  if (slot == nullptr) {
+    // All held: chain another state owned by this thread.
+    ThreadState* extra = threads_.Allocate();
+    if (extra == nullptr) return nullptr;
+    extra->SetOwner(ThisThreadKey());
+    extra->live.store(2);  // never adopted as a thread's primary state
+    ThreadState* tail = ts;
+    while (tail->overflow.load() != nullptr) tail = tail->overflow.load();
+    tail->overflow.store(extra, std::memory_order_release);
+    slot = &extra->slots[0];
+  }
+  slot->entry.store(e, std::memory_order_relaxed);
+  slot->held.store(1, std::memory_order_release);
+  return slot;
+}
+
+void Cache::ScanHolds(uint64_t mark, std::atomic<uint64_t> Entry::*field) {
+  const size_t n = threads_.used();
+  for (size_t i = 0; i < n; ++i) {
+    ThreadState* ts = threads_.At(i);
+    for (int j = 0; j < kSlotsPerThread; ++j) {
+      HoldSlot& s = ts->slots[j];
+      if (s.held.load(std::memory_order_acquire) == 1) {
+        Entry* e = s.entry.load(std::memory_order_acquire);
+        if (e != nullptr) (e->*field).store(mark, std::memory_order_relaxed);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Slow get and the miss path
+
+Entry* Cache::FindCoveringLocked(uint64_t first, uint64_t last,
+                                 uint32_t access) {
+  IntervalNode* n = tree_.FindCovering(first, last, [&](IntervalNode* node) {
+    Entry* e = EntryOfNode(node);
+    const std::atomic<uint64_t>* gen =
+        e->watch_generation.load(std::memory_order_relaxed);
+    return (access & ~e->access.load(std::memory_order_relaxed)) == 0 &&
+           gen->load(std::memory_order_acquire) ==
+               e->watch_expected.load(std::memory_order_relaxed);
+  });
+  return n == nullptr ? nullptr : EntryOfNode(n);
+}
+
+void Cache::AddAliasLocked(Entry* e, uint64_t first, HashTable** retired) {
+  if (first == e->first.load(std::memory_order_relaxed)) return;
+  for (int i = 0; i < e->alias_count; ++i)
+    if (e->alias_firsts[i] == first) return;
+  if (e->alias_count == kMaxAliases) return;
+  if (index_.Insert(first, e, e->last.load(std::memory_order_relaxed),
+                    e->access.load(std::memory_order_relaxed), retired))
+    e->alias_firsts[e->alias_count++] = first;
+}
+
+int Cache::GetAnnouncingTable(ThreadState* ts, uint64_t first, uint64_t last,
+                              uint32_t access, HoldSlot** out) {
+  HashTable* t = index_.table();
+  ts->table_hazard.store(t, std::memory_order_relaxed);
+  LightFence();
+  if (index_.table() != t) return GetSlow(first, last, access, out);
+  // Announced: the hit path can read t now. last | page_mask_ == last, so
+  // re-entering Get() with [first, last] asks for the same pages.
+  return Get(reinterpret_cast<const void*>(first), last - first + 1, access, out);
+}
+
+int Cache::GetWithBusyHint(ThreadState* ts, uint64_t first, uint64_t last,
+                           uint32_t access, HoldSlot** out) {
+  HoldSlot* slot = FindFreeSlot(ts);
+  if (slot == nullptr || OwnerOf(slot) != ts) {
+    // Every slot of the primary state is held: the slow path chains more.
+    return GetSlow(first, last, access, out);
+  }
+  // ts came from this thread's way for the cache (Get() found it there).
+  FindTlsRef()->hint = slot;
+  return Get(reinterpret_cast<const void*>(first), last - first + 1, access, out);
+}
+
+int Cache::GetProbing(HoldSlot* slot, uint64_t first, uint64_t last,
+                      uint32_t access, HoldSlot** out) {
+  // Get() announced this table in the slot's state and checked that it is
+  // the current one.
+  HashTable* t = OwnerOf(slot)->table_hazard.load(std::memory_order_relaxed);
+  const uint64_t key = BucketKey(first);
+  for (size_t i = HashFirst(first, t->mask);; i = (i + 1) & t->mask) {
+    Entry* raced;
+    switch (TryBucket(t->bucket(i), key, last, access, slot, &raced)) {
+      case Probe::kHit:
+        slot->AddHit();
+        *out = slot;
+        return 0;
+      case Probe::kNext:
+        break;
+      case Probe::kRaced:
+        return BackOffAndGetSlow(slot, raced, first, last, access, out);
+      case Probe::kEnd:
+        return GetSlow(first, last, access, out);
+    }
+  }
+}
+
+int Cache::BackOffAndGetSlow(HoldSlot* slot, Entry* e, uint64_t first,
+                             uint64_t last, uint32_t access, HoldSlot** out) {
+  slot->held.store(0, std::memory_order_release);
+  BackOff(e);
+  return GetSlow(first, last, access, out);
+}
+
+void Cache::BackOff(Entry* e) {
+  // The reader may have been counted as a holder by a concurrent reclaim
+  // scan; make sure the zombie is not stranded.
+  if (SeqState(e->seq.load(std::memory_order_acquire)) == kZombie)
+    ReclaimZombies();
+}
+
+int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
+                   HoldSlot** out) {
+  for (int attempt = 0;; ++attempt) {
+    const uint32_t gate = gate_.load(std::memory_order_acquire);
+    if (gate & kGateDestroying)
+      return SetError(-ESHUTDOWN, "regcache_get: the cache is being destroyed");
+    if (gate & kGateForked) HandleForkInChild();
+    // A monitor with per-range generations (kmod) reports through its ring
+    // without the gate: drain it first, so the stale entry is gone before a
+    // miss inserts its replacement (a late event would drop the new one).
+    if ((gate & kGateEventsPending) || range_generations_) monitor_->WaitForPending();
+
+    ThreadState* ts = ThreadStateForCaller();
+    if (ts == nullptr) return -ENOMEM;
+    uint64_t inval_seq;
+    HashTable* retired = nullptr;
+    {
+      MutexLock l(&mu_);
+      Entry* e = caching_disabled_ ? nullptr
+                                   : FindCoveringLocked(first, last, access);
+      if (e != nullptr) {
+        HoldSlot* slot = TakeSlotLocked(ts, e);
+        if (slot != nullptr) {
+          AddAliasLocked(e, first, &retired);
+          e->lru_epoch.store(1, std::memory_order_relaxed);
+          AdoptRetiredLocked(retired);
+          slot->AddHit();
+          *out = slot;
+          return 0;
+        }
+      }
+      inval_seq = inval_seq_;
+    }
+    const int rc = Miss(first, last, access, ts, inval_seq, out);
+    if (rc != kRetryMiss) return rc;
+    if (attempt == kMaxMissRetries) {
+      return SetError(-EBUSY,
+                      "regcache_get: [0x%" PRIx64 ", 0x%" PRIx64
+                      "] was invalidated during each of %d registrations",
+                      first, last, kMaxMissRetries + 1);
+    }
+  }
+}
+
+int Cache::RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
+                                regcache_mr* mr) {
+  const size_t length = last - first + 1;
+  int rc = 0;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    *mr = regcache_mr{};
+    mr->addr = reinterpret_cast<void*>(first);
+    mr->length = length;
+    mr->access = access;
+    const uint64_t t0 = NowNs();
+    rc = registrar_.reg(registrar_.ctx, mr->addr, length, access, mr);
+    registration_ns_.fetch_add(NowNs() - t0, std::memory_order_relaxed);
+    if (rc == 0) {
+      registrations_.fetch_add(1, std::memory_order_relaxed);
+      mr->addr = reinterpret_cast<void*>(first);
+      mr->length = length;
+      mr->access |= access;  // a registrar may widen, never narrow
+      return 0;
+    }
+    registration_errors_.fetch_add(1, std::memory_order_relaxed);
+    if (rc > 0) rc = -rc;
+    if ((rc != -ENOMEM && rc != -EAGAIN) || attempt == 1) break;
+    // Out of pinnable memory: drop every unused registration and retry.
+    size_t evicted;
+    {
+      MutexLock l(&mu_);
+      evicted = EvictLocked(/*all_unused=*/true);
+    }
+    ReclaimZombies();
+    if (evicted == 0 && zombie_count() == 0) break;
+  }
+  if (rc == -ENOMEM || rc == -EAGAIN) {
+    rlimit rl{};
+    getrlimit(RLIMIT_MEMLOCK, &rl);
+    char soft[32], hard[32];
+    if (rl.rlim_cur == RLIM_INFINITY) snprintf(soft, sizeof soft, "unlimited");
+    else snprintf(soft, sizeof soft, "%llu bytes", (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_max == RLIM_INFINITY) snprintf(hard, sizeof hard, "unlimited");
+    else snprintf(hard, sizeof hard, "%llu bytes", (unsigned long long)rl.rlim_max);
+    const uint64_t pinned = pinned_bytes_now_.load();
+    const bool memlock = rl.rlim_cur != RLIM_INFINITY &&
+                         pinned + length > rl.rlim_cur;
+    return SetError(
+        rc,
+        "regcache_get: %s registering %zu bytes at 0x%" PRIx64
+        " failed (%s) after evicting every unused registration; this cache "
+        "pins %" PRIu64 " bytes in %" PRIu64 " registrations; %s; "
+        "RLIMIT_MEMLOCK soft %s, hard %s (see docs/operators.md)",
+        registrar_.name ? registrar_.name : "registrar", length, first,
+        strerror(-rc), pinned, entries_now_.load(),
+        memlock ? "the memlock limit (RLIMIT_MEMLOCK) was hit"
+                : "the device or kernel ran out of registration resources",
+        soft, hard);
+  }
+  return SetError(rc, "regcache_get: %s registering %zu bytes at 0x%" PRIx64
+                      " failed: %s",
+                  registrar_.name ? registrar_.name : "registrar", length,
+                  first, strerror(-rc));
+}
+
+int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
+                ThreadState* ts, uint64_t inval_seq_at_start, HoldSlot** out) {
+  misses_.fetch_add(1, std::memory_order_relaxed);
+  // Watch BEFORE registering: an unmap between the two is then seen either
+  // through the token's generation or through InvalidatedSinceLocked().
+  WatchToken token;
+  bool cacheable = !caching_disabled_;
+  if (cacheable) {
+    int rc = monitor_->Watch(first, last, &token);
+    if (rc == -EOPNOTSUPP) {
+      cacheable = false;
+    } else if (rc != 0) {
+      return SetError(rc, "regcache_get: monitor %s cannot watch [0x%" PRIx64
+                          ", 0x%" PRIx64 "]: %s",
+                      regcache_monitor_name(monitor_kind_), first, last,
+                      strerror(-rc));
+    }
+  }
+  if (!cacheable) {
+    token = WatchToken{};
+    token.generation = StaticGeneration();
+    token.expected = token.generation->load();
+  }
+
+  // A full cache evicts before it registers, not after: the pinned memory
+  // never exceeds max_bytes by the new range (max_bytes is how a cache
+  // stays under RLIMIT_MEMLOCK), and the victim's pages are unpinned before
+  // the new ones are pinned. The check after the insertion below still
+  // catches what concurrent misses added meanwhile.
+  if (cacheable) MakeRoomFor(last - first + 1);
+
+  regcache_mr mr;
+  int rc = RegisterWithEviction(first, last, access, &mr);
+  if (rc != 0) {
+    if (cacheable) monitor_->Unwatch(first, last, token);
+    return rc;
+  }
+
+  HashTable* retired = nullptr;
+  HoldSlot* slot = nullptr;
+  bool raced = false;
+  bool evicted = false;
+  Entry* e;
+  {
+    MutexLock l(&mu_);
+    e = entries_.Allocate();
+    if (e != nullptr) {
+      e->first.store(first, std::memory_order_relaxed);
+      e->last.store(last, std::memory_order_relaxed);
+      e->access.store(mr.access, std::memory_order_relaxed);
+      e->watch_generation.store(token.generation, std::memory_order_relaxed);
+      e->watch_expected.store(token.expected, std::memory_order_relaxed);
+      // Unreferenced: its place at the head already protects a new entry.
+      e->lru_epoch.store(0, std::memory_order_relaxed);
+      e->mr = mr;
+      e->token = token;
+      e->watched = cacheable;
+      e->inherited = false;
+      e->alias_count = 0;
+      e->node.first = first;
+      e->node.last = last;
+      entries_now_.fetch_add(1, std::memory_order_relaxed);
+      pinned_bytes_now_.fetch_add(mr.length, std::memory_order_relaxed);
+      raced = cacheable &&
+              (InvalidatedSinceLocked(inval_seq_at_start, first, last) ||
+               token.generation->load(std::memory_order_acquire) !=
+                   token.expected);
+      if (!cacheable || raced) {
+        // Born a zombie: served once (uncacheable) or discarded (raced).
+        SetState(e, kZombie);
+        e->zombie_next = zombies_;
+        zombies_ = e;
+        ++zombie_count_;
+        zombies_now_.fetch_add(1, std::memory_order_release);
+      } else {
+        tree_.Insert(&e->node);
+        index_.Insert(first, e, last, mr.access, &retired);
+        e->lru_prev = nullptr;
+        e->lru_next = lru_head_;
+        if (lru_head_ != nullptr) lru_head_->lru_prev = e;
+        lru_head_ = e;
+        if (lru_tail_ == nullptr) lru_tail_ = e;
+        ++valid_entries_;
+        valid_bytes_ += mr.length;
+        SetState(e, kValid);
+      }
+      if (!raced) slot = TakeSlotLocked(ts, e);
+      if (!raced && cacheable && OverLimitsLocked())
+        evicted = EvictLocked(/*all_unused=*/false) != 0;
+    }
+    AdoptRetiredLocked(retired);
+  }
+  if (e == nullptr) {
+    registrar_.dereg(registrar_.ctx, &mr);
+    deregistrations_.fetch_add(1, std::memory_order_relaxed);
+    if (cacheable) monitor_->Unwatch(first, last, token);
+    return SetError(-ENOMEM, "regcache_get: the cache's entry table is full "
+                             "(%zu entries)", entries_.capacity());
+  }
+  if (retired != nullptr) FreeRetiredTables();
+  if (!cacheable) uncacheable_.fetch_add(1, std::memory_order_relaxed);
+  if (raced) {
+    ReclaimZombies();
+    return kRetryMiss;
+  }
+  if (evicted) ReclaimZombies();
+  if (slot == nullptr) {
+    // Could not allocate a hold slot: release the entry as an orphan.
+    {
+      MutexLock l(&mu_);
+      if (SeqState(e->seq.load()) == kValid) KillLocked(e);
+    }
+    ReclaimZombies();
+    return SetError(-ENOMEM, "regcache_get: out of hold slots");
+  }
+  *out = slot;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Invalidation and eviction
+
+void Cache::KillLocked(Entry* e) {
+  tree_.Erase(&e->node);
+  index_.Remove(e->first.load(std::memory_order_relaxed), e);
+  for (int i = 0; i < e->alias_count; ++i) index_.Remove(e->alias_firsts[i], e);
+  e->alias_count = 0;
+  if (e->lru_prev != nullptr) e->lru_prev->lru_next = e->lru_next;
+  else lru_head_ = e->lru_next;
+  if (e->lru_next != nullptr) e->lru_next->lru_prev = e->lru_prev;
+  else lru_tail_ = e->lru_prev;
+  e->lru_prev = e->lru_next = nullptr;
+  --valid_entries_;
+  valid_bytes_ -= e->mr.length;
+  SetState(e, kZombie);
+  e->zombie_next = zombies_;
+  zombies_ = e;
+  ++zombie_count_;
+  zombies_now_.fetch_add(1, std::memory_order_release);
+}
+
+void Cache::RecordInvalidationLocked(uint64_t first, uint64_t last) {
+  const int i = int(inval_seq_ % kRecentInvalidations);
+  recent_first_[i] = first;
+  recent_last_[i] = last;
+  ++inval_seq_;
+}
+
+bool Cache::InvalidatedSinceLocked(uint64_t seq, uint64_t first,
+                                   uint64_t last) {
+  if (inval_seq_ - seq > uint64_t(kRecentInvalidations)) return true;
+  for (uint64_t s = seq; s != inval_seq_; ++s) {
+    const int i = int(s % kRecentInvalidations);
+    if (recent_first_[i] <= last && first <= recent_last_[i]) return true;
+  }
+  return false;
+}
+
+void Cache::InvalidateRange(uint64_t first, uint64_t last,
+                            regcache_inval_reason reason) {
+  size_t killed = 0;
+  {
+    MutexLock l(&mu_);
+    RecordInvalidationLocked(first, last);
+    // Collect first (the tree must not change under ForEachOverlap).
+    Entry* victims = nullptr;
+    tree_.ForEachOverlap(first, last, [&](IntervalNode* n) {
+      Entry* e = EntryOfNode(n);
+      e->zombie_next = victims;  // scratch link until KillLocked
+      victims = e;
+      return true;
+    });
+    while (victims != nullptr) {
+      Entry* e = victims;
+      victims = e->zombie_next;
+      KillLocked(e);
+      ++killed;
+    }
+  }
+  if (killed != 0) {
+    invalidations_[reason].fetch_add(killed, std::memory_order_relaxed);
+    WakeReaper();
+  }
+}
+
+// max_bytes bounds pinned memory; ODP MRs pin nothing, so in ODP mode only
+// max_entries evicts.
+bool Cache::OverLimitsLocked(size_t extra_entries, uint64_t extra_bytes) const {
+  return (config_.max_entries != 0 &&
+          valid_entries_ + extra_entries > config_.max_entries) ||
+         (config_.max_bytes != 0 && mode_ != REGCACHE_MODE_ODP &&
+          valid_bytes_ + extra_bytes > config_.max_bytes);
+}
+
+void Cache::MakeRoomFor(uint64_t bytes) {
+  size_t evicted = 0;
+  {
+    MutexLock l(&mu_);
+    if (OverLimitsLocked(1, bytes))
+      evicted = EvictLocked(/*all_unused=*/false, 1, bytes);
+  }
+  if (evicted != 0) ReclaimZombies();
+}
+
+// An entry's CLOCK reference bit is the kTagReferenced bit of each of its
+// buckets (set by lock-free hits) or lru_epoch (set by slow-path hits).
+bool Cache::TestAndClearReferencedLocked(Entry* e) {
+  bool referenced = e->lru_epoch.exchange(0, std::memory_order_relaxed) != 0;
+  auto test = [&](uint64_t first) {
+    if (Bucket* b = index_.Find(first, e))
+      referenced |= (b->tag.fetch_and(~kTagReferenced) & kTagReferenced) != 0;
+  };
+  test(e->first.load(std::memory_order_relaxed));
+  for (int i = 0; i < e->alias_count; ++i) test(e->alias_firsts[i]);
+  return referenced;
+}
+
+// CLOCK over lru_: hits set an entry's reference bit;
+// the hand at the tail gives a referenced entry a second chance (clears the
+// bit, moves it to the head) and evicts an unreferenced one. Entries seen
+// held by an advisory hold scan are skipped: evicting them would only make
+// their next get a miss. Returns the number evicted.
+size_t Cache::EvictLocked(bool all_unused, size_t extra_entries,
+                          uint64_t extra_bytes) {
+  const uint64_t mark = mark_counter_.fetch_add(1) + 1;
+  ScanHolds(mark, &Entry::evict_mark);
+  size_t evicted = 0;
+  size_t budget = 2 * valid_entries_ + 1;
+  Entry* e = lru_tail_;
+  while (e != nullptr && budget-- > 0 &&
+         (all_unused || OverLimitsLocked(extra_entries, extra_bytes))) {
+    Entry* prev = e->lru_prev;
+    const bool held = e->evict_mark.load(std::memory_order_relaxed) == mark;
+    const bool referenced = TestAndClearReferencedLocked(e);
+    if (held || (referenced && !all_unused)) {
+      if (e != lru_head_) {  // move to head
+        if (prev != nullptr) prev->lru_next = e->lru_next;
+        if (e->lru_next != nullptr) e->lru_next->lru_prev = prev;
+        else lru_tail_ = prev;
+        e->lru_prev = nullptr;
+        e->lru_next = lru_head_;
+        lru_head_->lru_prev = e;
+        lru_head_ = e;
+      }
+      if (all_unused && held && prev == nullptr) break;
+    } else {
+      KillLocked(e);
+      ++evicted;
+    }
+    e = prev;
+  }
+  evictions_.fetch_add(evicted, std::memory_order_relaxed);
+  return evicted;
+}
+
+int Cache::Invalidate(const void* addr, size_t length) {
+  const uint64_t a = reinterpret_cast<uint64_t>(addr);
+  if (length == 0 || a + (length - 1) < a) {
+    return SetError(-EINVAL, "regcache_invalidate: bad range %p + %zu", addr,
+                    length);
+  }
+  InvalidateRange(a & ~page_mask_, (a + (length - 1)) | page_mask_,
+                  REGCACHE_INVAL_EXPLICIT);
+  ReclaimZombies();
+  return 0;
+}
+
+int Cache::Flush() {
+  size_t n = 0;
+  {
+    MutexLock l(&mu_);
+    RecordInvalidationLocked(0, UINT64_MAX);
+    while (lru_tail_ != nullptr) {
+      KillLocked(lru_tail_);
+      ++n;
+    }
+  }
+  invalidations_[REGCACHE_INVAL_FLUSH].fetch_add(n, std::memory_order_relaxed);
+  ReclaimZombies();
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Reclamation
+
+void Cache::AdoptRetiredLocked(HashTable* list) {
+  if (list == nullptr) return;
+  HashTable* tail = list;
+  while (tail->retired_next != nullptr) tail = tail->retired_next;
+  tail->retired_next = retired_tables_;
+  retired_tables_ = list;
+}
+
+size_t Cache::zombie_count() {
+  MutexLock l(&mu_);
+  return zombie_count_;
+}
+
+void Cache::ReclaimZombies() {
+  MutexLock reclaim(&reclaim_mu_);
+  Entry* batch;
+  bool other_threads;
+  {
+    MutexLock l(&mu_);
+    batch = zombies_;
+    zombies_ = nullptr;
+    zombie_count_ = 0;
+    other_threads = OtherThreadsMayHitLocked();
+  }
+  if (batch == nullptr) return;
+  FenceAgainstHitPaths(other_threads);  // W5: see cache_hit.h
+  const uint64_t mark = mark_counter_.fetch_add(1) + 1;
+  ScanHolds(mark, &Entry::held_mark);
+  Entry* keep = nullptr;
+  Entry* drop = nullptr;
+  size_t kept = 0;
+  while (batch != nullptr) {
+    Entry* e = batch;
+    batch = e->zombie_next;
+    if (e->held_mark.load(std::memory_order_relaxed) == mark) {
+      e->zombie_next = keep;
+      keep = e;
+      ++kept;
+    } else {
+      e->zombie_next = drop;
+      drop = e;
+    }
+  }
+  if (keep != nullptr) {
+    MutexLock l(&mu_);
+    Entry* tail = keep;
+    while (tail->zombie_next != nullptr) tail = tail->zombie_next;
+    tail->zombie_next = zombies_;
+    zombies_ = keep;
+    zombie_count_ += kept;
+  }
+  if (drop == nullptr) return;
+  // No lock but reclaim_mu_ here: dereg may free and munmap.
+  for (Entry* e = drop; e != nullptr; e = e->zombie_next) {
+    if (e->watched)
+      monitor_->Unwatch(e->first.load(std::memory_order_relaxed),
+                        e->last.load(std::memory_order_relaxed), e->token);
+    if (!e->inherited) {
+      int rc = registrar_.dereg(registrar_.ctx, &e->mr);
+      deregistrations_.fetch_add(1, std::memory_order_relaxed);
+      if (rc != 0) {
+        fprintf(stderr, "regcache: %s dereg of %p+%zu failed: %s\n",
+                registrar_.name ? registrar_.name : "registrar", e->mr.addr,
+                e->mr.length, strerror(rc < 0 ? -rc : rc));
+      }
+    }
+  }
+  MutexLock l(&mu_);
+  while (drop != nullptr) {
+    Entry* e = drop;
+    drop = e->zombie_next;
+    entries_now_.fetch_sub(1, std::memory_order_relaxed);
+    pinned_bytes_now_.fetch_sub(e->mr.length, std::memory_order_relaxed);
+    e->watched = false;
+    e->inherited = false;
+    SetState(e, kFree);
+    zombies_now_.fetch_sub(1, std::memory_order_release);
+    entries_.Free(e);
+  }
+}
+
+// A thread can only reach the hit path's R3 with a live ThreadState, and it
+// gets one under mu_. So when, under mu_, every live state is the caller's,
+// any other thread that registers later does so after this critical
+// section, hence after W1 tombstoned every bucket of the batch (and after
+// the batch's tables were replaced): it cannot hold a zombie of the batch
+// or announce a retired table. A thread that exited stored live = 0 after
+// its last hold (release), so its holds are visible to the scan. Then no
+// other CPU needs a barrier and a single-threaded process (an MPI rank,
+// say) pays no membarrier() per reclaim. Any doubt (an owner key being
+// rewritten, a state of another thread) means HeavyFence().
+bool Cache::OtherThreadsMayHitLocked() const {
+  const void* me = ThisThreadKey();
+  for (size_t i = 0; i < threads_.used(); ++i) {
+    const ThreadState* ts = threads_.At(i);
+    if (ts->live.load(std::memory_order_acquire) != 0 &&
+        ts->slots[0].owner_key.load(std::memory_order_relaxed) != me) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Cache::FenceAgainstHitPaths(bool other_threads) {
+  if (other_threads) {
+    HeavyFence();
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
+void Cache::FreeRetiredTables() {
+  HashTable* candidates;
+  bool other_threads;
+  {
+    MutexLock l(&mu_);
+    candidates = retired_tables_;
+    retired_tables_ = nullptr;
+    other_threads = OtherThreadsMayHitLocked();
+  }
+  if (candidates == nullptr) return;
+  FenceAgainstHitPaths(other_threads);
+  HashTable* keep = nullptr;
+  while (candidates != nullptr) {
+    HashTable* t = candidates;
+    candidates = t->retired_next;
+    bool in_use = false;
+    for (size_t i = 0; i < threads_.used() && !in_use; ++i) {
+      in_use = threads_.At(i)->table_hazard.load(std::memory_order_acquire) == t;
+    }
+    if (in_use) {
+      t->retired_next = keep;
+      keep = t;
+    } else {
+      HashTable::Destroy(t);
+    }
+  }
+  if (keep != nullptr) {
+    MutexLock l(&mu_);
+    HashTable* tail = keep;
+    while (tail->retired_next != nullptr) tail = tail->retired_next;
+    tail->retired_next = retired_tables_;
+    retired_tables_ = keep;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The reaper
+
+void Cache::StartReaper() {
+  if (monitor_kind_ == REGCACHE_MONITOR_NONE) return;  // nothing async
+  {
+    std::lock_guard<std::mutex> l(reaper_mu_);
+    reaper_stop_ = false;
+    reaper_wake_ = false;
+  }
+  reaper_ = std::thread([this] { ReaperLoop(); });
+}
+
+void Cache::StopReaper() {
+  if (!reaper_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> l(reaper_mu_);
+    reaper_stop_ = true;
+  }
+  reaper_cv_.notify_one();
+  reaper_.join();
+}
+
+void Cache::WakeReaper() {
+  if (!reaper_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> l(reaper_mu_);
+    reaper_wake_ = true;
+  }
+  reaper_cv_.notify_one();
+}
+
+void Cache::ReaperLoop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(reaper_mu_);
+      reaper_cv_.wait(l, [this] { return reaper_wake_ || reaper_stop_; });
+      if (reaper_stop_) return;
+      reaper_wake_ = false;
+    }
+    ReclaimZombies();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and checks
+
+void Cache::Stats(struct regcache_stats* out) {
+  if (range_generations_) monitor_->WaitForPending();  // counters up to date
+  *out = {};
+  uint64_t hits = 0;
+  for (size_t i = 0; i < threads_.used(); ++i) {
+    for (const HoldSlot& slot : threads_.At(i)->slots)
+      hits += slot.hits.load(std::memory_order_relaxed);
+  }
+  out->hits = hits;
+  out->misses = misses_.load();
+  out->registrations = registrations_.load();
+  out->deregistrations = deregistrations_.load();
+  out->registration_errors = registration_errors_.load();
+  out->evictions = evictions_.load();
+  for (int r = 0; r < REGCACHE_INVAL_NREASONS; ++r)
+    out->invalidations[r] = invalidations_[r].load();
+  out->uncacheable = uncacheable_.load();
+  out->registration_ns = registration_ns_.load();
+  out->entries_now = entries_now_.load();
+  out->pinned_bytes_now = pinned_bytes_now_.load();
+  uint64_t in_use = 0;
+  for (size_t i = 0; i < threads_.used(); ++i) {
+    for (int j = 0; j < kSlotsPerThread; ++j)
+      in_use += threads_.At(i)->slots[j].held.load(std::memory_order_relaxed);
+  }
+  out->in_use_now = in_use;
+  out->monitor = monitor_kind_;
+  out->mode = mode_;  // ODP mode policy
+  snprintf(out->mode_reason, sizeof out->mode_reason, "%s", mode_reason_.c_str());
+  snprintf(out->monitor_reason, sizeof out->monitor_reason, "%s",
+           monitor_note_.c_str());
+}
+
+bool Cache::CheckInvariants(std::string* why) {
+  MutexLock l(&mu_);
+  if (!tree_.CheckInvariants(why)) return false;
+  size_t n = 0, bytes = 0;
+  for (Entry* e = lru_head_; e != nullptr; e = e->lru_next) {
+    if (SeqState(e->seq.load()) != kValid) {
+      *why = "a non-valid entry is on the LRU list";
+      return false;
+    }
+    ++n;
+    bytes += e->mr.length;
+  }
+  if (n != valid_entries_ || n != tree_.size() || bytes != valid_bytes_) {
+    *why = "valid_entries_/valid_bytes_ disagree with the LRU list or tree";
+    return false;
+  }
+  size_t z = 0;
+  for (Entry* e = zombies_; e != nullptr; e = e->zombie_next) {
+    if (SeqState(e->seq.load()) != kZombie) {
+      *why = "a non-zombie entry is on the zombie list";
+      return false;
+    }
+    ++z;
+  }
+  if (z != zombie_count_) {
+    *why = "zombie_count_ disagrees with the zombie list";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace regcache_internal

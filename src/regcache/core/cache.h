@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The registration cache: lookup structures, the miss path, invalidation,
+// eviction and reclamation. The lock-free hit path is in cache_hit.h.
+//
+// Data structures (docs/design.md has the picture):
+//   entries_   Arena<Entry>: every registration, type-stable.
+//   tree_      IntervalTree of valid entries: the authoritative lookup, used
+//              by the miss path and by invalidation. Guarded by mu_.
+//   index_     HashIndex: first page (and alias pages) -> entry, read
+//              without locks by the hit path, written under mu_.
+//   threads_   Arena<ThreadState>: per-thread hold slots (the handles).
+//   lru_       valid entries, most recently inserted first (CLOCK hand at
+//              the tail). Guarded by mu_.
+//   zombies_   entries out of every lookup structure, waiting for their
+//              holds to drain before deregistration. Guarded by mu_.
+//
+// Locking protocol:
+//   reclaim_mu_ before mu_, never the other way. mu_ is never held across a
+//   registrar call, a monitor Watch/Unwatch, malloc/free, or anything else
+//   that may munmap memory, because munmap may block until the userfaultfd
+//   event thread reads the event, and that thread takes mu_ (through
+//   InvalidateRange) to apply it. reclaim_mu_ is held across deregistration
+//   (which may munmap); the event thread never takes it.
+#ifndef REGCACHE_SRC_REGCACHE_CORE_CACHE_H_
+#define REGCACHE_SRC_REGCACHE_CORE_CACHE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/arena.h"
+#include "core/entry.h"
+#include "core/fences.h"
+#include "core/hash_index.h"
+#include "core/interval_tree.h"
+#include "monitor/monitor.h"
+#include "regcache/regcache.h"
+#include "base/thread_annotations.h"
+#include "core/thread_state.h"
+
+namespace regcache_internal {
+
+// Per-thread map from cache id to the hold slot this thread tries first in
+// that cache; the thread's ThreadState there is OwnerOf(hint). Ids, not
+// pointers, so a destroyed cache's address reused by a new cache never
+// matches a stale slot. Keeping the slot, not the state, here saves the hit
+// path a dependent load.
+struct TlsCacheRef {
+  uint64_t cache_id;
+  HoldSlot* hint;
+};
+inline constexpr int kTlsWays = 4;
+extern __thread TlsCacheRef t_cache_refs[kTlsWays]
+    __attribute__((tls_model("initial-exec")));
+
+// The identity of the calling thread as stored in ThreadState::owner_key.
+inline const void* ThisThreadKey() { return &t_cache_refs[0]; }
+
+// Internal status: the miss raced with an invalidation; look up again.
+inline constexpr int kRetryMiss = 1;
+
+// What the API layer (src/regcache/create.cc) decided before the cache
+// exists: the registrar to use (the caller's, or the ODP registrar the mode
+// policy made), the monitor to create and the mode in effect.
+struct CacheSetup {
+  regcache_registrar registrar{};
+  regcache_monitor_kind monitor = REGCACHE_MONITOR_AUTO;
+  regcache_mode mode = REGCACHE_MODE_PIN;  // never AUTO
+  std::string mode_reason;
+  // Why `monitor`, when the API layer knows better than "requested" (ODP
+  // set a requested monitor aside); "" lets the cache say.
+  std::string monitor_reason;
+  // Owns registrar.ctx when the API layer made the registrar; kept alive
+  // as long as the cache.
+  std::shared_ptr<void> registrar_owner;
+};
+
+class Cache final : public InvalidationSink {
+ public:
+  // Returns 0 and *out, or -errno with the thread's error message set.
+  // `config` gives the limits and flags; setup.monitor, not config.monitor,
+  // says which monitor to create.
+  static int Create(const CacheSetup& setup, const regcache_config& config,
+                    Cache** out);
+  // Deregisters everything and deletes the cache. -EBUSY if handles were
+  // still held (they are deregistered anyway).
+  int Destroy();
+
+  // The hit path (cache_hit.h). Thread-safe.
+  __attribute__((always_inline)) inline int Get(const void* addr,
+                                                size_t length, uint32_t access,
+                                                HoldSlot** out);
+  __attribute__((always_inline)) inline int Put(HoldSlot* slot);
+  inline bool WatchStillValid(const Entry* e);
+
+  int Invalidate(const void* addr, size_t length);
+  int Flush();
+  void Stats(struct regcache_stats* out);
+  bool print_stats() const { return config_.print_stats_at_exit != 0; }
+
+  // InvalidationSink: called by monitor event threads and by Invalidate().
+  // Takes mu_, never allocates, never deregisters.
+  void InvalidateRange(uint64_t first, uint64_t last,
+                       regcache_inval_reason reason) override
+      RC_EXCLUDES(mu_);
+
+  // Fork handling (see cache_fork.cc).
+  void ForkPrepare();
+  void ForkParent();
+  void ForkChild();
+
+  // Test hooks.
+  bool CheckInvariants(std::string* why) RC_EXCLUDES(mu_);
+  size_t zombie_count() RC_EXCLUDES(mu_);
+  Cache* registry_next = nullptr;  // guarded by the global registry mutex
+  uint64_t id() const { return id_; }
+
+  ~Cache();  // only through Destroy() or a failed Create()
+
+ private:
+  Cache() = default;
+
+  // Slow paths.
+  int BadRequest(const void* addr, size_t length, uint32_t access);
+  int BadHandle(const HoldSlot* slot, bool already_released);
+  __attribute__((noinline)) int GetSlow(uint64_t first, uint64_t last,
+                                        uint32_t access, HoldSlot** out);
+  int Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
+           uint64_t inval_seq_at_start, HoldSlot** out);
+  int RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
+                           regcache_mr* mr);
+  void BackOff(Entry* e);
+  // Cold continuations of Get(), each reached by a tail call so the hit
+  // path itself needs no stack frame.
+  __attribute__((noinline, cold)) int GetAnnouncingTable(
+      ThreadState* ts, uint64_t first, uint64_t last, uint32_t access,
+      HoldSlot** out);
+  __attribute__((noinline, cold)) int GetWithBusyHint(
+      ThreadState* ts, uint64_t first, uint64_t last, uint32_t access,
+      HoldSlot** out);
+  // The hit path's probe of one bucket (R1-R5 in cache_hit.h). kRaced:
+  // the hold was taken on *raced but the bucket changed under it; release
+  // and back off.
+  enum class Probe { kHit, kNext, kEnd, kRaced };
+  Probe TryBucket(Bucket& b, uint64_t key, uint64_t last, uint32_t access,
+                  HoldSlot* slot, Entry** raced);
+  // Get() after its first bucket was another range's: probes on.
+  __attribute__((noinline)) int GetProbing(HoldSlot* slot, uint64_t first,
+                                           uint64_t last, uint32_t access,
+                                           HoldSlot** out);
+  __attribute__((noinline, cold)) int BackOffAndGetSlow(
+      HoldSlot* slot, Entry* e, uint64_t first, uint64_t last,
+      uint32_t access, HoldSlot** out);
+
+  ThreadState* ThreadStateForCaller();
+  TlsCacheRef* FindTlsRef() const;  // this thread's way for the cache, or null
+  HoldSlot* FindFreeSlot(ThreadState* ts);
+  HoldSlot* TakeSlotLocked(ThreadState* ts, Entry* e) RC_REQUIRES(mu_);
+
+  Entry* FindCoveringLocked(uint64_t first, uint64_t last, uint32_t access)
+      RC_REQUIRES(mu_);
+  void AddAliasLocked(Entry* e, uint64_t first, HashTable** retired)
+      RC_REQUIRES(mu_);
+  // kValid -> kZombie: out of tree, index and LRU, onto zombies_.
+  void KillLocked(Entry* e) RC_REQUIRES(mu_);
+  void RecordInvalidationLocked(uint64_t first, uint64_t last)
+      RC_REQUIRES(mu_);
+  bool InvalidatedSinceLocked(uint64_t seq, uint64_t first, uint64_t last)
+      RC_REQUIRES(mu_);
+  // Whether the cached entries, plus `extra_entries` more of `extra_bytes`
+  // in all, exceed max_entries or max_bytes.
+  bool OverLimitsLocked(size_t extra_entries = 0,
+                        uint64_t extra_bytes = 0) const RC_REQUIRES(mu_);
+  // Evicts unused entries (CLOCK) until the limits hold with room for the
+  // extra ones, or every unused entry when `all_unused`. Returns how many.
+  size_t EvictLocked(bool all_unused, size_t extra_entries = 0,
+                     uint64_t extra_bytes = 0) RC_REQUIRES(mu_);
+  // Before a registration of `bytes`: evicts (and reclaims) what the limits
+  // need for one more entry of that size, so the new pin never adds to a
+  // full cache's pinned memory.
+  void MakeRoomFor(uint64_t bytes) RC_EXCLUDES(mu_);
+  bool TestAndClearReferencedLocked(Entry* e) RC_REQUIRES(mu_);
+  // Stores `mark` into (entry->*field) for every entry some slot holds.
+  void ScanHolds(uint64_t mark, std::atomic<uint64_t> Entry::*field);
+  // Whether a thread other than the caller owns a live ThreadState, i.e.
+  // could be between R3 and R5 of the hit path (or announcing a table).
+  bool OtherThreadsMayHitLocked() const RC_REQUIRES(mu_);
+  // The reclaimer's side of the hold (and table hazard) protocol, for a
+  // batch taken under mu_ together with `other_threads`.
+  static void FenceAgainstHitPaths(bool other_threads);
+
+  // Deregisters zombies that no thread holds. Takes reclaim_mu_ then mu_.
+  void ReclaimZombies() RC_EXCLUDES(mu_);
+  void FreeRetiredTables() RC_EXCLUDES(mu_);
+  void AdoptRetiredLocked(HashTable* list) RC_REQUIRES(mu_);
+  void ReaperLoop();
+  void WakeReaper();
+  void StopReaper();
+  void StartReaper();
+  void HandleForkInChild() RC_EXCLUDES(mu_);
+
+  // ---- Read-mostly, read by every hit (keep together) ----
+  alignas(64) std::atomic<uint32_t> gate_{0};  // kGate* bits (monitor.h)
+#if defined(__x86_64__)
+  // x86-64 Linux has one base page size; a constant saves the hit path a
+  // load and a register. Create() checks sysconf() agrees.
+  static constexpr uint64_t page_mask_ = 4095;
+#else
+  uint64_t page_mask_ = 4095;
+#endif
+  uint64_t id_ = 0;
+  // True when the monitor keeps per-range generation words (kmod): the hit
+  // path then also checks the entry's word (one more load).
+  bool range_generations_ = false;
+  // Entries in the zombie state (on zombies_ or in a reclaim batch), so
+  // Put() reads an entry only while some entry is waiting to be reclaimed.
+  std::atomic<uint64_t> zombies_now_{0};
+  HashIndex index_;
+  Arena<ThreadState> threads_;
+
+  // ---- Set at creation ----
+  alignas(64) regcache_registrar registrar_{};
+  regcache_config config_{};
+  std::unique_ptr<Monitor> monitor_;
+  regcache_monitor_kind monitor_kind_ = REGCACHE_MONITOR_NONE;
+  std::string monitor_note_;  // why this monitor was chosen
+  // The mode in effect (pin or ODP), why, and what owns registrar_'s ctx
+  // when the API layer replaced the caller's registrar (CacheSetup).
+  regcache_mode mode_ = REGCACHE_MODE_PIN;
+  std::string mode_reason_;
+  std::shared_ptr<void> registrar_owner_;
+
+  Mutex reclaim_mu_;  // serialises ReclaimZombies; taken before mu_
+  Mutex mu_;
+  Arena<Entry> entries_ RC_GUARDED_BY(mu_);
+  IntervalTree tree_ RC_GUARDED_BY(mu_);
+  Entry* lru_head_ RC_GUARDED_BY(mu_) = nullptr;  // most recent
+  Entry* lru_tail_ RC_GUARDED_BY(mu_) = nullptr;  // CLOCK hand
+  Entry* zombies_ RC_GUARDED_BY(mu_) = nullptr;
+  size_t zombie_count_ RC_GUARDED_BY(mu_) = 0;
+  // INVARIANT: valid_entries_/valid_bytes_ == count/sum of lengths of the
+  // entries in tree_.
+  size_t valid_entries_ RC_GUARDED_BY(mu_) = 0;
+  size_t valid_bytes_ RC_GUARDED_BY(mu_) = 0;
+  // Recent invalidations, so a miss can tell whether its range was
+  // invalidated while it was registering without the lock.
+  static constexpr int kRecentInvalidations = 64;
+  uint64_t inval_seq_ RC_GUARDED_BY(mu_) = 0;
+  uint64_t recent_first_[kRecentInvalidations] RC_GUARDED_BY(mu_) = {};
+  uint64_t recent_last_[kRecentInvalidations] RC_GUARDED_BY(mu_) = {};
+  HashTable* retired_tables_ RC_GUARDED_BY(mu_) = nullptr;
+  std::atomic<uint64_t> mark_counter_{0};
+
+  // Statistics updated outside the hit path.
+  std::atomic<uint64_t> misses_{0}, registrations_{0},
+      deregistrations_{0}, registration_errors_{0}, evictions_{0},
+      uncacheable_{0}, registration_ns_{0};
+  std::atomic<uint64_t> invalidations_[REGCACHE_INVAL_NREASONS] = {};
+  std::atomic<uint64_t> entries_now_{0}, pinned_bytes_now_{0};
+
+  // Background reaper: deregisters invalidated, unused entries promptly.
+  std::mutex reaper_mu_;
+  std::condition_variable reaper_cv_;
+  bool reaper_wake_ = false;  // guarded by reaper_mu_
+  bool reaper_stop_ = false;  // guarded by reaper_mu_
+  std::thread reaper_;
+  std::atomic<bool> caching_disabled_{false};  // monitor lost after fork
+};
+
+}  // namespace regcache_internal
+
+#include "core/cache_hit.h"  // IWYU pragma: export
+
+#endif  // REGCACHE_SRC_REGCACHE_CORE_CACHE_H_

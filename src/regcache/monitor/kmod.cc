@@ -1,0 +1,472 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The kernel-module monitor (REGCACHE_MONITOR_KMOD): invalidation through
+// /dev/regcache (src/kmod_notifier/, docs/kmod.md). The main function
+// exported is CreateKmodMonitor().
+//
+// Watch() is the MONITOR ioctl; the WatchToken's `generation` points at the
+// range's generation word in the module's read-only shared area, which the
+// kernel bumps synchronously inside munmap()/madvise()/mremap(). Those words
+// are authoritative: the cache's hit path and slow path compare them, so a
+// thread returning from munmap() can never be handed a stale registration,
+// and this monitor never needs kGateEventsPending. The event thread only
+// makes dropping stale entries eager: woken by poll() on the fd, it reads the
+// event ring, translates slots to ranges and calls
+// InvalidationSink::InvalidateRange(); when the ring overflowed it rescans
+// every watched slot's generation instead. Nothing the kernel does ever
+// waits for this thread, so it cannot deadlock with an unmapping thread.
+//
+// WaitForPending() applies, in the calling thread, every invalidation the
+// kernel has published (the shared inval_seq moved) that the event thread
+// has not handled yet, and costs one load when there is none. The cache
+// calls it at the start of a slow path (monitor.h), so a miss right after
+// munmap() drops and counts the stale entry before the range is registered
+// again, and a late event cannot drop the new entry of the same range.
+//
+// Threading: Watch/Unwatch run on application threads; `mu_` guards the
+// slot table they share with the event thread. The sink is called with no
+// lock of ours held.
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "monitor/monitor.h"
+#include "monitor/fds.h"
+#include "regcache/kmod_uapi.h"
+#include "base/thread_annotations.h"
+
+namespace regcache_internal {
+namespace {
+
+static_assert(sizeof(std::atomic<uint64_t>) == sizeof(__u64) &&
+                  std::atomic<uint64_t>::is_always_lock_free,
+              "generation words are read as std::atomic<uint64_t>");
+
+std::string ErrnoText(int err) { return std::string(strerror(err)); }
+
+regcache_inval_reason MapReason(uint16_t reason) {
+  switch (reason) {
+    case REGCACHE_KMOD_REASON_CLEAR:
+      return REGCACHE_INVAL_REMOVE;
+    case REGCACHE_KMOD_REASON_MIGRATE:
+    case REGCACHE_KMOD_REASON_EXCLUSIVE:
+      return REGCACHE_INVAL_MIGRATE;
+    case REGCACHE_KMOD_REASON_UNMAP:
+    case REGCACHE_KMOD_REASON_RELEASE:
+    default:
+      return REGCACHE_INVAL_UNMAP;
+  }
+}
+
+// Opens and maps one context. Returns 0 or -errno with *why set.
+int OpenDevice(int* fd_out, const char** area_out, size_t* size_out,
+               std::string* why) {
+  const int fd = open(REGCACHE_KMOD_DEVICE_PATH, O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    *why = std::string(REGCACHE_KMOD_DEVICE_PATH) + ": " + ErrnoText(err);
+    if (err == ENOENT || err == ENODEV || err == ENXIO)
+      *why += " (is the regcache module loaded? see docs/kmod.md)";
+    else if (err == EACCES || err == EPERM)
+      *why += " (the udev rule in docs/kmod.md gives group rdma access)";
+    return -err;
+  }
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* head = mmap(nullptr, page, PROT_READ, MAP_SHARED, fd, 0);
+  if (head == MAP_FAILED) {
+    const int err = errno;
+    *why = std::string("mmap of ") + REGCACHE_KMOD_DEVICE_PATH + ": " +
+           ErrnoText(err);
+    close(fd);
+    return -err;
+  }
+  const auto* sh = static_cast<const regcache_kmod_shared*>(head);
+  const uint32_t abi = sh->abi_version;
+  const uint64_t size = sh->map_size;
+  const uint32_t header = sh->header_size;
+  munmap(head, page);
+  if (abi != REGCACHE_KMOD_ABI_VERSION ||
+      header < sizeof(regcache_kmod_shared)) {
+    *why = std::string(REGCACHE_KMOD_DEVICE_PATH) + ": module ABI version " +
+           std::to_string(abi) + ", this library needs " +
+           std::to_string(REGCACHE_KMOD_ABI_VERSION) +
+           " (rebuild and reload the module, see docs/kmod.md)";
+    close(fd);
+    return -EPROTO;
+  }
+  void* area = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  if (area == MAP_FAILED) {
+    const int err = errno;
+    *why = std::string("mmap of ") + REGCACHE_KMOD_DEVICE_PATH + ": " +
+           ErrnoText(err);
+    close(fd);
+    return -err;
+  }
+  *fd_out = fd;
+  *area_out = static_cast<const char*>(area);
+  *size_out = size;
+  return 0;
+}
+
+// What the monitor knows about one slot of its context.
+struct SlotInfo {
+  uint64_t first = 0;
+  uint64_t last = 0;
+  uint64_t expected = 0;  // generation at MONITOR
+  uint64_t cookie = 0;    // our watch id, echoed by the kernel; 0 = free
+  bool reported = false;  // handed to the sink once already
+};
+
+struct PendingInvalidation {
+  uint64_t first;
+  uint64_t last;
+  regcache_inval_reason reason;
+};
+
+// The ring reader's state, shared by the event thread and the application
+// threads that apply pending events inline (Watch(), WaitForPending()). A
+// fork child abandons the parent's (its mutex may be held by a thread that
+// does not exist in the child) and never destroys it.
+struct EventState {
+  Mutex drain_mu;  // one reader of the ring at a time
+  uint64_t tail RC_GUARDED_BY(drain_mu) = 0;
+  std::vector<regcache_kmod_event> copies RC_GUARDED_BY(drain_mu);
+  std::vector<PendingInvalidation> pending RC_GUARDED_BY(drain_mu);
+  std::thread thread;
+};
+
+class KmodMonitor final : public Monitor {
+ public:
+  KmodMonitor(int fd, const char* area, size_t size)
+      : page_size_(static_cast<uint64_t>(sysconf(_SC_PAGESIZE))),
+        owner_pid_(PrepareCurrentPid()) {
+    fork_slot_ = AcquireForkClosedFds();
+    if (fork_slot_ == nullptr) fork_slot_ = &own_fds_;
+    Adopt(fd, area, size);
+  }
+
+  ~KmodMonitor() override {
+    Stop();
+    if (fork_slot_ != &own_fds_) ReleaseForkClosedFds(fork_slot_);
+  }
+
+  regcache_monitor_kind kind() const override { return REGCACHE_MONITOR_KMOD; }
+
+  int Start(InvalidationSink* sink, std::atomic<uint32_t>* gate,
+            std::string* why) override {
+    if (started_ || stopped_) {
+      *why = started_ ? "kmod monitor already started" : "kmod monitor stopped";
+      return -EINVAL;
+    }
+    // `gate` stays untouched: the generation words are synchronous and
+    // authoritative, so no event is ever "read but not applied" in a way
+    // the hit path could miss (see the top of this file).
+    (void)gate;
+    sink_ = sink;
+    const int rc = StartThread(why);
+    if (rc == 0) started_ = true;
+    return rc;
+  }
+
+  int Watch(uint64_t first, uint64_t last, WatchToken* token) override {
+    if (first > last || (first & (page_size_ - 1)) != 0 ||
+        ((last + 1) & (page_size_ - 1)) != 0)
+      return -EINVAL;
+    const int fd = fork_slot_->primary.load(std::memory_order_acquire);
+    // A fork child before RestartInChild(): the fd (if any) is the parent's.
+    if (fd < 0 || CurrentPid() != owner_pid_.load(std::memory_order_relaxed))
+      return -EOPNOTSUPP;
+    const uint64_t cookie =
+        next_cookie_.fetch_add(1, std::memory_order_relaxed);
+    regcache_kmod_range r{};
+    r.start = first;
+    r.length = last - first + 1;
+    r.cookie = cookie;
+    if (ioctl(fd, REGCACHE_IOC_MONITOR, &r) != 0) {
+      const int err = errno;
+      // Out of slots (module parameter max_ranges) or an mm we do not own:
+      // the cache serves the request uncached.
+      if (err == ENOSPC || err == EPERM || err == ESRCH) return -EOPNOTSUPP;
+      return -err;
+    }
+    {
+      MutexLock l(&mu_);
+      if (r.slot >= slots_.size()) slots_.resize(size_t{r.slot} + 1);
+      slots_[r.slot] = SlotInfo{first, last, r.generation, cookie};
+    }
+    token->generation = GenerationWord(r.slot);
+    token->expected = r.generation;
+    token->cookie =
+        (uint64_t{epoch_.load(std::memory_order_relaxed)} << 32) | r.slot;
+    return 0;
+  }
+
+  void Unwatch(uint64_t first, uint64_t last,
+               const WatchToken& token) override {
+    const uint32_t slot = static_cast<uint32_t>(token.cookie);
+    // A token of a context this process no longer has (before a fork).
+    if (static_cast<uint32_t>(token.cookie >> 32) !=
+        epoch_.load(std::memory_order_relaxed))
+      return;
+    const int fd = fork_slot_->primary.load(std::memory_order_acquire);
+    if (fd < 0 || CurrentPid() != owner_pid_.load(std::memory_order_relaxed))
+      return;
+    {
+      // Forget the slot before the kernel may hand it out again.
+      MutexLock l(&mu_);
+      if (slot < slots_.size() && slots_[slot].expected == token.expected)
+        slots_[slot] = SlotInfo{};
+    }
+    regcache_kmod_unmonitor u{};
+    u.slot = slot;
+    u.generation = token.expected;
+    ioctl(fd, REGCACHE_IOC_UNMONITOR, &u);  // best effort: ENOENT is harmless
+  }
+
+  void WaitForPending() override {
+    if (CurrentPid() == owner_pid_.load(std::memory_order_relaxed)) ApplyPending();
+  }
+
+  int RestartInChild(std::string* why) override {
+    if (CurrentPid() == owner_pid_.load(std::memory_order_relaxed)) return 0;
+    // The parent's event thread does not exist here; its state may hold a
+    // lock forever. Keep it reachable, never destroy it.
+    if (state_) abandoned_.push_back(state_.release());
+    CloseExchanged(&fork_slot_->primary);
+    CloseExchanged(&fork_slot_->wake);
+    // The parent's area is not mapped in the child (VM_DONTCOPY), and the
+    // address may hold something else by now: forget it, never munmap it.
+    area_ = nullptr;
+    owner_pid_.store(CurrentPid(), std::memory_order_relaxed);
+    epoch_.fetch_add(1, std::memory_order_relaxed);
+    {
+      MutexLock l(&mu_);
+      slots_.clear();
+    }
+    int fd;
+    const char* area;
+    size_t size;
+    int rc = OpenDevice(&fd, &area, &size, why);
+    if (rc != 0) return rc;
+    Adopt(fd, area, size);
+    if (started_ && !stopped_) return StartThread(why);
+    return 0;
+  }
+
+  void Stop() override {
+    if (stopped_) return;
+    stopped_ = true;
+    const bool in_owner =
+        CurrentPid() == owner_pid_.load(std::memory_order_relaxed);
+    if (state_ && state_->thread.joinable()) {
+      if (in_owner) {
+        const int wake = fork_slot_->wake.load();
+        if (wake >= 0) {
+          const uint64_t one = 1;
+          (void)!write(wake, &one, sizeof(one));
+        }
+        state_->thread.join();
+      } else {
+        abandoned_.push_back(state_.release());
+      }
+    }
+    CloseExchanged(&fork_slot_->wake);
+    if (area_ != nullptr && in_owner)
+      munmap(const_cast<char*>(area_), area_size_);
+    area_ = nullptr;
+    CloseExchanged(&fork_slot_->primary);
+  }
+
+ private:
+  void Adopt(int fd, const char* area, size_t size) {
+    fork_slot_->primary.store(fd, std::memory_order_release);
+    area_ = area;
+    area_size_ = size;
+    const auto* sh = reinterpret_cast<const regcache_kmod_shared*>(area);
+    ring_ =
+        reinterpret_cast<const regcache_kmod_event*>(area + sh->ring_offset);
+    ring_entries_ = sh->ring_entries;
+    gens_ =
+        reinterpret_cast<const std::atomic<uint64_t>*>(area + sh->gen_offset);
+  }
+
+  const std::atomic<uint64_t>* GenerationWord(uint32_t slot) const {
+    return gens_ + slot;
+  }
+
+  uint64_t Head() const {
+    const auto* sh = reinterpret_cast<const regcache_kmod_shared*>(area_);
+    return __atomic_load_n(&sh->ring_head, __ATOMIC_ACQUIRE);
+  }
+  uint64_t Seq() const {
+    const auto* sh = reinterpret_cast<const regcache_kmod_shared*>(area_);
+    return __atomic_load_n(&sh->inval_seq, __ATOMIC_ACQUIRE);
+  }
+
+  int StartThread(std::string* why) {
+    const int wake = eventfd(0, EFD_CLOEXEC);
+    if (wake < 0) {
+      const int err = errno;
+      *why = "eventfd: " + ErrnoText(err);
+      return -err;
+    }
+    fork_slot_->wake.store(wake);
+    state_ = std::make_unique<EventState>();
+    {
+      MutexLock l(&state_->drain_mu);
+      state_->tail = Head();
+      state_->copies.reserve(ring_entries_);
+      state_->pending.reserve(ring_entries_);
+    }
+    applied_seq_.store(Seq(), std::memory_order_release);
+    return StartEventThread("regcache-kmod",
+                            [this, state = state_.get()] { Run(state); },
+                            &state_->thread, why);
+  }
+
+  void Run(EventState* state) {
+    const int fd = fork_slot_->primary.load();
+    const int wake = fork_slot_->wake.load();
+    for (;;) {
+      pollfd fds[2] = {{fd, POLLIN, 0}, {wake, POLLIN, 0}};
+      const int n = poll(fds, 2, -1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 || (fds[1].revents & POLLIN) ||
+          (fds[0].revents & (POLLERR | POLLNVAL)))
+        break;
+      regcache_kmod_ack ack{};
+      {
+        MutexLock l(&state->drain_mu);
+        DrainAndApplyLocked(state);
+        ack.tail = state->tail;
+      }
+      ioctl(fd, REGCACHE_IOC_ACK_EVENTS, &ack);  // re-arms poll()
+      if (fds[0].revents & POLLHUP) break;  // the mm released: nothing more
+    }
+  }
+
+  // Applies, in this thread, what the kernel published and nobody applied.
+  void ApplyPending() {
+    EventState* state = state_.get();
+    if (state == nullptr || area_ == nullptr) return;
+    if (Seq() == applied_seq_.load(std::memory_order_acquire)) return;
+    MutexLock l(&state->drain_mu);
+    DrainAndApplyLocked(state);
+  }
+
+  // Reads the events for every invalidation published so far and hands
+  // them to the sink (which takes the cache mutex; no lock of the cache is
+  // held by any caller here).
+  void DrainAndApplyLocked(EventState* state) RC_REQUIRES(state->drain_mu) {
+    // inval_seq first: the events of every bump it counts precede it in
+    // the ring, so draining to the head read after it covers them all.
+    const uint64_t seq = Seq();
+    Drain(state);
+    for (const PendingInvalidation& p : state->pending)
+      sink_->InvalidateRange(p.first, p.last, p.reason);
+    state->pending.clear();
+    applied_seq_.store(seq, std::memory_order_release);
+  }
+
+  // Reads the ring from state->tail (docs/kmod.md, "Reading the ring") into
+  // state->pending, or rescans every watched slot after an overflow, and
+  // moves the tail to the head it read.
+  void Drain(EventState* state) RC_REQUIRES(state->drain_mu) {
+    const uint64_t n = ring_entries_;
+    const uint64_t tail = state->tail;
+    const uint64_t head = Head();
+    bool overflow = head - tail >= n;
+    if (!overflow) {
+      state->copies.clear();
+      for (uint64_t i = tail; i != head; ++i) {
+        const regcache_kmod_event& e = ring_[i & (n - 1)];
+        regcache_kmod_event c{};
+        c.cookie = __atomic_load_n(&e.cookie, __ATOMIC_RELAXED);
+        c.generation = __atomic_load_n(&e.generation, __ATOMIC_RELAXED);
+        c.slot = __atomic_load_n(&e.slot, __ATOMIC_RELAXED);
+        c.reason = __atomic_load_n(&e.reason, __ATOMIC_RELAXED);
+        state->copies.push_back(c);
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);
+      overflow = Head() - tail >= n;
+    }
+    MutexLock l(&mu_);
+    if (overflow) {
+      overflows_.fetch_add(1, std::memory_order_relaxed);
+      state->tail = Head();  // move the tail first, then rescan
+      for (SlotInfo& s : slots_) {
+        if (s.cookie == 0 || s.reported) continue;
+        const uint32_t slot = static_cast<uint32_t>(&s - slots_.data());
+        if (GenerationWord(slot)->load(std::memory_order_acquire) !=
+            s.expected) {
+          state->pending.push_back({s.first, s.last, REGCACHE_INVAL_UNMAP});
+          s.reported = true;
+        }
+      }
+      return;
+    }
+    for (const regcache_kmod_event& e : state->copies) {
+      // A slot unwatched (and perhaps reused) since: not ours any more. An
+      // event that beat Watch()'s bookkeeping is dropped too; the
+      // generation word already told the cache.
+      if (e.slot >= slots_.size()) continue;
+      SlotInfo& s = slots_[e.slot];
+      if (s.cookie != e.cookie || e.generation <= s.expected || s.reported)
+        continue;
+      state->pending.push_back({s.first, s.last, MapReason(e.reason)});
+      s.reported = true;
+    }
+    state->tail = head;
+  }
+
+  const uint64_t page_size_;
+  std::atomic<pid_t> owner_pid_;
+  std::atomic<uint32_t> epoch_{1};  // which context a token's cookie names
+  MonitorFds own_fds_;                // when the fork-slot table is full
+  MonitorFds* fork_slot_ = nullptr;
+
+  const char* area_ = nullptr;
+  size_t area_size_ = 0;
+  const regcache_kmod_event* ring_ = nullptr;
+  uint64_t ring_entries_ = 0;
+  const std::atomic<uint64_t>* gens_ = nullptr;
+
+  InvalidationSink* sink_ = nullptr;
+  bool started_ = false;
+  bool stopped_ = false;
+  std::atomic<uint64_t> next_cookie_{1};
+  std::atomic<uint64_t> overflows_{0};
+
+  Mutex mu_;
+  std::vector<SlotInfo> slots_ RC_GUARDED_BY(mu_);  // by kernel slot
+
+  std::atomic<uint64_t> applied_seq_{0};  // inval_seq whose events are applied
+
+  std::unique_ptr<EventState> state_;
+  std::vector<EventState*> abandoned_;  // fork children: never destroyed
+};
+
+}  // namespace
+
+std::unique_ptr<Monitor> CreateKmodMonitor(std::string* why) {
+  int fd;
+  const char* area;
+  size_t size;
+  if (OpenDevice(&fd, &area, &size, why) != 0) return nullptr;
+  return std::make_unique<KmodMonitor>(fd, area, size);
+}
+
+}  // namespace regcache_internal
