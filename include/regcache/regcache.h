@@ -31,6 +31,17 @@
  *   error message (which limit was hit, what was wrong with an argument) is
  *   available from regcache_last_error(). Nothing in this API aborts on bad
  *   input.
+ *
+ * Compatibility
+ *   libregcache.so.0 keeps its ABI within major version 0: struct
+ *   regcache_config and struct regcache_stats may grow at their end. The
+ *   functions that take them are inline wrappers that pass the size the
+ *   caller was compiled with to an exported *_sz function, as libibverbs'
+ *   ibv_query_device_ex() does: a newer library never reads or writes past
+ *   the caller's struct (fields it lacks take their defaults), and an older
+ *   library refuses a larger struct with -EINVAL unless the fields it does
+ *   not know are zero. Call the wrappers, not the *_sz functions. The
+ *   header is C99 and C++11 (regcache.hpp too).
  */
 #ifndef REGCACHE_REGCACHE_H_
 #define REGCACHE_REGCACHE_H_
@@ -140,7 +151,7 @@ enum regcache_mode {
  * REGCACHE_ODP_IMPLICIT=0|1, REGCACHE_ODP_PREFETCH=async|sync|none);
  * change fields after that to override the environment. */
 struct regcache_config {
-  size_t max_entries; /* unused entries beyond this are evicted (LRU); 0 = no limit */
+  size_t max_entries; /* unused entries beyond this are evicted (CLOCK); 0 = no limit */
   size_t max_bytes;   /* unused pinned bytes beyond this are evicted; 0 = no
                          limit; not applied in ODP mode (nothing is pinned) */
   enum regcache_monitor_kind monitor;
@@ -152,15 +163,24 @@ struct regcache_config {
 /* Defaults, then environment. Returns -EINVAL (and leaves the defaults in
  * the bad field) when an environment variable cannot be parsed; the message
  * names the variable. */
-int regcache_config_init(struct regcache_config *config);
+int regcache_config_init_sz(struct regcache_config *config, size_t config_size);
+static inline int regcache_config_init(struct regcache_config *config) {
+  return regcache_config_init_sz(config, sizeof(*config));
+}
 
 /* Create a cache. `registrar` is copied; its ctx must outlive the cache.
  * `config` may be NULL for regcache_config_init() defaults. Fails with
  * -ENODEV when the requested monitor is unavailable and with -EOPNOTSUPP
  * when mode odp is requested where ODP is unavailable (the message says
  * why). */
-int regcache_create(const struct regcache_registrar *registrar,
-                    const struct regcache_config *config, regcache_t **out);
+int regcache_create_sz(const struct regcache_registrar *registrar,
+                       const struct regcache_config *config,
+                       size_t config_size, regcache_t **out);
+static inline int regcache_create(const struct regcache_registrar *registrar,
+                                  const struct regcache_config *config,
+                                  regcache_t **out) {
+  return regcache_create_sz(registrar, config, sizeof(*config), out);
+}
 
 /* Deregister everything and free the cache. Handles still held are
  * reported (stderr and regcache_last_error()) and their registrations are
@@ -229,7 +249,11 @@ struct regcache_stats {
                                   (/dev/regcache is available)" */
 };
 
-int regcache_stats(regcache_t *cache, struct regcache_stats *out);
+int regcache_stats_sz(regcache_t *cache, struct regcache_stats *out,
+                      size_t stats_size);
+static inline int regcache_stats(regcache_t *cache, struct regcache_stats *out) {
+  return regcache_stats_sz(cache, out, sizeof(*out));
+}
 
 /* Print statistics in a human-readable form to `stream` (a FILE *). */
 int regcache_print_stats(regcache_t *cache, void *stream);

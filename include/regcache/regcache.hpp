@@ -2,7 +2,7 @@
 // regcache: a thin C++ layer over the C API (regcache/regcache.h).
 //
 //   regcache::Cache cache;
-//   if (int rc = regcache::Cache::Create(registrar, nullptr, &cache); rc != 0)
+//   if (regcache::Cache::Create(registrar, nullptr, &cache) != 0)
 //     die(regcache_last_error());
 //   regcache::Registration reg;
 //   if (cache.Get(buf, len, REGCACHE_ACCESS_LOCAL_WRITE, &reg) == 0)
@@ -14,17 +14,27 @@
 // Lifetime: a Registration must not outlive its Cache. Its lkey/rkey stay
 // valid until it is reset or destroyed, even if the memory is invalidated
 // meanwhile (see regcache.h). No exceptions: errors are negative errno values
-// with a message in regcache_last_error().
+// with a message in regcache_last_error(). Needs C++11 or later.
 #ifndef REGCACHE_REGCACHE_HPP_
 #define REGCACHE_REGCACHE_HPP_
 
 #include <cstddef>
 #include <cstdint>
-#include <utility>
 
 #include "regcache/regcache.h"
 
 namespace regcache {
+namespace detail {
+
+// std::exchange, which C++11 lacks.
+template <typename T, typename U>
+T Exchange(T& object, U value) {
+  T old = object;
+  object = value;
+  return old;
+}
+
+}  // namespace detail
 
 class Registration {
  public:
@@ -32,12 +42,12 @@ class Registration {
   Registration(regcache_t* cache, regcache_handle_t* handle)
       : cache_(cache), handle_(handle) {}
   Registration(Registration&& other) noexcept
-      : cache_(other.cache_), handle_(std::exchange(other.handle_, nullptr)) {}
+      : cache_(other.cache_), handle_(detail::Exchange(other.handle_, nullptr)) {}
   Registration& operator=(Registration&& other) noexcept {
     if (this != &other) {
       Reset();
       cache_ = other.cache_;
-      handle_ = std::exchange(other.handle_, nullptr);
+      handle_ = detail::Exchange(other.handle_, nullptr);
     }
     return *this;
   }
@@ -48,10 +58,10 @@ class Registration {
   // Release the reference now. Returns regcache_put()'s result (0 if empty).
   int Reset() {
     if (handle_ == nullptr) return 0;
-    return regcache_put(cache_, std::exchange(handle_, nullptr));
+    return regcache_put(cache_, detail::Exchange(handle_, nullptr));
   }
   // Give up ownership without releasing (for callers that put themselves).
-  regcache_handle_t* release() { return std::exchange(handle_, nullptr); }
+  regcache_handle_t* release() { return detail::Exchange(handle_, nullptr); }
 
   explicit operator bool() const { return handle_ != nullptr; }
   const regcache_mr& mr() const { return *regcache_handle_mr(handle_); }
@@ -72,11 +82,11 @@ class Registration {
 class Cache {
  public:
   Cache() = default;
-  Cache(Cache&& other) noexcept : cache_(std::exchange(other.cache_, nullptr)) {}
+  Cache(Cache&& other) noexcept : cache_(detail::Exchange(other.cache_, nullptr)) {}
   Cache& operator=(Cache&& other) noexcept {
     if (this != &other) {
       Destroy();
-      cache_ = std::exchange(other.cache_, nullptr);
+      cache_ = detail::Exchange(other.cache_, nullptr);
     }
     return *this;
   }
@@ -110,7 +120,7 @@ class Cache {
     return s;
   }
   int Destroy() {
-    return cache_ == nullptr ? 0 : regcache_destroy(std::exchange(cache_, nullptr));
+    return cache_ == nullptr ? 0 : regcache_destroy(detail::Exchange(cache_, nullptr));
   }
   regcache_t* get() const { return cache_; }
   explicit operator bool() const { return cache_ != nullptr; }

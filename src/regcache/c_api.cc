@@ -10,8 +10,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/cache.h"
+#include "abi.h"
 #include "base/errors.h"
+#include "core/cache.h"
 
 using regcache_internal::Cache;
 using regcache_internal::HoldSlot;
@@ -66,10 +67,18 @@ int regcache_flush(regcache_t* cache) {
   return AsCache(cache)->Flush();
 }
 
-int regcache_stats(regcache_t* cache, struct regcache_stats* out) {
+int regcache_stats_sz(regcache_t* cache, struct regcache_stats* out, size_t size) {
   if (cache == nullptr || out == nullptr)
     return SetError(-EINVAL, "regcache_stats: NULL %s", cache ? "out" : "cache");
-  AsCache(cache)->Stats(out);
+  if (size < regcache_internal::kStatsSizeV0_1) {
+    return SetError(-EINVAL,
+                    "regcache_stats: a struct regcache_stats of %zu bytes is "
+                    "smaller than any version's (%zu)",
+                    size, regcache_internal::kStatsSizeV0_1);
+  }
+  struct regcache_stats full;
+  AsCache(cache)->Stats(&full);
+  regcache_internal::CopyStructOut(out, size, &full, sizeof full);
   return 0;
 }
 

@@ -7,12 +7,15 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "abi.h"
 #include "base/errors.h"
 #include "regcache/regcache.h"
 
 using regcache_internal::SetError;
 
 namespace {
+
+int ConfigInit(regcache_config* config);
 
 // Parses "123", "64K", "1M", "2G", "1T" (binary multiples). Returns false on
 // anything else, including overflow.
@@ -76,8 +79,26 @@ const char* regcache_mode_name(enum regcache_mode mode) {
   return "unknown";
 }
 
-int regcache_config_init(struct regcache_config* config) {
-  if (config == nullptr) return SetError(-EINVAL, "regcache_config_init: NULL config");
+int regcache_config_init_sz(struct regcache_config* caller, size_t size) {
+  if (caller == nullptr) return SetError(-EINVAL, "regcache_config_init: NULL config");
+  if (size < regcache_internal::kConfigSizeV0_1) {
+    return SetError(-EINVAL,
+                    "regcache_config_init: a struct regcache_config of %zu bytes "
+                    "is smaller than any version's (%zu)",
+                    size, regcache_internal::kConfigSizeV0_1);
+  }
+  // Filled in full here, then copied out at the caller's size (abi.h).
+  regcache_config full{};
+  const int rc = ConfigInit(&full);
+  regcache_internal::CopyStructOut(caller, size, &full, sizeof full);
+  return rc;
+}
+
+}  // extern "C"
+
+namespace {
+
+int ConfigInit(regcache_config* config) {
   *config = regcache_config{};
   config->monitor = REGCACHE_MONITOR_AUTO;
   // Default byte limit: what the process may lock, when that is bounded.
@@ -133,4 +154,4 @@ int regcache_config_init(struct regcache_config* config) {
   return rc;
 }
 
-}  // extern "C"
+}  // namespace

@@ -6,7 +6,9 @@
 // core; the core knows nothing of ibverbs or ODP.
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 
+#include "abi.h"
 #include "base/errors.h"
 #include "core/cache.h"
 #include "odp/mode_policy.h"
@@ -74,24 +76,46 @@ int Setup(const regcache_registrar& registrar, const regcache_config& config,
   return 0;
 }
 
+// The caller's config at this library's size (abi.h): fields past the
+// caller's struct take their defaults and environment, as
+// regcache_config_init() would give them.
+int ConfigFromCaller(const regcache_config* caller, size_t size,
+                     regcache_config* out) {
+  if (caller != nullptr && size < regcache_internal::kConfigSizeV0_1) {
+    return SetError(-EINVAL,
+                    "regcache_create: a struct regcache_config of %zu bytes "
+                    "is smaller than any version's (%zu)",
+                    size, regcache_internal::kConfigSizeV0_1);
+  }
+  if (caller != nullptr && !regcache_internal::TailIsZero(caller, size, sizeof *out)) {
+    return SetError(-EINVAL,
+                    "regcache_create: the config sets fields this library "
+                    "(%d.%d) does not know; link a newer libregcache",
+                    REGCACHE_VERSION_MAJOR, REGCACHE_VERSION_MINOR);
+  }
+  if (caller == nullptr || size < sizeof *out) {
+    const int rc = regcache_config_init_sz(out, sizeof *out);
+    if (rc != 0) return rc;
+  }
+  if (caller != nullptr) memcpy(out, caller, size < sizeof *out ? size : sizeof *out);
+  return 0;
+}
+
 }  // namespace
 
-extern "C" int regcache_create(const struct regcache_registrar* registrar,
-                               const struct regcache_config* config,
-                               regcache_t** out) {
+extern "C" int regcache_create_sz(const struct regcache_registrar* registrar,
+                                  const struct regcache_config* caller_config,
+                                  size_t config_size, regcache_t** out) {
   if (registrar == nullptr || out == nullptr)
     return SetError(-EINVAL, "regcache_create: NULL %s", registrar ? "out" : "registrar");
-  regcache_config defaults;
-  if (config == nullptr) {
-    int rc = regcache_config_init(&defaults);
-    if (rc != 0) return rc;
-    config = &defaults;
-  }
+  regcache_config config;
+  int rc = ConfigFromCaller(caller_config, config_size, &config);
+  if (rc != 0) return rc;
   CacheSetup setup;
-  int rc = Setup(*registrar, *config, &setup);
+  rc = Setup(*registrar, config, &setup);
   if (rc != 0) return rc;
   Cache* c = nullptr;
-  rc = Cache::Create(setup, *config, &c);
+  rc = Cache::Create(setup, config, &c);
   if (rc != 0) return rc;
   *out = reinterpret_cast<regcache_t*>(c);
   return 0;
