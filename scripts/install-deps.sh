@@ -11,7 +11,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config clang
   libgtest-dev libgmock-dev libbenchmark-dev
   libibverbs-dev librdmacm-dev libfabric-dev libfabric-bin libucx-dev
   rdma-core ibverbs-utils ibverbs-providers perftest

@@ -2,12 +2,13 @@
 # SPDX-License-Identifier: BSD-2-Clause
 #
 # Runs every test: installs the Debian packages, builds, runs the host unit
-# tests, the guest tests in the qemu + Soft-RoCE rig (ctest -L vm), and the
+# tests, builds everything with clang's thread-safety analysis as errors,
+# runs the guest tests in the qemu + Soft-RoCE rig (ctest -L vm), and the
 # host suite again under AddressSanitizer+UBSan and under ThreadSanitizer.
 #
 # Usage: scripts/test-all.sh [--no-vm] [--no-sanitizers]
-# Exit status: 0 only if every stage passed. Build trees: build/, build-asan/,
-# build-tsan/ at the top of the checkout.
+# Exit status: 0 only if every stage passed. Build trees: build/,
+# build-clang/, build-asan/, build-tsan/ at the top of the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,15 @@ cmake --build build -j"$jobs"
 
 stage "host tests"
 ctest --test-dir build -LE vm --output-on-failure -j"$jobs"
+
+stage "clang build: -Wthread-safety -Wthread-safety-beta -Werror"
+# The locking protocol's annotations (src/regcache/base/thread_annotations.h)
+# are checked by clang only; any warning fails the stage.
+cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Debug \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_C_FLAGS="-Werror" \
+  -DCMAKE_CXX_FLAGS="-Wthread-safety -Wthread-safety-beta -Werror" >/dev/null
+cmake --build build-clang -j"$jobs"
 
 if ((run_vm)); then
   stage "guest tests (qemu + Debian kernel + regcache module + rdma_rxe)"

@@ -667,7 +667,7 @@ TEST_F(KmodTest, ParentWriteAfterForkKeepsPinnedPage) {
   char* buf = nullptr;
   regcache_kmod_range r{};
   ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 2, 1, &buf, &r));
-  ibv_mr* mr = ibv_reg_mr(pd, buf, 2 * pg, IBV_ACCESS_LOCAL_WRITE);
+  ibv_mr* mr = ibv_reg_mr(pd, buf, 2 * pg, static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
   ASSERT_NE(nullptr, mr) << strerror(errno);
   ExpectFresh(r, "ibv_reg_mr");
 

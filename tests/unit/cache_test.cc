@@ -32,7 +32,6 @@ using regcache_test::CheckingFakeRegistrar;
 
 constexpr uint32_t kLW = REGCACHE_ACCESS_LOCAL_WRITE;
 constexpr uint32_t kRR = REGCACHE_ACCESS_REMOTE_READ;
-constexpr uint32_t kRW = REGCACHE_ACCESS_REMOTE_WRITE;
 
 size_t Page() { return size_t(sysconf(_SC_PAGESIZE)); }
 

@@ -132,7 +132,7 @@ TEST_F(OdpDevice, ProbeAgreesWithAnOnDemandRegistration) {
 
 TEST_F(OdpDevice, AdviseMrIsUnsupportedWithoutOdp) {
   if (caps_.supported()) GTEST_SKIP() << device_ << " has ODP: " << DescribeOdp(caps_);
-  ibv_mr* mr = ibv_reg_mr(pd_, buffer_, kPage, IBV_ACCESS_LOCAL_WRITE);
+  ibv_mr* mr = ibv_reg_mr(pd_, buffer_, kPage, static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
   ASSERT_NE(mr, nullptr) << strerror(errno);
   ibv_sge sge{reinterpret_cast<uintptr_t>(buffer_), uint32_t(kPage), mr->lkey};
   const int ret = ibv_advise_mr(pd_, IBV_ADVISE_MR_ADVICE_PREFETCH, 0, &sge, 1);

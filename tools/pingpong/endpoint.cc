@@ -167,7 +167,8 @@ bool Endpoint::Init(const DeviceOptions& options, std::string* error) {
   memset(static_cast<void*>(ctrl_slots_), 0, 4096);
   // The control slots are the rendezvous's eager buffers: registered once,
   // outside every mode that is measured.
-  ctrl_mr_ = ibv_reg_mr(pd_, ctrl_slots_, slots_bytes, IBV_ACCESS_LOCAL_WRITE);
+  ctrl_mr_ = ibv_reg_mr(pd_, ctrl_slots_, slots_bytes,
+                        static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
   if (ctrl_mr_ == nullptr)
     return *error = Errno("ibv_reg_mr(control slots)", errno), false;
 

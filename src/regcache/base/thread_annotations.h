@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Clang thread-safety annotations (no-ops with other compilers), and an
 // annotated mutex so that `clang -Wthread-safety` can check the cache's
-// locking protocol.
+// locking protocol. scripts/test-all.sh builds the library with clang and
+// -Wthread-safety -Wthread-safety-beta -Werror (the beta flag checks the
+// lock order that RC_ACQUIRED_BEFORE states).
 #ifndef REGCACHE_SRC_REGCACHE_BASE_THREAD_ANNOTATIONS_H_
 #define REGCACHE_SRC_REGCACHE_BASE_THREAD_ANNOTATIONS_H_
 
@@ -18,6 +20,8 @@
 #define RC_PT_GUARDED_BY(x) RC_TSA(pt_guarded_by(x))
 #define RC_REQUIRES(...) RC_TSA(requires_capability(__VA_ARGS__))
 #define RC_EXCLUDES(...) RC_TSA(locks_excluded(__VA_ARGS__))
+#define RC_ACQUIRED_BEFORE(...) RC_TSA(acquired_before(__VA_ARGS__))
+#define RC_ACQUIRED_AFTER(...) RC_TSA(acquired_after(__VA_ARGS__))
 #define RC_ACQUIRE(...) RC_TSA(acquire_capability(__VA_ARGS__))
 #define RC_RELEASE(...) RC_TSA(release_capability(__VA_ARGS__))
 #define RC_SCOPED_CAPABILITY RC_TSA(scoped_lockable)

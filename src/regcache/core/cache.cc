@@ -534,10 +534,12 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
   HoldSlot* slot = nullptr;
   bool raced = false;
   bool evicted = false;
+  size_t table_capacity = 0;  // for the message when the table is full
   Entry* e;
   {
     MutexLock l(&mu_);
     e = entries_.Allocate();
+    if (e == nullptr) table_capacity = entries_.capacity();
     if (e != nullptr) {
       e->first.store(first, std::memory_order_relaxed);
       e->last.store(last, std::memory_order_relaxed);
@@ -589,7 +591,7 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
     deregistrations_.fetch_add(1, std::memory_order_relaxed);
     if (cacheable) monitor_->Unwatch(first, last, token);
     return SetError(-ENOMEM, "regcache_get: the cache's entry table is full "
-                             "(%zu entries)", entries_.capacity());
+                             "(%zu entries)", table_capacity);
   }
   if (retired != nullptr) FreeRetiredTables();
   if (!cacheable) uncacheable_.fetch_add(1, std::memory_order_relaxed);

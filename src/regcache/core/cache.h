@@ -234,7 +234,8 @@ class Cache final : public InvalidationSink {
   std::string mode_reason_;
   std::shared_ptr<void> registrar_owner_;
 
-  Mutex reclaim_mu_;  // serialises ReclaimZombies; taken before mu_
+  // Serialises ReclaimZombies. Lock order: reclaim_mu_, then mu_.
+  Mutex reclaim_mu_ RC_ACQUIRED_BEFORE(mu_);
   Mutex mu_;
   Arena<Entry> entries_ RC_GUARDED_BY(mu_);
   IntervalTree tree_ RC_GUARDED_BY(mu_);
