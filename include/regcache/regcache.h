@@ -199,7 +199,9 @@ typedef struct regcache_handle regcache_handle_t;
 int regcache_get(regcache_t *cache, const void *addr, size_t length,
                  uint32_t access, regcache_handle_t **out);
 
-/* The registration a handle holds. Valid until regcache_put(). */
+/* The registration a handle holds. Valid until regcache_put(). NULL (with
+ * the message in regcache_last_error()) for a NULL handle or one already
+ * released. */
 const struct regcache_mr *regcache_handle_mr(const regcache_handle_t *handle);
 
 /* Release a handle. Returns -EINVAL for a pointer that is not a handle of

@@ -64,7 +64,14 @@ class Registration {
   regcache_handle_t* release() { return detail::Exchange(handle_, nullptr); }
 
   explicit operator bool() const { return handle_ != nullptr; }
-  const regcache_mr& mr() const { return *regcache_handle_mr(handle_); }
+  // The registration; all zeros (lkey 0, addr NULL) for an empty
+  // Registration, e.g. after a failed Cache::Get().
+  const regcache_mr& mr() const {
+    static const regcache_mr kEmpty = {};
+    const regcache_mr* mr =
+        handle_ != nullptr ? regcache_handle_mr(handle_) : nullptr;
+    return mr != nullptr ? *mr : kEmpty;
+  }
   void* addr() const { return mr().addr; }
   size_t length() const { return mr().length; }
   uint32_t lkey() const { return mr().lkey; }

@@ -47,7 +47,15 @@ int regcache_get(regcache_t* cache, const void* addr, size_t length,
 }
 
 const struct regcache_mr* regcache_handle_mr(const regcache_handle_t* handle) {
+  if (__builtin_expect(handle == nullptr, 0)) {
+    SetError(-EINVAL, "regcache_handle_mr: NULL handle");
+    return nullptr;
+  }
   const auto* slot = reinterpret_cast<const HoldSlot*>(handle);
+  if (__builtin_expect(slot->held.load(std::memory_order_relaxed) == 0, 0)) {
+    SetError(-EINVAL, "regcache_handle_mr: the handle was released");
+    return nullptr;
+  }
   return &slot->entry.load(std::memory_order_relaxed)->mr;
 }
 

@@ -643,6 +643,34 @@ TEST(CacheCxx, RegistrationReleasesAtScopeExit) {
   EXPECT_EQ(fake.live(), 0u);
 }
 
+TEST(CacheCxx, EmptyRegistrationAfterAFailedGetReadsAsZeros) {
+  CheckingFakeRegistrar fake;
+  regcache_config cfg = NoMonitorConfig();
+  regcache::Cache cache;
+  ASSERT_EQ(regcache::Cache::Create(fake.registrar(), &cfg, &cache), 0);
+  regcache::Registration reg;
+  EXPECT_EQ(cache.Get(nullptr, 10, kLW, &reg), -EINVAL);
+  EXPECT_FALSE(reg);
+  EXPECT_EQ(reg.lkey(), 0u);
+  EXPECT_EQ(reg.rkey(), 0u);
+  EXPECT_EQ(reg.addr(), nullptr);
+  EXPECT_EQ(reg.length(), 0u);
+  EXPECT_EQ(cache.Destroy(), 0);
+}
+
+TEST_F(CacheTest, HandleMrOfANullOrReleasedHandleIsNullWithAMessage) {
+  Make();
+  EXPECT_EQ(regcache_handle_mr(nullptr), nullptr);
+  EXPECT_NE(strstr(regcache_last_error(), "NULL handle"), nullptr) << regcache_last_error();
+  Region r(Page());
+  regcache_handle_t* h = nullptr;
+  ASSERT_EQ(regcache_get(cache_, r.base, 10, kLW, &h), 0);
+  ASSERT_NE(regcache_handle_mr(h), nullptr);
+  ASSERT_EQ(regcache_put(cache_, h), 0);
+  EXPECT_EQ(regcache_handle_mr(h), nullptr);
+  EXPECT_NE(strstr(regcache_last_error(), "released"), nullptr) << regcache_last_error();
+}
+
 TEST(CacheStats, PrintedWithEveryField) {
   CheckingFakeRegistrar fake;
   regcache_registrar reg = fake.registrar();

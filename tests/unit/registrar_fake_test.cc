@@ -222,6 +222,27 @@ TEST_F(RegistrarFakeMlock, UnmappedRangeFailsWithEfaultLikeIbvRegMr) {
   EXPECT_EQ(LockedPages(), 0);
 }
 
+TEST_F(RegistrarFakeMlock, BogusLengthFailsWithEfaultWithoutWalkingIt) {
+  // A length far beyond the mapping used to be walked page by page under
+  // the registrar's lock (2^34: seconds; 2^46: hours). It must fail like an
+  // unmapped range. The child's alarm turns a hang into a failure; the
+  // bound is a hang detector, not a speed claim.
+  const auto outcome = regcache_test::RunInChild([this]() -> std::string {
+    alarm(120);
+    Mapping m(1);
+    if (m.addr() == nullptr) return "mmap failed";
+    for (int shift : {34, 46}) {
+      regcache_mr mr;
+      const int rc = Reg(r_, m.addr(), size_t{1} << shift, 0, &mr);
+      if (rc != -EFAULT)
+        return "length 2^" + std::to_string(shift) + ": " + std::to_string(rc);
+    }
+    return "";
+  });
+  EXPECT_TRUE(outcome.passed) << outcome.message;
+  EXPECT_EQ(LockedPages(), 0);
+}
+
 TEST_F(RegistrarFakeMlock, FailedRegLeavesOtherRegistrationsLocked) {
   Mapping m(8);
   ASSERT_NE(m.addr(), nullptr);

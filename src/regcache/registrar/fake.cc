@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <vector>
 
 #include "base/errors.h"
@@ -101,18 +102,41 @@ void FillKeys(regcache_mr* out) {
   out->backend = nullptr;
 }
 
+// Whether every page of `r` is mapped. msync(MS_ASYNC) does nothing but
+// walk the mappings, and fails with ENOMEM at the first hole: one system
+// call whatever the length, where mlock() or munlock() of a long range
+// works page table by page table before it finds the hole.
+bool FullyMapped(const ClosedRange& r) {
+  return msync(RangeAddr(r), RangeLength(r), MS_ASYNC) == 0 || errno != ENOMEM;
+}
+
+// The mapped parts of `r`, from /proc/self/maps: O(mappings), whatever the
+// length of `r` or of its holes.
+std::vector<ClosedRange> MappedParts(const ClosedRange& r) {
+  std::vector<ClosedRange> parts;
+  FILE* maps = fopen("/proc/self/maps", "re");
+  if (maps == nullptr) return parts;
+  unsigned long long start, end;
+  char line[512];
+  while (fgets(line, sizeof line, maps) != nullptr) {
+    if (sscanf(line, "%llx-%llx", &start, &end) != 2 || end <= start) continue;
+    const uint64_t first = start > r.first ? start : r.first;
+    const uint64_t last = end - 1 < r.last ? end - 1 : r.last;
+    if (first <= last) parts.push_back({first, last});
+  }
+  fclose(maps);
+  return parts;
+}
+
 // munlock() [first, last], stepping over holes: munlock() fails with ENOMEM
 // at the first unmapped page (the application unmapped part of a registered
 // range, which already dropped the lock on those pages), leaving the pages
-// after the hole locked. Bisect until every mapped page has been unlocked;
-// the cost is O(holes * log(pages)) system calls.
+// after the hole locked. Then every mapped part is unlocked on its own.
 void MunlockMapped(const ClosedRange& r) {
   if (SysMunlock(RangeAddr(r), RangeLength(r)) == 0 || errno != ENOMEM) return;
-  if (RangeLength(r) <= PageSize()) return;
-  const uint64_t pages = RangeLength(r) / PageSize();
-  const uint64_t mid = r.first + (pages / 2) * PageSize();
-  MunlockMapped({r.first, mid - 1});
-  MunlockMapped({mid, r.last});
+  for (const ClosedRange& part : MappedParts(r)) {
+    SysMunlock(RangeAddr(part), RangeLength(part));
+  }
 }
 
 int FakeReg(void* ctx, void* addr, size_t length, uint32_t access,
@@ -135,6 +159,10 @@ int FakeMlockReg(void* ctx, void* addr, size_t length, uint32_t access,
       (access & ~static_cast<uint32_t>(REGCACHE_ACCESS_ALL)) != 0) {
     return -EINVAL;
   }
+  // Unmapped memory is refused at once, as ibv_reg_mr refuses it (EFAULT),
+  // before the lock is taken: a bogus length must not keep every other
+  // registration waiting while mlock() walks it.
+  if (!FullyMapped(range)) return -EFAULT;
   MlockState& state = GetMlockState();
   MutexLock lock(&state.mu);
   // Lock the whole range even where another registration already holds it:
@@ -148,14 +176,10 @@ int FakeMlockReg(void* ctx, void* addr, size_t length, uint32_t access,
     for (const ClosedRange& gap : state.locked.Uncovered(range.first, range.last)) {
       MunlockMapped(gap);
     }
-    // ENOMEM also means "not mapped". ibv_reg_mr says EFAULT for that; keep
-    // ENOMEM for the RLIMIT_MEMLOCK case, which the cache answers by evicting.
-    // msync(MS_ASYNC) is a no-op that fails with ENOMEM only for a hole.
-    if (err == ENOMEM &&
-        msync(RangeAddr(range), RangeLength(range), MS_ASYNC) != 0 &&
-        errno == ENOMEM) {
-      err = EFAULT;
-    }
+    // ENOMEM also means "not mapped" (unmapped since the check above).
+    // ibv_reg_mr says EFAULT for that; keep ENOMEM for the RLIMIT_MEMLOCK
+    // case, which the cache answers by evicting.
+    if (err == ENOMEM && !FullyMapped(range)) err = EFAULT;
     return -err;
   }
   state.locked.Add(range.first, range.last);
