@@ -12,7 +12,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config clang
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   libibverbs-dev librdmacm-dev libfabric-dev libfabric-bin libucx-dev
   rdma-core ibverbs-utils ibverbs-providers perftest
   qemu-system-x86 linux-image-amd64 linux-headers-amd64

@@ -145,6 +145,10 @@ enum regcache_mode {
 #define REGCACHE_CONFIG_ODP_NO_PREFETCH 0x4u
 #define REGCACHE_CONFIG_FLAGS_ALL 0x7u
 
+/* regcache_config.print_stats_at_exit (REGCACHE_STATS=1|text, json). */
+#define REGCACHE_STATS_TEXT 1 /* regcache_print_stats() */
+#define REGCACHE_STATS_JSON 2 /* regcache_print_stats_json() */
+
 /* Cache configuration. Initialise with regcache_config_init(), which applies
  * the defaults and then the environment (REGCACHE_MAX_ENTRIES,
  * REGCACHE_MAX_BYTES, REGCACHE_MONITOR, REGCACHE_STATS, REGCACHE_MODE,
@@ -155,7 +159,8 @@ struct regcache_config {
   size_t max_bytes;   /* unused pinned bytes beyond this are evicted; 0 = no
                          limit; not applied in ODP mode (nothing is pinned) */
   enum regcache_monitor_kind monitor;
-  int print_stats_at_exit; /* print statistics to stderr at destroy/exit */
+  int print_stats_at_exit; /* print statistics to stderr at destroy/exit:
+                              0, REGCACHE_STATS_TEXT or REGCACHE_STATS_JSON */
   uint32_t flags;          /* REGCACHE_CONFIG_* bits; others are -EINVAL */
   enum regcache_mode mode; /* default auto; with ODP the monitor is none */
 };
@@ -257,8 +262,21 @@ static inline int regcache_stats(regcache_t *cache, struct regcache_stats *out) 
   return regcache_stats_sz(cache, out, sizeof(*out));
 }
 
-/* Print statistics in a human-readable form to `stream` (a FILE *). */
+/* Print statistics in a human-readable form to `stream` (a FILE *; NULL
+ * for stderr), naming the process and the cache. */
 int regcache_print_stats(regcache_t *cache, void *stream);
+
+/* The same as one line of JSON: {"pid", "cache", "registrar", "mode",
+ * "mode_reason", "monitor", "monitor_reason", "limits": {"max_entries",
+ * "max_bytes"}, "hits", "misses", ..., "invalidations": {"unmap", ...}}.
+ * Numbers are numbers; 0 in a limit means "no limit". */
+int regcache_print_stats_json(regcache_t *cache, void *stream);
+
+/* Every REGCACHE_* environment variable, what it accepts, its effective
+ * value and where that came from ("default", "environment", "RLIMIT_MEMLOCK
+ * soft limit", or why the environment's value is invalid), to `stream` (a
+ * FILE *; NULL for stdout), like `fi_info -e`. */
+int regcache_print_config(void *stream);
 
 /* Names for messages: "uffd", "unmap", ... */
 const char *regcache_monitor_name(enum regcache_monitor_kind kind);

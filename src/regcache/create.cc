@@ -15,6 +15,7 @@
 #include "odp/verbs_ops.h"
 #include "regcache/regcache.h"
 #include "registrar/ibverbs.h"
+#include "stats.h"
 
 using regcache_internal::Cache;
 using regcache_internal::CacheSetup;
@@ -69,6 +70,7 @@ int Setup(const regcache_registrar& registrar, const regcache_config& config,
   out->mode = mode.mode;
   out->mode_reason = mode.reason;
   out->registrar_owner = mode.odp;
+  out->print_stats = regcache_internal::PrintStatsAtExit;
   if (!mode.monitor_reason.empty())
     out->monitor_reason = mode.monitor_reason;
   else if (mode.mode == REGCACHE_MODE_ODP)

@@ -21,6 +21,7 @@
 #include "fake_registrar.h"
 #include "core/fences.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "regcache/regcache.h"
 #include "regcache/regcache.hpp"
 #include "test_util.h"
@@ -751,19 +752,25 @@ TEST(CacheMemlock, RealMlockLimitEvictsThenFailsWithTheLimitNamed) {
 
 // REGCACHE_STATS=1 prints the statistics when the process exits, even if
 // the application never destroys the cache.
-TEST(CacheStats, PrintedAtExitWithRegcacheStats) {
+// Runs a child that sets REGCACHE_STATS=`value`, makes one cache, gets the
+// same buffer three times and exits without destroying it; returns what the
+// child wrote to stderr, and its pid.
+std::string StderrOfChildExitingWithStats(const char* value, pid_t* child) {
   int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
+  EXPECT_EQ(pipe(fds), 0);
   const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
+  EXPECT_GE(pid, 0);
   if (pid == 0) {
     dup2(fds[1], STDERR_FILENO);
     close(fds[0]);
-    setenv("REGCACHE_STATS", "1", 1);
+    setenv("REGCACHE_STATS", value, 1);
     regcache_registrar reg;
     regcache_registrar_fake(0, &reg);
     regcache_t* c = nullptr;
-    regcache_config cfg = NoMonitorConfig();
+    regcache_config cfg;
+    if (regcache_config_init(&cfg) != 0) _exit(2);
+    cfg.monitor = REGCACHE_MONITOR_NONE;
+    cfg.max_entries = 77;
     if (regcache_create(&reg, &cfg, &c) != 0) _exit(2);
     static char buf[4096];
     regcache_handle_t* h;
@@ -780,10 +787,102 @@ TEST(CacheStats, PrintedAtExitWithRegcacheStats) {
   while ((n = read(fds[0], chunk, sizeof chunk)) > 0) err.append(chunk, size_t(n));
   close(fds[0]);
   int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  EXPECT_NE(err.find("regcache stats:"), std::string::npos) << err;
+  *child = pid;
+  return err;
+}
+
+TEST(CacheStats, PrintedAtExitWithRegcacheStats) {
+  pid_t pid = 0;
+  const std::string err = StderrOfChildExitingWithStats("1", &pid);
+  EXPECT_NE(err.find("regcache stats: pid=" + std::to_string(pid) + " cache=0x"),
+            std::string::npos) << err;
+  EXPECT_NE(err.find("registrar=fake"), std::string::npos) << err;
   EXPECT_NE(err.find("hits=2 misses=1"), std::string::npos) << err;
+}
+
+TEST(CacheStats, PrintedAtExitAsOneJsonObjectWithRegcacheStatsJson) {
+  pid_t pid = 0;
+  const std::string err = StderrOfChildExitingWithStats("json", &pid);
+  ASSERT_FALSE(err.empty());
+  ASSERT_EQ(err.back(), '\n');
+  ASSERT_EQ(err.find('\n'), err.size() - 1) << "one line: " << err;
+  const nlohmann::json j = nlohmann::json::parse(err, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object()) << err;
+  EXPECT_EQ(j["pid"], pid);
+  EXPECT_TRUE(j["cache"].is_string());
+  EXPECT_EQ(j["registrar"], "fake");
+  EXPECT_EQ(j["monitor"], "none");
+  EXPECT_EQ(j["mode"], "pin");
+  EXPECT_TRUE(j["hits"].is_number_unsigned()) << err;
+  EXPECT_EQ(j["hits"], 2);
+  EXPECT_EQ(j["misses"], 1);
+  EXPECT_EQ(j["limits"]["max_entries"], 77);
+  EXPECT_TRUE(j["limits"]["max_bytes"].is_number_unsigned());
+  EXPECT_EQ(j["invalidations"]["unmap"], 0);
+}
+
+TEST(CacheConfig, RegcacheStatsTakesTextAndJson) {
+  struct Case {
+    const char* value;
+    int format;
+  };
+  for (const Case& c : {Case{"0", 0}, Case{"1", REGCACHE_STATS_TEXT},
+                        Case{"text", REGCACHE_STATS_TEXT}, Case{"json", REGCACHE_STATS_JSON}}) {
+    setenv("REGCACHE_STATS", c.value, 1);
+    regcache_config cfg;
+    EXPECT_EQ(regcache_config_init(&cfg), 0) << c.value << ": " << regcache_last_error();
+    EXPECT_EQ(cfg.print_stats_at_exit, c.format) << c.value;
+  }
+  setenv("REGCACHE_STATS", "yes", 1);
+  regcache_config cfg;
+  EXPECT_EQ(regcache_config_init(&cfg), -EINVAL);
+  EXPECT_NE(strstr(regcache_last_error(), "REGCACHE_STATS=\"yes\": expected 0, 1 (or text) or json"),
+            nullptr) << regcache_last_error();
+  unsetenv("REGCACHE_STATS");
+}
+
+// regcache_print_config() into a string.
+std::string PrintedConfig() {
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* f = open_memstream(&text, &size);
+  EXPECT_EQ(regcache_print_config(f), 0);
+  fclose(f);
+  std::string out(text, size);
+  free(text);
+  return out;
+}
+
+TEST(CacheConfig, PrintConfigShowsEveryVariableItsValueAndItsSource) {
+  for (const char* v : {"REGCACHE_MAX_ENTRIES", "REGCACHE_MAX_BYTES", "REGCACHE_MONITOR",
+                        "REGCACHE_STATS", "REGCACHE_MODE", "REGCACHE_ODP_IMPLICIT",
+                        "REGCACHE_ODP_PREFETCH"})
+    unsetenv(v);
+  setenv("REGCACHE_MONITOR", "uffd", 1);
+  setenv("REGCACHE_MAX_ENTRIES", "4K", 1);
+  setenv("REGCACHE_MODE", "sometimes", 1);
+  const std::string out = PrintedConfig();
+  for (const char* line :
+       {"REGCACHE_MONITOR=uffd  (environment)\n", "REGCACHE_MAX_ENTRIES=4096  (environment)\n",
+        "REGCACHE_STATS=0  (default)\n", "REGCACHE_ODP_PREFETCH=async  (default)\n",
+        "REGCACHE_ODP_IMPLICIT=0  (default)\n",
+        "REGCACHE_MODE=auto  (environment: \"sometimes\" is invalid, expected auto, odp or "
+        "pin; regcache_config_init() fails)\n",
+        "# REGCACHE_MAX_BYTES: "})
+    EXPECT_NE(out.find(line), std::string::npos) << line << " missing in:\n" << out;
+  rlimit rl{};
+  ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &rl), 0);
+  if (rl.rlim_cur != RLIM_INFINITY) {
+    EXPECT_NE(out.find("REGCACHE_MAX_BYTES=" + std::to_string(rl.rlim_cur) +
+                       "  (RLIMIT_MEMLOCK soft limit)"),
+              std::string::npos) << out;
+  } else {
+    EXPECT_NE(out.find("REGCACHE_MAX_BYTES=0  (default: RLIMIT_MEMLOCK is unlimited)"),
+              std::string::npos) << out;
+  }
+  for (const char* v : {"REGCACHE_MONITOR", "REGCACHE_MAX_ENTRIES", "REGCACHE_MODE"}) unsetenv(v);
 }
 
 }  // namespace

@@ -87,6 +87,7 @@ int Cache::Create(const CacheSetup& setup, const regcache_config& config,
   c->mode_reason_ = setup.mode_reason;
   c->registrar_owner_ = setup.registrar_owner;
   c->monitor_note_ = setup.monitor_reason;
+  c->print_stats_ = setup.print_stats;
 
   // Choose the monitor.
   std::string why_kmod, why_uffd;
@@ -150,9 +151,7 @@ Cache::~Cache() = default;
 int Cache::Destroy() {
   gate_.fetch_or(kGateDestroying);
   UnregisterCache(this);
-  if (config_.print_stats_at_exit) {
-    regcache_print_stats(reinterpret_cast<regcache_t*>(this), stderr);
-  }
+  PrintStatsIfAsked();
   monitor_->Stop();
   StopReaper();
 

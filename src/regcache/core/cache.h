@@ -63,6 +63,8 @@ inline const void* ThisThreadKey() { return &t_cache_refs[0]; }
 // Internal status: the miss raced with an invalidation; look up again.
 inline constexpr int kRetryMiss = 1;
 
+class Cache;
+
 // What the API layer (src/regcache/create.cc) decided before the cache
 // exists: the registrar to use (the caller's, or the ODP registrar the mode
 // policy made), the monitor to create and the mode in effect.
@@ -77,6 +79,9 @@ struct CacheSetup {
   // Owns registrar.ctx when the API layer made the registrar; kept alive
   // as long as the cache.
   std::shared_ptr<void> registrar_owner;
+  // Prints the statistics at destroy or process exit, when
+  // config.print_stats_at_exit asks for them (the API layer formats them).
+  void (*print_stats)(Cache* cache) = nullptr;
 };
 
 class Cache final : public InvalidationSink {
@@ -100,7 +105,12 @@ class Cache final : public InvalidationSink {
   int Invalidate(const void* addr, size_t length);
   int Flush();
   void Stats(struct regcache_stats* out);
-  bool print_stats() const { return config_.print_stats_at_exit != 0; }
+  // Prints the statistics if the configuration asks for them at exit.
+  void PrintStatsIfAsked() {
+    if (config_.print_stats_at_exit != 0 && print_stats_ != nullptr)
+      print_stats_(this);
+  }
+  int print_stats_format() const { return config_.print_stats_at_exit; }
 
   // InvalidationSink: called by monitor event threads and by Invalidate().
   // Takes mu_, never allocates, never deregisters.
@@ -118,6 +128,10 @@ class Cache final : public InvalidationSink {
   size_t zombie_count() RC_EXCLUDES(mu_);
   Cache* registry_next = nullptr;  // guarded by the global registry mutex
   uint64_t id() const { return id_; }
+  const regcache_config& config() const { return config_; }
+  const char* registrar_name() const {
+    return registrar_.name != nullptr ? registrar_.name : "(unnamed)";
+  }
 
   ~Cache();  // only through Destroy() or a failed Create()
 
@@ -233,6 +247,7 @@ class Cache final : public InvalidationSink {
   regcache_mode mode_ = REGCACHE_MODE_PIN;
   std::string mode_reason_;
   std::shared_ptr<void> registrar_owner_;
+  void (*print_stats_)(Cache* cache) = nullptr;
 
   // Serialises ReclaimZombies. Lock order: reclaim_mu_, then mu_.
   Mutex reclaim_mu_ RC_ACQUIRED_BEFORE(mu_);

@@ -47,10 +47,7 @@ void ForkChild() {
 
 void PrintStatsAtExit() {
   std::lock_guard<std::mutex> l(g_registry_mu);
-  for (Cache* c = g_caches; c != nullptr; c = c->registry_next) {
-    if (c->print_stats())
-      regcache_print_stats(reinterpret_cast<regcache_t*>(c), stderr);
-  }
+  for (Cache* c = g_caches; c != nullptr; c = c->registry_next) c->PrintStatsIfAsked();
 }
 
 // Orphans the thread's ThreadStates when it exits. Only touched on slow
