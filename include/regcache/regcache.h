@@ -149,11 +149,25 @@ enum regcache_mode {
 #define REGCACHE_STATS_TEXT 1 /* regcache_print_stats() */
 #define REGCACHE_STATS_JSON 2 /* regcache_print_stats_json() */
 
+/* Which misses the cache keeps (docs/design.md, "Admission"). */
+enum regcache_admission {
+  REGCACHE_ADMISSION_ADAPTIVE = 0, /* default: serve uncached (register for
+                                      the use, deregister at the put) a range
+                                      invalidated again and again without a
+                                      hit, and a newcomer to a full cache that
+                                      was requested no more often than the
+                                      entry it would evict; probe and return
+                                      to caching when hits come back */
+  REGCACHE_ADMISSION_ALWAYS,       /* cache every range the monitor can watch
+                                      (the behaviour of version 0.1) */
+};
+
 /* Cache configuration. Initialise with regcache_config_init(), which applies
  * the defaults and then the environment (REGCACHE_MAX_ENTRIES,
  * REGCACHE_MAX_BYTES, REGCACHE_MONITOR, REGCACHE_STATS, REGCACHE_MODE,
- * REGCACHE_ODP_IMPLICIT=0|1, REGCACHE_ODP_PREFETCH=async|sync|none);
- * change fields after that to override the environment. */
+ * REGCACHE_ODP_IMPLICIT=0|1, REGCACHE_ODP_PREFETCH=async|sync|none,
+ * REGCACHE_ADMISSION=adaptive|always); change fields after that to override
+ * the environment. */
 struct regcache_config {
   size_t max_entries; /* unused entries beyond this are evicted (CLOCK); 0 = no limit */
   size_t max_bytes;   /* unused pinned bytes beyond this are evicted; 0 = no
@@ -163,6 +177,8 @@ struct regcache_config {
                               0, REGCACHE_STATS_TEXT or REGCACHE_STATS_JSON */
   uint32_t flags;          /* REGCACHE_CONFIG_* bits; others are -EINVAL */
   enum regcache_mode mode; /* default auto; with ODP the monitor is none */
+  /* Fields after this line are newer than version 0.1. */
+  enum regcache_admission admission; /* default adaptive */
 };
 
 /* Defaults, then environment. Returns -EINVAL (and leaves the defaults in
@@ -254,6 +270,13 @@ struct regcache_stats {
   char mode_reason[160];       /* why, e.g. "rxe0: no on-demand paging ..." */
   char monitor_reason[160];    /* why this monitor, e.g. "auto: kmod
                                   (/dev/regcache is available)" */
+  /* Fields after this line are newer than version 0.1. */
+  uint64_t uncached_churn;     /* gets served uncached because their range
+                                  was invalidated again and again without a
+                                  hit (admission; also counted in misses) */
+  uint64_t uncached_admission; /* gets served uncached because the cache was
+                                  full and the range was requested no more
+                                  often than the entry it would evict */
 };
 
 int regcache_stats_sz(regcache_t *cache, struct regcache_stats *out,

@@ -125,6 +125,18 @@ constexpr Variable kVariables[] = {
        if (c.flags & REGCACHE_CONFIG_ODP_NO_PREFETCH) return std::string("none");
        return std::string("async");
      }},
+    {"REGCACHE_ADMISSION", "adaptive or always",
+     "which misses are cached (adaptive: not ranges that churn)",
+     [](const char* t, regcache_config* c) {
+       if (Is(t, "adaptive")) c->admission = REGCACHE_ADMISSION_ADAPTIVE;
+       else if (Is(t, "always")) c->admission = REGCACHE_ADMISSION_ALWAYS;
+       else return false;
+       return true;
+     },
+     [](const regcache_config& c) {
+       return std::string(c.admission == REGCACHE_ADMISSION_ALWAYS ? "always"
+                                                                  : "adaptive");
+     }},
     {"REGCACHE_STATS", "0, 1 (or text) or json",
      "print each cache's statistics to stderr at destroy or exit",
      [](const char* t, regcache_config* c) {
@@ -149,6 +161,7 @@ regcache_config Defaults(std::string* max_bytes_source) {
   regcache_config config{};
   config.monitor = REGCACHE_MONITOR_AUTO;
   config.mode = REGCACHE_MODE_AUTO;
+  config.admission = REGCACHE_ADMISSION_ADAPTIVE;
   // Default byte limit: what the process may lock, when that is bounded.
   rlimit rl{};
   if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {

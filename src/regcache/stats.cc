@@ -74,11 +74,13 @@ int regcache_print_stats(regcache_t* cache, void* stream) {
           "regcache stats: monitor=%s hits=%" PRIu64 " misses=%" PRIu64
           " hit_rate=%.1f%% registrations=%" PRIu64 " deregistrations=%" PRIu64
           " errors=%" PRIu64 " evictions=%" PRIu64 " uncacheable=%" PRIu64
+          " uncached_churn=%" PRIu64 " uncached_admission=%" PRIu64
           " entries=%" PRIu64 " pinned_bytes=%" PRIu64 " in_use=%" PRIu64
           " reg_time_avg_us=%.1f\n",
           regcache_monitor_name(s.monitor), s.hits, s.misses,
           gets ? 100.0 * double(s.hits) / double(gets) : 0.0, s.registrations,
           s.deregistrations, s.registration_errors, s.evictions, s.uncacheable,
+          s.uncached_churn, s.uncached_admission,
           s.entries_now, s.pinned_bytes_now, s.in_use_now,
           s.registrations ? double(s.registration_ns) / 1e3 / double(s.registrations) : 0.0);
   fprintf(f, "regcache mode=%s (%s), monitor=%s (%s)\n",
@@ -111,6 +113,7 @@ int regcache_print_stats_json(regcache_t* cache, void* stream) {
       {"monitor", regcache_monitor_name(s.monitor)},
       {"monitor_reason", s.monitor_reason},
       {"limits", {{"max_entries", config.max_entries}, {"max_bytes", config.max_bytes}}},
+      {"admission", config.admission == REGCACHE_ADMISSION_ALWAYS ? "always" : "adaptive"},
       {"hits", s.hits},
       {"misses", s.misses},
       {"registrations", s.registrations},
@@ -118,6 +121,8 @@ int regcache_print_stats_json(regcache_t* cache, void* stream) {
       {"registration_errors", s.registration_errors},
       {"evictions", s.evictions},
       {"uncacheable", s.uncacheable},
+      {"uncached_churn", s.uncached_churn},
+      {"uncached_admission", s.uncached_admission},
       {"registration_ns", s.registration_ns},
       {"entries_now", s.entries_now},
       {"pinned_bytes_now", s.pinned_bytes_now},

@@ -58,12 +58,16 @@ struct Region {
 
 class CacheTest : public ::testing::Test {
  protected:
-  void Make(size_t max_entries = 0, size_t max_bytes = 0) {
+  // Tests of CLOCK's own mechanics pass REGCACHE_ADMISSION_ALWAYS: the
+  // adaptive admission would serve their one-shot newcomers uncached.
+  void Make(size_t max_entries = 0, size_t max_bytes = 0,
+            regcache_admission admission = REGCACHE_ADMISSION_ADAPTIVE) {
     regcache_config cfg;
     ASSERT_EQ(regcache_config_init(&cfg), 0) << regcache_last_error();
     cfg.monitor = REGCACHE_MONITOR_NONE;
     cfg.max_entries = max_entries;
     cfg.max_bytes = max_bytes;
+    cfg.admission = admission;
     reg_ = fake_.registrar();
     ASSERT_EQ(regcache_create(&reg_, &cfg, &cache_), 0) << regcache_last_error();
   }
@@ -256,7 +260,7 @@ TEST_F(CacheTest, FlushDropsUnusedAndKeepsHeldUntilPut) {
 }
 
 TEST_F(CacheTest, EntryLimitEvictsUnusedEntries) {
-  Make(/*max_entries=*/4);
+  Make(/*max_entries=*/4, 0, REGCACHE_ADMISSION_ALWAYS);
   Region r(64 * Page());
   for (int i = 0; i < 32; ++i) {
     Put(Get(r.base + i * 2 * Page(), Page()));
@@ -269,7 +273,7 @@ TEST_F(CacheTest, EntryLimitEvictsUnusedEntries) {
 TEST_F(CacheTest, ReclaimSkipsTheHeavyFenceWhileNoOtherThreadCanHit) {
   // The reclaim fence (membarrier) only matters to other threads that may
   // be on the hit path; this thread is the cache's only user.
-  Make(/*max_entries=*/1);
+  Make(/*max_entries=*/1, 0, REGCACHE_ADMISSION_ALWAYS);
   Region r(64 * Page());
   Put(Get(r.base, Page()));
   const uint64_t fences = HeavyFenceCount();
@@ -355,7 +359,7 @@ TEST_F(CacheTest, EntriesInUseAreNeverEvicted) {
 // once never exceed the limits, so a max_bytes equal to the memlock limit
 // never sees a registration fail.
 TEST_F(CacheTest, FullCacheEvictsBeforeItRegisters) {
-  Make(/*max_entries=*/4, /*max_bytes=*/8 * Page());
+  Make(/*max_entries=*/4, /*max_bytes=*/8 * Page(), REGCACHE_ADMISSION_ALWAYS);
   fake_.set_budget(8 * Page());  // RLIMIT_MEMLOCK == max_bytes
   Region r(128 * Page());
   for (int i = 0; i < 16; ++i) Put(Get(r.base + i * 4 * Page(), 2 * Page()));
@@ -858,7 +862,7 @@ std::string PrintedConfig() {
 TEST(CacheConfig, PrintConfigShowsEveryVariableItsValueAndItsSource) {
   for (const char* v : {"REGCACHE_MAX_ENTRIES", "REGCACHE_MAX_BYTES", "REGCACHE_MONITOR",
                         "REGCACHE_STATS", "REGCACHE_MODE", "REGCACHE_ODP_IMPLICIT",
-                        "REGCACHE_ODP_PREFETCH"})
+                        "REGCACHE_ODP_PREFETCH", "REGCACHE_ADMISSION"})
     unsetenv(v);
   setenv("REGCACHE_MONITOR", "uffd", 1);
   setenv("REGCACHE_MAX_ENTRIES", "4K", 1);
@@ -867,7 +871,7 @@ TEST(CacheConfig, PrintConfigShowsEveryVariableItsValueAndItsSource) {
   for (const char* line :
        {"REGCACHE_MONITOR=uffd  (environment)\n", "REGCACHE_MAX_ENTRIES=4096  (environment)\n",
         "REGCACHE_STATS=0  (default)\n", "REGCACHE_ODP_PREFETCH=async  (default)\n",
-        "REGCACHE_ODP_IMPLICIT=0  (default)\n",
+        "REGCACHE_ODP_IMPLICIT=0  (default)\n", "REGCACHE_ADMISSION=adaptive  (default)\n",
         "REGCACHE_MODE=auto  (environment: \"sometimes\" is invalid, expected auto, odp or "
         "pin; regcache_config_init() fails)\n",
         "# REGCACHE_MAX_BYTES: "})

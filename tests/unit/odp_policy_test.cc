@@ -791,6 +791,9 @@ TEST_F(OdpCacheTest, ByteLimitDoesNotEvictOdpRegistrations) {
   regcache_config cfg = Config(REGCACHE_MODE_ODP);
   cfg.max_bytes = kPage;
   cfg.max_entries = 3;
+  // CLOCK evicts the fourth newcomer's victim (the adaptive admission
+  // would serve a one-shot newcomer uncached instead).
+  cfg.admission = REGCACHE_ADMISSION_ALWAYS;
   ASSERT_EQ(regcache_create(&r, &cfg, &cache_), 0) << regcache_last_error();
   for (int i = 0; i < 3; ++i) {
     regcache_handle_t* h = nullptr;

@@ -72,9 +72,17 @@ int Cache::Create(const CacheSetup& setup, const regcache_config& config,
   if (config.max_entries != 0 && config.max_entries * 2 > capacity)
     capacity = config.max_entries * 2;
   int rc;
+  c->adaptive_ = config.admission != REGCACHE_ADMISSION_ALWAYS;
   {
     MutexLock l(&c->mu_);
     rc = c->entries_.Init(capacity);
+    // Four counters per entry the cache may keep (TinyLFU's sizing); 4096
+    // when only the byte limit bounds it.
+    if (rc == 0 && c->adaptive_ &&
+        !c->sketch_.Init(config.max_entries != 0 && config.max_entries < 65536
+                             ? 4 * config.max_entries
+                             : 4096))
+      rc = -ENOMEM;
   }
   if (rc == 0) rc = c->threads_.Init(kMaxThreadStates);
   if (rc == 0) rc = c->index_.Init(1024);
@@ -389,6 +397,7 @@ void Cache::BackOff(Entry* e) {
 
 int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
                    HoldSlot** out) {
+  Admit admit = Admit::kCache;
   for (int attempt = 0;; ++attempt) {
     const uint32_t gate = gate_.load(std::memory_order_acquire);
     if (gate & kGateDestroying)
@@ -403,6 +412,7 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
     if (ts == nullptr) return -ENOMEM;
     uint64_t inval_seq;
     HashTable* retired = nullptr;
+    bool evicted = false;
     {
       MutexLock l(&mu_);
       Entry* e = caching_disabled_ ? nullptr
@@ -419,8 +429,18 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
         }
       }
       inval_seq = inval_seq_;
+      // A retried miss keeps its first decision (only evicting again if
+      // needed): the signals counted this get already.
+      if (!caching_disabled_ && (attempt == 0 || admit == Admit::kCache))
+        admit = AdmitLocked(first, last, attempt == 0, &evicted);
     }
-    const int rc = Miss(first, last, access, ts, inval_seq, out);
+    // A full cache evicts before it registers, not after: the pinned memory
+    // never exceeds max_bytes by the new range (max_bytes is how a cache
+    // stays under RLIMIT_MEMLOCK), and the victim's pages are unpinned
+    // before the new ones are pinned. The check after the insertion in
+    // Miss() still catches what concurrent misses added meanwhile.
+    if (evicted) ReclaimZombies();
+    const int rc = Miss(first, last, access, ts, inval_seq, admit, out);
     if (rc != kRetryMiss) return rc;
     if (attempt == kMaxMissRetries) {
       return SetError(-EBUSY,
@@ -491,17 +511,65 @@ int Cache::RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
                   first, strerror(-rc));
 }
 
+Cache::Admit Cache::AdmitLocked(uint64_t first, uint64_t last, bool count,
+                                bool* evicted) {
+  const uint64_t bytes = last - first + 1;
+  Admit admit = Admit::kCache;
+  if (adaptive_ && count) {
+    sketch_.Increment(first);
+    if (churn_.OnMiss(first) == ChurnTable::Decision::kBypass)
+      admit = Admit::kBypassChurn;
+  }
+  // max_bytes bounds pinned memory (it is how a cache stays under
+  // RLIMIT_MEMLOCK), uncached registrations included: a registration that
+  // would not fit beside the cached entries makes room first, whether it
+  // is kept or not. max_entries bounds what is kept, so an uncached get
+  // only needs the cache back within it.
+  const bool bytes_bind = config_.max_bytes != 0 && mode_ != REGCACHE_MODE_ODP &&
+                          valid_bytes_ + bytes > config_.max_bytes;
+  size_t n = 0;
+  if (admit != Admit::kCache) {
+    if (bytes_bind || OverLimitsLocked())
+      n = EvictLocked(/*all_unused=*/false, 0, bytes_bind ? bytes : 0);
+    *evicted = n != 0;
+    return admit;
+  }
+  if (!OverLimitsLocked(1, bytes)) return Admit::kCache;
+  const uint64_t mark = MarkHeldLocked();
+  if (adaptive_ && !bytes_bind) {
+    // Only the entry limit binds: TinyLFU. The newcomer replaces CLOCK's
+    // victim only if it was asked for more often; a tie keeps the
+    // incumbent, so a cyclic scan larger than the cache keeps part of it
+    // cached instead of evicting each range before its next use.
+    n = OverLimitsLocked() ? EvictLocked(/*all_unused=*/false, 0, 0, mark) : 0;
+    size_t budget = 2 * valid_entries_ + 1;
+    const Entry* victim = ClockVictimLocked(mark, &budget);
+    if (victim != nullptr &&
+        sketch_.Estimate(first) <=
+            sketch_.Estimate(victim->first.load(std::memory_order_relaxed))) {
+      *evicted = n != 0;
+      return Admit::kBypassFrequency;
+    }
+  }
+  n += EvictLocked(/*all_unused=*/false, 1, bytes, mark);
+  *evicted = n != 0;
+  return Admit::kCache;
+}
+
 int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
-                ThreadState* ts, uint64_t inval_seq_at_start, HoldSlot** out) {
+                ThreadState* ts, uint64_t inval_seq_at_start, Admit admit,
+                HoldSlot** out) {
   misses_.fetch_add(1, std::memory_order_relaxed);
   // Watch BEFORE registering: an unmap between the two is then seen either
   // through the token's generation or through InvalidatedSinceLocked().
   WatchToken token;
-  bool cacheable = !caching_disabled_;
+  bool cacheable = !caching_disabled_ && admit == Admit::kCache;
+  bool unwatchable = false;
   if (cacheable) {
     int rc = monitor_->Watch(first, last, &token);
     if (rc == -EOPNOTSUPP) {
       cacheable = false;
+      unwatchable = true;
     } else if (rc != 0) {
       return SetError(rc, "regcache_get: monitor %s cannot watch [0x%" PRIx64
                           ", 0x%" PRIx64 "]: %s",
@@ -514,13 +582,6 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
     token.generation = StaticGeneration();
     token.expected = token.generation->load();
   }
-
-  // A full cache evicts before it registers, not after: the pinned memory
-  // never exceeds max_bytes by the new range (max_bytes is how a cache
-  // stays under RLIMIT_MEMLOCK), and the victim's pages are unpinned before
-  // the new ones are pinned. The check after the insertion below still
-  // catches what concurrent misses added meanwhile.
-  if (cacheable) MakeRoomFor(last - first + 1);
 
   regcache_mr mr;
   int rc = RegisterWithEviction(first, last, access, &mr);
@@ -551,6 +612,8 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
       e->token = token;
       e->watched = cacheable;
       e->inherited = false;
+      e->published = false;
+      e->hit_seen = false;
       e->alias_count = 0;
       e->node.first = first;
       e->node.last = last;
@@ -577,6 +640,7 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
         if (lru_tail_ == nullptr) lru_tail_ = e;
         ++valid_entries_;
         valid_bytes_ += mr.length;
+        e->published = true;
         SetState(e, kValid);
       }
       if (!raced) slot = TakeSlotLocked(ts, e);
@@ -593,7 +657,12 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
                              "(%zu entries)", table_capacity);
   }
   if (retired != nullptr) FreeRetiredTables();
-  if (!cacheable) uncacheable_.fetch_add(1, std::memory_order_relaxed);
+  if (unwatchable || caching_disabled_)
+    uncacheable_.fetch_add(1, std::memory_order_relaxed);
+  else if (admit == Admit::kBypassChurn)
+    uncached_churn_.fetch_add(1, std::memory_order_relaxed);
+  else if (admit == Admit::kBypassFrequency)
+    uncached_admission_.fetch_add(1, std::memory_order_relaxed);
   if (raced) {
     ReclaimZombies();
     return kRetryMiss;
@@ -668,6 +737,9 @@ void Cache::InvalidateRange(uint64_t first, uint64_t last,
     while (victims != nullptr) {
       Entry* e = victims;
       victims = e->zombie_next;
+      if (adaptive_)
+        churn_.OnInvalidated(e->first.load(std::memory_order_relaxed),
+                             EverHitLocked(e));
       KillLocked(e);
       ++killed;
     }
@@ -687,16 +759,6 @@ bool Cache::OverLimitsLocked(size_t extra_entries, uint64_t extra_bytes) const {
           valid_bytes_ + extra_bytes > config_.max_bytes);
 }
 
-void Cache::MakeRoomFor(uint64_t bytes) {
-  size_t evicted = 0;
-  {
-    MutexLock l(&mu_);
-    if (OverLimitsLocked(1, bytes))
-      evicted = EvictLocked(/*all_unused=*/false, 1, bytes);
-  }
-  if (evicted != 0) ReclaimZombies();
-}
-
 // An entry's CLOCK reference bit is the kTagReferenced bit of each of its
 // buckets (set by lock-free hits) or lru_epoch (set by slow-path hits).
 bool Cache::TestAndClearReferencedLocked(Entry* e) {
@@ -707,42 +769,87 @@ bool Cache::TestAndClearReferencedLocked(Entry* e) {
   };
   test(e->first.load(std::memory_order_relaxed));
   for (int i = 0; i < e->alias_count; ++i) test(e->alias_firsts[i]);
+  if (referenced) e->hit_seen = true;
   return referenced;
 }
 
-// CLOCK over lru_: hits set an entry's reference bit;
-// the hand at the tail gives a referenced entry a second chance (clears the
-// bit, moves it to the head) and evicts an unreferenced one. Entries seen
-// held by an advisory hold scan are skipped: evicting them would only make
-// their next get a miss. Returns the number evicted.
-size_t Cache::EvictLocked(bool all_unused, size_t extra_entries,
-                          uint64_t extra_bytes) {
+bool Cache::EverHitLocked(Entry* e) {
+  if (e->hit_seen || e->lru_epoch.load(std::memory_order_relaxed) != 0)
+    return true;
+  auto test = [&](uint64_t first) {
+    const Bucket* b = index_.Find(first, e);
+    return b != nullptr &&
+           (b->tag.load(std::memory_order_relaxed) & kTagReferenced) != 0;
+  };
+  if (test(e->first.load(std::memory_order_relaxed))) return true;
+  for (int i = 0; i < e->alias_count; ++i)
+    if (test(e->alias_firsts[i])) return true;
+  return false;
+}
+
+uint64_t Cache::MarkHeldLocked() {
   const uint64_t mark = mark_counter_.fetch_add(1) + 1;
   ScanHolds(mark, &Entry::evict_mark);
-  size_t evicted = 0;
-  size_t budget = 2 * valid_entries_ + 1;
-  Entry* e = lru_tail_;
-  while (e != nullptr && budget-- > 0 &&
-         (all_unused || OverLimitsLocked(extra_entries, extra_bytes))) {
-    Entry* prev = e->lru_prev;
-    const bool held = e->evict_mark.load(std::memory_order_relaxed) == mark;
+  return mark;
+}
+
+void Cache::MoveToHeadLocked(Entry* e) {
+  if (e == lru_head_) return;
+  Entry* prev = e->lru_prev;
+  if (prev != nullptr) prev->lru_next = e->lru_next;
+  if (e->lru_next != nullptr) e->lru_next->lru_prev = prev;
+  else lru_tail_ = prev;
+  e->lru_prev = nullptr;
+  e->lru_next = lru_head_;
+  lru_head_->lru_prev = e;
+  lru_head_ = e;
+}
+
+// CLOCK over lru_: hits set an entry's reference bit; the hand at the tail
+// gives a referenced entry a second chance (clears the bit, moves it to the
+// head) and stops at an unreferenced one. Entries seen held by an advisory
+// hold scan are skipped too: evicting them would only make their next get
+// a miss.
+Entry* Cache::ClockVictimLocked(uint64_t hold_mark, size_t* budget) {
+  while (lru_tail_ != nullptr && *budget > 0) {
+    --*budget;
+    Entry* e = lru_tail_;
+    const bool held =
+        e->evict_mark.load(std::memory_order_relaxed) == hold_mark;
     const bool referenced = TestAndClearReferencedLocked(e);
-    if (held || (referenced && !all_unused)) {
-      if (e != lru_head_) {  // move to head
-        if (prev != nullptr) prev->lru_next = e->lru_next;
-        if (e->lru_next != nullptr) e->lru_next->lru_prev = prev;
-        else lru_tail_ = prev;
-        e->lru_prev = nullptr;
-        e->lru_next = lru_head_;
-        lru_head_->lru_prev = e;
-        lru_head_ = e;
+    if (!held && !referenced) return e;
+    // A hit since the hand last passed: one more request for the sketch.
+    if (referenced && adaptive_)
+      sketch_.Increment(e->first.load(std::memory_order_relaxed));
+    MoveToHeadLocked(e);
+  }
+  return nullptr;
+}
+
+size_t Cache::EvictLocked(bool all_unused, size_t extra_entries,
+                          uint64_t extra_bytes, uint64_t hold_mark) {
+  const uint64_t mark = hold_mark != 0 ? hold_mark : MarkHeldLocked();
+  size_t evicted = 0;
+  if (all_unused) {
+    // Out of pinnable memory: every entry nobody holds goes, referenced
+    // or not.
+    Entry* e = lru_tail_;
+    while (e != nullptr) {
+      Entry* prev = e->lru_prev;
+      if (e->evict_mark.load(std::memory_order_relaxed) != mark) {
+        KillLocked(e);
+        ++evicted;
       }
-      if (all_unused && held && prev == nullptr) break;
-    } else {
-      KillLocked(e);
+      e = prev;
+    }
+  } else {
+    size_t budget = 2 * valid_entries_ + 1;
+    while (OverLimitsLocked(extra_entries, extra_bytes)) {
+      Entry* victim = ClockVictimLocked(mark, &budget);
+      if (victim == nullptr) break;
+      KillLocked(victim);
       ++evicted;
     }
-    e = prev;
   }
   evictions_.fetch_add(evicted, std::memory_order_relaxed);
   return evicted;
@@ -795,15 +902,21 @@ void Cache::ReclaimZombies() {
   MutexLock reclaim(&reclaim_mu_);
   Entry* batch;
   bool other_threads;
+  bool published = false;
   {
     MutexLock l(&mu_);
     batch = zombies_;
     zombies_ = nullptr;
     zombie_count_ = 0;
-    other_threads = OtherThreadsMayHitLocked();
+    for (Entry* e = batch; e != nullptr && !published; e = e->zombie_next)
+      published = e->published;
+    other_threads = published && OtherThreadsMayHitLocked();
   }
   if (batch == nullptr) return;
-  FenceAgainstHitPaths(other_threads);  // W5: see cache_hit.h
+  // W5 (cache_hit.h). A batch of born zombies only (uncached gets, raced
+  // misses) needs no fence: no lock-free reader ever found them, so every
+  // hold on them was taken under mu_, before this batch was.
+  FenceAgainstHitPaths(other_threads);
   const uint64_t mark = mark_counter_.fetch_add(1) + 1;
   ScanHolds(mark, &Entry::held_mark);
   Entry* keep = nullptr;
@@ -988,6 +1101,8 @@ void Cache::Stats(struct regcache_stats* out) {
   for (int r = 0; r < REGCACHE_INVAL_NREASONS; ++r)
     out->invalidations[r] = invalidations_[r].load();
   out->uncacheable = uncacheable_.load();
+  out->uncached_churn = uncached_churn_.load();
+  out->uncached_admission = uncached_admission_.load();
   out->registration_ns = registration_ns_.load();
   out->entries_now = entries_now_.load();
   out->pinned_bytes_now = pinned_bytes_now_.load();

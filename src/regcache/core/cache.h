@@ -13,6 +13,8 @@
 //              the tail). Guarded by mu_.
 //   zombies_   entries out of every lookup structure, waiting for their
 //              holds to drain before deregistration. Guarded by mu_.
+//   churn_, sketch_  the admission signals (admission.h): which misses
+//              are cached. Guarded by mu_.
 //
 // Locking protocol:
 //   reclaim_mu_ before mu_, never the other way. mu_ is never held across a
@@ -32,6 +34,7 @@
 #include <string>
 #include <thread>
 
+#include "core/admission.h"
 #include "core/arena.h"
 #include "core/entry.h"
 #include "core/fences.h"
@@ -143,8 +146,20 @@ class Cache final : public InvalidationSink {
   int BadHandle(const HoldSlot* slot, bool already_released);
   __attribute__((noinline)) int GetSlow(uint64_t first, uint64_t last,
                                         uint32_t access, HoldSlot** out);
+  // What a miss does with its registration (admission.h).
+  enum class Admit {
+    kCache,            // watch it and keep it
+    kBypassChurn,      // serve uncached: the range churns (ChurnTable)
+    kBypassFrequency,  // serve uncached: a full cache keeps its victim
+  };
+  // Decides for a miss of [first, last] and, when the registration is to
+  // be kept and the cache is full, evicts to make room (the victims go on
+  // zombies_; *evicted says whether any did). `count` is false for a
+  // retried miss, which the signals have already counted.
+  Admit AdmitLocked(uint64_t first, uint64_t last, bool count,
+                    bool* evicted) RC_REQUIRES(mu_);
   int Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
-           uint64_t inval_seq_at_start, HoldSlot** out);
+           uint64_t inval_seq_at_start, Admit admit, HoldSlot** out);
   int RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
                            regcache_mr* mr);
   void BackOff(Entry* e);
@@ -191,13 +206,24 @@ class Cache final : public InvalidationSink {
                         uint64_t extra_bytes = 0) const RC_REQUIRES(mu_);
   // Evicts unused entries (CLOCK) until the limits hold with room for the
   // extra ones, or every unused entry when `all_unused`. Returns how many.
+  // `hold_mark`: a ScanHolds() mark of Entry::evict_mark taken under this
+  // hold of mu_, or 0 to scan now.
   size_t EvictLocked(bool all_unused, size_t extra_entries = 0,
-                     uint64_t extra_bytes = 0) RC_REQUIRES(mu_);
-  // Before a registration of `bytes`: evicts (and reclaims) what the limits
-  // need for one more entry of that size, so the new pin never adds to a
-  // full cache's pinned memory.
-  void MakeRoomFor(uint64_t bytes) RC_EXCLUDES(mu_);
+                     uint64_t extra_bytes = 0, uint64_t hold_mark = 0)
+      RC_REQUIRES(mu_);
+  // The CLOCK hand: from the tail, moves entries that get a second chance
+  // (held per `hold_mark`, or referenced: the bit is cleared and the hit
+  // credited in sketch_) to the head, and returns the first entry that may
+  // be evicted, left in place; nullptr when *budget steps found none.
+  Entry* ClockVictimLocked(uint64_t hold_mark, size_t* budget)
+      RC_REQUIRES(mu_);
+  void MoveToHeadLocked(Entry* e) RC_REQUIRES(mu_);
+  // A fresh mark with every held entry's evict_mark set to it.
+  uint64_t MarkHeldLocked() RC_REQUIRES(mu_);
   bool TestAndClearReferencedLocked(Entry* e) RC_REQUIRES(mu_);
+  // Whether `e` served a hit since it was inserted (reads, never clears,
+  // the reference bits).
+  bool EverHitLocked(Entry* e) RC_REQUIRES(mu_);
   // Stores `mark` into (entry->*field) for every entry some slot holds.
   void ScanHolds(uint64_t mark, std::atomic<uint64_t> Entry::*field);
   // Whether a thread other than the caller owns a live ThreadState, i.e.
@@ -270,11 +296,16 @@ class Cache final : public InvalidationSink {
   uint64_t recent_last_[kRecentInvalidations] RC_GUARDED_BY(mu_) = {};
   HashTable* retired_tables_ RC_GUARDED_BY(mu_) = nullptr;
   std::atomic<uint64_t> mark_counter_{0};
+  // Admission (admission.h). adaptive_ is set at creation.
+  bool adaptive_ = true;
+  ChurnTable churn_ RC_GUARDED_BY(mu_);
+  FrequencySketch sketch_ RC_GUARDED_BY(mu_);
 
   // Statistics updated outside the hit path.
   std::atomic<uint64_t> misses_{0}, registrations_{0},
       deregistrations_{0}, registration_errors_{0}, evictions_{0},
-      uncacheable_{0}, registration_ns_{0};
+      uncacheable_{0}, uncached_churn_{0}, uncached_admission_{0},
+      registration_ns_{0};
   std::atomic<uint64_t> invalidations_[REGCACHE_INVAL_NREASONS] = {};
   std::atomic<uint64_t> entries_now_{0}, pinned_bytes_now_{0};
 

@@ -23,6 +23,10 @@
 // kept until the reader's Put) or before R5 (then R5 sees W1's tombstone and
 // the reader backs off, never using e). A reader that backs off may have
 // been seen by W6; it calls ReclaimZombies() itself so e is not stranded.
+// A batch of entries that were never published (born zombies: uncached
+// gets and raced misses, which skip W1 because no bucket ever named them)
+// needs no W5: no reader can have found them, so every hold on them was
+// taken under mu_ by the miss that made them, before W4 took the batch.
 //
 // Put() is the mirror: P1 slot->held = 0, P2 LightFence(), P3 load the
 // cache's zombie count and, only if it is non-zero, e->seq. If a reclaim

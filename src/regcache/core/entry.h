@@ -75,6 +75,12 @@ struct alignas(64) Entry {
   uint8_t alias_count = 0;
   bool watched = false;            // token is live: Unwatch() at reclaim
   bool inherited = false;          // from the parent process: never dereg
+  // Was ever in the tree and the index, so a lock-free reader may hold it
+  // without the mutex knowing (born zombies never were: see W5).
+  bool published = false;
+  // A CLOCK pass found it referenced at least once (admission.h: an entry
+  // invalidated without any hit was a wasted registration).
+  bool hit_seen = false;
   // Hold-scan marks: set to the scan's unique number when a hold on this
   // entry was seen. Reclaim scans (serialised by reclaim_mu_) and eviction
   // scans (under mu_) run concurrently, so each kind has its own field: a

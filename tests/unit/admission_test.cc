@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Admission (src/regcache/core/admission.h): the churn table and the
+// frequency sketch on their own, then the cache's use of them with the
+// checking fake registrar and explicit invalidation: which gets are served
+// uncached, the probes and their backoff, the return to caching, TinyLFU
+// against a cyclic scan, and the limits an uncached get still respects.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/admission.h"
+#include "core/cache.h"
+#include "core/fences.h"
+#include "fake_registrar.h"
+#include "gtest/gtest.h"
+#include "regcache/regcache.h"
+
+namespace {
+
+using regcache_internal::ChurnTable;
+using regcache_internal::FrequencySketch;
+using regcache_test::CheckingFakeRegistrar;
+using Decision = ChurnTable::Decision;
+
+constexpr uint64_t kPage = 4096;
+constexpr uint32_t kLW = REGCACHE_ACCESS_LOCAL_WRITE;
+
+// ---------------------------------------------------------------------------
+// ChurnTable
+
+TEST(ChurnTable, TwoWastedRegistrationsInARowMakeARangeChurn) {
+  ChurnTable t;
+  const uint64_t a = 0x7f0000000000;
+  EXPECT_EQ(t.OnMiss(a), Decision::kCache);
+  t.OnInvalidated(a, /*hit=*/false);
+  EXPECT_FALSE(t.Churning(a)) << "one wasted registration is not a pattern";
+  EXPECT_EQ(t.OnMiss(a), Decision::kCache);
+  t.OnInvalidated(a, /*hit=*/false);
+  uint32_t left = 0;
+  ASSERT_TRUE(t.Churning(a, &left));
+  EXPECT_EQ(left, ChurnTable::kInitialSkip);
+  EXPECT_FALSE(t.Churning(a + kPage)) << "churn is per first page";
+  EXPECT_TRUE(t.CheckInvariants());
+}
+
+TEST(ChurnTable, AHitBetweenWastedRegistrationsResetsTheCount) {
+  ChurnTable t;
+  const uint64_t a = 0x10000;
+  t.OnInvalidated(a, false);
+  t.OnInvalidated(a, true);
+  t.OnInvalidated(a, false);
+  EXPECT_FALSE(t.Churning(a));
+}
+
+TEST(ChurnTable, ProbesBackOffExponentiallyUpToTheCap) {
+  ChurnTable t;
+  const uint64_t a = 0x200000;
+  t.OnInvalidated(a, false);
+  t.OnInvalidated(a, false);
+  uint32_t expected_skip = ChurnTable::kInitialSkip;
+  for (int round = 0; round < 8; ++round) {
+    for (uint32_t i = 0; i < expected_skip; ++i)
+      ASSERT_EQ(t.OnMiss(a), Decision::kBypass) << "round " << round << " get " << i;
+    ASSERT_EQ(t.OnMiss(a), Decision::kProbe) << "round " << round;
+    // Until the probe is invalidated, every miss probes.
+    ASSERT_EQ(t.OnMiss(a), Decision::kProbe);
+    t.OnInvalidated(a, /*hit=*/false);  // the probe was wasted too
+    expected_skip = std::min(2 * expected_skip, ChurnTable::kMaxSkip);
+    uint32_t left = 0;
+    ASSERT_TRUE(t.Churning(a, &left));
+    ASSERT_EQ(left, expected_skip);
+    ASSERT_TRUE(t.CheckInvariants());
+  }
+  EXPECT_EQ(expected_skip, ChurnTable::kMaxSkip);
+}
+
+TEST(ChurnTable, AProbeThatIsHitEndsTheChurn) {
+  ChurnTable t;
+  const uint64_t a = 0x300000;
+  t.OnInvalidated(a, false);
+  t.OnInvalidated(a, false);
+  for (uint32_t i = 0; i < ChurnTable::kInitialSkip; ++i) t.OnMiss(a);
+  ASSERT_EQ(t.OnMiss(a), Decision::kProbe);
+  t.OnInvalidated(a, /*hit=*/true);
+  EXPECT_FALSE(t.Churning(a));
+  EXPECT_EQ(t.OnMiss(a), Decision::kCache);
+}
+
+TEST(ChurnTable, AFullTableForgetsItsLeastRecentlyTouchedRanges) {
+  ChurnTable t;
+  // Many more churning ranges than slots, made to churn in order: each set
+  // keeps its kWays most recently touched ones.
+  std::vector<uint64_t> keys;
+  for (uint64_t p = 1; keys.size() < 4096; ++p) keys.push_back(p * kPage);
+  for (uint64_t k : keys) {
+    t.OnInvalidated(k, false);
+    t.OnInvalidated(k, false);
+  }
+  size_t churning = 0;
+  for (uint64_t k : keys) churning += t.Churning(k) ? 1 : 0;
+  EXPECT_EQ(churning, ChurnTable::kSets * ChurnTable::kWays)
+      << "a full table keeps exactly its capacity";
+  EXPECT_TRUE(t.Churning(keys.back())) << "the newest is kept";
+  EXPECT_FALSE(t.Churning(keys.front())) << "the oldest was forgotten";
+  EXPECT_TRUE(t.CheckInvariants());
+}
+
+TEST(ChurnTable, InvariantsHoldUnderRandomUse) {
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  ChurnTable t;
+  for (int i = 0; i < 200000; ++i) {
+    const uint64_t k = (rng() % 2048) * kPage;
+    if (rng() % 3 == 0) t.OnInvalidated(k, rng() % 4 == 0);
+    else t.OnMiss(k);
+  }
+  EXPECT_TRUE(t.CheckInvariants());
+}
+
+// ---------------------------------------------------------------------------
+// FrequencySketch
+
+TEST(FrequencySketch, NeverUnderCountsBeforeItAges) {
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  FrequencySketch s;
+  ASSERT_TRUE(s.Init(1024));
+  std::map<uint64_t, uint32_t> truth;
+  // Fewer additions than the aging period (10 x width).
+  for (int i = 0; i < 9000; ++i) {
+    const uint64_t k = (rng() % 3000) * kPage;
+    s.Increment(k);
+    ++truth[k];
+  }
+  for (const auto& [k, n] : truth)
+    ASSERT_GE(s.Estimate(k), std::min<uint32_t>(n, FrequencySketch::kMaxCount)) << k;
+}
+
+TEST(FrequencySketch, AgingHalvesTheCounts) {
+  FrequencySketch s;
+  ASSERT_TRUE(s.Init(64));
+  const uint64_t hot = 0x40000000;
+  for (int i = 0; i < 12; ++i) s.Increment(hot);
+  EXPECT_GE(s.Estimate(hot), 12u);
+  // Fill the rest of the aging period (10 x 64) with other keys.
+  for (uint64_t i = 0; i < 10 * 64 - 12; ++i) s.Increment((i + 1) * kPage);
+  EXPECT_LE(s.Estimate(hot), 7u) << "halved once";
+  EXPECT_GE(s.Estimate(hot), 6u);
+}
+
+// ---------------------------------------------------------------------------
+// The cache's admission
+
+struct Region {
+  explicit Region(size_t bytes) : size(bytes) {
+    base = static_cast<char*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  }
+  ~Region() { munmap(base, size); }
+  char* base;
+  size_t size;
+};
+
+class CacheAdmission : public ::testing::Test {
+ protected:
+  void Make(regcache_admission admission, size_t max_entries = 0,
+            size_t max_bytes = 0) {
+    regcache_config cfg;
+    ASSERT_EQ(regcache_config_init(&cfg), 0) << regcache_last_error();
+    cfg.monitor = REGCACHE_MONITOR_NONE;
+    cfg.max_entries = max_entries;
+    cfg.max_bytes = max_bytes;
+    cfg.admission = admission;
+    cfg.print_stats_at_exit = 0;
+    reg_ = fake_.registrar();
+    ASSERT_EQ(regcache_create(&reg_, &cfg, &cache_), 0) << regcache_last_error();
+  }
+  void TearDown() override {
+    if (cache_ != nullptr) {
+      Check();
+      EXPECT_EQ(regcache_destroy(cache_), 0) << regcache_last_error();
+    }
+    EXPECT_EQ(fake_.violations(), 0u) << "a held registration was deregistered";
+    EXPECT_EQ(fake_.live(), 0u) << "destroy left registrations behind";
+  }
+  void Check() {
+    std::string why;
+    EXPECT_TRUE(reinterpret_cast<regcache_internal::Cache*>(cache_)->CheckInvariants(&why))
+        << why;
+  }
+  // Gets and puts [p, p + len); true if the get was a hit.
+  bool Use(const void* p, size_t len = kPage) {
+    const uint64_t hits = Stats().hits;
+    regcache_handle_t* h = nullptr;
+    EXPECT_EQ(regcache_get(cache_, p, len, kLW, &h), 0) << regcache_last_error();
+    if (h == nullptr) return false;
+    CheckingFakeRegistrar::Hold(regcache_handle_mr(h));
+    CheckingFakeRegistrar::Unhold(regcache_handle_mr(h));
+    EXPECT_EQ(regcache_put(cache_, h), 0) << regcache_last_error();
+    return Stats().hits > hits;
+  }
+  // One use of the buffer and then its "reallocation" (what a monitor
+  // would report for munmap + mmap at the same address).
+  void UseAndRealloc(const void* p) {
+    Use(p);
+    ASSERT_EQ(regcache_invalidate(cache_, p, kPage), 0);
+  }
+  struct regcache_stats Stats() {
+    struct regcache_stats s;
+    EXPECT_EQ(regcache_stats(cache_, &s), 0);
+    return s;
+  }
+
+  CheckingFakeRegistrar fake_;
+  regcache_registrar reg_{};
+  regcache_t* cache_ = nullptr;
+};
+
+TEST_F(CacheAdmission, ARangeReallocatedWithoutHitsIsServedUncached) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE);
+  Region r(4 * kPage);
+  UseAndRealloc(r.base);
+  UseAndRealloc(r.base);
+  EXPECT_EQ(Stats().uncached_churn, 0u) << "both were cached";
+  const uint64_t regs = fake_.regs(), deregs = fake_.deregs();
+  const uint64_t invalidations = Stats().invalidations[REGCACHE_INVAL_EXPLICIT];
+  UseAndRealloc(r.base);
+  const struct regcache_stats s = Stats();
+  EXPECT_EQ(s.uncached_churn, 1u);
+  EXPECT_EQ(s.uncacheable, 0u);
+  EXPECT_EQ(fake_.regs(), regs + 1);
+  EXPECT_EQ(fake_.deregs(), deregs + 1) << "deregistered at its put";
+  EXPECT_EQ(s.entries_now, 0u) << "nothing kept";
+  EXPECT_EQ(s.invalidations[REGCACHE_INVAL_EXPLICIT], invalidations)
+      << "nothing cached, nothing to invalidate";
+  // Other ranges are cached as before.
+  Use(r.base + 2 * kPage);
+  EXPECT_TRUE(Use(r.base + 2 * kPage));
+}
+
+TEST_F(CacheAdmission, AChurningRangeIsProbedWithBackoff) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE);
+  Region r(kPage);
+  UseAndRealloc(r.base);
+  UseAndRealloc(r.base);
+  // Each probe is cached (an entry exists between its get and the
+  // invalidation); in between, gets are uncached. Record which gets were
+  // cached over 100 reallocations.
+  std::vector<int> cached_at;
+  for (int i = 0; i < 100; ++i) {
+    const uint64_t churn = Stats().uncached_churn;
+    Use(r.base);
+    if (Stats().uncached_churn == churn) cached_at.push_back(i);
+    ASSERT_EQ(regcache_invalidate(cache_, r.base, kPage), 0);
+  }
+  // Probes after 8, then 16, 32, 64 uncached gets.
+  const std::vector<int> expected = {8, 8 + 1 + 16, 8 + 1 + 16 + 1 + 32};
+  EXPECT_EQ(cached_at, expected);
+}
+
+TEST_F(CacheAdmission, AProbeThatIsHitReturnsTheRangeToCaching) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE);
+  Region r(kPage);
+  UseAndRealloc(r.base);
+  UseAndRealloc(r.base);
+  for (uint32_t i = 0; i < ChurnTable::kInitialSkip; ++i) UseAndRealloc(r.base);
+  EXPECT_EQ(Stats().uncached_churn, ChurnTable::kInitialSkip);
+  // The program changes its habits: the buffer is now reused.
+  Use(r.base);  // the probe: cached
+  EXPECT_TRUE(Use(r.base)) << "the probe serves a hit";
+  ASSERT_EQ(regcache_invalidate(cache_, r.base, kPage), 0);  // hit: churn over
+  const uint64_t churn = Stats().uncached_churn;
+  EXPECT_FALSE(Use(r.base));
+  EXPECT_TRUE(Use(r.base));
+  EXPECT_TRUE(Use(r.base));
+  EXPECT_EQ(Stats().uncached_churn, churn);
+}
+
+TEST_F(CacheAdmission, AlwaysCachesARangeThatChurns) {
+  Make(REGCACHE_ADMISSION_ALWAYS);
+  Region r(kPage);
+  for (int i = 0; i < 20; ++i) UseAndRealloc(r.base);
+  const struct regcache_stats s = Stats();
+  EXPECT_EQ(s.uncached_churn, 0u);
+  EXPECT_EQ(s.invalidations[REGCACHE_INVAL_EXPLICIT], 20u);
+}
+
+// A cyclic scan over twice as many ranges as the cache keeps: CLOCK (like
+// LRU) evicts each range just before its next use and never hits; the
+// frequency admission keeps the incumbents and serves the rest uncached.
+TEST_F(CacheAdmission, CyclicScanLargerThanTheCacheKeepsHalfOfItCached) {
+  for (regcache_admission admission :
+       {REGCACHE_ADMISSION_ALWAYS, REGCACHE_ADMISSION_ADAPTIVE}) {
+    SCOPED_TRACE(admission == REGCACHE_ADMISSION_ALWAYS ? "always" : "adaptive");
+    Make(admission, /*max_entries=*/32);
+    Region r(128 * kPage);
+    for (int cycle = 0; cycle < 2; ++cycle)
+      for (int i = 0; i < 64; ++i) Use(r.base + 2 * i * kPage);
+    const struct regcache_stats before = Stats();
+    for (int cycle = 0; cycle < 10; ++cycle)
+      for (int i = 0; i < 64; ++i) Use(r.base + 2 * i * kPage);
+    const struct regcache_stats after = Stats();
+    const double hit_rate = double(after.hits - before.hits) / (10 * 64);
+    if (admission == REGCACHE_ADMISSION_ALWAYS) {
+      EXPECT_EQ(hit_rate, 0.0);
+      EXPECT_EQ(after.uncached_admission, 0u);
+    } else {
+      EXPECT_GE(hit_rate, 0.45);
+      EXPECT_GT(after.uncached_admission, before.uncached_admission);
+      EXPECT_LE(after.entries_now, 32u);
+    }
+    Check();
+    EXPECT_EQ(regcache_destroy(cache_), 0);
+    cache_ = nullptr;
+  }
+}
+
+// TinyLFU still lets a new working set in: ranges asked for again and
+// again get more requests than the old, unused entries.
+TEST_F(CacheAdmission, ANewWorkingSetReplacesAnIdleOne) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE, /*max_entries=*/16);
+  Region r(128 * kPage);
+  char* old_set = r.base;
+  char* new_set = r.base + 64 * kPage;
+  for (int cycle = 0; cycle < 3; ++cycle)
+    for (int i = 0; i < 16; ++i) Use(old_set + 2 * i * kPage);
+  for (int cycle = 0; cycle < 20; ++cycle)
+    for (int i = 0; i < 16; ++i) Use(new_set + 2 * i * kPage);
+  int hits = 0;
+  for (int i = 0; i < 16; ++i) hits += Use(new_set + 2 * i * kPage) ? 1 : 0;
+  EXPECT_EQ(hits, 16) << "the new set did not replace the old one";
+}
+
+// max_bytes bounds pinned memory, uncached gets included: at the memlock
+// budget, neither kind of uncached get makes a registration fail.
+TEST_F(CacheAdmission, UncachedGetsStayWithinMaxBytes) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE, /*max_entries=*/4, /*max_bytes=*/8 * kPage);
+  fake_.set_budget(8 * kPage);  // RLIMIT_MEMLOCK == max_bytes
+  Region r(256 * kPage);
+  for (int cycle = 0; cycle < 4; ++cycle) {
+    for (int i = 0; i < 16; ++i) Use(r.base + i * 4 * kPage, 2 * kPage);
+    for (int i = 0; i < 4; ++i) {
+      UseAndRealloc(r.base + 128 * kPage);  // churns
+      Use(r.base + 192 * kPage, kPage);
+    }
+  }
+  EXPECT_GT(Stats().uncached_churn, 0u);
+  EXPECT_EQ(fake_.failures(), 0u) << "a registration hit the memlock budget";
+  EXPECT_LE(fake_.peak_live_bytes(), 8 * kPage);
+}
+
+// An uncached get is never published, so no other thread can hold it
+// without the mutex knowing: its reclaim needs no membarrier() even when
+// other threads use the cache.
+TEST_F(CacheAdmission, UncachedGetsNeedNoReclaimFence) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE);
+  Region r(64 * kPage);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool got = false, release = false;
+  std::thread other([&] {
+    Use(r.base + 40 * kPage);
+    std::unique_lock<std::mutex> lock(mu);
+    got = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return got; });
+  }
+  UseAndRealloc(r.base);
+  UseAndRealloc(r.base);
+  const uint64_t fences = regcache_internal::HeavyFenceCount();
+  const uint64_t churn = Stats().uncached_churn;
+  for (int i = 0; i < 4; ++i) Use(r.base);  // uncached: nothing to invalidate
+  EXPECT_EQ(Stats().uncached_churn, churn + 4);
+  EXPECT_EQ(regcache_internal::HeavyFenceCount(), fences);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  other.join();
+}
+
+TEST_F(CacheAdmission, StatisticsNameBothKinds) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE, /*max_entries=*/1);
+  Region r(8 * kPage);
+  Use(r.base);
+  Use(r.base + 2 * kPage);  // a tie: the incumbent stays
+  EXPECT_EQ(Stats().uncached_admission, 1u);
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* f = open_memstream(&text, &size);
+  ASSERT_EQ(regcache_print_stats_json(cache_, f), 0);
+  fclose(f);
+  const std::string json(text, size);
+  free(text);
+  EXPECT_NE(json.find("\"uncached_admission\":1"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"uncached_churn\":0"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"admission\":\"adaptive\""), std::string::npos) << json;
+}
+
+TEST(AdmissionConfig, EnvironmentChoosesAndBadValuesAreNamed) {
+  regcache_config cfg;
+  unsetenv("REGCACHE_ADMISSION");
+  ASSERT_EQ(regcache_config_init(&cfg), 0);
+  EXPECT_EQ(cfg.admission, REGCACHE_ADMISSION_ADAPTIVE);
+  setenv("REGCACHE_ADMISSION", "always", 1);
+  ASSERT_EQ(regcache_config_init(&cfg), 0);
+  EXPECT_EQ(cfg.admission, REGCACHE_ADMISSION_ALWAYS);
+  setenv("REGCACHE_ADMISSION", "sometimes", 1);
+  EXPECT_EQ(regcache_config_init(&cfg), -EINVAL);
+  EXPECT_NE(strstr(regcache_last_error(), "REGCACHE_ADMISSION=\"sometimes\": expected "
+                                          "adaptive or always"),
+            nullptr)
+      << regcache_last_error();
+  unsetenv("REGCACHE_ADMISSION");
+}
+
+}  // namespace
