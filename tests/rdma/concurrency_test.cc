@@ -49,8 +49,8 @@ class ConcurrencyBase
  protected:
   void SetUp() override {
     REGCACHE_OPEN_LOOPBACK_OR_SKIP(rc_);
-    const int err =
-        CreateIbverbsCache(rc_->pd(), GetParam(), &registrar_, &cache_);
+    const int err = CreateIbverbsCache(rc_->pd(), GetParam(), &registrar_,
+                                       &cache_, 0, admission_);
     if (err == -ENODEV) GTEST_SKIP() << regcache_last_error();
     ASSERT_EQ(err, 0) << regcache_last_error();
   }
@@ -64,6 +64,9 @@ class ConcurrencyBase
   }
   const char* Monitor() const { return regcache_monitor_name(GetParam()); }
 
+  void RemapWhileOthersGetAndPut();
+
+  regcache_admission admission_ = REGCACHE_ADMISSION_ALWAYS;
   std::unique_ptr<LoopbackRc> rc_;
   regcache_registrar registrar_{};
   regcache_t* cache_ = nullptr;
@@ -123,7 +126,27 @@ void JoinWithWatchdog(std::vector<std::thread>* threads, int seconds,
 
 class Concurrency : public ConcurrencyBase {};
 
+// The same with the default, adaptive admission: the owners' buffers, which
+// are replaced before every get and never hit, are soon served uncached
+// with cached probes in between; the pool stays cached.
+class ConcurrencyAdaptive : public ConcurrencyBase {
+ protected:
+  ConcurrencyAdaptive() { admission_ = REGCACHE_ADMISSION_ADAPTIVE; }
+};
+
 TEST_P(Concurrency, RemappingThreadsAndGetPutThreadsNeitherDeadlockNorGoStale) {
+  RemapWhileOthersGetAndPut();
+}
+TEST_P(ConcurrencyAdaptive,
+       RemappingThreadsAndGetPutThreadsNeitherDeadlockNorGoStale) {
+  RemapWhileOthersGetAndPut();
+  if (!HasFailure()) {
+    EXPECT_GT(StatsOf(cache_).uncached_churn, 0u)
+        << "the owners' buffers were never served uncached";
+  }
+}
+
+void ConcurrencyBase::RemapWhileOthersGetAndPut() {
   constexpr int kOwners = 2;     // threads that replace their own buffers
   constexpr int kChurners = 2;   // threads that get/put a shared pool
   constexpr int kRounds = 150;   // per owner
@@ -554,6 +577,7 @@ std::string MonitorParamName(
   ::testing::Values(REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD), \
       MonitorParamName
 INSTANTIATE_TEST_SUITE_P(Monitors, Concurrency, REGCACHE_MONITORS);
+INSTANTIATE_TEST_SUITE_P(Monitors, ConcurrencyAdaptive, REGCACHE_MONITORS);
 INSTANTIATE_TEST_SUITE_P(Monitors, Fork, REGCACHE_MONITORS);
 INSTANTIATE_TEST_SUITE_P(Monitors, Overflow, REGCACHE_MONITORS);
 

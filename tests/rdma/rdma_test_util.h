@@ -96,10 +96,14 @@ class DirectBuffer {
 // A cache over the ibverbs registrar of `pd` with `monitor` and no byte
 // limit (the default would be the soft RLIMIT_MEMLOCK). `registrar` must
 // outlive the cache. Returns regcache_create()'s value; the message is in
-// regcache_last_error().
-inline int CreateIbverbsCache(ibv_pd* pd, regcache_monitor_kind monitor,
-                              regcache_registrar* registrar, regcache_t** out,
-                              size_t max_bytes = 0) {
+// regcache_last_error(). The suites test the cached path, so by default
+// every range is cached (the adaptive admission would serve a buffer that
+// is replaced again and again without hits uncached); tests of the
+// adaptive admission pass REGCACHE_ADMISSION_ADAPTIVE.
+inline int CreateIbverbsCache(
+    ibv_pd* pd, regcache_monitor_kind monitor, regcache_registrar* registrar,
+    regcache_t** out, size_t max_bytes = 0,
+    regcache_admission admission = REGCACHE_ADMISSION_ALWAYS) {
   int rc = regcache_registrar_ibverbs(pd, registrar);
   if (rc != 0) return rc;
   regcache_config config;
@@ -108,6 +112,7 @@ inline int CreateIbverbsCache(ibv_pd* pd, regcache_monitor_kind monitor,
   config.monitor = monitor;
   config.max_bytes = max_bytes;
   config.max_entries = 0;
+  config.admission = admission;
   return regcache_create(registrar, &config, out);
 }
 

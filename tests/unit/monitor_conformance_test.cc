@@ -55,6 +55,11 @@ class MonitorConformance
     ASSERT_EQ(regcache_config_init(&cfg), 0) << regcache_last_error();
     cfg.monitor = GetParam();
     cfg.max_bytes = 0;
+    // The monitors are what is tested: every range is cached, so every
+    // change below meets a cached entry. (The adaptive admission would
+    // serve a recycled address that never hits uncached;
+    // MonitorConformanceAdaptive runs the concurrent tests with it.)
+    cfg.admission = admission_;
     reg_ = fake_.registrar();
     int rc = regcache_create(&reg_, &cfg, &cache_);
     if (rc == -ENODEV) GTEST_SKIP() << regcache_last_error();
@@ -134,10 +139,21 @@ class MonitorConformance
     ExpectInvalidatedBy(what, len, fill, change, [](char*) {});
   }
 
+  void ConcurrentRemapOfOwnBuffers();
+  void AddressReusedByAnotherThread();
+
+  regcache_admission admission_ = REGCACHE_ADMISSION_ALWAYS;
   CheckingFakeRegistrar fake_;
   regcache_registrar reg_{};
   regcache_t* cache_ = nullptr;
   bool address_taken_ = false;
+};
+
+// The concurrent tests again with the default, adaptive admission: gets
+// served uncached and cached probes mixed with invalidations.
+class MonitorConformanceAdaptive : public MonitorConformance {
+ protected:
+  MonitorConformanceAdaptive() { admission_ = REGCACHE_ADMISSION_ADAPTIVE; }
 };
 
 TEST_P(MonitorConformance, MunmapThenRemapSameAddressInvalidates) {
@@ -338,6 +354,13 @@ TEST_P(MonitorConformance, ForkInTheParentDoesNotInvalidate) {
 }
 
 TEST_P(MonitorConformance, ConcurrentRemapOfOwnBuffersNeverReturnsStale) {
+  ConcurrentRemapOfOwnBuffers();
+}
+TEST_P(MonitorConformanceAdaptive, ConcurrentRemapOfOwnBuffersNeverReturnsStale) {
+  ConcurrentRemapOfOwnBuffers();
+}
+
+void MonitorConformance::ConcurrentRemapOfOwnBuffers() {
   // Each thread replaces its own buffer (MAP_FIXED over it, madvise
   // DONTNEED, or unmapping it to a PROT_NONE reservation and mapping it
   // again), many times, while the other threads do the same: events,
@@ -397,6 +420,13 @@ TEST_P(MonitorConformance, ConcurrentRemapOfOwnBuffersNeverReturnsStale) {
 }
 
 TEST_P(MonitorConformance, AddressReusedByAnotherThreadIsNeverStale) {
+  AddressReusedByAnotherThread();
+}
+TEST_P(MonitorConformanceAdaptive, AddressReusedByAnotherThreadIsNeverStale) {
+  AddressReusedByAnotherThread();
+}
+
+void MonitorConformance::AddressReusedByAnotherThread() {
   // Thread A unmaps; thread B maps and gets the same address at once. The
   // kernel frees the range, then drops mmap_lock, then queues uffd's UNMAP
   // event and waits for it to be read: B can map and hit in between. Only a
@@ -434,6 +464,9 @@ std::string MonitorName(const ::testing::TestParamInfo<regcache_monitor_kind>& i
 }
 
 INSTANTIATE_TEST_SUITE_P(Monitors, MonitorConformance,
+                         ::testing::Values(REGCACHE_MONITOR_UFFD, REGCACHE_MONITOR_KMOD),
+                         MonitorName);
+INSTANTIATE_TEST_SUITE_P(Monitors, MonitorConformanceAdaptive,
                          ::testing::Values(REGCACHE_MONITOR_UFFD, REGCACHE_MONITOR_KMOD),
                          MonitorName);
 
