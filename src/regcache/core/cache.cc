@@ -26,6 +26,11 @@ namespace {
 
 std::atomic<uint64_t> g_next_cache_id{1};
 
+// The cache whose pending invalidations this thread is applying inline
+// (ApplyPendingInline), and whether any of them killed an entry.
+thread_local const Cache* t_applying_for = nullptr;
+thread_local bool t_applied_kills = false;
+
 uint64_t NowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -406,7 +411,7 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
     // A monitor with per-range generations (kmod) reports through its ring
     // without the gate: drain it first, so the stale entry is gone before a
     // miss inserts its replacement (a late event would drop the new one).
-    if ((gate & kGateEventsPending) || range_generations_) monitor_->WaitForPending();
+    if ((gate & kGateEventsPending) || range_generations_) ApplyPendingInline();
 
     ThreadState* ts = ThreadStateForCaller();
     if (ts == nullptr) return -ENOMEM;
@@ -746,7 +751,25 @@ void Cache::InvalidateRange(uint64_t first, uint64_t last,
   }
   if (killed != 0) {
     invalidations_[reason].fetch_add(killed, std::memory_order_relaxed);
-    WakeReaper();
+    if (t_applying_for == this) t_applied_kills = true;
+    else WakeReaper();
+  }
+}
+
+void Cache::ApplyPendingInline() {
+  // An invalidation this thread applies itself (kmod's WaitForPending()
+  // drains the ring in the caller) is reclaimed by this thread too, right
+  // away: the zombie's deregistration then costs what the program's own
+  // ibv_dereg_mr() would, without waking the reaper (a thread switch)
+  // and, in a single-threaded program, without a membarrier() (only the
+  // reaper, which owns no hold slots, needs one there).
+  t_applying_for = this;
+  t_applied_kills = false;
+  monitor_->WaitForPending();
+  t_applying_for = nullptr;
+  if (t_applied_kills) {
+    t_applied_kills = false;
+    ReclaimZombies();
   }
 }
 

@@ -163,6 +163,9 @@ class Cache final : public InvalidationSink {
   int RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
                            regcache_mr* mr);
   void BackOff(Entry* e);
+  // Monitor::WaitForPending() in this thread; invalidations it applies are
+  // reclaimed here rather than by the reaper.
+  void ApplyPendingInline() RC_EXCLUDES(mu_);
   // Cold continuations of Get(), each reached by a tail call so the hit
   // path itself needs no stack frame.
   __attribute__((noinline, cold)) int GetAnnouncingTable(
