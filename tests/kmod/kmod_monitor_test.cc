@@ -168,18 +168,64 @@ TEST_F(KmodMonitorTest, WaitForPendingAppliesWhatTheKernelPublished) {
   }
 }
 
-TEST_F(KmodMonitorTest, UnwatchedRangeIsNotReported) {
+// Unwatch() of an unchanged range parks the watch: a later Watch() of the
+// same range takes it back (same slot and generation: no MONITOR), and the
+// range stays watched meanwhile. Once the memory changed, the parked watch
+// is never handed out again.
+TEST_F(KmodMonitorTest, UnwatchParksAnUnchangedRangeAndWatchTakesItBack) {
   char* buf = MapAnon(1);
   ASSERT_NE(nullptr, buf);
   const uint64_t first = Addr(buf), last = first + Page() - 1;
   WatchToken token;
   ASSERT_EQ(0, monitor_->Watch(first, last, &token));
   monitor_->Unwatch(first, last, token);
-  // The slot's generation moved on: an old token never matches again.
-  EXPECT_NE(token.expected, token.generation->load());
-  monitor_->Unwatch(first, last, token);  // twice: harmless
+  EXPECT_EQ(token.expected, token.generation->load()) << "not parked";
+  WatchToken again;
+  ASSERT_EQ(0, monitor_->Watch(first, last, &again));
+  EXPECT_EQ(token.cookie, again.cookie) << "a new MONITOR instead of the parked one";
+  EXPECT_EQ(token.expected, again.expected);
+  monitor_->Unwatch(first, last, again);
+
+  // Parked, it is still watched: the munmap is seen.
   ASSERT_EQ(0, munmap(buf, Page()));
-  EXPECT_EQ(0u, sink_.WaitForCount(1, std::chrono::milliseconds(300)));
+  EXPECT_NE(token.expected, token.generation->load(std::memory_order_acquire));
+  regcache_inval_reason reason;
+  EXPECT_TRUE(sink_.WaitFor(first, last, &reason));
+  char* remapped = static_cast<char*>(
+      mmap(buf, Page(), PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0));
+  ASSERT_EQ(buf, remapped);
+  WatchToken fresh;
+  ASSERT_EQ(0, monitor_->Watch(first, last, &fresh));
+  EXPECT_EQ(fresh.expected, fresh.generation->load());
+  EXPECT_FALSE(fresh.generation == token.generation &&
+               fresh.expected == token.expected)
+      << "the stale parked watch was handed out again";
+  monitor_->Unwatch(first, last, fresh);
+  munmap(buf, Page());
+}
+
+// The parked watches are bounded: of many unwatched ranges, all but at most
+// 64 are UNMONITORed (which moves their slot's generation on, so an old
+// token never matches again).
+TEST_F(KmodMonitorTest, AtMostSixtyFourWatchesStayParked) {
+  const size_t n = 200;
+  char* buf = MapAnon(n);
+  ASSERT_NE(nullptr, buf);
+  std::vector<WatchToken> tokens(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t first = Addr(buf + i * Page());
+    ASSERT_EQ(0, monitor_->Watch(first, first + Page() - 1, &tokens[i]));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t first = Addr(buf + i * Page());
+    monitor_->Unwatch(first, first + Page() - 1, tokens[i]);
+  }
+  size_t parked = 0;
+  for (const WatchToken& t : tokens) parked += t.generation->load() == t.expected;
+  EXPECT_GE(parked, 1u);
+  EXPECT_LE(parked, 64u);
+  munmap(buf, n * Page());
 }
 
 TEST_F(KmodMonitorTest, WatchRejectsUnalignedRanges) {

@@ -22,9 +22,22 @@
 // munmap() drops and counts the stale entry before the range is registered
 // again, and a late event cannot drop the new entry of the same range.
 //
+// Parked watches. Unwatch() of a range whose generation has not moved (the
+// cache evicted the entry; nothing changed the memory) does not UNMONITOR
+// it at once: the watch is parked, still in the kernel's tree, and a later
+// Watch() of exactly that range (the capacity miss of a recently evicted
+// buffer) takes it back if its generation is still the one MONITOR
+// returned, with no system call either way. That is safe because the watch
+// never stopped: any invalidation since would have bumped the generation,
+// and the cache checks the generation again after it registers, as for a
+// fresh MONITOR. At most kParkedSets x kParkedWays watches are parked; a
+// full set UNMONITORs its oldest. A parked range that is invalidated is
+// reported like any other (the cache has nothing there to drop) and
+// UNMONITORed when Watch() or a full set meets it.
+//
 // Threading: Watch/Unwatch run on application threads; `mu_` guards the
-// slot table they share with the event thread. The sink is called with no
-// lock of ours held.
+// slot table and the parked watches they share with the event thread. The
+// sink is called with no lock of ours held; no ioctl is made under `mu_`.
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -189,6 +202,9 @@ class KmodMonitor final : public Monitor {
     // A fork child before RestartInChild(): the fd (if any) is the parent's.
     if (fd < 0 || CurrentPid() != owner_pid_.load(std::memory_order_relaxed))
       return -EOPNOTSUPP;
+    Parked stale;
+    if (Unpark(first, last, token, &stale)) return 0;
+    if (stale.first <= stale.last) Unmonitor(fd, stale.slot, stale.expected);
     const uint64_t cookie =
         next_cookie_.fetch_add(1, std::memory_order_relaxed);
     regcache_kmod_range r{};
@@ -224,16 +240,15 @@ class KmodMonitor final : public Monitor {
     const int fd = fork_slot_->primary.load(std::memory_order_acquire);
     if (fd < 0 || CurrentPid() != owner_pid_.load(std::memory_order_relaxed))
       return;
-    {
-      // Forget the slot before the kernel may hand it out again.
-      MutexLock l(&mu_);
-      if (slot < slots_.size() && slots_[slot].expected == token.expected)
-        slots_[slot] = SlotInfo{};
+    if (token.generation->load(std::memory_order_acquire) == token.expected) {
+      // Unchanged: park it (see "Parked watches" above).
+      Parked evicted;
+      Park(Parked{first, last, slot, token.expected, 0}, &evicted);
+      if (evicted.first > evicted.last) return;
+      Unmonitor(fd, evicted.slot, evicted.expected);
+      return;
     }
-    regcache_kmod_unmonitor u{};
-    u.slot = slot;
-    u.generation = token.expected;
-    ioctl(fd, REGCACHE_IOC_UNMONITOR, &u);  // best effort: ENOENT is harmless
+    Unmonitor(fd, slot, token.expected);
   }
 
   void WaitForPending() override {
@@ -255,6 +270,7 @@ class KmodMonitor final : public Monitor {
     {
       MutexLock l(&mu_);
       slots_.clear();
+      for (Parked& p : parked_) p = Parked{};
     }
     int fd;
     const char* area;
@@ -291,6 +307,86 @@ class KmodMonitor final : public Monitor {
   }
 
  private:
+  // A parked watch (see above); first > last marks a free way.
+  struct Parked {
+    uint64_t first = 1;
+    uint64_t last = 0;
+    uint32_t slot = 0;
+    uint64_t expected = 0;
+    uint64_t stamp = 0;  // park order, for replacement
+  };
+  static constexpr size_t kParkedSets = 16;
+  static constexpr size_t kParkedWays = 4;
+
+  Parked* ParkedSet(uint64_t first) RC_REQUIRES(mu_) {
+    const uint64_t h = (first >> 12) * 0x9E3779B97F4A7C15ull;
+    return &parked_[((h ^ (h >> 29)) % kParkedSets) * kParkedWays];
+  }
+
+  // Parks `p`; *evicted is the way it replaced (free: first > last), to
+  // UNMONITOR outside the lock.
+  void Park(Parked p, Parked* evicted) {
+    MutexLock l(&mu_);
+    Parked* set = ParkedSet(p.first);
+    Parked* way = &set[0];
+    for (size_t w = 0; w < kParkedWays; ++w) {
+      if (set[w].first > set[w].last) {
+        way = &set[w];
+        break;
+      }
+      if (set[w].stamp < way->stamp) way = &set[w];
+    }
+    *evicted = *way;
+    if (evicted->first <= evicted->last) ForgetSlotLocked(evicted->slot, evicted->expected);
+    p.stamp = ++park_clock_;
+    *way = p;
+  }
+
+  // Takes back the parked watch of exactly [first, last] if its generation
+  // has not moved: fills *token and returns true. A parked watch of that
+  // range whose generation moved is returned in *stale (else stale->first
+  // > stale->last) for the caller to UNMONITOR.
+  bool Unpark(uint64_t first, uint64_t last, WatchToken* token, Parked* stale) {
+    MutexLock l(&mu_);
+    *stale = Parked{};
+    Parked* set = ParkedSet(first);
+    for (size_t w = 0; w < kParkedWays; ++w) {
+      Parked& p = set[w];
+      if (p.first != first || p.last != last || p.first > p.last) continue;
+      const Parked found = p;
+      p = Parked{};
+      if (GenerationWord(found.slot)->load(std::memory_order_acquire) !=
+          found.expected) {
+        ForgetSlotLocked(found.slot, found.expected);
+        *stale = found;
+        return false;
+      }
+      token->generation = GenerationWord(found.slot);
+      token->expected = found.expected;
+      token->cookie =
+          (uint64_t{epoch_.load(std::memory_order_relaxed)} << 32) | found.slot;
+      return true;
+    }
+    return false;
+  }
+
+  // Forget the slot before the kernel may hand it out again.
+  void ForgetSlotLocked(uint32_t slot, uint64_t expected) RC_REQUIRES(mu_) {
+    if (slot < slots_.size() && slots_[slot].expected == expected)
+      slots_[slot] = SlotInfo{};
+  }
+
+  void Unmonitor(int fd, uint32_t slot, uint64_t expected) {
+    {
+      MutexLock l(&mu_);
+      ForgetSlotLocked(slot, expected);
+    }
+    regcache_kmod_unmonitor u{};
+    u.slot = slot;
+    u.generation = expected;
+    ioctl(fd, REGCACHE_IOC_UNMONITOR, &u);  // best effort: ENOENT is harmless
+  }
+
   void Adopt(int fd, const char* area, size_t size) {
     fork_slot_->primary.store(fd, std::memory_order_release);
     area_ = area;
@@ -452,6 +548,8 @@ class KmodMonitor final : public Monitor {
 
   Mutex mu_;
   std::vector<SlotInfo> slots_ RC_GUARDED_BY(mu_);  // by kernel slot
+  Parked parked_[kParkedSets * kParkedWays] RC_GUARDED_BY(mu_);
+  uint64_t park_clock_ RC_GUARDED_BY(mu_) = 0;
 
   std::atomic<uint64_t> applied_seq_{0};  // inval_seq whose events are applied
 
