@@ -400,6 +400,17 @@ void Cache::BackOff(Entry* e) {
     ReclaimZombies();
 }
 
+// A capacity miss of a cache that only the calling thread uses (most MPI
+// ranks) reclaims its victims itself, inline: under mu_, with no other live
+// ThreadState, no thread can take a hold (a thread needs a state to reach
+// R3, and gets one under mu_), and the hold scan that chose the victims saw
+// this thread's own holds; so the victims are unheld and stay unheld, and
+// need neither the zombie list, nor W5's fence, nor W6's scan. They are
+// deregistered between the two critical sections of the miss and returned
+// to the arena in the second (Miss()), so the miss takes mu_ twice and
+// reclaim_mu_ not at all. Between the two they are zombies on no list: a
+// fork child inherits them as such (cache_fork.cc marks every entry that is
+// not free as inherited, so it never deregisters the parent's MRs).
 int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
                    HoldSlot** out) {
   Admit admit = Admit::kCache;
@@ -418,6 +429,7 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
     uint64_t inval_seq;
     HashTable* retired = nullptr;
     bool evicted = false;
+    Entry* own_victims = nullptr;
     {
       MutexLock l(&mu_);
       Entry* e = caching_disabled_ ? nullptr
@@ -436,16 +448,22 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
       inval_seq = inval_seq_;
       // A retried miss keeps its first decision (only evicting again if
       // needed): the signals counted this get already.
-      if (!caching_disabled_ && (attempt == 0 || admit == Admit::kCache))
-        admit = AdmitLocked(first, last, attempt == 0, &evicted);
+      if (!caching_disabled_ && (attempt == 0 || admit == Admit::kCache)) {
+        Entry** own = OverLimitsLocked(1, last - first + 1) &&
+                              !OtherThreadsMayHitLocked()
+                          ? &own_victims
+                          : nullptr;
+        admit = AdmitLocked(first, last, attempt == 0, own, &evicted);
+      }
     }
     // A full cache evicts before it registers, not after: the pinned memory
     // never exceeds max_bytes by the new range (max_bytes is how a cache
     // stays under RLIMIT_MEMLOCK), and the victim's pages are unpinned
     // before the new ones are pinned. The check after the insertion in
     // Miss() still catches what concurrent misses added meanwhile.
+    if (own_victims != nullptr) DeregisterList(own_victims);
     if (evicted) ReclaimZombies();
-    const int rc = Miss(first, last, access, ts, inval_seq, admit, out);
+    const int rc = Miss(first, last, access, ts, inval_seq, admit, own_victims, out);
     if (rc != kRetryMiss) return rc;
     if (attempt == kMaxMissRetries) {
       return SetError(-EBUSY,
@@ -517,7 +535,7 @@ int Cache::RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
 }
 
 Cache::Admit Cache::AdmitLocked(uint64_t first, uint64_t last, bool count,
-                                bool* evicted) {
+                                Entry** own_victims, bool* evicted) {
   const uint64_t bytes = last - first + 1;
   Admit admit = Admit::kCache;
   if (adaptive_ && count) {
@@ -535,8 +553,9 @@ Cache::Admit Cache::AdmitLocked(uint64_t first, uint64_t last, bool count,
   size_t n = 0;
   if (admit != Admit::kCache) {
     if (bytes_bind || OverLimitsLocked())
-      n = EvictLocked(/*all_unused=*/false, 0, bytes_bind ? bytes : 0);
-    *evicted = n != 0;
+      n = EvictLocked(/*all_unused=*/false, 0, bytes_bind ? bytes : 0, 0,
+                      own_victims);
+    *evicted = n != 0 && own_victims == nullptr;
     return admit;
   }
   if (!OverLimitsLocked(1, bytes)) return Admit::kCache;
@@ -546,24 +565,56 @@ Cache::Admit Cache::AdmitLocked(uint64_t first, uint64_t last, bool count,
     // victim only if it was asked for more often; a tie keeps the
     // incumbent, so a cyclic scan larger than the cache keeps part of it
     // cached instead of evicting each range before its next use.
-    n = OverLimitsLocked() ? EvictLocked(/*all_unused=*/false, 0, 0, mark) : 0;
+    n = OverLimitsLocked()
+            ? EvictLocked(/*all_unused=*/false, 0, 0, mark, own_victims)
+            : 0;
     size_t budget = 2 * valid_entries_ + 1;
     const Entry* victim = ClockVictimLocked(mark, &budget);
     if (victim != nullptr &&
         sketch_.Estimate(first) <=
             sketch_.Estimate(victim->first.load(std::memory_order_relaxed))) {
-      *evicted = n != 0;
+      *evicted = n != 0 && own_victims == nullptr;
       return Admit::kBypassFrequency;
     }
   }
-  n += EvictLocked(/*all_unused=*/false, 1, bytes, mark);
-  *evicted = n != 0;
+  n += EvictLocked(/*all_unused=*/false, 1, bytes, mark, own_victims);
+  *evicted = n != 0 && own_victims == nullptr;
   return Admit::kCache;
+}
+
+void Cache::DeregisterList(Entry* list) {
+  for (Entry* e = list; e != nullptr; e = e->zombie_next) {
+    if (e->watched)
+      monitor_->Unwatch(e->first.load(std::memory_order_relaxed),
+                        e->last.load(std::memory_order_relaxed), e->token);
+    if (!e->inherited) {
+      int rc = registrar_.dereg(registrar_.ctx, &e->mr);
+      deregistrations_.fetch_add(1, std::memory_order_relaxed);
+      if (rc != 0) {
+        fprintf(stderr, "regcache: %s dereg of %p+%zu failed: %s\n",
+                registrar_.name ? registrar_.name : "registrar", e->mr.addr,
+                e->mr.length, strerror(rc < 0 ? -rc : rc));
+      }
+    }
+  }
+}
+
+void Cache::FreeListLocked(Entry* list) {
+  while (list != nullptr) {
+    Entry* e = list;
+    list = e->zombie_next;
+    entries_now_.fetch_sub(1, std::memory_order_relaxed);
+    pinned_bytes_now_.fetch_sub(e->mr.length, std::memory_order_relaxed);
+    e->watched = false;
+    e->inherited = false;
+    SetState(e, kFree);
+    entries_.Free(e);
+  }
 }
 
 int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
                 ThreadState* ts, uint64_t inval_seq_at_start, Admit admit,
-                HoldSlot** out) {
+                Entry* own_victims, HoldSlot** out) {
   misses_.fetch_add(1, std::memory_order_relaxed);
   // Watch BEFORE registering: an unmap between the two is then seen either
   // through the token's generation or through InvalidatedSinceLocked().
@@ -576,6 +627,10 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
       cacheable = false;
       unwatchable = true;
     } else if (rc != 0) {
+      if (own_victims != nullptr) {
+        MutexLock l(&mu_);
+        FreeListLocked(own_victims);
+      }
       return SetError(rc, "regcache_get: monitor %s cannot watch [0x%" PRIx64
                           ", 0x%" PRIx64 "]: %s",
                       regcache_monitor_name(monitor_kind_), first, last,
@@ -592,6 +647,10 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
   int rc = RegisterWithEviction(first, last, access, &mr);
   if (rc != 0) {
     if (cacheable) monitor_->Unwatch(first, last, token);
+    if (own_victims != nullptr) {
+      MutexLock l(&mu_);
+      FreeListLocked(own_victims);
+    }
     return rc;
   }
 
@@ -603,6 +662,7 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
   Entry* e;
   {
     MutexLock l(&mu_);
+    FreeListLocked(own_victims);
     e = entries_.Allocate();
     if (e == nullptr) table_capacity = entries_.capacity();
     if (e != nullptr) {
@@ -689,7 +749,7 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
 // ---------------------------------------------------------------------------
 // Invalidation and eviction
 
-void Cache::KillLocked(Entry* e) {
+void Cache::KillLocked(Entry* e, Entry** own_list) {
   tree_.Erase(&e->node);
   index_.Remove(e->first.load(std::memory_order_relaxed), e);
   for (int i = 0; i < e->alias_count; ++i) index_.Remove(e->alias_firsts[i], e);
@@ -702,6 +762,12 @@ void Cache::KillLocked(Entry* e) {
   --valid_entries_;
   valid_bytes_ -= e->mr.length;
   SetState(e, kZombie);
+  if (own_list != nullptr) {
+    // Nobody holds it or can (GetSlow()): no put will look at it.
+    e->zombie_next = *own_list;
+    *own_list = e;
+    return;
+  }
   e->zombie_next = zombies_;
   zombies_ = e;
   ++zombie_count_;
@@ -850,7 +916,8 @@ Entry* Cache::ClockVictimLocked(uint64_t hold_mark, size_t* budget) {
 }
 
 size_t Cache::EvictLocked(bool all_unused, size_t extra_entries,
-                          uint64_t extra_bytes, uint64_t hold_mark) {
+                          uint64_t extra_bytes, uint64_t hold_mark,
+                          Entry** own_list) {
   const uint64_t mark = hold_mark != 0 ? hold_mark : MarkHeldLocked();
   size_t evicted = 0;
   if (all_unused) {
@@ -870,7 +937,7 @@ size_t Cache::EvictLocked(bool all_unused, size_t extra_entries,
     while (OverLimitsLocked(extra_entries, extra_bytes)) {
       Entry* victim = ClockVictimLocked(mark, &budget);
       if (victim == nullptr) break;
-      KillLocked(victim);
+      KillLocked(victim, own_list);
       ++evicted;
     }
   }

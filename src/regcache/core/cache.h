@@ -153,13 +153,21 @@ class Cache final : public InvalidationSink {
     kBypassFrequency,  // serve uncached: a full cache keeps its victim
   };
   // Decides for a miss of [first, last] and, when the registration is to
-  // be kept and the cache is full, evicts to make room (the victims go on
-  // zombies_; *evicted says whether any did). `count` is false for a
-  // retried miss, which the signals have already counted.
+  // be kept and the cache is full, evicts to make room: the victims go on
+  // zombies_ (*evicted says whether any did), or onto *own_victims when it
+  // is not null (see GetSlow()). `count` is false for a retried miss, which
+  // the signals have already counted.
   Admit AdmitLocked(uint64_t first, uint64_t last, bool count,
-                    bool* evicted) RC_REQUIRES(mu_);
+                    Entry** own_victims, bool* evicted) RC_REQUIRES(mu_);
+  // `own_victims`: entries this miss evicted and deregistered itself; Miss()
+  // returns them to the arena in the critical section that inserts.
   int Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
-           uint64_t inval_seq_at_start, Admit admit, HoldSlot** out);
+           uint64_t inval_seq_at_start, Admit admit, Entry* own_victims,
+           HoldSlot** out);
+  // Unwatches and deregisters a list of unheld zombies (no lock held).
+  void DeregisterList(Entry* list) RC_EXCLUDES(mu_);
+  // Returns a deregistered list's entries to the arena.
+  void FreeListLocked(Entry* list) RC_REQUIRES(mu_);
   int RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
                            regcache_mr* mr);
   void BackOff(Entry* e);
@@ -197,8 +205,9 @@ class Cache final : public InvalidationSink {
       RC_REQUIRES(mu_);
   void AddAliasLocked(Entry* e, uint64_t first, HashTable** retired)
       RC_REQUIRES(mu_);
-  // kValid -> kZombie: out of tree, index and LRU, onto zombies_.
-  void KillLocked(Entry* e) RC_REQUIRES(mu_);
+  // kValid -> kZombie: out of tree, index and LRU, onto zombies_ (or onto
+  // *own_list, for a caller that reclaims it itself: see GetSlow()).
+  void KillLocked(Entry* e, Entry** own_list = nullptr) RC_REQUIRES(mu_);
   void RecordInvalidationLocked(uint64_t first, uint64_t last)
       RC_REQUIRES(mu_);
   bool InvalidatedSinceLocked(uint64_t seq, uint64_t first, uint64_t last)
@@ -212,8 +221,8 @@ class Cache final : public InvalidationSink {
   // `hold_mark`: a ScanHolds() mark of Entry::evict_mark taken under this
   // hold of mu_, or 0 to scan now.
   size_t EvictLocked(bool all_unused, size_t extra_entries = 0,
-                     uint64_t extra_bytes = 0, uint64_t hold_mark = 0)
-      RC_REQUIRES(mu_);
+                     uint64_t extra_bytes = 0, uint64_t hold_mark = 0,
+                     Entry** own_list = nullptr) RC_REQUIRES(mu_);
   // The CLOCK hand: from the tail, moves entries that get a second chance
   // (held per `hold_mark`, or referenced: the bit is cleared and the hit
   // credited in sketch_) to the head, and returns the first entry that may
@@ -299,10 +308,9 @@ class Cache final : public InvalidationSink {
   uint64_t recent_last_[kRecentInvalidations] RC_GUARDED_BY(mu_) = {};
   HashTable* retired_tables_ RC_GUARDED_BY(mu_) = nullptr;
   std::atomic<uint64_t> mark_counter_{0};
-  // Admission (admission.h). adaptive_ is set at creation.
+  // Admission (admission.h; the tables are at the end, out of the way of
+  // the fields every miss touches). adaptive_ is set at creation.
   bool adaptive_ = true;
-  ChurnTable churn_ RC_GUARDED_BY(mu_);
-  FrequencySketch sketch_ RC_GUARDED_BY(mu_);
 
   // Statistics updated outside the hit path.
   std::atomic<uint64_t> misses_{0}, registrations_{0},
@@ -319,6 +327,9 @@ class Cache final : public InvalidationSink {
   bool reaper_stop_ = false;  // guarded by reaper_mu_
   std::thread reaper_;
   std::atomic<bool> caching_disabled_{false};  // monitor lost after fork
+
+  FrequencySketch sketch_ RC_GUARDED_BY(mu_);
+  ChurnTable churn_ RC_GUARDED_BY(mu_);  // 6 KiB
 };
 
 }  // namespace regcache_internal

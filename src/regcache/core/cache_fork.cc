@@ -48,7 +48,12 @@ void Cache::HandleForkInChild() {
       KillLocked(e);
       ++forgotten;
     }
-    for (Entry* e = zombies_; e != nullptr; e = e->zombie_next) {
+    // Every entry that is not free is the parent's: the zombies, and any a
+    // parent thread was reclaiming on its own when it forked (GetSlow()),
+    // which no list holds here and which stay allocated for good.
+    for (size_t i = 0; i < entries_.used(); ++i) {
+      Entry* e = entries_.At(i);
+      if (SeqState(e->seq.load(std::memory_order_relaxed)) == kFree) continue;
       e->inherited = true;
       e->watched = false;  // the parent's monitor state is not ours
     }
