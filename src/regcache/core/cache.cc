@@ -282,7 +282,7 @@ HoldSlot* Cache::FindFreeSlot(ThreadState* ts) {
   return nullptr;
 }
 
-HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e) {
+HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e, uint32_t flags) {
   HoldSlot* slot = FindFreeSlot(ts);
   if (slot == nullptr) {
     // All held: chain another state owned by this thread.
@@ -296,8 +296,27 @@ HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e) {
     slot = &extra->slots[0];
   }
   slot->entry.store(e, std::memory_order_relaxed);
+  slot->flags.store(flags, std::memory_order_relaxed);
   slot->held.store(1, std::memory_order_release);
   return slot;
+}
+
+void Cache::ReleasePrivate(Entry* e) {
+  if (!e->inherited) {
+    const int rc = registrar_.dereg(registrar_.ctx, &e->mr);
+    deregistrations_.fetch_add(1, std::memory_order_relaxed);
+    if (rc != 0) {
+      fprintf(stderr, "regcache: %s dereg of %p+%zu failed: %s\n",
+              registrar_.name ? registrar_.name : "registrar", e->mr.addr,
+              e->mr.length, strerror(rc < 0 ? -rc : rc));
+    }
+  }
+  MutexLock l(&mu_);
+  entries_now_.fetch_sub(1, std::memory_order_relaxed);
+  pinned_bytes_now_.fetch_sub(e->mr.length, std::memory_order_relaxed);
+  e->inherited = false;
+  SetState(e, kFree);
+  entries_.Free(e);
 }
 
 void Cache::ScanHolds(uint64_t mark, std::atomic<uint64_t> Entry::*field) {
@@ -688,8 +707,11 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
               (InvalidatedSinceLocked(inval_seq_at_start, first, last) ||
                token.generation->load(std::memory_order_acquire) !=
                    token.expected);
-      if (!cacheable || raced) {
-        // Born a zombie: served once (uncacheable) or discarded (raced).
+      if (!cacheable) {
+        // Served once: held by this get's handle only, released by its put.
+        SetState(e, kPrivate);
+      } else if (raced) {
+        // Born a zombie: discarded.
         SetState(e, kZombie);
         e->zombie_next = zombies_;
         zombies_ = e;
@@ -708,7 +730,7 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
         e->published = true;
         SetState(e, kValid);
       }
-      if (!raced) slot = TakeSlotLocked(ts, e);
+      if (!raced) slot = TakeSlotLocked(ts, e, cacheable ? 0 : kSlotPrivate);
       if (!raced && cacheable && OverLimitsLocked())
         evicted = EvictLocked(/*all_unused=*/false) != 0;
     }
@@ -735,11 +757,15 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
   if (evicted) ReclaimZombies();
   if (slot == nullptr) {
     // Could not allocate a hold slot: release the entry as an orphan.
-    {
-      MutexLock l(&mu_);
-      if (SeqState(e->seq.load()) == kValid) KillLocked(e);
+    if (!cacheable) {
+      ReleasePrivate(e);
+    } else {
+      {
+        MutexLock l(&mu_);
+        if (SeqState(e->seq.load()) == kValid) KillLocked(e);
+      }
+      ReclaimZombies();
     }
-    ReclaimZombies();
     return SetError(-ENOMEM, "regcache_get: out of hold slots");
   }
   *out = slot;
@@ -1003,8 +1029,8 @@ void Cache::ReclaimZombies() {
     other_threads = published && OtherThreadsMayHitLocked();
   }
   if (batch == nullptr) return;
-  // W5 (cache_hit.h). A batch of born zombies only (uncached gets, raced
-  // misses) needs no fence: no lock-free reader ever found them, so every
+  // W5 (cache_hit.h). A batch of born zombies only (raced misses) needs no
+  // fence: no lock-free reader ever found them, so every
   // hold on them was taken under mu_, before this batch was.
   FenceAgainstHitPaths(other_threads);
   const uint64_t mark = mark_counter_.fetch_add(1) + 1;

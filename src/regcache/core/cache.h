@@ -199,7 +199,12 @@ class Cache final : public InvalidationSink {
   ThreadState* ThreadStateForCaller();
   TlsCacheRef* FindTlsRef() const;  // this thread's way for the cache, or null
   HoldSlot* FindFreeSlot(ThreadState* ts);
-  HoldSlot* TakeSlotLocked(ThreadState* ts, Entry* e) RC_REQUIRES(mu_);
+  // A free slot of `ts` (chaining another state when all are held) now
+  // holding `e`, with `flags` (kSlotPrivate for an uncached get's entry).
+  HoldSlot* TakeSlotLocked(ThreadState* ts, Entry* e, uint32_t flags = 0)
+      RC_REQUIRES(mu_);
+  // The put of an uncached get: deregisters its kPrivate entry and frees it.
+  __attribute__((noinline)) void ReleasePrivate(Entry* e) RC_EXCLUDES(mu_);
 
   Entry* FindCoveringLocked(uint64_t first, uint64_t last, uint32_t access)
       RC_REQUIRES(mu_);

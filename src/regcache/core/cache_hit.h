@@ -11,7 +11,8 @@
 //   R1 k1,t1 = bucket key, tag            W1 tombstone e's buckets, erase e
 //   R2 bucket's last/access cover the        from the tree
 //      request                            W2 e->seq = (g+1, zombie)
-//   R3 slot->entry = e; slot->held = 1    W3 push e on zombies_
+//   R3 slot->entry = e; slot->flags = 0;  W3 push e on zombies_
+//      slot->held = 1
 //   R4 LightFence()                       --- later, ReclaimZombies():
 //   R5 k2,t2 = bucket key, tag again;     W4 take the zombie list
 //      equal to k1,t1, and (kmod) the     W5 HeavyFence()
@@ -23,13 +24,18 @@
 // kept until the reader's Put) or before R5 (then R5 sees W1's tombstone and
 // the reader backs off, never using e). A reader that backs off may have
 // been seen by W6; it calls ReclaimZombies() itself so e is not stranded.
-// A batch of entries that were never published (born zombies: uncached
-// gets and raced misses, which skip W1 because no bucket ever named them)
-// needs no W5: no reader can have found them, so every hold on them was
+// A batch of entries that were never published (born zombies: misses that
+// raced with an invalidation, which skip W1 because no bucket ever named
+// them) needs no W5: no reader can have found them, so every hold on them was
 // taken under mu_ by the miss that made them, before W4 took the batch.
 //
-// Put() is the mirror: P1 slot->held = 0, P2 LightFence(), P3 load the
-// cache's zombie count and, only if it is non-zero, e->seq. If a reclaim
+// Put() is the mirror: P0 read slot->flags, P1 slot->held = 0, P2
+// LightFence(), P3 load the cache's zombie count and, only if it is
+// non-zero, e->seq. A handle whose flags say kSlotPrivate is an uncached
+// get's: its entry was never published, so no other handle can hold it,
+// and the put deregisters and frees it at once (ReleasePrivate()) instead
+// of P3. The flag lives in the slot, not the entry, so a put never mistakes
+// another life of its entry for its own. If a reclaim
 // scan missed the hold (P1 before its barrier), P3 comes after that barrier
 // and sees e on the zombie list, so the putter reclaims it: the last put of
 // an invalidated entry deregisters it.
@@ -119,6 +125,7 @@ inline Cache::Probe Cache::TryBucket(Bucket& b, uint64_t key, uint64_t last,
     return Probe::kNext;
   }
   slot->entry.store(e, std::memory_order_relaxed);                  // R3
+  slot->flags.store(0, std::memory_order_relaxed);
   slot->held.store(1, std::memory_order_release);
   LightFence();                                                      // R4
   std::atomic_thread_fence(std::memory_order_acquire);
@@ -154,6 +161,7 @@ inline int Cache::Put(HoldSlot* slot) {
     return BadHandle(slot, false);
   }
   Entry* e = slot->entry.load(std::memory_order_relaxed);
+  const uint32_t flags = slot->flags.load(std::memory_order_relaxed);  // P0
   if (slot->owner_key.load(std::memory_order_relaxed) == ThisThreadKey()) {
     if (__builtin_expect(slot->held.load(std::memory_order_relaxed) != 1, 0)) {
       return BadHandle(slot, true);
@@ -167,6 +175,10 @@ inline int Cache::Put(HoldSlot* slot) {
     }
   }
   LightFence();                                                      // P2
+  if (__builtin_expect(flags & kSlotPrivate, 0)) {
+    ReleasePrivate(e);
+    return 0;
+  }
   if (__builtin_expect(zombies_now_.load(std::memory_order_acquire) != 0, 0) &&  // P3
       SeqState(e->seq.load(std::memory_order_acquire)) != kValid) {
     ReclaimZombies();  // the last put of an invalidated entry deregisters it

@@ -22,6 +22,7 @@ namespace regcache_internal {
 //   kFree --(miss path registers, under mu_)--> kValid
 //   kValid --(invalidate / evict / flush, under mu_)--> kZombie
 //   kZombie --(reclaim: no hold seen after HeavyFence)--> dereg --> kFree
+//   kFree --(uncached get, under mu_)--> kPrivate --(its put)--> dereg --> kFree
 //
 // Every transition out of kFree increments the generation, so a reader
 // holding a sequence snapshot of an earlier life of the same memory never
@@ -30,6 +31,9 @@ enum EntryState : uint64_t {
   kFree = 0,
   kValid = 1,
   kZombie = 2,  // out of every lookup structure, waiting for holds to drain
+  // An uncached get's registration: never in any lookup structure or list,
+  // held by exactly the one handle that made it, deregistered by its put.
+  kPrivate = 3,
 };
 inline constexpr uint64_t kStateMask = 3;
 inline uint64_t SeqState(uint64_t seq) { return seq & kStateMask; }

@@ -31,7 +31,10 @@ struct alignas(32) HoldSlot {
   std::atomic<Entry*> entry{nullptr};
   // 1 while the handle is held; see the protocol in cache_hit.h.
   std::atomic<uint32_t> held{0};
-  uint32_t unused = 0;
+  // kSlotPrivate when the handle is an uncached get's (its entry is
+  // kPrivate, and the put deregisters it). Written by the owner when it
+  // takes the slot (R3 writes 0), read by whoever puts the handle.
+  std::atomic<uint32_t> flags{0};
   // Gets this slot served from the cache. Written only by the owning thread
   // (load + store, no read-modify-write) on the line a hit writes anyway;
   // summed by regcache_stats().
@@ -48,6 +51,7 @@ struct alignas(32) HoldSlot {
 };
 static_assert(sizeof(HoldSlot) == 32);
 
+inline constexpr uint32_t kSlotPrivate = 1;
 inline constexpr int kSlotsPerThread = 30;
 inline constexpr size_t kThreadStateBytes = 1024;
 inline constexpr size_t kSlotsOffset = 64;
