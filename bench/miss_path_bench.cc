@@ -22,10 +22,15 @@
 //   BM_MissOverhead/<monitor>           the same misses of 4 KiB with the
 //                                       fake no-op registrar: the cache's
 //                                       own cost per miss, in absolute time
+//   BM_UncachedPaired/<monitor>/<bytes> the adaptive admission's uncached
+//                                       get (a range that churns) against
+//                                       raw ibv_reg_mr + ibv_dereg_mr,
+//                                       interleaved in one run
 //
-// Every case alternates between two buffers of the size, touched before the
-// timed loop so that no page fault is timed. The cache runs with
-// max_entries = 1: each get of the other buffer misses, evicts the previous
+// The cached-miss cases force admission (REGCACHE_ADMISSION_ALWAYS): they
+// measure a miss that is kept. Every such case alternates between two
+// buffers of the size, touched before the timed loop so that no page fault
+// is timed. The cache runs with max_entries = 1: each get of the other buffer misses, evicts the previous
 // buffer's unused entry and reclaims it (fence, hold scan, unwatch,
 // deregister), then watches, registers and inserts the new one, all in the
 // calling thread. That is the
@@ -530,6 +535,126 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
   if (rc == 0) cache.Check(state, uint64_t(state.iterations()));
 }
 
+// BM_UncachedPaired/<monitor>/<bytes>: the adaptive admission's way out, a
+// get served uncached (registered for the use, deregistered at its put,
+// never watched), which is what a range that churns (freed and reallocated
+// between uses, as in the main job's realloc workload) and a newcomer that
+// a full cache does not admit both get. The cache runs with the default,
+// adaptive admission and no limits; its buffer is invalidated before every
+// get (regcache_invalidate, outside the timed part), so after two wasted
+// registrations the range churns and its gets are served uncached, with a
+// cached probe every 8, 16, 32 and then 64 gets (a probe's median-free
+// share: under 2 %). Each iteration times, in rotating order, one such get
+// + put and one raw ibv_reg_mr + ibv_dereg_mr of another buffer:
+//   overhead_pct   uncached get + put / raw reg + dereg - 1 (the verdict)
+//   around_registrar_median_ns  per get, its time less its reg and dereg
+// and the run fails unless nearly every get was served uncached.
+void BM_UncachedPaired(benchmark::State& state, size_t bytes,
+                       regcache_monitor_kind monitor) {
+  BufferPair *cache_bufs = nullptr, *raw_bufs = nullptr;
+  Device* dev = DeviceAndBuffers(state, bytes, {&cache_bufs, &raw_bufs});
+  if (dev == nullptr) return;
+  if (monitor == REGCACHE_MONITOR_KMOD && access("/dev/regcache", F_OK) != 0) {
+    state.SkipWithError("no /dev/regcache (the regcache module is not loaded; "
+                        "run in the VM with --module, see docs/kmod.md)");
+    return;
+  }
+  regcache_registrar ibverbs;
+  int rc = regcache_registrar_ibverbs(dev->pd, &ibverbs);
+  if (rc != 0) {
+    state.SkipWithError(Describe("regcache_registrar_ibverbs", rc).c_str());
+    return;
+  }
+  TimedRegistrar timed(ibverbs);
+  const regcache_registrar registrar = timed.Get();
+  regcache_config config;
+  rc = regcache_config_init(&config);
+  if (rc != 0) {
+    state.SkipWithError(Describe("regcache_config_init", rc).c_str());
+    return;
+  }
+  config.max_entries = 0;
+  config.max_bytes = 0;
+  config.monitor = monitor;
+  config.admission = REGCACHE_ADMISSION_ADAPTIVE;
+  config.print_stats_at_exit = 0;
+  regcache_t* cache = nullptr;
+  rc = regcache_create(&registrar, &config, &cache);
+  if (rc != 0) {
+    state.SkipWithError(Describe("regcache_create", rc).c_str());
+    return;
+  }
+  char* const buf = cache_bufs->buffer[0];
+  auto get_put = [&] {
+    regcache_handle_t* h = nullptr;
+    const int r = regcache_get(cache, buf, bytes, kCacheAccess, &h);
+    if (r == 0) regcache_put(cache, h);
+    return r;
+  };
+  // Two wasted registrations: from now on the range churns.
+  for (int i = 0; i < 2 && rc == 0; ++i) {
+    rc = get_put();
+    regcache_invalidate(cache, buf, bytes);
+  }
+  struct regcache_stats before {};
+  regcache_stats(cache, &before);
+  Samples raw_samples, cache_samples, around;
+  size_t i = 0;
+  for (auto _ : state) {
+    if (rc != 0) break;
+    regcache_invalidate(cache, buf, bytes);  // a probe's entry, if any
+    uint64_t ns[2] = {0, 0};                 // raw, cache
+    for (int step = 0; step < 2 && rc == 0; ++step) {
+      const int kind = int((step + i) % 2);
+      const uint64_t t0 = NowNs();
+      if (kind == 0) {
+        ibv_mr* mr = ibv_reg_mr(dev->pd, raw_bufs->buffer[0], bytes, kIbvAccess);
+        if (mr == nullptr) {
+          rc = errno != 0 ? -errno : -EIO;
+          break;
+        }
+        ibv_dereg_mr(mr);
+      } else {
+        const uint64_t in_calls = timed.ns_in_calls();
+        rc = get_put();
+        if (rc != 0) break;
+        around.Record(NowNs() - t0 - (timed.ns_in_calls() - in_calls));
+      }
+      ns[kind] = NowNs() - t0;
+    }
+    if (rc != 0) break;
+    ++i;
+    raw_samples.Record(ns[0]);
+    cache_samples.Record(ns[1]);
+    state.SetIterationTime(double(ns[0] + ns[1]) * 1e-9);
+  }
+  struct regcache_stats after {};
+  regcache_stats(cache, &after);
+  regcache_destroy(cache);
+  if (rc != 0) {
+    state.SkipWithError(Describe("registration", rc).c_str());
+    return;
+  }
+  raw_samples.Report(state, "raw");
+  cache_samples.Report(state, "cache");
+  around.Report(state, "around_registrar");
+  auto counter = [&](const char* name) {
+    return state.counters.count(name) ? double(state.counters[name]) : 0.0;
+  };
+  const double raw = counter("raw_median_ns");
+  if (raw > 0)
+    state.counters["overhead_pct"] = 100.0 * (counter("cache_median_ns") / raw - 1.0);
+  const uint64_t n = uint64_t(state.iterations());
+  const uint64_t uncached = after.uncached_churn - before.uncached_churn;
+  state.counters["uncached_per_iter"] = n ? double(uncached) / double(n) : 0.0;
+  state.SetItemsProcessed(int64_t(n));
+  if (n >= 64 && uncached * 100 < n * 90) {
+    state.SkipWithError(("only " + std::to_string(uncached) + " of " +
+                         std::to_string(n) + " gets were served uncached")
+                            .c_str());
+  }
+}
+
 void RegisterAll() {
   // Sizes outermost, so each size's raw and cached runs are neighbours in
   // time (the machine's speed drifts less between them).
@@ -566,6 +691,18 @@ void RegisterAll() {
       b->UseManualTime()->Unit(benchmark::kMicrosecond);
       // 64 MiB iterations take milliseconds: at least a second each run,
       // or a few preemptions of the VM decide the median.
+      if (bytes >= (size_t{64} << 20)) b->MinTime(1.0);
+    }
+    for (regcache_monitor_kind monitor :
+         {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD, REGCACHE_MONITOR_NONE}) {
+      benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(
+          (std::string("BM_UncachedPaired/") + regcache_monitor_name(monitor) +
+           size)
+              .c_str(),
+          [bytes, monitor](benchmark::State& s) {
+            BM_UncachedPaired(s, bytes, monitor);
+          });
+      b->UseManualTime()->Unit(benchmark::kMicrosecond);
       if (bytes >= (size_t{64} << 20)) b->MinTime(1.0);
     }
   }
