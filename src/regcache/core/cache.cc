@@ -301,7 +301,7 @@ HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e, uint32_t flags) {
   return slot;
 }
 
-void Cache::ReleasePrivate(Entry* e) {
+int Cache::ReleasePrivate(Entry* e) {
   if (!e->inherited) {
     const int rc = registrar_.dereg(registrar_.ctx, &e->mr);
     deregistrations_.fetch_add(1, std::memory_order_relaxed);
@@ -317,6 +317,7 @@ void Cache::ReleasePrivate(Entry* e) {
   e->inherited = false;
   SetState(e, kFree);
   entries_.Free(e);
+  return 0;
 }
 
 void Cache::ScanHolds(uint64_t mark, std::atomic<uint64_t> Entry::*field) {
@@ -758,7 +759,7 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
   if (slot == nullptr) {
     // Could not allocate a hold slot: release the entry as an orphan.
     if (!cacheable) {
-      ReleasePrivate(e);
+      (void)ReleasePrivate(e);
     } else {
       {
         MutexLock l(&mu_);

@@ -203,8 +203,9 @@ class Cache final : public InvalidationSink {
   // holding `e`, with `flags` (kSlotPrivate for an uncached get's entry).
   HoldSlot* TakeSlotLocked(ThreadState* ts, Entry* e, uint32_t flags = 0)
       RC_REQUIRES(mu_);
-  // The put of an uncached get: deregisters its kPrivate entry and frees it.
-  __attribute__((noinline)) void ReleasePrivate(Entry* e) RC_EXCLUDES(mu_);
+  // The put of an uncached get: deregisters its kPrivate entry and frees
+  // it. Returns 0 (Put()'s result).
+  __attribute__((noinline)) int ReleasePrivate(Entry* e) RC_EXCLUDES(mu_);
 
   Entry* FindCoveringLocked(uint64_t first, uint64_t last, uint32_t access)
       RC_REQUIRES(mu_);

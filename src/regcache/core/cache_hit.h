@@ -11,8 +11,7 @@
 //   R1 k1,t1 = bucket key, tag            W1 tombstone e's buckets, erase e
 //   R2 bucket's last/access cover the        from the tree
 //      request                            W2 e->seq = (g+1, zombie)
-//   R3 slot->entry = e; slot->flags = 0;  W3 push e on zombies_
-//      slot->held = 1
+//   R3 slot->entry = e; slot->held = 1    W3 push e on zombies_
 //   R4 LightFence()                       --- later, ReclaimZombies():
 //   R5 k2,t2 = bucket key, tag again;     W4 take the zombie list
 //      equal to k1,t1, and (kmod) the     W5 HeavyFence()
@@ -35,7 +34,12 @@
 // get's: its entry was never published, so no other handle can hold it,
 // and the put deregisters and frees it at once (ReleasePrivate()) instead
 // of P3. The flag lives in the slot, not the entry, so a put never mistakes
-// another life of its entry for its own. If a reclaim
+// another life of its entry for its own. Only the slow path sets it
+// (TakeSlotLocked); the put of such a handle clears it before P1, so a hit
+// that takes the slot later (R3 writes only entry and held) finds it clear:
+// the owner checks the slot free with an acquire load of `held`, which
+// orders a foreign putter's clear (before its releasing compare-exchange)
+// before the owner's R3 and so before any put of the new handle. If a reclaim
 // scan missed the hold (P1 before its barrier), P3 comes after that barrier
 // and sees e on the zombie list, so the putter reclaims it: the last put of
 // an invalidated entry deregisters it.
@@ -88,7 +92,9 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
   if (__builtin_expect(ts->table_hazard.load(std::memory_order_relaxed) != t, 0)) {
     return GetAnnouncingTable(ts, first, last, access, out);
   }
-  if (__builtin_expect(slot->held.load(std::memory_order_relaxed) != 0, 0)) {
+  // Acquire: a foreign put's clearing of slot->flags happens before (see
+  // Put()). A plain load on x86-64.
+  if (__builtin_expect(slot->held.load(std::memory_order_acquire) != 0, 0)) {
     return GetWithBusyHint(ts, first, last, access, out);
   }
 
@@ -125,7 +131,6 @@ inline Cache::Probe Cache::TryBucket(Bucket& b, uint64_t key, uint64_t last,
     return Probe::kNext;
   }
   slot->entry.store(e, std::memory_order_relaxed);                  // R3
-  slot->flags.store(0, std::memory_order_relaxed);
   slot->held.store(1, std::memory_order_release);
   LightFence();                                                      // R4
   std::atomic_thread_fence(std::memory_order_acquire);
@@ -162,6 +167,8 @@ inline int Cache::Put(HoldSlot* slot) {
   }
   Entry* e = slot->entry.load(std::memory_order_relaxed);
   const uint32_t flags = slot->flags.load(std::memory_order_relaxed);  // P0
+  if (__builtin_expect(flags != 0, 0))
+    slot->flags.store(0, std::memory_order_relaxed);
   if (slot->owner_key.load(std::memory_order_relaxed) == ThisThreadKey()) {
     if (__builtin_expect(slot->held.load(std::memory_order_relaxed) != 1, 0)) {
       return BadHandle(slot, true);
@@ -175,10 +182,8 @@ inline int Cache::Put(HoldSlot* slot) {
     }
   }
   LightFence();                                                      // P2
-  if (__builtin_expect(flags & kSlotPrivate, 0)) {
-    ReleasePrivate(e);
-    return 0;
-  }
+  // A tail call, like every way off this path: Put() needs no stack frame.
+  if (__builtin_expect(flags & kSlotPrivate, 0)) return ReleasePrivate(e);
   if (__builtin_expect(zombies_now_.load(std::memory_order_acquire) != 0, 0) &&  // P3
       SeqState(e->seq.load(std::memory_order_acquire)) != kValid) {
     ReclaimZombies();  // the last put of an invalidated entry deregisters it
