@@ -12,7 +12,6 @@
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,23 +23,17 @@
 #include "channel.h"
 #include "options.h"
 #include "pattern.h"
+#include "posix_util.h"
 #include "report.h"
 #include "runner.h"
 
 namespace regcache_pingpong {
 namespace {
 
-double Now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
-}
-
 bool WriteFile(const std::string& path, const std::string& text) {
   FILE* f = fopen(path.c_str(), "w");
   if (f == nullptr) {
-    fprintf(stderr, "regcache-pingpong: %s: %s\n", path.c_str(),
-            strerror(errno));
+    fprintf(stderr, "regcache-pingpong: %s\n", ErrnoText(path, errno).c_str());
     return false;
   }
   const bool ok = fwrite(text.data(), 1, text.size(), f) == text.size();
@@ -93,8 +86,8 @@ int Main(int argc, char** argv) {
     CPU_ZERO(&set);
     CPU_SET(options.cpu, &set);
     if (sched_setaffinity(0, sizeof(set), &set) != 0) {
-      fprintf(stderr, "%s: --cpu %d: %s\n", program, options.cpu,
-              strerror(errno));
+      fprintf(stderr, "%s: %s\n", program,
+              ErrnoText("--cpu " + std::to_string(options.cpu), errno).c_str());
       return 2;
     }
   }
@@ -124,13 +117,14 @@ int Main(int argc, char** argv) {
     // Both endpoints from one invocation: fork before any verbs call.
     int fds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-      fprintf(stderr, "%s: socketpair: %s\n", program, strerror(errno));
+      fprintf(stderr, "%s: %s\n", program,
+              ErrnoText("socketpair", errno).c_str());
       return 3;
     }
     fflush(nullptr);
     server = fork();
     if (server < 0) {
-      fprintf(stderr, "%s: fork: %s\n", program, strerror(errno));
+      fprintf(stderr, "%s: %s\n", program, ErrnoText("fork", errno).c_str());
       return 3;
     }
     if (server == 0) {

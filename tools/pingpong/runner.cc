@@ -5,8 +5,6 @@
 
 #include "runner.h"
 
-#include <time.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <deque>
@@ -15,6 +13,7 @@
 
 #include "buffers.h"
 #include "pattern.h"
+#include "posix_util.h"
 #include "regcache/regcache.h"
 #include "registrations.h"
 
@@ -24,12 +23,6 @@ namespace {
 constexpr double kArrivalTimeout = 120;   // seconds for one control message
 constexpr double kChannelTimeout = 1800;  // seconds for a point's counters
 constexpr uint32_t kMinMeasuredRounds = 2;
-
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-}
 
 // One endpoint's counters for a point.
 struct SideStats {
