@@ -39,12 +39,13 @@ inline constexpr uint32_t kDefaultTop = 10;
 // A value without a unit is taken as bytes; "kB" is KiB. nullopt when the
 // line is missing or its value is not a number (kernel threads have no
 // VmPin line, for instance).
-std::optional<uint64_t> ParseKbField(std::string_view text, std::string_view key);
+std::optional<uint64_t> ParseKbField(std::string_view text,
+                                     std::string_view key);
 
 // The fields regcache-limits reads from /proc/<pid>/status.
 struct ProcStatus {
-  std::string name;                    // "Name:" (the comm, may be empty)
-  std::optional<uint32_t> uid;         // real uid, first field of "Uid:"
+  std::string name;                      // "Name:" (the comm, may be empty)
+  std::optional<uint32_t> uid;           // real uid, first field of "Uid:"
   std::optional<uint64_t> vm_pin_bytes;  // pinned by drivers (ibv_reg_mr)
   std::optional<uint64_t> vm_lck_bytes;  // mlock()ed
 };
@@ -70,11 +71,11 @@ struct Recommendation {
   uint64_t mem_total_bytes = 0;
   uint32_t ranks = 0;
   uint32_t reserve_basis_points = 0;
-  uint64_t usable_bytes = 0;      // MemTotal x (1 - reserve), bytes
-  uint64_t share_bytes = 0;       // usable / ranks, rounded down to a MiB
-  uint64_t recommended_bytes = 0; // max(share, floor)
-  bool floor_applied = false;     // the floor is above the share
-  uint64_t max_bytes_hint = 0;    // REGCACHE_MAX_BYTES: 3/4 of it, MiB multiple
+  uint64_t usable_bytes = 0;       // MemTotal x (1 - reserve), bytes
+  uint64_t share_bytes = 0;        // usable / ranks, rounded down to a MiB
+  uint64_t recommended_bytes = 0;  // max(share, floor)
+  bool floor_applied = false;      // the floor is above the share
+  uint64_t max_bytes_hint = 0;  // REGCACHE_MAX_BYTES: 3/4 of it, MiB multiple
 };
 
 // Per-process memlock limit for `ranks` processes sharing `mem_total_bytes`
@@ -140,9 +141,9 @@ class JsonWriter {
 struct Options {
   bool help = false;
   bool json = false;
-  bool all = false;                         // list processes by VmPin
-  uint32_t top = kDefaultTop;               // how many --all lists
-  std::optional<uint32_t> ranks_per_node;   // default: online CPUs
+  bool all = false;                        // list processes by VmPin
+  uint32_t top = kDefaultTop;              // how many --all lists
+  std::optional<uint32_t> ranks_per_node;  // default: online CPUs
   uint32_t reserve_basis_points = kDefaultReserveBasisPoints;
   std::optional<uint64_t> mem_total_bytes;  // plan for another node size
 };
@@ -157,7 +158,8 @@ std::string Usage(std::string_view program);
 
 // The value parsers ParseArgs uses.
 // A count in [min, max]: decimal digits only.
-bool ParseCount(std::string_view text, uint32_t min, uint32_t max, uint32_t* out);
+bool ParseCount(std::string_view text, uint32_t min, uint32_t max,
+                uint32_t* out);
 // A percentage in [0, 100): "25", "25%", "12.5", "0.25" (at most two
 // decimals), as basis points.
 bool ParsePercent(std::string_view text, uint32_t* basis_points);

@@ -5,6 +5,8 @@
 // escaping and writing, the command line, the probes on fixture folders,
 // and one run of the real program (REGCACHE_LIMITS_BINARY) with --json.
 
+#include "limits.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -16,7 +18,6 @@
 #include <string>
 #include <vector>
 
-#include "limits.h"
 #include "report.h"
 
 namespace regcache_limits {
@@ -67,15 +68,16 @@ TEST(ProcStatus, KeyMustStartALineAndEndInColon) {
 
 TEST(ProcStatus, UnitsAndMalformedValues) {
   EXPECT_EQ(ParseKbField("VmPin:\t0 kB\n", "VmPin"), 0u);
-  EXPECT_EQ(ParseKbField("VmPin:\t0 kB", "VmPin"), 0u);          // no final newline
+  EXPECT_EQ(ParseKbField("VmPin:\t0 kB", "VmPin"), 0u);  // no final newline
   EXPECT_EQ(ParseKbField("VmPin:  12 kB  \r\n", "VmPin"), 12u * 1024);
   EXPECT_EQ(ParseKbField("HugePages_Total:    17\n", "HugePages_Total"), 17u);
-  EXPECT_FALSE(ParseKbField("VmPin:\t12 MB\n", "VmPin"));         // unknown unit
+  EXPECT_FALSE(ParseKbField("VmPin:\t12 MB\n", "VmPin"));  // unknown unit
   EXPECT_FALSE(ParseKbField("VmPin:\tlots kB\n", "VmPin"));
   EXPECT_FALSE(ParseKbField("VmPin:\n", "VmPin"));
   EXPECT_FALSE(ParseKbField("VmPin:\t-4 kB\n", "VmPin"));
   EXPECT_FALSE(ParseKbField("VmPin:\t99999999999999999999 kB\n", "VmPin"));
-  EXPECT_FALSE(ParseKbField("VmPin:\t18014398509481984 kB\n", "VmPin"));  // 2^54 KiB
+  EXPECT_FALSE(
+      ParseKbField("VmPin:\t18014398509481984 kB\n", "VmPin"));  // 2^54 KiB
   EXPECT_FALSE(ParseKbField("", "VmPin"));
 }
 
@@ -159,7 +161,8 @@ TEST(Recommend, FloorWhenTheShareIsSmall) {
 TEST(Recommend, HugeNodesDoNotOverflow) {
   // 16 EiB - 1: MemTotal x 10000 needs more than 64 bits.
   const Recommendation r = Recommend(UINT64_MAX, 1, 2500);
-  EXPECT_EQ(r.usable_bytes, uint64_t((unsigned __int128)UINT64_MAX * 7500 / 10000));
+  EXPECT_EQ(r.usable_bytes,
+            uint64_t((unsigned __int128)UINT64_MAX * 7500 / 10000));
   EXPECT_EQ(r.share_bytes % kMiB, 0u);
 }
 
@@ -185,9 +188,12 @@ TEST(ConfigLines, SystemdTakesBytes) {
 
 TEST(ConfigLines, SlurmPropagatesEverythingButMemlockAndSetsSlurmd) {
   const std::string s = SlurmHint(64 * kMiB);
-  EXPECT_NE(s.find("\nPropagateResourceLimitsExcept=MEMLOCK\n"), std::string::npos) << s;
+  EXPECT_NE(s.find("\nPropagateResourceLimitsExcept=MEMLOCK\n"),
+            std::string::npos)
+      << s;
   EXPECT_NE(s.find("slurmd.service.d"), std::string::npos) << s;
-  EXPECT_NE(s.find("[Service]\nLimitMEMLOCK=67108864\n"), std::string::npos) << s;
+  EXPECT_NE(s.find("[Service]\nLimitMEMLOCK=67108864\n"), std::string::npos)
+      << s;
   // Every line is either a comment or a setting.
   EXPECT_EQ(s.back(), '\n');
 }
@@ -235,9 +241,10 @@ TEST(Json, KeepsValidUtf8AndReplacesInvalidBytes) {
   EXPECT_EQ(JsonString("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
             "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
   EXPECT_EQ(JsonString("\xff"), "\"\\ufffd\"");
-  EXPECT_EQ(JsonString("\xc3"), "\"\\ufffd\"");              // truncated
+  EXPECT_EQ(JsonString("\xc3"), "\"\\ufffd\"");             // truncated
   EXPECT_EQ(JsonString("\xc0\xaf"), "\"\\ufffd\\ufffd\"");  // overlong '/'
-  EXPECT_EQ(JsonString("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"");  // surrogate
+  EXPECT_EQ(JsonString("\xed\xa0\x80"),
+            "\"\\ufffd\\ufffd\\ufffd\"");  // surrogate
   EXPECT_EQ(JsonString("\xf4\x90\x80\x80"), "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
 }
 
@@ -286,8 +293,8 @@ TEST(Args, DefaultsWithNoArguments) {
 TEST(Args, AcceptsBothValueForms) {
   Options o;
   std::string error;
-  ASSERT_TRUE(Parse({"--json", "--all", "--ranks-per-node", "48", "--reserve=12.5%",
-                     "--top=3", "--mem-total", "512G"},
+  ASSERT_TRUE(Parse({"--json", "--all", "--ranks-per-node", "48",
+                     "--reserve=12.5%", "--top=3", "--mem-total", "512G"},
                     &o, &error))
       << error;
   EXPECT_TRUE(o.json);
@@ -389,7 +396,8 @@ TEST(Probe, ScanProcessesSortsByVmPinThenVmLckAndTotals) {
   TempDir proc;
   auto status = [](const char* name, uint64_t pin_kb, uint64_t lck_kb) {
     return std::string("Name:\t") + name + "\nUid:\t0\t0\t0\t0\nVmLck:\t" +
-           std::to_string(lck_kb) + " kB\nVmPin:\t" + std::to_string(pin_kb) + " kB\n";
+           std::to_string(lck_kb) + " kB\nVmPin:\t" + std::to_string(pin_kb) +
+           " kB\n";
   };
   proc.Write("10/status", status("small", 4, 0));
   proc.Write("11/status", status("big", 1024, 0));
@@ -465,11 +473,12 @@ TEST(Render, JsonOfASyntheticReportHasEveryKeyAndNulls) {
   r.rdma.devices = {"mlx5_0", "mlx5_1"};
   const std::string json = RenderJson(r);
   for (const char* key :
-       {"\"memlock\"", "\"soft_bytes\": \"unlimited\"", "\"cap_ipc_lock\": false",
-        "\"self\"", "\"processes\": null", "\"node\"", "\"numa_nodes\": 2", "\"module\"",
-        "\"counters\": null", "\"library\"", "\"monitor\": \"uffd\"", "\"mode\"",
-        "\"rdma_devices\"", "\"mlx5_1\"", "\"recommendation\"",
-        "\"memlock_bytes\": 3221225472", "\"memlock_kib\": 3145728", "\"warnings\"",
+       {"\"memlock\"", "\"soft_bytes\": \"unlimited\"",
+        "\"cap_ipc_lock\": false", "\"self\"", "\"processes\": null",
+        "\"node\"", "\"numa_nodes\": 2", "\"module\"", "\"counters\": null",
+        "\"library\"", "\"monitor\": \"uffd\"", "\"mode\"", "\"rdma_devices\"",
+        "\"mlx5_1\"", "\"recommendation\"", "\"memlock_bytes\": 3221225472",
+        "\"memlock_kib\": 3145728", "\"warnings\"",
         "\"host\": \"node\\\"1\""}) {
     EXPECT_NE(json.find(key), std::string::npos) << key << "\n" << json;
   }
@@ -480,8 +489,10 @@ TEST(Render, JsonOfASyntheticReportHasEveryKeyAndNulls) {
   const std::string text = RenderText(r);
   EXPECT_NE(text.find("@rdma soft memlock 3145728"), std::string::npos) << text;
   EXPECT_NE(text.find("LimitMEMLOCK=3221225472"), std::string::npos) << text;
-  EXPECT_NE(text.find("PropagateResourceLimitsExcept=MEMLOCK"), std::string::npos);
-  EXPECT_NE(text.find("--ulimit memlock=3221225472:3221225472"), std::string::npos);
+  EXPECT_NE(text.find("PropagateResourceLimitsExcept=MEMLOCK"),
+            std::string::npos);
+  EXPECT_NE(text.find("--ulimit memlock=3221225472:3221225472"),
+            std::string::npos);
 }
 
 TEST(Render, SmallLimitWarnsAboutRegistrationFailures) {
@@ -496,7 +507,8 @@ TEST(Render, SmallLimitWarnsAboutRegistrationFailures) {
   EXPECT_NE(w[0].find("8229"), std::string::npos) << w[0];
   // With CAP_IPC_LOCK the limit does not apply: no such warning.
   r.memlock.cap_ipc_lock = true;
-  for (const std::string& s : Warnings(r)) EXPECT_EQ(s.find("8229"), std::string::npos) << s;
+  for (const std::string& s : Warnings(r))
+    EXPECT_EQ(s.find("8229"), std::string::npos) << s;
 }
 
 // --------------------------------------------------------- the real program
@@ -516,13 +528,15 @@ std::string RunCommand(const std::string& command, int* status) {
 
 TEST(Program, JsonRunHasTheTopLevelKeys) {
   int status = -1;
-  const std::string json =
-      RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --json --all 2>/dev/null", &status);
+  const std::string json = RunCommand(
+      std::string(REGCACHE_LIMITS_BINARY) + " --json --all 2>/dev/null",
+      &status);
   ASSERT_EQ(status, 0) << json;
   for (const char* key :
-       {"\"memlock\"", "\"cap_ipc_lock\"", "\"self\"", "\"processes\"", "\"node\"",
-        "\"mem_total_bytes\"", "\"module\"", "\"library\"", "\"monitor\"", "\"mode\"",
-        "\"rdma_devices\"", "\"recommendation\"", "\"warnings\""}) {
+       {"\"memlock\"", "\"cap_ipc_lock\"", "\"self\"", "\"processes\"",
+        "\"node\"", "\"mem_total_bytes\"", "\"module\"", "\"library\"",
+        "\"monitor\"", "\"mode\"", "\"rdma_devices\"", "\"recommendation\"",
+        "\"warnings\""}) {
     EXPECT_NE(json.find(key), std::string::npos) << key << "\n" << json;
   }
   ASSERT_EQ(json.front(), '{');
@@ -532,8 +546,10 @@ TEST(Program, JsonRunHasTheTopLevelKeys) {
     GTEST_SKIP() << "python3 not found: only the key check ran";
   const std::string check =
       std::string(REGCACHE_LIMITS_BINARY) +
-      " --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); "
-      "assert {\"memlock\",\"node\",\"module\",\"library\",\"recommendation\"} <= "
+      " --json 2>/dev/null | python3 -c 'import json,sys; "
+      "d=json.load(sys.stdin); "
+      "assert {\"memlock\",\"node\",\"module\",\"library\",\"recommendation\"} "
+      "<= "
       "set(d), d.keys(); print(\"ok\")'";
   EXPECT_EQ(RunCommand(check, &status), "ok\n");
   EXPECT_EQ(status, 0);
@@ -541,11 +557,15 @@ TEST(Program, JsonRunHasTheTopLevelKeys) {
 
 TEST(Program, UsageErrorsExitWithTwo) {
   int status = -1;
-  RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --bogus 2>/dev/null", &status);
+  RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --bogus 2>/dev/null",
+             &status);
   EXPECT_EQ(status, 2);
-  RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --ranks-per-node zero 2>/dev/null", &status);
+  RunCommand(std::string(REGCACHE_LIMITS_BINARY) +
+                 " --ranks-per-node zero 2>/dev/null",
+             &status);
   EXPECT_EQ(status, 2);
-  const std::string help = RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --help", &status);
+  const std::string help =
+      RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --help", &status);
   EXPECT_EQ(status, 0);
   EXPECT_NE(help.find("--ranks-per-node"), std::string::npos) << help;
 }

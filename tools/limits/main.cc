@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   Options options;
   std::string error;
   if (!ParseArgs(args, &options, &error)) {
-    fprintf(stderr, "%s: %s\n%s", program, error.c_str(), Usage(program).c_str());
+    fprintf(stderr, "%s: %s\n%s", program, error.c_str(),
+            Usage(program).c_str());
     return 2;
   }
   if (options.help) {
@@ -28,7 +29,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   const Report report = Gather(options);
-  const std::string out = options.json ? RenderJson(report) : RenderText(report);
+  const std::string out =
+      options.json ? RenderJson(report) : RenderText(report);
   fputs(out.c_str(), stdout);
   return fflush(stdout) == 0 ? 0 : 1;
 }

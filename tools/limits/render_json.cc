@@ -13,20 +13,26 @@ std::string RenderJson(const Report& r) {
   // key: number, or null when unknown
   auto opt_number = [&j](const char* key, const std::optional<uint64_t>& v) {
     j.Key(key);
-    if (v) j.Number(*v);
-    else j.Null();
+    if (v)
+      j.Number(*v);
+    else
+      j.Null();
   };
   // key: string, or null when empty
   auto opt_string = [&j](const char* key, const std::string& s) {
     j.Key(key);
-    if (s.empty()) j.Null();
-    else j.String(s);
+    if (s.empty())
+      j.Null();
+    else
+      j.String(s);
   };
   // key: bytes, or "unlimited"
   auto limit = [&j](const char* key, bool unlimited, uint64_t bytes) {
     j.Key(key);
-    if (unlimited) j.String("unlimited");
-    else j.Number(bytes);
+    if (unlimited)
+      j.String("unlimited");
+    else
+      j.Number(bytes);
   };
   j.BeginObject();
   j.Key("tool").String("regcache-limits");
@@ -46,8 +52,10 @@ std::string RenderJson(const Report& r) {
     j.Key("hard_bytes").Null();
   }
   j.Key("cap_ipc_lock");
-  if (m.cap_ipc_lock) j.Bool(*m.cap_ipc_lock);
-  else j.Null();
+  if (m.cap_ipc_lock)
+    j.Bool(*m.cap_ipc_lock);
+  else
+    j.Null();
   j.Key("user_namespace").Bool(m.in_user_namespace);
   opt_string("error", m.error);
   j.EndObject();
@@ -86,8 +94,10 @@ std::string RenderJson(const Report& r) {
   j.Key("node").BeginObject();
   opt_number("mem_total_bytes", r.node.mem_total_bytes);
   j.Key("numa_nodes");
-  if (r.node.numa_nodes < 0) j.Null();
-  else j.Number(int64_t(r.node.numa_nodes));
+  if (r.node.numa_nodes < 0)
+    j.Null();
+  else
+    j.Number(int64_t(r.node.numa_nodes));
   j.Key("cpus_online").Number(int64_t(r.node.cpus_online));
   j.Key("cpus_allowed").Number(int64_t(r.node.cpus_allowed));
   j.EndObject();
@@ -95,13 +105,17 @@ std::string RenderJson(const Report& r) {
   const ModuleInfo& mod = r.module;
   j.Key("module").BeginObject();
   j.Key("loaded");
-  if (mod.proc_modules_read) j.Bool(mod.loaded.has_value());
-  else j.Null();
+  if (mod.proc_modules_read)
+    j.Bool(mod.loaded.has_value());
+  else
+    j.Null();
   opt_string("loaded_error", mod.proc_modules_error);
   opt_string("state", mod.loaded ? mod.loaded->state : "");
   j.Key("refcount");
-  if (mod.loaded) j.Number(mod.loaded->refcount);
-  else j.Null();
+  if (mod.loaded)
+    j.Number(mod.loaded->refcount);
+  else
+    j.Null();
   opt_string("param_max_ranges", mod.max_ranges_param);
   opt_string("param_ring_entries", mod.ring_entries_param);
   j.Key("device").BeginObject();
@@ -118,8 +132,10 @@ std::string RenderJson(const Report& r) {
   j.EndObject();
   j.Key("opened").Bool(mod.opened);
   j.Key("abi_version");
-  if (mod.opened && mod.abi_version) j.Number(uint64_t(mod.abi_version));
-  else j.Null();
+  if (mod.opened && mod.abi_version)
+    j.Number(uint64_t(mod.abi_version));
+  else
+    j.Null();
   j.Key("counters");
   if (!mod.stats_read) {
     j.Null();
@@ -142,7 +158,9 @@ std::string RenderJson(const Report& r) {
     j.Key("inval_seq").Number(uint64_t(s.inval_seq));
     j.EndObject();
   }
-  opt_string("counters_error", mod.stats_read ? "" : (mod.opened ? mod.stats_error : mod.open_error));
+  opt_string(
+      "counters_error",
+      mod.stats_read ? "" : (mod.opened ? mod.stats_error : mod.open_error));
   j.EndObject();
 
   const LibraryChoice& lib = r.library;

@@ -32,7 +32,7 @@ struct Paths {
 };
 
 struct MemlockInfo {
-  bool ok = false;       // getrlimit worked
+  bool ok = false;  // getrlimit worked
   std::string error;
   bool soft_unlimited = false, hard_unlimited = false;
   uint64_t soft_bytes = 0, hard_bytes = 0;
@@ -108,9 +108,9 @@ struct DeviceChoice {
 // library has the ODP mode policy, one with the ibverbs registrar per RDMA
 // device (ODP is decided per device).
 struct LibraryChoice {
-  std::string monitor_env;  // REGCACHE_MONITOR as set, "" if unset
-  std::string mode_env;     // REGCACHE_MODE as set, "" if unset
-  std::string config_error; // regcache_config_init's complaint about the env
+  std::string monitor_env;   // REGCACHE_MONITOR as set, "" if unset
+  std::string mode_env;      // REGCACHE_MODE as set, "" if unset
+  std::string config_error;  // regcache_config_init's complaint about the env
   bool created = false;
   std::string error;         // regcache_create's message when it failed
   std::string monitor;       // "kmod", "uffd", "none"
