@@ -2,7 +2,8 @@
 //
 // regcache-limits, the pure part (see limits.h): /proc text parsers, the
 // memlock recommendation and its configuration lines, size and percent
-// formatting, JSON output and the command line. No system calls here.
+// formatting, JSON output and the command line's value parsers. No system
+// calls here.
 
 #include "limits.h"
 
@@ -372,17 +373,7 @@ JsonWriter& JsonWriter::Null() {
   return *this;
 }
 
-// ------------------------------------------------------------- command line
-
-bool ParseCount(std::string_view text, uint32_t min, uint32_t max,
-                uint32_t* out) {
-  if (text.empty() || text.size() > 10) return false;
-  uint64_t v;
-  if (!TakeNumber(&text, &v) || !text.empty()) return false;
-  if (v < min || v > max) return false;
-  *out = uint32_t(v);
-  return true;
-}
+// ----------------------------------------------------- command-line values
 
 bool ParsePercent(std::string_view text, uint32_t* basis_points) {
   if (!text.empty() && text.back() == '%') text.remove_suffix(1);
@@ -442,122 +433,6 @@ bool ParseSize(std::string_view text, uint64_t* bytes) {
   }
   if (n == 0 || n > UINT64_MAX / unit) return false;
   *bytes = n * unit;
-  return true;
-}
-
-std::string Usage(std::string_view program) {
-  std::string p(program);
-  return "usage: " + p +
-         " [--json] [--all [--top N]] [--ranks-per-node N] [--reserve PCT]\n"
-         "       " +
-         std::string(p.size(), ' ') +
-         " [--mem-total SIZE]\n"
-         "Shows what limits RDMA memory registration on this node for this "
-         "user\n"
-         "(RLIMIT_MEMLOCK, CAP_IPC_LOCK, pinned memory, the regcache module "
-         "and\n"
-         "its device, the monitor the library would pick, RDMA devices) and\n"
-         "recommends a per-process memlock limit. Writes no system file.\n"
-         "  --json               machine-readable output\n"
-         "  --all                also list the processes pinning the most "
-         "memory\n"
-         "  --top N              how many --all lists (default 10)\n"
-         "  --ranks-per-node N   processes that pin memory per node (default: "
-         "the\n"
-         "                       number of online CPUs)\n"
-         "  --reserve PCT        share of MemTotal kept for the OS and "
-         "unpinned\n"
-         "                       memory, 0 <= PCT < 100 (default 25)\n"
-         "  --mem-total SIZE     plan for a node with this much memory instead "
-         "of\n"
-         "                       this one's MemTotal (e.g. 512G, 1T)\n"
-         "  -h, --help           this text\n"
-         "See docs/operators.md. Exit status: 0, or 2 for a usage error.\n";
-}
-
-bool ParseArgs(const std::vector<std::string>& args, Options* options,
-               std::string* error) {
-  Options o;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    std::string_view flag = arg;
-    std::optional<std::string_view> value;
-    if (arg.substr(0, 2) == "--") {
-      const size_t eq = arg.find('=');
-      if (eq != std::string_view::npos) {
-        flag = arg.substr(0, eq);
-        value = arg.substr(eq + 1);
-      }
-    }
-    const bool takes_value = flag == "--top" || flag == "--ranks-per-node" ||
-                             flag == "--reserve" || flag == "--mem-total";
-    const bool is_switch =
-        flag == "--json" || flag == "--all" || flag == "--help" || flag == "-h";
-    if (!takes_value && !is_switch) {
-      *error = (arg.substr(0, 1) == "-" ? "unknown option '"
-                                        : "unexpected argument '") +
-               std::string(flag) + "'";
-      return false;
-    }
-    if (is_switch) {
-      if (value) {
-        *error = "option '" + std::string(flag) + "' takes no value";
-        return false;
-      }
-      if (flag == "--json")
-        o.json = true;
-      else if (flag == "--all")
-        o.all = true;
-      else
-        o.help = true;
-      continue;
-    }
-    if (!value) {
-      if (i + 1 >= args.size()) {
-        *error = "option '" + std::string(flag) + "' needs a value";
-        return false;
-      }
-      value = args[++i];
-    }
-    bool ok = false;
-    const std::string shown =
-        "'" + std::string(flag) + " " + std::string(*value) + "'";
-    if (flag == "--top") {
-      uint32_t n;
-      ok = ParseCount(*value, 1, 100000, &n);
-      if (ok)
-        o.top = n;
-      else
-        *error = "bad " + shown + ": expected a count from 1 to 100000";
-    } else if (flag == "--ranks-per-node") {
-      uint32_t n;
-      ok = ParseCount(*value, 1, 1000000, &n);
-      if (ok)
-        o.ranks_per_node = n;
-      else
-        *error = "bad " + shown + ": expected a count from 1 to 1000000";
-    } else if (flag == "--reserve") {
-      uint32_t bp;
-      ok = ParsePercent(*value, &bp);
-      if (ok)
-        o.reserve_basis_points = bp;
-      else
-        *error = "bad " + shown +
-                 ": expected a percentage, 0 <= PCT < 100, "
-                 "at most two decimals (e.g. 25, 12.5%)";
-    } else {  // --mem-total
-      uint64_t b;
-      ok = ParseSize(*value, &b);
-      if (ok)
-        o.mem_total_bytes = b;
-      else
-        *error = "bad " + shown +
-                 ": expected a size in bytes or with K, M, G "
-                 "or T (binary), e.g. 512G";
-    }
-    if (!ok) return false;
-  }
-  *options = o;
   return true;
 }
 

@@ -140,6 +140,7 @@ class JsonWriter {
 
 struct Options {
   bool help = false;
+  bool version = false;
   bool json = false;
   bool all = false;                        // list processes by VmPin
   uint32_t top = kDefaultTop;              // how many --all lists
@@ -148,18 +149,16 @@ struct Options {
   std::optional<uint64_t> mem_total_bytes;  // plan for another node size
 };
 
-// Parses argv[1..]: --json, --all, --top N, --ranks-per-node N,
-// --reserve PCT, --mem-total SIZE, -h/--help; "--flag=value" or
-// "--flag value". Returns false with *error set (naming the flag) on an
-// unknown flag, a missing value or a bad number.
+// Parses argv[1..] (options.cc): --json, --all, --top N, --ranks-per-node N,
+// --reserve PCT, --mem-total SIZE, --version, -h/--help; "--flag=value" or
+// "--flag value"; given twice, the last counts. Returns false with *error
+// set (naming the option and what it accepts) on an unknown option, a
+// missing value or a bad one.
 bool ParseArgs(const std::vector<std::string>& args, Options* options,
                std::string* error);
-std::string Usage(std::string_view program);
+std::string Usage(const std::string& program);  // the --help text
 
-// The value parsers ParseArgs uses.
-// A count in [min, max]: decimal digits only.
-bool ParseCount(std::string_view text, uint32_t min, uint32_t max,
-                uint32_t* out);
+// The value parsers ParseArgs uses (counts: regcache_tools::ParseCount).
 // A percentage in [0, 100): "25", "25%", "12.5", "0.25" (at most two
 // decimals), as basis points.
 bool ParsePercent(std::string_view text, uint32_t* basis_points);

@@ -2,7 +2,7 @@
 //
 // Tests of regcache-limits: the /proc parsers on text fixtures, the
 // recommendation arithmetic, the limits.d/systemd/Slurm lines, JSON
-// escaping and writing, the command line, the probes on fixture folders,
+// output, the command line, the probes on fixture folders,
 // and one run of the real program (REGCACHE_LIMITS_BINARY) with --json.
 
 #include "limits.h"
@@ -13,11 +13,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "command_line.h"
+#include "regcache/regcache.h"
 #include "report.h"
 
 namespace regcache_limits {
@@ -343,12 +346,53 @@ TEST(Args, RejectsUnknownFlagsAndBadNumbersNamingThem) {
   }
 }
 
+TEST(Args, ErrorsSayWhatTheOptionAccepts) {
+  Options o;
+  std::string error;
+  EXPECT_FALSE(Parse({"--top", "0"}, &o, &error));
+  EXPECT_EQ(error, "--top: '0' is not a number from 1 to 100000");
+  EXPECT_FALSE(Parse({"--reserve=abc"}, &o, &error));
+  EXPECT_NE(error.find("0 <= PCT < 100"), std::string::npos) << error;
+  EXPECT_FALSE(Parse({"--mem-total", "12Q"}, &o, &error));
+  EXPECT_NE(error.find("K, M, G or T"), std::string::npos) << error;
+  EXPECT_FALSE(Parse({"--ranks-per-node"}, &o, &error));
+  EXPECT_EQ(error, "--ranks-per-node needs a value (N)");
+  EXPECT_FALSE(Parse({"--json=1"}, &o, &error));
+  EXPECT_EQ(error, "--json takes no value");
+  EXPECT_FALSE(Parse({"--jsn"}, &o, &error));
+  EXPECT_EQ(error, "unknown option '--jsn'");
+}
+
+TEST(Args, TheLastValueCountsAndVersionIsAnOption) {
+  Options o;
+  std::string error;
+  ASSERT_TRUE(Parse({"--top", "3", "--top=5"}, &o, &error)) << error;
+  EXPECT_EQ(o.top, 5u);
+  EXPECT_FALSE(o.version);
+  ASSERT_TRUE(Parse({"--version"}, &o, &error)) << error;
+  EXPECT_TRUE(o.version);
+  EXPECT_FALSE(o.help);
+}
+
+TEST(Args, HelpListsEveryOptionWithItsValue) {
+  const std::string help = Usage("regcache-limits");
+  EXPECT_EQ(help.rfind("usage: regcache-limits [--json]", 0), 0u) << help;
+  for (const char* line :
+       {"\n  --json ", "\n  --all ", "\n  --top N ", "\n  --ranks-per-node N ",
+        "\n  --reserve PCT ", "\n  --mem-total SIZE ", "\n  --version ",
+        "\n  -h, --help ", "Exit status: 0, or 2 for a usage error"})
+    EXPECT_NE(help.find(line), std::string::npos) << line << "\n" << help;
+}
+
 TEST(Args, ValueParsers) {
-  uint32_t n;
-  EXPECT_TRUE(ParseCount("1", 1, 10, &n));
+  uint64_t n;
+  EXPECT_TRUE(regcache_tools::ParseCount("1", 1, 10, &n));
   EXPECT_EQ(n, 1u);
-  EXPECT_FALSE(ParseCount("11", 1, 10, &n));
-  EXPECT_FALSE(ParseCount("+3", 1, 10, &n));
+  EXPECT_FALSE(regcache_tools::ParseCount("11", 1, 10, &n));
+  EXPECT_FALSE(regcache_tools::ParseCount("+3", 1, 10, &n));
+  EXPECT_FALSE(regcache_tools::ParseCount("0x3", 1, 10, &n));
+  EXPECT_FALSE(
+      regcache_tools::ParseCount("99999999999999999999", 1, UINT64_MAX, &n));
   uint32_t bp;
   EXPECT_TRUE(ParsePercent("99.99", &bp));
   EXPECT_EQ(bp, 9999u);
@@ -568,6 +612,30 @@ TEST(Program, UsageErrorsExitWithTwo) {
       RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --help", &status);
   EXPECT_EQ(status, 0);
   EXPECT_NE(help.find("--ranks-per-node"), std::string::npos) << help;
+}
+
+TEST(Program, BadInputIsOneMessageOnStderrAndNoReport) {
+  int status = -1;
+  // stderr into stdout: the message and the hint, nothing else.
+  const std::string out = RunCommand(
+      std::string(REGCACHE_LIMITS_BINARY) + " --json --top 0 2>&1", &status);
+  EXPECT_EQ(status, 2);
+  EXPECT_EQ(out,
+            "regcache-limits: --top: '0' is not a number from 1 to 100000\n"
+            "Try 'regcache-limits --help'.\n");
+}
+
+TEST(Program, VersionNamesTheToolAndTheLibrary) {
+  int status = -1;
+  const std::string out = RunCommand(
+      std::string(REGCACHE_LIMITS_BINARY) + " --version 2>&1", &status);
+  EXPECT_EQ(status, 0);
+  const std::string library = "(regcache API " +
+                              std::to_string(REGCACHE_VERSION_MAJOR) + "." +
+                              std::to_string(REGCACHE_VERSION_MINOR) + ")\n";
+  EXPECT_EQ(out.rfind("regcache-limits ", 0), 0u) << out;
+  EXPECT_NE(out.find(library), std::string::npos) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
 }
 
 }  // namespace
