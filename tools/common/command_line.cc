@@ -112,14 +112,17 @@ Outcome Parse(CLI::App* app, const std::vector<std::string>& args,
   return app->count("--version") > 0 ? Outcome::kVersion : Outcome::kRun;
 }
 
+CLI::Validator Check(std::function<std::string(const std::string&)> problem) {
+  return CLI::Validator([problem = std::move(problem)](
+                            std::string& value) { return problem(value); },
+                        "");
+}
+
 CLI::Validator Accepts(std::function<bool(const std::string&)> accepts,
                        const std::string& what) {
-  return CLI::Validator(
-      [accepts = std::move(accepts), what](std::string& value) {
-        return accepts(value) ? std::string()
-                              : "'" + value + "' is not " + what;
-      },
-      "");
+  return Check([accepts = std::move(accepts), what](const std::string& value) {
+    return accepts(value) ? std::string() : "'" + value + "' is not " + what;
+  });
 }
 
 bool ParseCount(const std::string& text, uint64_t min, uint64_t max,

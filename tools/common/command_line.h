@@ -36,6 +36,11 @@ enum class Outcome { kRun, kHelp, kVersion, kUsageError };
 Outcome Parse(CLI::App* app, const std::vector<std::string>& args,
               std::string* error);
 
+// A check for add_option(...)->check(): `problem` returns what is wrong
+// with a value ("unknown mode 'fast' (...)"), or "" when it is good. CLI11
+// puts the option's name in front of the message.
+CLI::Validator Check(std::function<std::string(const std::string&)> problem);
+
 // A check for add_option(...)->check(), with the value named by
 // type_name(): accepts a value when `accepts`
 // returns true, else fails with "'VALUE' is not WHAT" (CLI11 puts the

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "channel.h"
+#include "command_line.h"
 #include "options.h"
 #include "pattern.h"
 #include "posix_util.h"
@@ -72,13 +73,15 @@ int Main(int argc, char** argv) {
   Options options;
   std::string error;
   if (!ParseArgs(args, &options, &error)) {
-    fprintf(stderr, "%s: %s\n%s", program, error.c_str(),
-            Usage(program).c_str());
+    fprintf(stderr, "%s: %s\nTry '%s --help'.\n", program, error.c_str(),
+            program);
     return 2;
   }
-  if (options.help) {
-    fputs(Usage(program).c_str(), stdout);
-    return 0;
+  if (options.help || options.version) {
+    const std::string text =
+        options.help ? Usage(program) : regcache_tools::VersionText(program);
+    fputs(text.c_str(), stdout);
+    return fflush(stdout) == 0 ? 0 : 1;
   }
   if (options.cpu >= 0) {
     // Before the fork: the server endpoint and every thread inherit it.

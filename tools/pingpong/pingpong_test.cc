@@ -172,6 +172,92 @@ TEST(Options, BadArgumentsSayWhy) {
   EXPECT_FALSE(ParseArgs({"--seconds-per-point", "0"}, &o, &error));
 }
 
+TEST(Options, ErrorsNameTheOptionAndWhatItAccepts) {
+  Options o;
+  std::string error;
+  EXPECT_FALSE(ParseArgs({"-p", "70000"}, &o, &error));
+  EXPECT_EQ(error, "--port: '70000' is not a number from 1 to 65535");
+  EXPECT_FALSE(ParseArgs({"--iters", "0x10"}, &o, &error));
+  EXPECT_EQ(error, "--iters: '0x10' is not a number from 1 to 10000000");
+  EXPECT_FALSE(ParseArgs({"--poll=spin"}, &o, &error));
+  EXPECT_EQ(error, "--poll: 'spin' is not auto, busy, yield or events");
+  EXPECT_FALSE(ParseArgs({"--modes", "kmod,fast"}, &o, &error));
+  EXPECT_NE(error.find("--modes: unknown mode 'fast' (register-per-message, "),
+            std::string::npos)
+      << error;
+  EXPECT_FALSE(ParseArgs({"--sizes", "4K,4096"}, &o, &error));
+  EXPECT_EQ(error, "--sizes: size 4096 is listed twice");
+  EXPECT_FALSE(ParseArgs({"--frobnicate"}, &o, &error));
+  EXPECT_EQ(error, "unknown option '--frobnicate'");
+  EXPECT_FALSE(ParseArgs({"--quick=yes"}, &o, &error));
+  EXPECT_EQ(error, "--quick takes no value");
+  // Empty lists once meant "everything" (--modes) or "nothing" (--workloads).
+  EXPECT_FALSE(ParseArgs({"--modes", ","}, &o, &error));
+  EXPECT_FALSE(ParseArgs({"--workloads", ""}, &o, &error));
+  EXPECT_FALSE(ParseArgs({"--client", ""}, &o, &error));
+  EXPECT_NE(error.find("--client"), std::string::npos) << error;
+}
+
+TEST(Options, TwoHostRolesExcludeEachOther) {
+  Options o;
+  std::string error;
+  EXPECT_FALSE(ParseArgs({"--server", "--client", "h"}, &o, &error));
+  EXPECT_EQ(error, "--server excludes --client");
+}
+
+TEST(Options, TheLastValueCounts) {
+  // scripts/run-main.sh puts its defaults (--cpu 0) before the user's.
+  Options o;
+  std::string error;
+  ASSERT_TRUE(
+      ParseArgs({"--cpu", "0", "--sizes", "4K", "--cpu=any", "--sizes", "64K"},
+                &o, &error))
+      << error;
+  EXPECT_EQ(o.cpu, -1);
+  EXPECT_EQ(o.sizes, (std::vector<uint64_t>{64 << 10}));
+}
+
+TEST(Options, HelpListsEveryOptionAndVersionIsOne) {
+  const std::string help = Usage("regcache-pingpong");
+  EXPECT_EQ(help.rfind("usage: regcache-pingpong [options]\n", 0), 0u) << help;
+  for (const char* line :
+       {"\n  --server ",
+        "\n  --client HOST ",
+        "\n  -p, --port N ",
+        "\n  -d, --device DEV ",
+        "\n  -i, --ib-port N ",
+        "\n  -g, --gid-index N ",
+        "\n  --cpu N|any ",
+        "\n  --poll HOW ",
+        "\n  --spin-us N ",
+        "\n  --modes LIST ",
+        "\n  --workloads LIST ",
+        "\n  --sizes LIST ",
+        "\n  --iters N ",
+        "\n  --warmup N ",
+        "\n  --passes N ",
+        "\n  --seconds-per-point S ",
+        "\n  --max-entries N ",
+        "\n  --mem-budget SIZE ",
+        "\n  --full-check ",
+        "\n  --quick ",
+        "\n  --json FILE ",
+        "\n  --svg FILE ",
+        "\n  --version ",
+        "\n  -h, --help ",
+        "\nEndpoints (default: this program forks both",
+        "\nWhat to measure (default: everything):\n",
+        "\nOutput:\n",
+        "2 for bad arguments, 3 when the run itself failed.\n"})
+    EXPECT_NE(help.find(line), std::string::npos) << line << "\n" << help;
+  Options o;
+  std::string error;
+  ASSERT_TRUE(ParseArgs({"--version"}, &o, &error)) << error;
+  EXPECT_TRUE(o.version);
+  ASSERT_TRUE(ParseArgs({"-h"}, &o, &error)) << error;
+  EXPECT_TRUE(o.help);
+}
+
 TEST(Options, QuickIsSmall) {
   Options o;
   std::string error;
