@@ -2,8 +2,8 @@
 //
 // regcache-limits, the pure part: parsers for /proc text (status, meminfo,
 // modules), the memlock recommendation and the configuration lines it
-// prints (limits.d, systemd, Slurm), sizes, JSON strings and the command
-// line. Nothing here reads the system, so everything is unit-tested with
+// prints (limits.d, systemd, Slurm), sizes and the command line (the
+// parsing itself is in options.cc, with CLI11). Nothing here reads the system, so everything is unit-tested with
 // text fixtures (limits_test.cc). What reads the system is in report.h.
 //
 // Sizes are bytes in uint64_t; the kernel's "kB" in /proc means KiB.
@@ -104,37 +104,6 @@ std::string FormatPercent(uint32_t basis_points);
 std::string FormatMode(uint32_t mode);
 // A REGCACHE_KMOD_REASON_* value as a name ("unmap", "clear", ...).
 const char* KmodReasonName(int reason);
-
-// `s` as a JSON string literal, quotes included: '"', '\\' and control
-// characters escaped; bytes that are not valid UTF-8 (a process name may
-// hold any) become U+FFFD, so the output is always valid JSON.
-std::string JsonString(std::string_view s);
-
-// A JSON document written in order, with commas and indentation handled.
-// Misuse (a value without a key inside an object) is the caller's bug and is
-// not checked beyond what keeps the output well-formed.
-class JsonWriter {
- public:
-  JsonWriter& BeginObject();
-  JsonWriter& EndObject();
-  JsonWriter& BeginArray();
-  JsonWriter& EndArray();
-  JsonWriter& Key(std::string_view key);
-  JsonWriter& String(std::string_view value);
-  JsonWriter& Number(uint64_t value);
-  JsonWriter& Number(int64_t value);
-  JsonWriter& Bool(bool value);
-  JsonWriter& Null();
-  // The document; ends with '\n' once the outermost value is closed.
-  const std::string& str() const { return out_; }
-
- private:
-  void BeforeValue();
-  void Newline();
-  std::string out_;
-  std::vector<bool> first_;  // per open container: nothing written yet
-  bool after_key_ = false;
-};
 
 // ------------------------------------------------------------- command line
 

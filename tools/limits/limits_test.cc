@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 //
 // Tests of regcache-limits: the /proc parsers on text fixtures, the
-// recommendation arithmetic, the limits.d/systemd/Slurm lines, JSON
-// output, the command line, the probes on fixture folders,
+// recommendation arithmetic, the limits.d/systemd/Slurm lines, the JSON
+// output (parsed back), the command line, the probes on fixture folders,
 // and one run of the real program (REGCACHE_LIMITS_BINARY) with --json.
 
 #include "limits.h"
@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -231,47 +232,96 @@ TEST(Format, PercentFromBasisPoints) {
   EXPECT_EQ(FormatPercent(0), "0%");
 }
 
-TEST(Json, EscapesQuotesBackslashesAndControls) {
-  EXPECT_EQ(JsonString("plain"), "\"plain\"");
-  EXPECT_EQ(JsonString("a\"b\\c"), "\"a\\\"b\\\\c\"");
-  EXPECT_EQ(JsonString("t\tn\nr\rb\bf\f"), "\"t\\tn\\nr\\rb\\bf\\f\"");
-  EXPECT_EQ(JsonString(std::string("nul\0x", 5)), "\"nul\\u0000x\"");
-  EXPECT_EQ(JsonString("\x1f\x7f"), "\"\\u001f\x7f\"");
-  EXPECT_EQ(JsonString("/"), "\"/\"");
+// A JSON text parsed; a parse error fails the calling test.
+nlohmann::json Parsed(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << text;
+  return j;
 }
 
-TEST(Json, KeepsValidUtf8AndReplacesInvalidBytes) {
-  EXPECT_EQ(JsonString("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
-            "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
-  EXPECT_EQ(JsonString("\xff"), "\"\\ufffd\"");
-  EXPECT_EQ(JsonString("\xc3"), "\"\\ufffd\"");             // truncated
-  EXPECT_EQ(JsonString("\xc0\xaf"), "\"\\ufffd\\ufffd\"");  // overlong '/'
-  EXPECT_EQ(JsonString("\xed\xa0\x80"),
-            "\"\\ufffd\\ufffd\\ufffd\"");  // surrogate
-  EXPECT_EQ(JsonString("\xf4\x90\x80\x80"), "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
+TEST(Json, StringsComeBackAsGivenAndInvalidUtf8AsReplacementCharacters) {
+  const std::string fffd = "\xef\xbf\xbd";  // U+FFFD
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"plain", "plain"},
+      {"a\"b\\c/", "a\"b\\c/"},
+      {"t\tn\nr\rb\bf\f", "t\tn\nr\rb\bf\f"},
+      {std::string("nul\0x", 5), std::string("nul\0x", 5)},
+      {"\x1f\x7f", "\x1f\x7f"},
+      {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+      {"\xff", fffd},
+      {"x\xffy", "x" + fffd + "y"},
+      {"\xc3", fffd},                                   // truncated
+      {"\xc0\xaf", fffd + fffd},                        // overlong '/'
+      {"\xed\xa0\x80", fffd + fffd + fffd},             // surrogate
+      {"\xf4\x90\x80\x80", fffd + fffd + fffd + fffd},  // above U+10FFFF
+  };
+  for (const auto& [given, expected] : cases) {
+    Report r;
+    r.hostname = given;  // a process name may hold any bytes too
+    const std::string text = RenderJson(r);
+    for (char c : text)
+      EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20 && c != '\n') << text;
+    EXPECT_EQ(Parsed(text)["host"], expected) << text;
+  }
 }
 
-TEST(Json, WriterPlacesCommasAndNesting) {
-  JsonWriter j;
-  j.BeginObject();
-  j.Key("a").Number(uint64_t{1});
-  j.Key("b").BeginArray().String("x").Null().Bool(true).EndArray();
-  j.Key("c").BeginObject().EndObject();
-  j.Key("d").BeginArray().EndArray();
-  j.Key("e\"").Number(int64_t{-3});
-  j.EndObject();
-  EXPECT_EQ(j.str(),
-            "{\n"
-            "  \"a\": 1,\n"
-            "  \"b\": [\n"
-            "    \"x\",\n"
-            "    null,\n"
-            "    true\n"
-            "  ],\n"
-            "  \"c\": {},\n"
-            "  \"d\": [],\n"
-            "  \"e\\\"\": -3\n"
-            "}\n");
+// Every leaf of `j` under `path`, with its path ("module.device.mode").
+void Leaves(const nlohmann::json& j, const std::string& path,
+            std::vector<std::pair<std::string, nlohmann::json>>* out) {
+  if (j.is_object()) {
+    for (const auto& [key, value] : j.items())
+      Leaves(value, path.empty() ? key : path + "." + key, out);
+  } else if (j.is_array()) {
+    for (const auto& value : j) Leaves(value, path + "[]", out);
+  } else {
+    out->emplace_back(path, j);
+  }
+}
+
+TEST(Json, NumbersAreNumbers) {
+  Report r;
+  r.version = "0.1";
+  r.memlock.ok = true;
+  r.memlock.soft_bytes = 64 * kKiB;
+  r.memlock.hard_unlimited = true;
+  r.node.mem_total_bytes = 256 * kGiB;
+  r.node.numa_nodes = 2;
+  r.node.cpus_online = 64;
+  r.processes = ProcessScan{};
+  r.processes->top.push_back({42, "rank0", "alice", 8 * kMiB, 0});
+  r.module.proc_modules_read = true;
+  r.module.loaded = ModuleLine{28672, 2, "Live", "(OE)"};
+  r.module.max_ranges_param = "1048576";
+  r.module.ring_entries_param = "2048";
+  r.module.device_exists = true;
+  r.module.device_mode = 0660;
+  r.module.opened = true;
+  r.module.abi_version = 3;
+  r.module.stats_read = true;
+  r.recommendation = Recommend(256 * kGiB, 64, 1250);
+  const nlohmann::json j = Parsed(RenderJson(r));
+  EXPECT_EQ(j["recommendation"]["reserve_percent"], 12.5);
+  EXPECT_EQ(j["module"]["param_max_ranges"], 1048576);
+  EXPECT_EQ(j["module"]["param_ring_entries"], 2048);
+  EXPECT_EQ(j["memlock"]["soft_bytes"], 65536);
+  EXPECT_EQ(j["memlock"]["hard_bytes"], "unlimited");
+  // No number hides in a string: only the version and the permission bits
+  // (as chmod takes them) look numeric, and they are names, not amounts.
+  std::vector<std::pair<std::string, nlohmann::json>> leaves;
+  Leaves(j, "", &leaves);
+  size_t numbers = 0;
+  for (const auto& [path, value] : leaves) {
+    numbers += value.is_number();
+    if (!value.is_string() || path == "regcache_version" ||
+        path == "module.device.mode")
+      continue;
+    const std::string text = value.get<std::string>();
+    EXPECT_FALSE(!text.empty() &&
+                 text.find_first_not_of("0123456789.%") == std::string::npos)
+        << path << ": \"" << text << "\"";
+  }
+  EXPECT_GT(numbers, 40u);
 }
 
 // ------------------------------------------------------------ command line
