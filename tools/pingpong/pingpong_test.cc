@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "options.h"
 #include "pattern.h"
 #include "report.h"
@@ -598,48 +599,60 @@ TEST(Render, ASizeEveryModeSkipsIsOneLine) {
       std::string::npos);
 }
 
-// Strings and nesting of a JSON text: brackets balance outside strings and
-// every string is terminated. (The guest test parses it with Python.)
-bool JsonBalanced(const std::string& json) {
-  std::string stack;
-  bool in_string = false;
-  for (size_t i = 0; i < json.size(); ++i) {
-    const char c = json[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-      else if (static_cast<unsigned char>(c) < 0x20)
-        return false;
-      continue;
-    }
-    if (c == '"')
-      in_string = true;
-    else if (c == '{' || c == '[')
-      stack.push_back(c);
-    else if (c == '}' || c == ']') {
-      if (stack.empty() || stack.back() != (c == '}' ? '{' : '[')) return false;
-      stack.pop_back();
-    }
-  }
-  return stack.empty() && !in_string;
-}
-
-TEST(Render, JsonIsBalancedAndCarriesEveryPoint) {
+TEST(Render, JsonCarriesEveryPointWithTheKeysScriptsRead) {
   Report r = SampleReport();
-  r.points[0].first_error = "quote \" backslash \\ newline \n tab \t";
-  const std::string json = RenderJson(r);
-  EXPECT_TRUE(JsonBalanced(json)) << json;
-  size_t points = 0;
-  for (size_t at = json.find("{\"workload\""); at != std::string::npos;
-       at = json.find("{\"workload\"", at + 1))
-    ++points;
-  EXPECT_EQ(points, r.points.size());
-  EXPECT_NE(json.find("\"correctness_failure\": false"), std::string::npos);
-  EXPECT_NE(json.find("\"status\": \"unavailable\""), std::string::npos);
-  EXPECT_NE(json.find("\"hit_rate\": null"), std::string::npos);
-  EXPECT_EQ(JsonEscape("a\"b\\c\n\x01"), "a\\\"b\\\\c\\n\\u0001");
+  r.points[0].first_error = "quote \" backslash \\ newline \n tab \t \x01";
+  r.wall_seconds = 12.34567;
+  const nlohmann::ordered_json j =
+      nlohmann::ordered_json::parse(RenderJson(r), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << RenderJson(r);
+  std::vector<std::string> top;
+  for (const auto& [key, value] : j.items()) top.push_back(key);
+  EXPECT_EQ(top, (std::vector<std::string>{"tool", "device", "odp", "settings",
+                                           "wall_seconds", "units", "workloads",
+                                           "sizes", "modes", "points",
+                                           "targets", "correctness_failure"}));
+  EXPECT_EQ(j["wall_seconds"], 12.346);
+  EXPECT_EQ(j["sizes"], nlohmann::ordered_json({4096, 65536}));
+  EXPECT_EQ(j["modes"][1], "regcache-kmod");
+  ASSERT_EQ(j["points"].size(), r.points.size());
+  const std::vector<std::string> point_keys = {"workload",
+                                               "mode",
+                                               "size",
+                                               "status",
+                                               "note",
+                                               "round_trips",
+                                               "latency_us",
+                                               "latency_min_us",
+                                               "latency_mean_us",
+                                               "bandwidth_mbs",
+                                               "registrations",
+                                               "gets",
+                                               "hits",
+                                               "hit_rate",
+                                               "reg_us_per_message",
+                                               "messages_checked",
+                                               "data_errors",
+                                               "safe",
+                                               "first_error",
+                                               "reallocations",
+                                               "same_address"};
+  for (const nlohmann::ordered_json& p : j["points"]) {
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : p.items()) keys.push_back(key);
+    EXPECT_EQ(keys, point_keys);
+    EXPECT_TRUE(p["size"].is_number_unsigned());
+    EXPECT_TRUE(p["data_errors"].is_number_unsigned());
+    EXPECT_TRUE(p["safe"].is_boolean());
+  }
+  EXPECT_EQ(j["points"][0]["first_error"], r.points[0].first_error);
+  // register-per-message is no cache: no hit rate; ODP is unavailable.
+  EXPECT_TRUE(j["points"][0]["hit_rate"].is_null());
+  EXPECT_EQ(j["points"][1]["hit_rate"], 0.9);
+  EXPECT_EQ(j["points"][4]["status"], "unavailable");
+  EXPECT_EQ(j["correctness_failure"], false);
+  ASSERT_EQ(j["targets"].size(), r.targets.size());
+  EXPECT_EQ(j["targets"][0]["verdict"], VerdictName(r.targets[0].verdict));
 }
 
 // Tags of an XML text: every element closes, in order; returns the element
