@@ -9,6 +9,7 @@
 // --json and --svg write the results for tools and a plot. docs/pingpong.md
 // explains what is measured and how to read it.
 
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -25,6 +26,7 @@
 #include "options.h"
 #include "pattern.h"
 #include "posix_util.h"
+#include "progress.h"
 #include "report.h"
 #include "runner.h"
 
@@ -62,9 +64,18 @@ std::string Settings(const Options& options) {
   return text;
 }
 
-void Progress(const std::string& line) {
-  fprintf(stderr, "\r%-78.78s", line.c_str());
-  fflush(stderr);
+// All of `fd` until EOF (the server endpoint's error message).
+std::string ReadAll(int fd) {
+  std::string text;
+  char buf[512];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      text.append(buf, size_t(n));
+    } else if (n == 0 || errno != EINTR) {
+      return text;
+    }
+  }
 }
 
 int Main(int argc, char** argv) {
@@ -110,6 +121,7 @@ int Main(int argc, char** argv) {
 
   std::unique_ptr<Channel> channel;
   pid_t server = -1;
+  int server_error_pipe[2] = {-1, -1};
   if (options.role == Role::kClient) {
     channel = Channel::Connect(options.host, options.tcp_port, 30, &error);
     if (!channel) {
@@ -117,11 +129,14 @@ int Main(int argc, char** argv) {
       return 3;
     }
   } else {
-    // Both endpoints from one invocation: fork before any verbs call.
+    // Both endpoints from one invocation: fork before any verbs call. The
+    // server endpoint hands its error to this process, which says it once
+    // (both ends often fail alike, e.g. without a device).
     int fds[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0 ||
+        pipe2(server_error_pipe, O_CLOEXEC) != 0) {
       fprintf(stderr, "%s: %s\n", program,
-              ErrnoText("socketpair", errno).c_str());
+              ErrnoText("socketpair/pipe", errno).c_str());
       return 3;
     }
     fflush(nullptr);
@@ -132,14 +147,18 @@ int Main(int argc, char** argv) {
     }
     if (server == 0) {
       close(fds[0]);
+      close(server_error_pipe[0]);
       Channel peer(fds[1]);
       const int status = RunServer(&peer, device, &error);
-      if (status != 0)
+      if (status != 0 &&
+          write(server_error_pipe[1], error.data(), error.size()) < 0) {
         fprintf(stderr, "%s (server endpoint): %s\n", program, error.c_str());
+      }
       fflush(nullptr);
       _exit(status);
     }
     close(fds[1]);
+    close(server_error_pipe[1]);
     channel = std::make_unique<Channel>(fds[0]);
   }
 
@@ -151,13 +170,19 @@ int Main(int argc, char** argv) {
     report.workloads.push_back(w.Name());
   report.sizes = options.sizes;
   report.modes = options.modes;
-  const bool ok =
-      RunClient(channel.get(), device, plan, Progress, &report, &error);
-  Progress("");
-  fputc('\r', stderr);
+  ProgressPrinter progress(stderr, isatty(STDERR_FILENO) == 1,
+                           std::string(program) + ": ");
+  const bool ok = RunClient(
+      channel.get(), device, plan,
+      [&progress](const ProgressStep& step) { progress.Step(step); }, &report,
+      &error);
+  progress.Finish();
   channel.reset();  // the server sees EOF if it still waits
   int server_status = 0;
+  std::string server_error;
   if (server > 0) {
+    server_error = ReadAll(server_error_pipe[0]);
+    close(server_error_pipe[0]);
     int wstatus = 0;
     while (waitpid(server, &wstatus, 0) < 0 && errno == EINTR) {
     }
@@ -166,6 +191,11 @@ int Main(int argc, char** argv) {
   }
   report.wall_seconds = Now() - start;
   report.targets = EvaluateTargets(report.points);
+  // The server endpoint's own error, unless it is the client's.
+  if (!server_error.empty() && (ok || server_error != error)) {
+    fprintf(stderr, "%s (server endpoint): %s\n", program,
+            server_error.c_str());
+  }
 
   if (!ok && report.points.empty()) {
     fprintf(stderr, "%s: %s\n", program, error.c_str());

@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Host tests of regcache-pingpong's pure logic: the payload pattern, sizes
 // and options, the plan and its wire form, the targets, and the table, JSON
-// and SVG renderings. The RDMA parts run in the qemu rig (vm-smoke.sh).
+// and SVG renderings, the progress output, and the real program where it
+// needs no device. The RDMA parts run in the qemu rig (vm-smoke.sh).
 
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -12,6 +18,7 @@
 #include "nlohmann/json.hpp"
 #include "options.h"
 #include "pattern.h"
+#include "progress.h"
 #include "report.h"
 
 namespace regcache_pingpong {
@@ -749,6 +756,105 @@ TEST(Render, SvgXAxisIsLogarithmic) {
   // 4K -> 64K and 64K -> 1M are both x16: equal steps on a log axis.
   EXPECT_NEAR(x[1] - x[0], x[2] - x[1], 0.2);
   EXPECT_GT(x[1], x[0]);
+}
+
+// ---------------------------------------------------------------- progress
+
+// What a ProgressPrinter writes for `steps`, to a terminal or not.
+std::string ProgressText(bool terminal,
+                         const std::vector<ProgressStep>& steps) {
+  char* text = nullptr;
+  size_t length = 0;
+  FILE* out = open_memstream(&text, &length);
+  {
+    ProgressPrinter progress(out, terminal, "tool: ");
+    for (const ProgressStep& step : steps) progress.Step(step);
+    progress.Finish();
+  }
+  fclose(out);
+  std::string result(text, length);
+  free(text);
+  return result;
+}
+
+// Two workloads x two sizes x two modes x two passes.
+std::vector<ProgressStep> SixteenSteps() {
+  std::vector<ProgressStep> steps;
+  for (const char* workload : {"reuse", "realloc"})
+    for (uint64_t size : {4096u, 65536u})
+      for (uint32_t pass : {0u, 1u})
+        for (Mode mode : {Mode::kKmod, Mode::kOnce})
+          steps.push_back({steps.size() + 1, 16, workload, mode, size, pass});
+  return steps;
+}
+
+TEST(Progress, IntoAFileOrPipeIsAPlainLinePerWorkloadAndSize) {
+  const std::string text = ProgressText(/*terminal=*/false, SixteenSteps());
+  EXPECT_EQ(text,
+            "tool: [1/16] reuse 4K\n"
+            "tool: [5/16] reuse 64K\n"
+            "tool: [9/16] realloc 4K\n"
+            "tool: [13/16] realloc 64K\n");
+}
+
+TEST(Progress, OnATerminalIsOneLineRewrittenInPlaceThenCleared) {
+  const std::string text = ProgressText(/*terminal=*/true, SixteenSteps());
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\r'), 16 + 2);
+  EXPECT_EQ(text.find('\n'), std::string::npos);
+  EXPECT_NE(text.find("[16/16] realloc    register-once           64K pass 2"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.substr(text.size() - 80), "\r" + std::string(78, ' ') + "\r");
+  // Nothing shown, nothing to clear.
+  EXPECT_EQ(ProgressText(/*terminal=*/true, {}), "");
+}
+
+// ------------------------------------------------------- the real program
+
+// Runs `command` with sh; returns its stdout and sets *status.
+std::string RunCommand(const std::string& command, int* status) {
+  std::string out;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int rc = pclose(p);
+  *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  return out;
+}
+
+TEST(Program, WithoutTheDeviceSaysSoOnceAndWritesNoCarriageReturns) {
+  // Both endpoints fail to find the device; stderr is a pipe here.
+  int status = -1;
+  const std::string err =
+      RunCommand(std::string(REGCACHE_PINGPONG_BINARY) +
+                     " --quick -d regcache-test-no-such-device 2>&1 >/dev/null",
+                 &status);
+  EXPECT_EQ(status, 3) << err;
+  EXPECT_EQ(err.find('\r'), std::string::npos) << err;
+  const std::string line = "no RDMA device";
+  size_t n = 0;
+  for (size_t at = err.find(line); at != std::string::npos;
+       at = err.find(line, at + 1))
+    ++n;
+  EXPECT_EQ(n, 1u) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+}
+
+TEST(Program, UsageErrorsAndVersion) {
+  int status = -1;
+  const std::string err = RunCommand(
+      std::string(REGCACHE_PINGPONG_BINARY) + " --passes 0 2>&1", &status);
+  EXPECT_EQ(status, 2);
+  EXPECT_EQ(err,
+            "regcache-pingpong: --passes: '0' is not a number from 1 to 100\n"
+            "Try 'regcache-pingpong --help'.\n");
+  const std::string version = RunCommand(
+      std::string(REGCACHE_PINGPONG_BINARY) + " --version 2>&1", &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(version.rfind("regcache-pingpong ", 0), 0u) << version;
+  EXPECT_NE(version.find(" (regcache API "), std::string::npos) << version;
 }
 
 }  // namespace

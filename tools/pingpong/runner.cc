@@ -328,7 +328,7 @@ int RunServer(Channel* channel, const DeviceOptions& device,
 }
 
 bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
-               const std::function<void(const std::string&)>& progress,
+               const std::function<void(const ProgressStep&)>& progress,
                Report* report, std::string* error) {
   if (!channel->SendBlock(SerializePlan(plan), error)) return false;
   std::string peer_device;
@@ -375,11 +375,8 @@ bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
       continue;
     }
     if (progress) {
-      char line[160];
-      snprintf(line, sizeof(line), "[%zu/%zu] %-10s %-21s %5s pass %u", i + 1,
-               total, result.workload.c_str(), ModeName(spec.mode),
-               FormatSize(spec.size).c_str(), spec.pass + 1);
-      progress(line);
+      progress({i + 1, total, result.workload, spec.mode, spec.size,
+                spec.pass});
     }
     PointRun run(endpoint.get(), spec, Stride(plan));
     std::string why, peer_why;
