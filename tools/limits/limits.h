@@ -3,8 +3,9 @@
 // regcache-limits, the pure part: parsers for /proc text (status, meminfo,
 // modules), the memlock recommendation and the configuration lines it
 // prints (limits.d, systemd, Slurm), sizes and the command line (the
-// parsing itself is in options.cc, with CLI11). Nothing here reads the system, so everything is unit-tested with
-// text fixtures (limits_test.cc). What reads the system is in report.h.
+// parsing itself is in options.cc, with CLI11). Nothing here reads the system,
+// so everything is unit-tested with text fixtures (limits_test.cc). What reads
+// the system is in report.h.
 //
 // Sizes are bytes in uint64_t; the kernel's "kB" in /proc means KiB.
 #ifndef REGCACHE_TOOLS_LIMITS_LIMITS_H_

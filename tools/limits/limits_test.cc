@@ -605,6 +605,82 @@ TEST(Render, SmallLimitWarnsAboutRegistrationFailures) {
     EXPECT_EQ(s.find("8229"), std::string::npos) << s;
 }
 
+TEST(Render, RegcacheMaxBytesAboveTheMemlockLimitIsWarnedAbout) {
+  Report r;
+  r.memlock.ok = true;
+  r.memlock.soft_bytes = 64 * kKiB;
+  r.memlock.hard_bytes = 64 * kKiB;
+  r.memlock.cap_ipc_lock = false;
+  r.library.created = true;
+  auto warned = [&r] {
+    for (const std::string& w : Warnings(r))
+      if (w.find("REGCACHE_MAX_BYTES") != std::string::npos) return w;
+    return std::string();
+  };
+  // Unset: the library's default is the soft limit itself.
+  r.library.max_bytes = 64 * kKiB;
+  EXPECT_EQ(warned(), "");
+  r.library.max_bytes_env = "4G";
+  r.library.max_bytes = 4 * kGiB;
+  EXPECT_NE(warned().find("REGCACHE_MAX_BYTES=4G (4 GiB) exceeds the soft "
+                          "memlock limit (64 KiB)"),
+            std::string::npos)
+      << warned();
+  EXPECT_NE(RenderText(r).find("REGCACHE_MAX_BYTES 4G = 4 GiB (4294967296 "
+                               "bytes)"),
+            std::string::npos)
+      << RenderText(r);
+  r.library.max_bytes_env = "64K";  // at the limit is not above it
+  r.library.max_bytes = 64 * kKiB;
+  EXPECT_EQ(warned(), "");
+  r.memlock.soft_unlimited = true;  // no limit to exceed
+  r.library.max_bytes_env = "4G";
+  r.library.max_bytes = 4 * kGiB;
+  EXPECT_EQ(warned(), "");
+}
+
+TEST(Render, LimitsConfGroupLinesSayWhomTheyApplyTo) {
+  GroupInfo g;
+  g.name = "rdma";
+  EXPECT_NE(GroupNote(g, "alice").find("group rdma, which does not exist"),
+            std::string::npos);
+  g.exists = true;
+  g.user_is_member = true;
+  EXPECT_EQ(GroupNote(g, "alice"),
+            "the @rdma lines apply only to members of group rdma; user "
+            "alice is one");
+  g.user_is_member = false;
+  EXPECT_EQ(GroupNote(g, "bob"),
+            "the @rdma lines apply only to members of group rdma; user bob "
+            "is not (usermod -aG rdma bob, then log in again)");
+  g.user_is_member.reset();
+  EXPECT_NE(GroupNote(g, "1234").find("no passwd entry"), std::string::npos);
+  // In the report, beside the lines themselves.
+  Report r;
+  r.user = "bob";
+  r.rdma_group.exists = true;
+  r.rdma_group.user_is_member = false;
+  r.recommendation = Recommend(64 * kGiB, 16, 2500);
+  const std::string text = RenderText(r);
+  const size_t lines = text.find("@rdma hard memlock");
+  ASSERT_NE(lines, std::string::npos) << text;
+  EXPECT_NE(text.find("user bob is not (usermod -aG rdma bob", lines),
+            std::string::npos)
+      << text;
+  const nlohmann::json j = Parsed(RenderJson(r));
+  EXPECT_EQ(j["rdma_group"]["user_is_member"], false);
+}
+
+TEST(Probe, GroupMembershipFromTheGroupDatabase) {
+  const GroupInfo root = ProbeGroup("root", 0);
+  EXPECT_TRUE(root.exists);
+  EXPECT_EQ(root.gid, 0u);
+  EXPECT_EQ(root.user_is_member, true);  // root's primary group
+  const GroupInfo none = ProbeGroup("regcache-test-no-such-group", 0);
+  EXPECT_FALSE(none.exists);
+  EXPECT_FALSE(none.user_is_member.has_value());
+}
+
 // --------------------------------------------------------- the real program
 
 // Runs `command`, returns its stdout and sets *status to its exit status.
@@ -686,6 +762,33 @@ TEST(Program, VersionNamesTheToolAndTheLibrary) {
   EXPECT_EQ(out.rfind("regcache-limits ", 0), 0u) << out;
   EXPECT_NE(out.find(library), std::string::npos) << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+}
+
+TEST(Program, ReadsRegcacheMaxBytesAsTheLibraryDoes) {
+  // A soft limit of 1 MiB (any user may lower it); the sizes as the
+  // library parses them.
+  auto run = [](const std::string& max_bytes) {
+    int status = -1;
+    const std::string out = RunCommand(
+        "ulimit -l 1024 && REGCACHE_MAX_BYTES=" + max_bytes + " " +
+            std::string(REGCACHE_LIMITS_BINARY) + " --json 2>/dev/null",
+        &status);
+    EXPECT_EQ(status, 0) << out;
+    return Parsed(out);
+  };
+  auto warns = [](const nlohmann::json& j) {
+    for (const auto& w : j["warnings"])
+      if (w.get<std::string>().find("REGCACHE_MAX_BYTES") != std::string::npos)
+        return true;
+    return false;
+  };
+  const nlohmann::json above = run("512M");
+  EXPECT_EQ(above["library"]["env_max_bytes"], "512M");
+  EXPECT_EQ(above["library"]["max_bytes"], 512 * kMiB);
+  EXPECT_TRUE(warns(above)) << above["warnings"];
+  const nlohmann::json below = run("512KiB");
+  EXPECT_EQ(below["library"]["max_bytes"], 512 * kKiB);
+  EXPECT_FALSE(warns(below)) << below["warnings"];
 }
 
 }  // namespace

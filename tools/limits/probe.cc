@@ -369,6 +369,7 @@ LibraryChoice ProbeLibrary() {
   LibraryChoice lc;
   if (const char* v = getenv("REGCACHE_MONITOR")) lc.monitor_env = v;
   if (const char* v = getenv("REGCACHE_MODE")) lc.mode_env = v;
+  if (const char* v = getenv("REGCACHE_MAX_BYTES")) lc.max_bytes_env = v;
   lc.mode = "pin (ODP policy not built)";  // unless the cache says otherwise
 
   regcache_registrar registrar{};
@@ -377,6 +378,7 @@ LibraryChoice ProbeLibrary() {
   if (regcache_config_init(&config) != 0)
     lc.config_error = regcache_last_error();
   config.print_stats_at_exit = 0;
+  lc.max_bytes = config.max_bytes;
 
   struct regcache_stats stats {};
   lc.mode_policy = ModeOf(stats).has_value();
@@ -423,6 +425,33 @@ LibraryChoice ProbeLibrary() {
   return lc;
 }
 
+GroupInfo ProbeGroup(const std::string& name, uint32_t uid) {
+  GroupInfo g;
+  g.name = name;
+  group gr, *found = nullptr;
+  char buf[16384];
+  if (getgrnam_r(name.c_str(), &gr, buf, sizeof buf, &found) != 0 ||
+      found == nullptr)
+    return g;
+  g.exists = true;
+  g.gid = gr.gr_gid;
+  passwd pw, *user = nullptr;
+  char pw_buf[4096];
+  if (getpwuid_r(uid, &pw, pw_buf, sizeof pw_buf, &user) != 0 ||
+      user == nullptr)
+    return g;
+  int n = 64;
+  std::vector<gid_t> groups;
+  do {
+    groups.resize(size_t(n));
+  } while (getgrouplist(user->pw_name, user->pw_gid, groups.data(), &n) < 0 &&
+           n > int(groups.size()));
+  groups.resize(size_t(std::max(n, 0)));
+  g.user_is_member =
+      std::find(groups.begin(), groups.end(), g.gid) != groups.end();
+  return g;
+}
+
 RdmaInfo ProbeRdma() {
   RdmaInfo r;
   int n = 0;
@@ -460,6 +489,7 @@ Report Gather(const Options& options, const Paths& paths) {
   r.module = ProbeModule(paths);
   r.library = ProbeLibrary();
   r.rdma = ProbeRdma();
+  r.rdma_group = ProbeGroup("rdma", r.uid);
 
   r.ranks_from_cpus = !options.ranks_per_node.has_value();
   r.ranks = options.ranks_per_node.value_or(

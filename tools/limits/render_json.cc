@@ -129,6 +129,8 @@ Json Library(const LibraryChoice& lib) {
   }
   return {{"env_monitor", OptString(lib.monitor_env)},
           {"env_mode", OptString(lib.mode_env)},
+          {"env_max_bytes", OptString(lib.max_bytes_env)},
+          {"max_bytes", lib.max_bytes},
           {"monitor", OptString(lib.created ? lib.monitor : "")},
           {"monitor_note", OptString(lib.monitor_note)},
           {"mode", lib.mode},
@@ -181,6 +183,13 @@ std::string RenderJson(const Report& r) {
   j["library"] = Library(r.library);
   j["rdma_devices"] = r.rdma.listed ? Json(r.rdma.devices) : Json(nullptr);
   j["rdma_error"] = OptString(r.rdma.error);
+  j["rdma_group"] = {
+      {"name", r.rdma_group.name},
+      {"exists", r.rdma_group.exists},
+      {"gid", r.rdma_group.exists ? Json(r.rdma_group.gid) : Json(nullptr)},
+      {"user_is_member", r.rdma_group.user_is_member
+                             ? Json(*r.rdma_group.user_is_member)
+                             : Json(nullptr)}};
   j["recommendation"] = RecommendationJson(r);
   j["warnings"] = Warnings(r);
   // A process name may hold any bytes: invalid UTF-8 becomes U+FFFD, so

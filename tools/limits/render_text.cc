@@ -43,11 +43,40 @@ std::string Processes(size_t n) {
   return std::to_string(n) + (n == 1 ? " process" : " processes");
 }
 
+// The byte limit a cache gets and where it came from.
+std::string MaxBytesText(const LibraryChoice& lib) {
+  const std::string bytes = lib.max_bytes == 0
+                                ? "no limit"
+                                : FormatBytes(lib.max_bytes) + " (" +
+                                      std::to_string(lib.max_bytes) + " bytes)";
+  if (lib.max_bytes_env.empty())
+    return "unset: " + bytes +
+           (lib.max_bytes == 0 ? " (RLIMIT_MEMLOCK is unlimited)"
+                               : ", the soft memlock limit");
+  if (lib.config_error.find("REGCACHE_MAX_BYTES=") != std::string::npos)
+    return lib.max_bytes_env + ": not valid, so the default: " + bytes;
+  return lib.max_bytes_env + " = " + bytes;
+}
+
 bool Limited(const Report& r) {
   return r.memlock.ok && !r.memlock.cap_ipc_lock.value_or(false);
 }
 
 }  // namespace
+
+std::string GroupNote(const GroupInfo& g, const std::string& user) {
+  const std::string note =
+      "the @" + g.name + " lines apply only to members of group " + g.name;
+  if (!g.exists)
+    return note + ", which does not exist on this node: groupadd " + g.name +
+           " and add the users, or write a user's name or * (every user but "
+           "root) instead";
+  if (!g.user_is_member)
+    return note + "; user " + user + " has no passwd entry, so no group";
+  if (*g.user_is_member) return note + "; user " + user + " is one";
+  return note + "; user " + user + " is not (usermod -aG " + g.name + " " +
+         user + ", then log in again)";
+}
 
 std::vector<std::string> Warnings(const Report& r) {
   std::vector<std::string> w;
@@ -135,6 +164,20 @@ std::vector<std::string> Warnings(const Report& r) {
   if (!r.library.config_error.empty())
     w.push_back("the environment is not valid for the library: " +
                 r.library.config_error);
+  if (!r.library.max_bytes_env.empty() && m.ok && !m.soft_unlimited &&
+      r.library.max_bytes > m.soft_bytes) {
+    w.push_back(
+        "REGCACHE_MAX_BYTES=" + r.library.max_bytes_env + " (" +
+        FormatBytes(r.library.max_bytes) +
+        ") exceeds the soft memlock limit (" + FormatBytes(m.soft_bytes) +
+        "): the cache never reaches its own limit, registrations fail at "
+        "the memlock limit instead and the cache then evicts every unused "
+        "registration at once; set it below the limit by what else the "
+        "process pins" +
+        (cap ? " (this process has CAP_IPC_LOCK, so the limit binds only "
+               "processes without it)"
+             : ""));
+  }
   if (!r.library.created)
     w.push_back(
         "the library cannot create a cache with the fake registrar (nor "
@@ -285,6 +328,7 @@ std::string RenderText(const Report& r) {
   o += Row("REGCACHE_MODE", lib.mode_env.empty()
                                 ? (lib.mode_policy ? "unset (auto)" : "unset")
                                 : lib.mode_env);
+  o += Row("REGCACHE_MAX_BYTES", MaxBytesText(lib));
   if (lib.created)
     o += Row("monitor", lib.monitor + ": " + lib.monitor_note);
   else
@@ -344,6 +388,7 @@ std::string RenderText(const Report& r) {
          "not "
          "services):\n";
     o += Indent(LimitsConfLines(rec.recommended_bytes), "    ");
+    o += "  " + GroupNote(r.rdma_group, r.user) + "\n";
     o += "  a systemd service: "
          "/etc/systemd/system/<name>.service.d/memlock.conf:\n";
     o += Indent(SystemdDropIn(rec.recommended_bytes), "    ");
