@@ -262,6 +262,11 @@ TEST(Options, HelpListsEveryOptionAndVersionIsOne) {
   std::string error;
   ASSERT_TRUE(ParseArgs({"--version"}, &o, &error)) << error;
   EXPECT_TRUE(o.version);
+  // With --version every other option is still checked: run-main.sh checks
+  // the values this way before it boots the VM.
+  EXPECT_FALSE(
+      ParseArgs({"--quick", "--passes", "0", "--version"}, &o, &error));
+  EXPECT_FALSE(ParseArgs({"--version", "--frobnicate"}, &o, &error));
   ASSERT_TRUE(ParseArgs({"-h"}, &o, &error)) << error;
   EXPECT_TRUE(o.help);
 }
