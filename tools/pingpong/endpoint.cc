@@ -91,11 +91,20 @@ Endpoint::~Endpoint() {
 
 bool Endpoint::Init(const DeviceOptions& options, std::string* error) {
   int count = 0;
+  errno = 0;
   devices_ = ibv_get_device_list(&count);
   if (devices_ == nullptr || count == 0) {
-    *error =
-        "no RDMA device (ibv_get_device_list found none; in the rig rxe0 "
-        "exists only inside the VM)";
+    const int err = errno;
+    *error = "no RDMA device (";
+    if (devices_ == nullptr && err != 0) {
+      *error += ErrnoText("ibv_get_device_list", err);
+      if (err == ENOSYS) *error += ": the kernel has no RDMA support loaded";
+    } else {
+      *error += "ibv_get_device_list found none";
+    }
+    *error +=
+        "); scripts/run-main.sh runs this tool in the qemu rig, on "
+        "Soft-RoCE";
     return false;
   }
   ibv_device* device = nullptr;

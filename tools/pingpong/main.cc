@@ -64,6 +64,19 @@ std::string Settings(const Options& options) {
   return text;
 }
 
+// Why `path` cannot be written ("" if it can), so that a run of minutes
+// does not end without its --json or --svg file. Creates nothing.
+std::string CannotWrite(const std::string& path) {
+  if (access(path.c_str(), F_OK) == 0)
+    return access(path.c_str(), W_OK) == 0 ? "" : ErrnoText(path, errno);
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  if (access(dir.c_str(), W_OK | X_OK) == 0) return "";
+  return ErrnoText(path, errno);
+}
+
 // All of `fd` until EOF (the server endpoint's error message).
 std::string ReadAll(int fd) {
   std::string text;
@@ -93,6 +106,14 @@ int Main(int argc, char** argv) {
         options.help ? Usage(program) : regcache_tools::VersionText(program);
     fputs(text.c_str(), stdout);
     return fflush(stdout) == 0 ? 0 : 1;
+  }
+  for (const auto& [option, path] : {std::pair{"--json", options.json_path},
+                                     std::pair{"--svg", options.svg_path}}) {
+    const std::string why = path.empty() ? "" : CannotWrite(path);
+    if (!why.empty()) {
+      fprintf(stderr, "%s: %s %s\n", program, option, why.c_str());
+      return 2;
+    }
   }
   if (options.cpu >= 0) {
     // Before the fork: the server endpoint and every thread inherit it.

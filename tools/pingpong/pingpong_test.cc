@@ -847,6 +847,18 @@ TEST(Program, WithoutTheDeviceSaysSoOnceAndWritesNoCarriageReturns) {
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
 
+TEST(Program, AnOutputFileItCannotWriteIsABadArgumentBeforeTheRun) {
+  int status = -1;
+  const std::string err = RunCommand(
+      std::string(REGCACHE_PINGPONG_BINARY) +
+          " --quick --svg /regcache-test-no-such-dir/p.svg 2>&1 >/dev/null",
+      &status);
+  EXPECT_EQ(status, 2) << err;
+  EXPECT_EQ(err,
+            "regcache-pingpong: --svg /regcache-test-no-such-dir/p.svg: No "
+            "such file or directory\n");
+}
+
 TEST(Program, UsageErrorsAndVersion) {
   int status = -1;
   const std::string err = RunCommand(
