@@ -98,18 +98,21 @@ void AddHelpAndVersion(CLI::App* app, const std::string& group) {
   app->set_help_flag("-h,--help", "this text")->group(group);
 }
 
-Outcome Parse(CLI::App* app, const std::vector<std::string>& args,
-              std::string* error) {
+bool Parse(CLI::App* app, const std::vector<std::string>& args, bool* help,
+           bool* version, std::string* error) {
+  *help = *version = false;
   try {
     // CLI11 takes the arguments last first.
     app->parse(std::vector<std::string>(args.rbegin(), args.rend()));
   } catch (const CLI::CallForHelp&) {
-    return Outcome::kHelp;
+    *help = true;
+    return true;
   } catch (const CLI::ParseError& e) {
     *error = Message(e);
-    return Outcome::kUsageError;
+    return false;
   }
-  return app->count("--version") > 0 ? Outcome::kVersion : Outcome::kRun;
+  *version = app->count("--version") > 0;
+  return true;
 }
 
 CLI::Validator Check(std::function<std::string(const std::string&)> problem) {

@@ -29,12 +29,12 @@ void SetUpCommandLine(CLI::App* app, const std::string& synopsis,
 // other options are added, so that they are listed last).
 void AddHelpAndVersion(CLI::App* app, const std::string& group);
 
-enum class Outcome { kRun, kHelp, kVersion, kUsageError };
-
-// Parses `args` (argv[1..]) with `app`. On kUsageError *error says which
-// option is wrong and what it accepts (or which argument is unknown).
-Outcome Parse(CLI::App* app, const std::vector<std::string>& args,
-              std::string* error);
+// Parses `args` (argv[1..]) with `app`; *help and *version say whether
+// they were asked for. Returns false on bad input, with *error saying which
+// option is wrong and what it accepts (or which argument is unknown). Every
+// option is checked even with --help or --version.
+bool Parse(CLI::App* app, const std::vector<std::string>& args, bool* help,
+           bool* version, std::string* error);
 
 // A check for add_option(...)->check(): `problem` returns what is wrong
 // with a value ("unknown mode 'fast' (...)"), or "" when it is good. CLI11
@@ -47,6 +47,18 @@ CLI::Validator Check(std::function<std::string(const std::string&)> problem);
 // option's name in front).
 CLI::Validator Accepts(std::function<bool(const std::string&)> accepts,
                        const std::string& what);
+
+// Accepts() for a parser `bool parse(const std::string&, T*)`: the values
+// it can parse.
+template <typename T, typename Parser>
+CLI::Validator Parses(Parser parse, const std::string& what) {
+  return Accepts(
+      [parse](const std::string& text) {
+        T ignored{};
+        return parse(text, &ignored);
+      },
+      what);
+}
 
 // Decimal digits only (no sign, no "0x", no spaces), in [min, max].
 bool ParseCount(const std::string& text, uint64_t min, uint64_t max,

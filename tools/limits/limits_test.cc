@@ -23,6 +23,7 @@
 #include "command_line.h"
 #include "regcache/regcache.h"
 #include "report.h"
+#include "run_command.h"
 
 namespace regcache_limits {
 namespace {
@@ -589,12 +590,18 @@ TEST(Render, JsonOfASyntheticReportHasEveryKeyAndNulls) {
             std::string::npos);
 }
 
-TEST(Render, SmallLimitWarnsAboutRegistrationFailures) {
+// A report of a process without CAP_IPC_LOCK at the default 64 KiB limit.
+Report At64KiB() {
   Report r;
   r.memlock.ok = true;
   r.memlock.soft_bytes = 64 * kKiB;
   r.memlock.hard_bytes = 64 * kKiB;
   r.memlock.cap_ipc_lock = false;
+  return r;
+}
+
+TEST(Render, SmallLimitWarnsAboutRegistrationFailures) {
+  Report r = At64KiB();
   r.recommendation = Recommend(64 * kGiB, 16, 2500);
   const std::vector<std::string> w = Warnings(r);
   ASSERT_FALSE(w.empty());
@@ -606,11 +613,7 @@ TEST(Render, SmallLimitWarnsAboutRegistrationFailures) {
 }
 
 TEST(Render, RegcacheMaxBytesAboveTheMemlockLimitIsWarnedAbout) {
-  Report r;
-  r.memlock.ok = true;
-  r.memlock.soft_bytes = 64 * kKiB;
-  r.memlock.hard_bytes = 64 * kKiB;
-  r.memlock.cap_ipc_lock = false;
+  Report r = At64KiB();
   r.library.created = true;
   auto warned = [&r] {
     for (const std::string& w : Warnings(r))
@@ -683,18 +686,7 @@ TEST(Probe, GroupMembershipFromTheGroupDatabase) {
 
 // --------------------------------------------------------- the real program
 
-// Runs `command`, returns its stdout and sets *status to its exit status.
-std::string RunCommand(const std::string& command, int* status) {
-  std::string out;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = pclose(p);
-  *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  return out;
-}
+using regcache_tools::RunCommand;
 
 TEST(Program, JsonRunHasTheTopLevelKeys) {
   int status = -1;

@@ -50,11 +50,8 @@ void Define(CLI::App* app, Given* g) {
   app->add_option("--reserve", g->reserve,
                   "share of MemTotal kept for the OS and unpinned\n"
                   "memory, 0 <= PCT < 100 (default 25)")
-      ->check(regcache_tools::Accepts(
-          [](const std::string& text) {
-            uint32_t ignored;
-            return ParsePercent(text, &ignored);
-          },
+      ->check(regcache_tools::Parses<uint32_t>(
+          ParsePercent,
           "a percentage, 0 <= PCT < 100, at most two decimals (e.g. 25, "
           "12.5%)"))
       ->type_name("PCT")
@@ -62,11 +59,8 @@ void Define(CLI::App* app, Given* g) {
   app->add_option("--mem-total", g->mem_total,
                   "plan for a node with this much memory instead of\n"
                   "this one's MemTotal (e.g. 512G, 1T)")
-      ->check(regcache_tools::Accepts(
-          [](const std::string& text) {
-            uint64_t ignored;
-            return ParseSize(text, &ignored);
-          },
+      ->check(regcache_tools::Parses<uint64_t>(
+          ParseSize,
           "a size in bytes or with K, M, G or T (binary), e.g. 512G"))
       ->type_name("SIZE")
       ->group(group);
@@ -82,18 +76,8 @@ bool ParseArgs(const std::vector<std::string>& args, Options* options,
   Given g;
   Define(&app, &g);
   Options o;
-  switch (regcache_tools::Parse(&app, args, error)) {
-    case regcache_tools::Outcome::kUsageError:
-      return false;
-    case regcache_tools::Outcome::kHelp:
-      o.help = true;
-      break;
-    case regcache_tools::Outcome::kVersion:
-      o.version = true;
-      break;
-    case regcache_tools::Outcome::kRun:
-      break;
-  }
+  if (!regcache_tools::Parse(&app, args, &o.help, &o.version, error))
+    return false;
   // The values passed their checks, so these conversions succeed.
   o.json = g.json;
   o.all = g.all;

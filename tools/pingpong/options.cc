@@ -355,12 +355,8 @@ void Define(CLI::App* app, Given* g) {
                   "(default any). In a VM on a busy host this keeps a\n"
                   "message from waiting for a second vCPU to be\n"
                   "scheduled")
-      ->check(Accepts(
-          [](const std::string& s) {
-            int ignored;
-            return ParseCpu(s, &ignored);
-          },
-          "a CPU number (0 to 4095) or 'any'"))
+      ->check(regcache_tools::Parses<int>(ParseCpu,
+                                          "a CPU number (0 to 4095) or 'any'"))
       ->type_name("N|any")
       ->group(endpoints);
   app->add_option("--poll", g->poll,
@@ -369,12 +365,8 @@ void Define(CLI::App* app, Given* g) {
                   "work runs at once), events (sleep on a completion\n"
                   "channel) or auto (default: yield on software\n"
                   "devices such as rxe, busy on hardware)")
-      ->check(Accepts(
-          [](const std::string& s) {
-            Polling ignored;
-            return ParsePolling(s, &ignored);
-          },
-          "auto, busy, yield or events"))
+      ->check(regcache_tools::Parses<Polling>(ParsePolling,
+                                              "auto, busy, yield or events"))
       ->type_name("HOW")
       ->group(endpoints);
   AddCount(app, "--spin-us", &g->spin_us, 0, 1000000,
@@ -426,12 +418,8 @@ void Define(CLI::App* app, Given* g) {
   app->add_option("--seconds-per-point", g->seconds_per_point,
                   "end a point's measurement after S seconds, once it\n"
                   "has 2 round trips (default 6)")
-      ->check(Accepts(
-          [](const std::string& s) {
-            double ignored;
-            return ParseSeconds(s, &ignored);
-          },
-          "a number of seconds greater than 0"))
+      ->check(regcache_tools::Parses<double>(
+          ParseSeconds, "a number of seconds greater than 0"))
       ->type_name("S")
       ->group(measure);
   AddCount(app, "--max-entries", &g->max_entries, 0, 1u << 24,
@@ -441,12 +429,8 @@ void Define(CLI::App* app, Given* g) {
   app->add_option("--mem-budget", g->mem_budget,
                   "buffer memory per endpoint (default 256M); bigger\n"
                   "points are skipped")
-      ->check(Accepts(
-          [](const std::string& s) {
-            uint64_t ignored;
-            return ParseBudget(s, &ignored);
-          },
-          "a size above 0 such as 256M (K, M, G: powers of 1024)"))
+      ->check(regcache_tools::Parses<uint64_t>(
+          ParseBudget, "a size above 0 such as 256M (K, M, G: powers of 1024)"))
       ->type_name("SIZE")
       ->group(measure);
   app->add_flag("--full-check", g->full_check,
@@ -497,18 +481,8 @@ bool ParseArgs(const std::vector<std::string>& args, Options* out,
   Given g;
   Define(&app, &g);
   Options o;
-  switch (regcache_tools::Parse(&app, args, error)) {
-    case regcache_tools::Outcome::kUsageError:
-      return false;
-    case regcache_tools::Outcome::kHelp:
-      o.help = true;
-      break;
-    case regcache_tools::Outcome::kVersion:
-      o.version = true;
-      break;
-    case regcache_tools::Outcome::kRun:
-      break;
-  }
+  if (!regcache_tools::Parse(&app, args, &o.help, &o.version, error))
+    return false;
   // Every value given passed its check, so the conversions succeed.
   if (g.server) o.role = Role::kServer;
   if (!g.client.empty()) {

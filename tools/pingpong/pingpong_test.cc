@@ -20,6 +20,7 @@
 #include "pattern.h"
 #include "progress.h"
 #include "report.h"
+#include "run_command.h"
 
 namespace regcache_pingpong {
 namespace {
@@ -816,18 +817,7 @@ TEST(Progress, OnATerminalIsOneLineRewrittenInPlaceThenCleared) {
 
 // ------------------------------------------------------- the real program
 
-// Runs `command` with sh; returns its stdout and sets *status.
-std::string RunCommand(const std::string& command, int* status) {
-  std::string out;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = pclose(p);
-  *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  return out;
-}
+using regcache_tools::RunCommand;
 
 TEST(Program, WithoutTheDeviceSaysSoOnceAndWritesNoCarriageReturns) {
   // Both endpoints fail to find the device; stderr is a pipe here.

@@ -375,8 +375,8 @@ bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
       continue;
     }
     if (progress) {
-      progress({i + 1, total, result.workload, spec.mode, spec.size,
-                spec.pass});
+      progress(
+          {i + 1, total, result.workload, spec.mode, spec.size, spec.pass});
     }
     PointRun run(endpoint.get(), spec, Stride(plan));
     std::string why, peer_why;
