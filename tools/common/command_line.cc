@@ -5,7 +5,6 @@
 #include "command_line.h"
 
 #include <regex>
-#include <sstream>
 
 #include "regcache/regcache.h"
 
