@@ -86,9 +86,6 @@ std::string RenderTargets(const std::vector<TargetResult>& targets);
 std::string RenderJson(const Report& report);
 std::string RenderSvg(const Report& report);
 
-// JSON string escaping (exposed for tests).
-std::string JsonEscape(const std::string& text);
-
 }  // namespace regcache_pingpong
 
 #endif  // REGCACHE_TOOLS_PINGPONG_REPORT_H_
