@@ -16,6 +16,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
   libibverbs-dev librdmacm-dev libfabric-dev libfabric-bin libucx-dev
   rdma-core ibverbs-utils ibverbs-providers perftest
+  groff-base man-db
   qemu-system-x86 linux-image-amd64 linux-headers-amd64
   busybox-static kmod cpio iproute2 python3
 )
