@@ -7,12 +7,14 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <new>
 #include <vector>
 
+#include "core/cache.h"
 #include "registrar/verbs_access.h"
 
 namespace regcache_preload {
@@ -156,8 +158,20 @@ ibv_mr* PdCaches::Register(ibv_pd* pd, void* addr, size_t length,
     errno = ENOMEM;
     return nullptr;
   }
+  const bool split = split_for_dontfork_.load(std::memory_order_relaxed) ||
+                     ibv_is_fork_initialized() == IBV_FORK_ENABLED;
+  if (split) SplitForDontfork(addr, length);
   regcache_handle_t* handle = nullptr;
   int rc = regcache_get(pc->cache, addr, length, regcache_access, &handle);
+  if (rc == -EBUSY && !split) {
+    // Each registration of the range made it stale at once: the sign of
+    // libibverbs' fork tracking (SplitForDontfork), which it may do even
+    // where ibv_is_fork_initialized() says IBV_FORK_UNNEEDED. From now on
+    // split first.
+    split_for_dontfork_.store(true, std::memory_order_relaxed);
+    SplitForDontfork(addr, length);
+    rc = regcache_get(pc->cache, addr, length, regcache_access, &handle);
+  }
   if (rc == -ENOMEM || rc == -EAGAIN) {
     // The cache evicted what it could; other PDs' caches may hold the rest.
     FlushAllForMemory();
@@ -165,7 +179,15 @@ ibv_mr* PdCaches::Register(ibv_pd* pd, void* addr, size_t length,
   }
   if (rc != 0) {
     free(out);
-    counters_.cache_errors.fetch_add(1, std::memory_order_relaxed);
+    if (counters_.cache_errors.fetch_add(1, std::memory_order_relaxed) == 0) {
+      // The first failure says why; the program sees errno as libibverbs
+      // would set it.
+      fprintf(stderr,
+              "regcache-preload: pid %d: a registration of %zu bytes at %p "
+              "failed: %s (reported once)\n",
+              static_cast<int>(getpid()), length, addr, regcache_last_error());
+      PrintSummary("at the failure");
+    }
     errno = -rc;
     return nullptr;
   }
@@ -189,6 +211,26 @@ ibv_mr* PdCaches::Register(ibv_pd* pd, void* addr, size_t length,
     caller_mrs_.insert(&out->mr);
   }
   return &out->mr;
+}
+
+// With fork tracking on (ibv_fork_init(), RDMAV_FORK_SAFE), libibverbs'
+// ibv_reg_mr calls madvise(MADV_DONTFORK) on the range, which splits the
+// VMA at its ends; Linux then "splits" the transparent huge page mapping
+// around each end (__split_huge_pmd), telling every mmu notifier that the
+// surrounding 2 MiB changed (MMU_NOTIFY_CLEAR), even where nothing was
+// huge. The cache watches a range before it registers it, so that notice
+// would make each registration stale at once (retried, then -EBUSY).
+// Splitting the VMA first, before the cache watches, leaves the
+// registration's own madvise nothing to split. A range already cached is
+// DONTFORK already (its registration holds it), so this is a no-op there;
+// libibverbs makes the range DOFORK again when that registration goes.
+void PdCaches::SplitForDontfork(void* addr, size_t length) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = reinterpret_cast<uintptr_t>(addr) & ~(page - 1);
+  const uintptr_t end =
+      (reinterpret_cast<uintptr_t>(addr) + length + page - 1) & ~(page - 1);
+  if (end <= first) return;
+  madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTFORK);
 }
 
 bool PdCaches::IsCallerMr(ibv_mr* mr) {
@@ -308,8 +350,7 @@ int PdCaches::DeallocPd(ibv_pd* pd) {
   if (pc != nullptr) {
     counters_.pd_flushes.fetch_add(1, std::memory_order_relaxed);
     if (pc->caller_mrs.load() == 0) {
-      if (config_.print_stats) regcache_print_stats(pc->cache, stderr);
-      regcache_destroy(pc->cache);
+      DestroyCache(pc);
       delete static_cast<RegistrarCtx*>(pc->registrar.ctx);
       delete pc;
     } else {
@@ -337,7 +378,7 @@ int PdCaches::CloseDevice(ibv_context* context) {
     // Deregisters everything, also what CallerMrs still name: the context
     // is going away. Those CallerMrs become orphans (pd_caches.h).
     pc->orphaned.store(true, std::memory_order_release);
-    regcache_destroy(pc->cache);
+    DestroyCache(pc);
     if (pc->caller_mrs.load() == 0) {
       delete static_cast<RegistrarCtx*>(pc->registrar.ctx);
       delete pc;
@@ -346,20 +387,45 @@ int PdCaches::CloseDevice(ibv_context* context) {
   return real_.close_device(context);
 }
 
+void PdCaches::AddTotals(PdCache* pc, CacheTotals* totals) {
+  struct regcache_stats st;
+  if (regcache_stats(pc->cache, &st) != 0) return;
+  ++totals->caches;
+  totals->registrations += st.registrations;
+  totals->hits += st.hits;
+  for (uint64_t n : st.invalidations) totals->invalidations += n;
+  regcache_internal::KernelCounts k;
+  if (reinterpret_cast<regcache_internal::Cache*>(pc->cache)
+          ->KernelCounters(&k) == 0) {
+    totals->kernel_watches += k.watched;
+    totals->kernel_unmapped += k.unmapped;
+    totals->kernel_cleared += k.cleared;
+    totals->kernel_late += k.late;
+  }
+}
+
+void PdCaches::DestroyCache(PdCache* pc) {
+  CacheTotals last;
+  AddTotals(pc, &last);
+  regcache_destroy(pc->cache);  // prints its statistics if REGCACHE_STATS
+  pc->cache = nullptr;
+  MutexLock l(&pds_mu_);
+  destroyed_.caches += last.caches;
+  destroyed_.registrations += last.registrations;
+  destroyed_.hits += last.hits;
+  destroyed_.invalidations += last.invalidations;
+  destroyed_.kernel_watches += last.kernel_watches;
+  destroyed_.kernel_unmapped += last.kernel_unmapped;
+  destroyed_.kernel_cleared += last.kernel_cleared;
+  destroyed_.kernel_late += last.kernel_late;
+}
+
 void PdCaches::PrintSummary(const char* when) {
-  uint64_t registrations = 0, hits = 0, invalidations = 0, entries = 0;
-  size_t caches = 0;
+  CacheTotals t;
   {
     MutexLock l(&pds_mu_);
-    for (auto& [pd, pc] : pds_) {
-      struct regcache_stats st;
-      if (regcache_stats(pc->cache, &st) != 0) continue;
-      ++caches;
-      registrations += st.registrations;
-      hits += st.hits;
-      entries += st.entries_now;
-      for (uint64_t n : st.invalidations) invalidations += n;
-    }
+    t = destroyed_;
+    for (auto& [pd, pc] : pds_) AddTotals(pc, &t);
   }
   std::string passed;
   for (int i = 1; i < static_cast<int>(PassReason::kCount); ++i) {
@@ -369,16 +435,24 @@ void PdCaches::PrintSummary(const char* when) {
     passed += PassReasonName(static_cast<PassReason>(i));
     passed += "=" + std::to_string(n);
   }
+  const char* mode = !config_.enabled      ? "REGCACHE_PRELOAD=0 (counting only)"
+                     : caching_off_.load() ? "not caching"
+                                           : "caching per PD";
+  if (strcmp(when, "start") == 0) {
+    fprintf(stderr,
+            "regcache-preload: pid %d: interposing ibverbs registrations, %s, "
+            "remote access %s\n",
+            static_cast<int>(getpid()), mode,
+            config_.cache_remote ? "cached" : "passed through");
+    return;
+  }
   fprintf(stderr,
-          "regcache-preload: pid %d %s: %s, remote access %s; reg calls %llu "
-          "(cached %llu, passed through%s%s), dereg %llu cached + %llu "
-          "passed, rereg %llu; caches %zu: registrations %llu, hits %llu, "
-          "invalidations %llu, entries %llu\n",
-          static_cast<int>(getpid()), when,
-          !config_.enabled ? "REGCACHE_PRELOAD=0 (counting only)"
-          : caching_off_.load() ? "not caching"
-                                : "caching per PD",
-          config_.cache_remote ? "cached" : "passed through",
+          "regcache-preload: pid %d %s: %s; reg calls %llu (cached %llu, "
+          "passed through%s%s), dereg %llu cached + %llu passed, rereg %llu; "
+          "caches %llu: registrations %llu, hits %llu, invalidations %llu, "
+          "ranges the module watched %llu (made stale: unmap %llu, clear "
+          "%llu, late %llu)\n",
+          static_cast<int>(getpid()), when, mode,
           static_cast<unsigned long long>(counters_.reg_calls.load()),
           static_cast<unsigned long long>(
               counters_.passed[static_cast<int>(PassReason::kCached)].load()),
@@ -386,10 +460,14 @@ void PdCaches::PrintSummary(const char* when) {
           static_cast<unsigned long long>(counters_.dereg_cached.load()),
           static_cast<unsigned long long>(counters_.dereg_passed.load()),
           static_cast<unsigned long long>(counters_.rereg_calls.load()),
-          caches, static_cast<unsigned long long>(registrations),
-          static_cast<unsigned long long>(hits),
-          static_cast<unsigned long long>(invalidations),
-          static_cast<unsigned long long>(entries));
+          static_cast<unsigned long long>(t.caches),
+          static_cast<unsigned long long>(t.registrations),
+          static_cast<unsigned long long>(t.hits),
+          static_cast<unsigned long long>(t.invalidations),
+          static_cast<unsigned long long>(t.kernel_watches),
+          static_cast<unsigned long long>(t.kernel_unmapped),
+          static_cast<unsigned long long>(t.kernel_cleared),
+          static_cast<unsigned long long>(t.kernel_late));
 }
 
 }  // namespace regcache_preload

@@ -77,6 +77,18 @@ struct PreloadCounters {
   std::atomic<uint64_t> pd_flushes{0};
 };
 
+// What the caches did, summed (those alive and those already destroyed).
+struct CacheTotals {
+  uint64_t caches = 0;
+  uint64_t registrations = 0;   // the caches' registrar calls
+  uint64_t hits = 0;
+  uint64_t invalidations = 0;
+  uint64_t kernel_watches = 0;  // the module's count of watched ranges
+  uint64_t kernel_unmapped = 0; // ... and of those it made stale
+  uint64_t kernel_cleared = 0;
+  uint64_t kernel_late = 0;
+};
+
 class PdCaches {
  public:
   PdCaches(const RealVerbs& real, const PreloadConfig& config);
@@ -102,6 +114,11 @@ class PdCaches {
   ibv_mr* PassThrough(ibv_pd* pd, void* addr, size_t length, uint64_t iova,
                       unsigned int access, PassReason reason);
   void FlushAllForMemory();
+  static void SplitForDontfork(void* addr, size_t length);
+  // Adds pc's statistics to *totals (pc's cache must be alive).
+  static void AddTotals(PdCache* pc, CacheTotals* totals);
+  // Destroys pc's cache, keeping its statistics in destroyed_.
+  void DestroyCache(PdCache* pc);
   void ReportCacheFailure(const char* why);
 
   const RealVerbs real_;
@@ -110,9 +127,11 @@ class PdCaches {
   std::atomic<bool> caching_off_{false};
   std::atomic<bool> failure_reported_{false};
   std::atomic<bool> started_{false};
+  std::atomic<bool> split_for_dontfork_{false};
 
   regcache_internal::Mutex pds_mu_;
   std::unordered_map<ibv_pd*, PdCache*> pds_ RC_GUARDED_BY(pds_mu_);
+  CacheTotals destroyed_ RC_GUARDED_BY(pds_mu_);
   regcache_internal::Mutex registry_mu_;
   std::unordered_set<ibv_mr*> caller_mrs_ RC_GUARDED_BY(registry_mu_);
 };
