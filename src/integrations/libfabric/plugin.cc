@@ -255,9 +255,13 @@ void ImportOnce() {
   const int rc = fi_import(FI_VERSION(1, 13), "mr_cache", nullptr, 0, 0,
                            &m.fid, nullptr);
   if (rc != 0) {
-    // -FI_EBUSY: another monitor was imported first. Ours stays unused.
-    Log(FI_LOG_WARN, "fi_import of the regcache memory monitor failed: %s",
-        fi_strerror(-rc));
+    // -FI_EBUSY: the program imported a monitor of its own before
+    // libfabric initialised; libfabric uses that one, ours stays unused.
+    Log(FI_LOG_WARN,
+        "fi_import of the regcache memory monitor failed: %s%s", fi_strerror(-rc),
+        rc == -FI_EBUSY ? " (the program imported a monitor of its own "
+                          "first; libfabric uses that one)"
+                        : "");
     return;
   }
   Log(FI_LOG_INFO,
