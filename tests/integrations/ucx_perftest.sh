@@ -11,8 +11,9 @@
 # are counted the same way. Checks, per test: every run passes; with the
 # preload, direct mode makes a small multiple of the registrations UCX's
 # own cache makes, far fewer than direct; the module counts as many
-# watched ranges as the caches made registrations; the median post time
-# ("overhead" 50%ile) with the preload is under half of direct's.
+# watched ranges as the caches made registrations; for tag_bw, the median
+# post time ("overhead" 50%ile) with the preload is under half of direct's
+# (ucp_put_bw's overhead includes the completion: reported only).
 # Prints a table (docs/integrations.md shows one) and writes OUT/table.md.
 # Usage (in the VM): ucx_perftest.sh BUILD OUTDIR [ITERATIONS]
 set -u
@@ -85,7 +86,11 @@ for test in tag_bw ucp_put_bw; do
   else
     fail "$test: the module watched ${watched[direct+preload]} ranges for $p registrations"
   fi
-  if awk -v a="${post[direct+preload]}" -v b="${post[direct]}" 'BEGIN { exit !(2 * a < b) }'; then
+  # ucp_put_bw's "overhead" is the time per iteration including the wait
+  # for completion, not the post: only tag_bw's says what registering costs.
+  if [[ $test != tag_bw ]]; then
+    echo "$test: median overhead ${post[direct+preload]} us with the preload, ${post[direct]} us direct, ${post[default]} us with UCX's cache (not a post time)"
+  elif awk -v a="${post[direct+preload]}" -v b="${post[direct]}" 'BEGIN { exit !(2 * a < b) }'; then
     pass "$test: median post ${post[direct+preload]} us with the preload, ${post[direct]} us direct, ${post[default]} us with UCX's cache"
   else
     fail "$test: median post ${post[direct+preload]} us with the preload is not under half of direct's ${post[direct]} us"

@@ -10,7 +10,8 @@
 #   odp       -> registrar, base         never core, monitor
 #   base      -> nothing of the library
 #   integrations/libfabric (the fi plug-in) -> monitor, base; never core
-#   integrations/preload (the interposer)   -> the C API, registrar, base
+#   integrations/preload (the interposer)   -> the C API, registrar, base,
+#                                              core (for the kernel's count)
 # Project headers are named by their part ("core/cache.h"); a bare name
 # ("cache.h") is refused too, since it hides which part it comes from.
 #
@@ -30,7 +31,7 @@ rules=(
   "base;src/regcache/base;^base/;^regcache/regcache\.h$;^(infiniband|rdma)/"
   "odp;src/odp;^(odp|registrar|base)/;^regcache/(regcache|ibverbs)\.h$;^rdma/"
   "libfabric-plugin;src/integrations/libfabric;^(integrations/libfabric|monitor|base)/;^regcache/(regcache|kmod_uapi)\.h$;^infiniband/"
-  "preload;src/integrations/preload;^(integrations/preload|registrar|base)/;^regcache/(regcache|ibverbs)\.h$;^rdma/"
+  "preload;src/integrations/preload;^(integrations/preload|core|registrar|base)/;^regcache/(regcache|ibverbs)\.h$;^rdma/"
 )
 
 bad=0

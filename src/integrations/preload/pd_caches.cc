@@ -158,8 +158,10 @@ ibv_mr* PdCaches::Register(ibv_pd* pd, void* addr, size_t length,
     errno = ENOMEM;
     return nullptr;
   }
-  const bool split = split_for_dontfork_.load(std::memory_order_relaxed) ||
-                     ibv_is_fork_initialized() == IBV_FORK_ENABLED;
+  // Not whenever ibv_is_fork_initialized() says IBV_FORK_ENABLED: one
+  // madvise() per call costs a hit as much as an uncached registration on
+  // an emulated CPU, and most ranges never straddle a huge page boundary.
+  const bool split = split_for_dontfork_.load(std::memory_order_relaxed);
   if (split) SplitForDontfork(addr, length);
   regcache_handle_t* handle = nullptr;
   int rc = regcache_get(pc->cache, addr, length, regcache_access, &handle);
@@ -224,6 +226,8 @@ ibv_mr* PdCaches::Register(ibv_pd* pd, void* addr, size_t length,
 // registration's own madvise nothing to split. A range already cached is
 // DONTFORK already (its registration holds it), so this is a no-op there;
 // libibverbs makes the range DOFORK again when that registration goes.
+// Done from the first registration that came back stale from its own
+// registration on (-EBUSY), for every registration after it.
 void PdCaches::SplitForDontfork(void* addr, size_t length) {
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t first = reinterpret_cast<uintptr_t>(addr) & ~(page - 1);
