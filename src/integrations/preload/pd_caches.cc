@@ -167,8 +167,8 @@ ibv_mr* PdCaches::Register(ibv_pd* pd, void* addr, size_t length,
   int rc = regcache_get(pc->cache, addr, length, regcache_access, &handle);
   if (rc == -EBUSY && !split) {
     // Each registration of the range made it stale at once: the sign of
-    // libibverbs' fork tracking (SplitForDontfork), which it may do even
-    // where ibv_is_fork_initialized() says IBV_FORK_UNNEEDED. From now on
+    // libibverbs' fork tracking (SplitForDontfork), seen under Open MPI
+    // while ibv_is_fork_initialized() did not say IBV_FORK_ENABLED. From now on
     // split first.
     split_for_dontfork_.store(true, std::memory_order_relaxed);
     SplitForDontfork(addr, length);
