@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,8 +43,7 @@ class FakeMonitor final : public regcache_internal::Monitor {
   }
   int Watch(uint64_t first, uint64_t last, WatchToken* token) override {
     std::lock_guard<std::mutex> l(mu_);
-    auto* gen = new std::atomic<uint64_t>(0);
-    words_.push_back(gen);
+    std::atomic<uint64_t>* gen = &words_.emplace_back(0);
     watches_.push_back({first, last, gen});
     ++watched_;
     token->generation = gen;
@@ -88,7 +88,7 @@ class FakeMonitor final : public regcache_internal::Monitor {
   std::mutex mu_;
   InvalidationSink* sink_ = nullptr;
   std::vector<W> watches_;
-  std::vector<std::atomic<uint64_t>*> words_;  // leaked on purpose: tokens
+  std::deque<std::atomic<uint64_t>> words_;  // stable: tokens point here
   int watched_ = 0, unwatched_ = 0;
 };
 
