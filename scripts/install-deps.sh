@@ -4,9 +4,11 @@
 # Installs every Debian package regcache needs to build, test and benchmark:
 # the C++ toolchain and test libraries, CLI11 and nlohmann-json (the tools'
 # command lines and JSON), the RDMA userspace stack (rdma-core, libfabric,
-# UCX, perftest) and the VM test rig (qemu, Debian's kernel with headers,
-# busybox).  Idempotent and quiet; when everything is already there
-# it never touches apt, so re-runs take a fraction of a second.
+# UCX, perftest), the unmodified clients the integration tests run
+# (ucx_perftest, fi_pingpong, Open MPI) and the VM test rig (qemu, Debian's
+# kernel with headers, busybox).  Idempotent and quiet; when everything is
+# already there it never touches apt, so re-runs take a fraction of a
+# second.
 #
 # Usage: scripts/install-deps.sh        (as root, or with sudo available)
 set -euo pipefail
@@ -15,6 +17,7 @@ PACKAGES=(
   build-essential cmake pkg-config clang
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
   libibverbs-dev librdmacm-dev libfabric-dev libfabric-bin libucx-dev
+  ucx-utils openmpi-bin libopenmpi-dev
   rdma-core ibverbs-utils ibverbs-providers perftest
   groff-base man-db
   qemu-system-x86 linux-image-amd64 linux-headers-amd64

@@ -266,6 +266,22 @@ class KmodMonitor final : public Monitor {
     return 0;
   }
 
+  int KernelCounters(KernelCounts* out) override {
+    const int fd = fork_slot_->primary.load(std::memory_order_acquire);
+    if (fd < 0 || CurrentPid() != owner_pid_.load(std::memory_order_relaxed))
+      return -ESRCH;
+    regcache_kmod_stats st{};
+    if (ioctl(fd, REGCACHE_IOC_STATS, &st) != 0) return -errno;
+    out->watched = st.monitors;
+    out->invalidated = 0;
+    for (uint64_t n : st.invalidated) out->invalidated += n;
+    out->unmapped = st.invalidated[REGCACHE_KMOD_REASON_UNMAP] +
+                    st.invalidated[REGCACHE_KMOD_REASON_RELEASE];
+    out->cleared = out->invalidated - out->unmapped;
+    out->late = st.late;
+    return 0;
+  }
+
   void Stop() override {
     if (stopped_) return;
     stopped_ = true;
