@@ -4,7 +4,8 @@
 # Installs every Debian package regcache needs to build, test and benchmark:
 # the C++ toolchain and test libraries, the RDMA userspace stack (rdma-core,
 # libfabric, UCX, perftest) and the VM test rig (qemu, Debian's kernel with
-# headers, busybox).  Idempotent and quiet; when everything is already there
+# headers, busybox; debootstrap, pahole and zstd for the other kernels that
+# scripts/fetch-kernels.sh fetches, never installs).  Idempotent and quiet; when everything is already there
 # it never touches apt, so re-runs take a fraction of a second.
 #
 # Usage: scripts/install-deps.sh        (as root, or with sudo available)
@@ -17,6 +18,7 @@ PACKAGES=(
   rdma-core ibverbs-utils ibverbs-providers perftest
   qemu-system-x86 linux-image-amd64 linux-headers-amd64
   busybox-static kmod cpio iproute2 python3
+  debootstrap dwarves zstd xz-utils
 )
 
 missing=()
