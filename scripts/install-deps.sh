@@ -6,9 +6,10 @@
 # command lines and JSON), the RDMA userspace stack (rdma-core, libfabric,
 # UCX, perftest), the unmodified clients the integration tests run
 # (ucx_perftest, fi_pingpong, Open MPI) and the VM test rig (qemu, Debian's
-# kernel with headers, busybox).  Idempotent and quiet; when everything is
-# already there it never touches apt, so re-runs take a fraction of a
-# second.
+# kernel with headers, busybox; debootstrap, pahole and zstd for the other
+# kernels that scripts/fetch-kernels.sh fetches, never installs).
+# Idempotent and quiet; when everything is already there it never touches
+# apt, so re-runs take a fraction of a second.
 #
 # Usage: scripts/install-deps.sh        (as root, or with sudo available)
 set -euo pipefail
@@ -22,6 +23,7 @@ PACKAGES=(
   groff-base man-db
   qemu-system-x86 linux-image-amd64 linux-headers-amd64
   busybox-static kmod cpio iproute2 python3
+  debootstrap dwarves zstd xz-utils
 )
 
 missing=()

@@ -37,6 +37,7 @@
 #include <linux/poll.h>
 #include <linux/sched.h>
 
+#include "rck_compat.h"
 #include "rck_internal.h"
 
 #define rck_range_start(r) ((r)->start)
@@ -156,7 +157,7 @@ static unsigned long rck_invalidate_locked(struct rck_ctx *ctx,
  */
 void rck_wake_timer_fn(struct timer_list *timer)
 {
-	struct rck_ctx *ctx = from_timer(ctx, timer, wake_timer);
+	struct rck_ctx *ctx = timer_container_of(ctx, timer, wake_timer);
 
 	clear_bit(RCK_WAKE_ARMED, &ctx->wake_flags);
 	smp_mb__after_atomic();
