@@ -113,7 +113,7 @@ TEST(KmodMonitor, MissingDeviceSaysWhy) {
   EXPECT_EQ(nullptr, CreateKmodMonitor(&why));
   EXPECT_EQ(
       "/dev/regcache: No such file or directory (is the regcache module "
-      "loaded? see docs/kmod.md)",
+      "loaded? see docs/operators.md)",
       why);
 }
 

@@ -717,6 +717,21 @@ TEST(Program, JsonRunHasTheTopLevelKeys) {
   EXPECT_EQ(status, 0);
 }
 
+TEST(Program, EnvPrintsEveryVariableWithItsValueAndSource) {
+  int status = -1;
+  const std::string out = RunCommand(
+      "env -u REGCACHE_MONITOR REGCACHE_MODE=pin REGCACHE_STATS=nope " +
+          std::string(REGCACHE_LIMITS_BINARY) + " --env 2>/dev/null",
+      &status);
+  ASSERT_EQ(status, 0) << out;
+  for (const char* line :
+       {"REGCACHE_MODE=pin  (environment)\n", "REGCACHE_MONITOR=auto  (default)\n",
+        "REGCACHE_STATS=0  (environment: \"nope\" is invalid", "# REGCACHE_MAX_ENTRIES: ",
+        "REGCACHE_MAX_BYTES=", "REGCACHE_ODP_IMPLICIT=", "REGCACHE_ODP_PREFETCH="})
+    EXPECT_NE(out.find(line), std::string::npos) << line << " missing in:\n" << out;
+  EXPECT_EQ(out.find("memlock"), std::string::npos) << "--env prints only the variables";
+}
+
 TEST(Program, UsageErrorsExitWithTwo) {
   int status = -1;
   RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --bogus 2>/dev/null",

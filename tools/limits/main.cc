@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "command_line.h"
+#include "regcache/regcache.h"
 #include "limits.h"
 #include "report.h"
 
@@ -30,6 +31,10 @@ int main(int argc, char** argv) {
         options.help ? Usage(program) : regcache_tools::VersionText(program);
     fputs(text.c_str(), stdout);
     return fflush(stdout) == 0 ? 0 : 1;
+  }
+  if (options.env) {
+    // The library's own table: the same parsing regcache_config_init() does.
+    return regcache_print_config(stdout) == 0 && fflush(stdout) == 0 ? 0 : 1;
   }
   const Report report = Gather(options);
   const std::string out =

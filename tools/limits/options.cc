@@ -15,7 +15,7 @@ namespace {
 
 // The options as given, before they are turned into Options.
 struct Given {
-  bool json = false, all = false;
+  bool json = false, all = false, env = false;
   std::string top, ranks_per_node, reserve, mem_total;
 };
 
@@ -25,7 +25,7 @@ void Define(CLI::App* app, Given* g) {
   regcache_tools::SetUpCommandLine(
       app,
       "[--json] [--all [--top N]] [--ranks-per-node N] [--reserve PCT]\n" +
-          indent + "[--mem-total SIZE] [--version]",
+          indent + "[--mem-total SIZE] [--env] [--version]",
       23);
   app->description(
       "Shows what limits RDMA memory registration on this node for this user\n"
@@ -64,6 +64,10 @@ void Define(CLI::App* app, Given* g) {
           "a size in bytes or with K, M, G or T (binary), e.g. 512G"))
       ->type_name("SIZE")
       ->group(group);
+  app->add_flag("--env", g->env,
+                "print every REGCACHE_* variable with its effective\n"
+                "value and where it came from, and nothing else")
+      ->group(group);
   regcache_tools::AddHelpAndVersion(app, group);
   app->footer("See docs/operators.md. Exit status: 0, or 2 for a usage error.");
 }
@@ -81,6 +85,7 @@ bool ParseArgs(const std::vector<std::string>& args, Options* options,
   // The values passed their checks, so these conversions succeed.
   o.json = g.json;
   o.all = g.all;
+  o.env = g.env;
   uint64_t n = 0;
   if (regcache_tools::ParseCount(g.top, 1, 100000, &n)) o.top = uint32_t(n);
   if (regcache_tools::ParseCount(g.ranks_per_node, 1, 1000000, &n))

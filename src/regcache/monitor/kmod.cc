@@ -79,9 +79,9 @@ int OpenDevice(int* fd_out, const char** area_out, size_t* size_out,
     const int err = errno;
     *why = std::string(REGCACHE_KMOD_DEVICE_PATH) + ": " + ErrnoText(err);
     if (err == ENOENT || err == ENODEV || err == ENXIO)
-      *why += " (is the regcache module loaded? see docs/kmod.md)";
+      *why += " (is the regcache module loaded? see docs/operators.md)";
     else if (err == EACCES || err == EPERM)
-      *why += " (the udev rule in docs/kmod.md gives group rdma access)";
+      *why += " (the udev rule in docs/operators.md gives group rdma access)";
     return -err;
   }
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -103,7 +103,7 @@ int OpenDevice(int* fd_out, const char** area_out, size_t* size_out,
     *why = std::string(REGCACHE_KMOD_DEVICE_PATH) + ": module ABI version " +
            std::to_string(abi) + ", this library needs " +
            std::to_string(REGCACHE_KMOD_ABI_VERSION) +
-           " (rebuild and reload the module, see docs/kmod.md)";
+           " (rebuild and reload the module, see docs/operators.md)";
     close(fd);
     return -EPROTO;
   }
