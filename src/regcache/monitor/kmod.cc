@@ -39,6 +39,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -242,6 +243,13 @@ class KmodMonitor final : public Monitor {
 
   int RestartInChild(std::string* why) override {
     if (CurrentPid() == owner_pid_.load(std::memory_order_relaxed)) return 0;
+    // mu_ may have been held at fork() by a thread that does not exist
+    // here (the event thread copying events, an application thread in
+    // Watch() or Unwatch()): it would stay locked forever. No thread of
+    // this process can hold it now: Watch(), Unwatch() and ApplyPending()
+    // return before taking it while owner_pid_ is the parent's, which it is
+    // until below. So it is made anew.
+    new (&mu_) Mutex();
     // The parent's event thread does not exist here; its state may hold a
     // lock forever. Keep it reachable, never destroy it.
     if (state_) abandoned_.push_back(state_.release());
