@@ -3,7 +3,7 @@
 """Ratio tables for the monitor-cost benchmarks (munmap_bench, miss_path_bench).
 
 Reads Google Benchmark JSON and prints, with PASS/FAIL against the targets
-of docs/benchmarks.md ("Monitor costs (issue 3)"):
+of docs/benchmarks.md ("Monitor costs"):
 
   munmap:    per case the median time of one munmap(), the cost added over
              BM_Munmap/plain of the same run, that cost relative to plain,

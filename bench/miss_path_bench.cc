@@ -420,11 +420,12 @@ class TimedRegistrar {
 //                         cache's work around them)
 //   plain_overhead_pct    cache / plain raw reg + dereg - 1
 //   order_overhead_pct    raw in the cache's order / plain raw - 1
-// In this rig the order and state alone make the plain 64 MiB pair take
-// 26-28 % longer (docs/benchmarks.md), which is why the target compares
-// like with like. Then where the cache's time goes (medians of the calls
-// it makes through TimedRegistrar, against the ibv_reg_mr and ibv_dereg_mr
-// of the raw calls in the cache's order, raw_reg and raw_dereg):
+// The order and memory state alone change what the raw calls cost (by
+// tens of percent at 64 MiB in the VM rig: results/README.md), which is
+// why the target compares like with like. Then where the cache's time
+// goes (medians of the calls it makes through TimedRegistrar, against the
+// ibv_reg_mr and ibv_dereg_mr of the raw calls in the cache's order,
+// raw_reg and raw_dereg):
 //   registrar_pct         (cache's reg + dereg) / (raw reg + dereg) - 1:
 //                         the kernel's work for the same sizes, slower or
 //                         faster under the cache (another buffer, a monitor)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-2-Clause
 #
-# Runs the monitor-cost benchmarks of docs/benchmarks.md ("Monitor costs
-# (issue 3)") where each can run, keeps the JSON and prints the ratio tables:
+# Runs the monitor-cost benchmarks of docs/benchmarks.md ("Monitor costs")
+# where each can run, keeps the JSON and prints the ratio tables:
 #   host:  munmap_bench (plain, uffd, ucx_hooks; the kmod cases skip: the
 #          host has no /dev/regcache) and miss_path_bench's BM_MissOverhead
 #   guest: munmap_bench and miss_path_bench in the qemu rig
@@ -15,9 +15,8 @@
 # thread; for uffd, waiting for the reader), and the monitors' threads do
 # their asynchronous work while the benchmark waits between munmap() calls,
 # as they would on a spare core. With two vCPUs this rig cannot measure it:
-# the emulated CPUs share two busy host cores, and a cross-vCPU wake-up takes
-# milliseconds (eventfd ping-pong between two threads: median 2.5 ms, against
-# 29 us on one vCPU), so every case in which munmap() wakes a thread would be
+# the emulated CPUs share the host's busy cores, and a cross-vCPU wake-up
+# takes milliseconds, so every case in which munmap() wakes a thread would be
 # measuring the host's scheduler. docs/benchmarks.md has the details.
 set -euo pipefail
 

@@ -3,27 +3,41 @@
 #
 # Runs every test: installs the Debian packages, builds, runs the host unit
 # tests, builds everything with clang's thread-safety analysis as errors,
-# runs the guest tests in the qemu + Soft-RoCE rig (ctest -L vm), and the
-# host suite again under AddressSanitizer+UBSan and under ThreadSanitizer.
+# runs the guest tests in the qemu + Soft-RoCE rig, and the host suite
+# again under AddressSanitizer+UBSan and under ThreadSanitizer. The guest
+# tests run on three Debian kernels: the whole suite on the host's own 6.1
+# (ctest -L '^vm$'), and the module, monitor-conformance, hazard and ODP
+# suites on 6.12 and 7.x (ctest -L '^vm-6\.12$', -L '^vm-7$'), which
+# scripts/fetch-kernels.sh fetches into its cache first (never installed).
 #
-# Usage: scripts/test-all.sh [--no-vm] [--no-sanitizers]
+# Usage: scripts/test-all.sh [--no-vm] [--no-other-kernels] [--no-sanitizers]
+#   --no-other-kernels  guest tests on 6.1 only (no download)
 # Exit status: 0 only if every stage passed. Build trees: build/,
 # build-clang/, build-asan/, build-tsan/ at the top of the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 run_vm=1
+run_other_kernels=1
 run_sanitizers=1
 for arg in "$@"; do
   case "$arg" in
     --no-vm) run_vm=0 ;;
+    --no-other-kernels) run_other_kernels=0 ;;
     --no-sanitizers) run_sanitizers=0 ;;
-    *) echo "usage: $0 [--no-vm] [--no-sanitizers]" >&2; exit 2 ;;
+    *) echo "test-all: unknown option '$arg'" >&2
+       echo "usage: $0 [--no-vm] [--no-other-kernels] [--no-sanitizers]" >&2; exit 2 ;;
   esac
 done
 
 jobs=$(nproc)
-stage() { printf '\n=== %s ===\n' "$*"; }
+started=$SECONDS
+stage_start=$SECONDS
+stage() {
+  ((SECONDS > started)) && printf '(%d s)\n' $((SECONDS - stage_start))
+  stage_start=$SECONDS
+  printf '\n=== %s === (at %d s)\n' "$*" $((SECONDS - started))
+}
 
 stage "install dependencies"
 scripts/install-deps.sh
@@ -45,8 +59,16 @@ cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Debug \
 cmake --build build-clang -j"$jobs"
 
 if ((run_vm)); then
-  stage "guest tests (qemu + Debian kernel + regcache module + rdma_rxe)"
-  ctest --test-dir build -L vm --output-on-failure
+  stage "guest tests on Debian 6.1 (qemu + the host's kernel + regcache module + rdma_rxe)"
+  ctest --test-dir build -L '^vm$' --output-on-failure
+  if ((run_other_kernels)); then
+    stage "fetch Debian's 6.12 and 7.x kernels and 7.x's module build root (cached)"
+    scripts/fetch-kernels.sh 6.12 7
+    for kernel in 6.12 7; do
+      stage "guest tests on Debian $kernel: module, monitor conformance, hazard, ODP"
+      ctest --test-dir build -L "^vm-${kernel//./\\.}\$" --output-on-failure
+    done
+  fi
 fi
 
 if ((run_sanitizers)); then

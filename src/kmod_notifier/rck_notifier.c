@@ -21,15 +21,15 @@
  * right here; the event ring and poll() only let userspace's event thread
  * drop stale registrations early (the cache also drains the ring itself
  * before every miss). Waking a thread blocked in poll() from inside
- * munmap() cost that munmap() about ten times what the notifier's own work
- * does (docs/benchmarks.md, "Monitor costs"), so the wake-up is deferred:
- * the first invalidation that writes events arms wake_timer (wake_delay
- * jiffies, module parameter wake_delay_us) and later ones only find it
- * armed. The timer's callback wakes the wait queue in softirq context. The
- * notifier wakes at once instead when wake_delay is 0, or when more than
- * half of the ring is unacknowledged, so a burst never overflows the ring
- * for want of a reader. A missed or late wake-up can cost promptness (how
- * soon pinned memory is deregistered), never correctness.
+ * munmap() makes that munmap() pay for a context switch, many times the
+ * notifier's own work (measurements: results/README.md), so the wake-up is
+ * deferred: the first invalidation that writes events arms wake_timer
+ * (wake_delay jiffies, module parameter wake_delay_us) and later ones only
+ * find it armed. The timer's callback wakes the wait queue in softirq
+ * context. The notifier wakes at once instead when wake_delay is 0, or when
+ * more than half of the ring is unacknowledged, so a burst never overflows
+ * the ring for want of a reader. A missed or late wake-up can cost
+ * promptness (how soon pinned memory is deregistered), never correctness.
  */
 #include <linux/bitops.h>
 #include <linux/interval_tree_generic.h>
@@ -37,6 +37,7 @@
 #include <linux/poll.h>
 #include <linux/sched.h>
 
+#include "rck_compat.h"
 #include "rck_internal.h"
 
 #define rck_range_start(r) ((r)->start)
@@ -156,7 +157,7 @@ static unsigned long rck_invalidate_locked(struct rck_ctx *ctx,
  */
 void rck_wake_timer_fn(struct timer_list *timer)
 {
-	struct rck_ctx *ctx = from_timer(ctx, timer, wake_timer);
+	struct rck_ctx *ctx = timer_container_of(ctx, timer, wake_timer);
 
 	clear_bit(RCK_WAKE_ARMED, &ctx->wake_flags);
 	smp_mb__after_atomic();

@@ -26,9 +26,9 @@
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
-#include <linux/version.h>
 #include <linux/vmalloc.h>
 
+#include "rck_compat.h"
 #include "rck_internal.h"
 
 #if BITS_PER_LONG != 64
@@ -114,16 +114,19 @@ static const struct vm_operations_struct rck_vm_ops = {
 	.fault = rck_vm_fault,
 };
 
+/*
+ * What the area may become for the rest of its life: never writable or
+ * executable (mprotect() needs VM_MAYWRITE/VM_MAYEXEC), never grown
+ * (mremap()), never dumped, and never inherited by a fork child. VM_IO
+ * makes madvise(MADV_DOFORK) fail with EINVAL, which would otherwise clear
+ * VM_DONTCOPY and give the child the parent's generations; it also keeps
+ * get_user_pages() (and so ibv_reg_mr()) and mlock() off the area.
+ */
 static void rck_vma_restrict(struct vm_area_struct *vma)
 {
-	vm_flags_t set = VM_DONTEXPAND | VM_DONTCOPY | VM_DONTDUMP;
-	vm_flags_t clear = VM_MAYWRITE | VM_MAYEXEC;
-
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
-	vm_flags_mod(vma, set, clear);
-#else
-	vma->vm_flags = (vma->vm_flags | set) & ~clear;
-#endif
+	rck_vm_flags_mod(vma,
+			 VM_DONTEXPAND | VM_DONTCOPY | VM_DONTDUMP | VM_IO,
+			 VM_MAYWRITE | VM_MAYEXEC);
 }
 
 static int rck_mmap(struct file *file, struct vm_area_struct *vma)
@@ -136,7 +139,12 @@ static int rck_mmap(struct file *file, struct vm_area_struct *vma)
 	/* Read-only for good: no PROT_WRITE now, no mprotect() later. */
 	if (vma->vm_flags & (VM_WRITE | VM_EXEC))
 		return -EACCES;
-	if (!(vma->vm_flags & VM_SHARED))
+	/*
+	 * MAP_SHARED, not MAP_PRIVATE. VM_MAYSHARE, not VM_SHARED: the kernel
+	 * clears VM_SHARED (and VM_MAYWRITE) for a MAP_SHARED mapping of a
+	 * file opened O_RDONLY, which is the natural way to map this area.
+	 */
+	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
 	if (vma->vm_pgoff > total || vma_pages(vma) > total - vma->vm_pgoff)
 		return -EINVAL;
@@ -534,7 +542,7 @@ static const struct file_operations rck_fops = {
 	.compat_ioctl = compat_ptr_ioctl,
 	.mmap = rck_mmap,
 	.poll = rck_poll,
-	.llseek = no_llseek,
+	/* No .llseek: nonseekable_open() makes lseek() fail (rck_compat.h). */
 };
 
 static struct miscdevice rck_misc = {

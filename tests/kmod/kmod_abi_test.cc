@@ -406,6 +406,48 @@ TEST_F(KmodTest, SharedAreaCannotBeMappedOrMadeWritable) {
   EXPECT_EQ(REGCACHE_KMOD_ABI_VERSION, ctx_.hdr().abi_version);
 }
 
+// docs/kmod.md maps the area with open(O_RDONLY) + mmap(PROT_READ,
+// MAP_SHARED). The kernel clears VM_SHARED for a shared mapping of a
+// read-only file (only VM_MAYSHARE says MAP_SHARED then): a module that
+// checked VM_SHARED refused this with EINVAL.
+TEST_F(KmodTest, ReadOnlyOpenMapsTheSharedAreaShared) {
+  const int fd = open(kDevice, O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << "open(O_RDONLY): " << strerror(errno);
+  void* area = mmap(nullptr, PageSize(), PROT_READ, MAP_SHARED, fd, 0);
+  ASSERT_NE(MAP_FAILED, area) << "mmap(PROT_READ, MAP_SHARED) of an O_RDONLY fd: "
+                              << strerror(errno);
+  EXPECT_EQ(REGCACHE_KMOD_ABI_VERSION,
+            static_cast<const regcache_kmod_shared*>(area)->abi_version);
+  // Still MAP_SHARED only, still never writable.
+  errno = 0;
+  EXPECT_EQ(MAP_FAILED, mmap(nullptr, PageSize(), PROT_READ, MAP_PRIVATE, fd, 0));
+  EXPECT_EQ(EINVAL, errno) << "MAP_PRIVATE of an O_RDONLY fd";
+  errno = 0;
+  EXPECT_EQ(-1, mprotect(area, PageSize(), PROT_READ | PROT_WRITE));
+  EXPECT_EQ(EACCES, errno) << "mprotect(PROT_WRITE)";
+  munmap(area, PageSize());
+  close(fd);
+}
+
+// The docs promise a fork child never gets the area (VM_DONTCOPY).
+// madvise(MADV_DOFORK) would clear that and hand the child a live view of
+// the parent's generations; the module refuses it (VM_IO), and a child
+// forked after the attempt still has no mapping there.
+TEST_F(KmodTest, MadviseDoforkCannotHandTheAreaToAForkChild) {
+  void* area = const_cast<char*>(ctx_.base());
+  errno = 0;
+  EXPECT_EQ(-1, madvise(area, ctx_.size(), MADV_DOFORK))
+      << "MADV_DOFORK on the shared area was accepted";
+  EXPECT_EQ(EINVAL, errno);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    unsigned char vec;
+    _exit(mincore(area, PageSize(), &vec) == -1 && errno == ENOMEM ? 0 : 1);
+  }
+  EXPECT_EQ(0, WaitChild(pid)) << "the fork child has the parent's area mapped";
+}
+
 // ---------------------------------------------------------------- monitor
 
 TEST_F(KmodTest, MonitorReturnsSlotAndItsGeneration) {

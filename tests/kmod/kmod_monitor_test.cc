@@ -11,11 +11,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -113,7 +116,7 @@ TEST(KmodMonitor, MissingDeviceSaysWhy) {
   EXPECT_EQ(nullptr, CreateKmodMonitor(&why));
   EXPECT_EQ(
       "/dev/regcache: No such file or directory (is the regcache module "
-      "loaded? see docs/kmod.md)",
+      "loaded? see docs/operators.md)",
       why);
 }
 
@@ -295,6 +298,44 @@ TEST_F(KmodMonitorTest, ForkChildRestartsWithItsOwnContext) {
   EXPECT_EQ(token.expected, token.generation->load());
   monitor_->Unwatch(first, last, token);
   munmap(buf, 2 * Page());
+}
+
+// Regression: the monitor's mutex, held at fork() by another thread (here
+// one that watches and unmaps without a pause, so it is inside Watch() or
+// Unwatch() much of the time), stayed locked in the child, whose restart
+// then waited for ever. Each child restarts under an alarm; a hung child is
+// killed by it and fails the test.
+TEST_F(KmodMonitorTest, ForkWhileAnotherThreadWatchesNeverHangsTheChild) {
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      char* buf = MapAnon(1);
+      if (buf == nullptr) continue;
+      WatchToken token;
+      const uint64_t first = Addr(buf), last = first + Page() - 1;
+      const bool watched = monitor_->Watch(first, last, &token) == 0;
+      munmap(buf, Page());
+      if (watched) monitor_->Unwatch(first, last, token);
+    }
+  });
+  int hung = 0, failed = 0;
+  for (int i = 0; i < 200; ++i) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      alarm(5);
+      std::string why;
+      _exit(monitor_->RestartInChild(&why) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(pid, waitpid(pid, &status, 0));
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) ++hung;
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+  }
+  stop = true;
+  churn.join();
+  EXPECT_EQ(hung, 0) << "children that never finished RestartInChild()";
+  EXPECT_EQ(failed, 0);
 }
 
 TEST_F(KmodMonitorTest, StopIsIdempotentAndUnwatchAfterStopIsHarmless) {

@@ -9,6 +9,9 @@
 #   registrar -> base                    never core, monitor, odp
 #   odp       -> registrar, base         never core, monitor
 #   base      -> nothing of the library
+#   integrations/libfabric (the fi plug-in) -> monitor, base; never core
+#   integrations/preload (the interposer)   -> the C API, registrar, base,
+#                                              core (for the kernel's count)
 # Project headers are named by their part ("core/cache.h"); a bare name
 # ("cache.h") is refused too, since it hides which part it comes from.
 #
@@ -27,6 +30,8 @@ rules=(
   "registrar;src/regcache/registrar;^(registrar|base)/;^regcache/(regcache|ibverbs|libfabric)\.h$;"
   "base;src/regcache/base;^base/;^regcache/regcache\.h$;^(infiniband|rdma)/"
   "odp;src/odp;^(odp|registrar|base)/;^regcache/(regcache|ibverbs)\.h$;^rdma/"
+  "libfabric-plugin;src/integrations/libfabric;^(integrations/libfabric|monitor|base)/;^regcache/(regcache|kmod_uapi)\.h$;^infiniband/"
+  "preload;src/integrations/preload;^(integrations/preload|core|registrar|base)/;^regcache/(regcache|ibverbs)\.h$;^rdma/"
 )
 
 bad=0
@@ -58,4 +63,4 @@ if ((bad)); then
   echo "check-layout: includes that break the layering above (see HACKING.md)" >&2
   exit 1
 fi
-echo "check-layout: every include of core, monitor, registrar, base and odp is allowed"
+echo "check-layout: every include of core, monitor, registrar, base, odp and the integrations is allowed"

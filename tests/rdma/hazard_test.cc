@@ -310,7 +310,7 @@ TEST_F(Hazard, WithoutMonitorMremapAwayTheWriteFollowsTheOldPages) {
 
 // ------------------------------------------------------------ regression
 //
-// Pins a bug found by these tests and fixed in the cache core (b046a09):
+// Pins a bug these tests found in the cache core:
 // with the kmod monitor, Cache::GetSlow() called Monitor::WaitForPending()
 // only when kGateEventsPending was set, which kmod never sets. After
 // munmap()/madvise() the next get refused the stale entry on its generation

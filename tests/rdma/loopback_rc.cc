@@ -57,7 +57,7 @@ bool LoopbackRc::AnyDevice(std::string* why_not) {
 }
 
 LoopbackRc::OpenResult LoopbackRc::Open(std::unique_ptr<LoopbackRc>* out,
-                                        std::string* message) {
+                                        std::string* message, ibv_mtu max_mtu) {
   out->reset();
   std::unique_ptr<LoopbackRc> rc(new LoopbackRc());
   int count = 0;
@@ -87,14 +87,15 @@ LoopbackRc::OpenResult LoopbackRc::Open(std::unique_ptr<LoopbackRc>* out,
     chosen = rc->devices_[0];
   }
   bool no_device = false;
-  *message = rc->Init(chosen, &no_device);
+  *message = rc->Init(chosen, max_mtu, &no_device);
   if (!message->empty())
     return no_device ? OpenResult::kNoDevice : OpenResult::kError;
   *out = std::move(rc);
   return OpenResult::kOk;
 }
 
-std::string LoopbackRc::Init(ibv_device* device, bool* no_device) {
+std::string LoopbackRc::Init(ibv_device* device, ibv_mtu max_mtu,
+                             bool* no_device) {
   device_name_ = ibv_get_device_name(device);
   context_ = ibv_open_device(device);
   if (context_ == nullptr) {
@@ -112,7 +113,7 @@ std::string LoopbackRc::Init(ibv_device* device, bool* no_device) {
     return device_name_ + " port 1 is " + ibv_port_state_str(port.state) +
            ", not ACTIVE";
   }
-  mtu_ = port.active_mtu < IBV_MTU_1024 ? port.active_mtu : IBV_MTU_1024;
+  mtu_ = port.active_mtu < max_mtu ? port.active_mtu : max_mtu;
   lid_ = port.lid;
   if (port.link_layer == IBV_LINK_LAYER_INFINIBAND) {
     gid_index_ = 0;

@@ -34,9 +34,11 @@ class LoopbackRc {
  public:
   enum class OpenResult { kOk, kNoDevice, kError };
 
-  // Opens the device and connects the two QPs. On kNoDevice or kError,
-  // *message says why and *out is left empty.
-  static OpenResult Open(std::unique_ptr<LoopbackRc>* out, std::string* message);
+  // Opens the device and connects the two QPs with the port's active MTU,
+  // at most `max_mtu`. On kNoDevice or kError, *message says why and *out
+  // is left empty.
+  static OpenResult Open(std::unique_ptr<LoopbackRc>* out, std::string* message,
+                         ibv_mtu max_mtu = IBV_MTU_1024);
 
   // True if some RDMA device is visible (reads sysfs only; opens nothing,
   // so it is safe before fork()).
@@ -50,6 +52,8 @@ class LoopbackRc {
   ibv_pd* pd() const { return pd_; }
   const std::string& device_name() const { return device_name_; }
   int gid_index() const { return gid_index_; }
+  // The QPs' path MTU in bytes.
+  size_t path_mtu_bytes() const { return size_t{128} << mtu_; }
   // "rxe0 port 1 GID[1] ::ffff:192.168.77.1, MTU 1024" (for messages).
   std::string Describe() const;
 
@@ -75,7 +79,7 @@ class LoopbackRc {
 
  private:
   LoopbackRc() = default;
-  std::string Init(ibv_device* device, bool* no_device);
+  std::string Init(ibv_device* device, ibv_mtu max_mtu, bool* no_device);
   std::string FindRoceIpv4Gid();
   std::string Connect();
   int PostAndWait(ibv_wr_opcode opcode, void* local, size_t length,

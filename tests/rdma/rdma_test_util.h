@@ -86,6 +86,7 @@ class DirectBuffer {
   char* data() const { return data_; }
   size_t length() const { return length_; }
   uint32_t lkey() const { return mr_->lkey; }
+  uint32_t rkey() const { return mr_->rkey; }
 
  private:
   char* data_ = nullptr;

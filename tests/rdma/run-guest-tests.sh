@@ -11,10 +11,16 @@
 #                     bugs, named in the report); their result is reported
 #                     but does not decide the exit status
 #   --timeout SEC     per binary (default 300)
-# Prints, per binary: "== NAME: exit S; P passed, F failed, K skipped (T s)".
+#   --skip-if-none-ran  exit 77 (skipped) when every binary passed without
+#                     running a test, all of them skipped (a suite the
+#                     kernel or device has no use for), never 0
+# Prints, per binary: "== NAME: exit S; P passed, F failed, K skipped (T s)",
+# and in the summary every line a test printed that starts with "KNOWN
+# KERNEL DEFECT" (a known defect a test reproduced, by name).
 set -uo pipefail
 
 per_binary_timeout=300
+skip_if_none_ran=0
 binaries=()
 known_bugs=()
 while (($#)); do
@@ -22,6 +28,7 @@ while (($#)); do
     --env) export "${2:?--env needs NAME=VALUE}"; shift 2 ;;
     --known-bug) known_bugs+=("${2:?--known-bug needs a binary}"); shift 2 ;;
     --timeout) per_binary_timeout=${2:?--timeout needs seconds}; shift 2 ;;
+    --skip-if-none-ran) skip_if_none_ran=1; shift ;;
     -h|--help) sed -n '3,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) binaries+=("$1"); shift ;;
   esac
@@ -73,6 +80,11 @@ $(count FAILED "$workdir/$name.log") failed, $(count SKIPPED "$workdir/$name.log
   ((last_status == 124 || last_status == 137)) && line+=" TIMEOUT after ${per_binary_timeout} s"
   echo "$line"
   summary+=("$line")
+  while read -r defect; do
+    summary+=("   $defect")
+  done < <(grep -o 'KNOWN KERNEL DEFECT.*' "$workdir/$name.log" | sort -u)
+  ran=$(($(count PASSED "$workdir/$name.log") + $(count FAILED "$workdir/$name.log")))
+  total_ran=$((${total_ran:-0} + ran))
   ((last_status == 0)) || overall=1
 done
 
@@ -94,4 +106,8 @@ done
 echo
 echo "######## summary"
 printf '%s\n' "${summary[@]}"
+if ((overall == 0 && skip_if_none_ran && total_ran == 0)); then
+  echo "== every test skipped (see the reasons above): reported as skipped, not passed"
+  exit 77
+fi
 exit "$overall"

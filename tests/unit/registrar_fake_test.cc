@@ -223,9 +223,8 @@ TEST_F(RegistrarFakeMlock, UnmappedRangeFailsWithEfaultLikeIbvRegMr) {
 }
 
 TEST_F(RegistrarFakeMlock, BogusLengthFailsWithEfaultWithoutWalkingIt) {
-  // A length far beyond the mapping used to be walked page by page under
-  // the registrar's lock (2^34: seconds; 2^46: hours). It must fail like an
-  // unmapped range. The child's alarm turns a hang into a failure; the
+  // A bogus length must fail like an unmapped range, without walking it
+  // page by page under the registrar's lock. The child's alarm turns a hang into a failure; the
   // bound is a hang detector, not a speed claim.
   const auto outcome = regcache_test::RunInChild([this]() -> std::string {
     alarm(120);

@@ -56,6 +56,9 @@ EOF_IP
   [[ $gid1 == *:c0a8:4d01 ]] || setup_failed "rxe0 GID 1 is '$gid1', not 192.168.77.1"
   note "rxe0 up"
 fi
+# A hostname, as every real system has: mpirun refuses "(none)". A
+# builtin write, no exec.
+echo localhost > /proc/sys/kernel/hostname
 # What rdma-core's udev rules do on a real system: verbs for every user.
 chmod 0666 /dev/infiniband/* 2>/dev/null
 

@@ -30,6 +30,10 @@ usage: run-in-vm.sh [options] -- CMD [ARGS...]
                      under /tmp, /run or /dev/shm, which are fresh tmpfs in the
                      guest (repeatable; the working directory and the
                      command's folder are kept without asking)
+  --kernel KERNEL    boot Debian's 6.1 (the host's own kernel), 6.12 or 7
+                     (fetched and cached by scripts/fetch-kernels.sh, never
+                     installed); default $REGCACHE_VM_KERNEL, else the newest
+                     kernel installed on the host
   --cache-dir DIR    where the initramfs is cached (default
                      $REGCACHE_VM_CACHE or ${XDG_CACHE_HOME:-~/.cache}/regcache-vm)
   --verbose          show the kernel console on stderr as the VM runs
@@ -58,6 +62,7 @@ RW_DIRS=()
 RO_DIRS=()
 CACHE_DIR=${REGCACHE_VM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/regcache-vm}
 VERBOSE=0
+KERNEL_CHOICE=${REGCACHE_VM_KERNEL:-}
 
 while (($#)); do
   case $1 in
@@ -79,15 +84,21 @@ while (($#)); do
     --rw=*) RW_DIRS+=("${1#*=}"); shift ;;
     --ro) RO_DIRS+=("${2:?--ro needs a folder}"); shift 2 ;;
     --ro=*) RO_DIRS+=("${1#*=}"); shift ;;
+    --kernel) KERNEL_CHOICE=${2:?--kernel needs 6.1, 6.12 or 7}; shift 2 ;;
+    --kernel=*) KERNEL_CHOICE=${1#*=}; shift ;;
     --cache-dir) CACHE_DIR=${2:?--cache-dir needs a folder}; shift 2 ;;
     --cache-dir=*) CACHE_DIR=${1#*=}; shift ;;
     --verbose|-v) VERBOSE=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
-    *) usage >&2; exit 2 ;;
+    *) echo "run-in-vm: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
 (($# || PRINT_KVER)) || { usage >&2; exit 2; }
+case $KERNEL_CHOICE in
+  ""|6.1|6.12|7) ;;
+  *) echo "run-in-vm: unknown kernel '$KERNEL_CHOICE' (--kernel 6.1, 6.12 or 7)" >&2; exit 2 ;;
+esac
 if ! [[ $TIMEOUT =~ ^[0-9]+$ ]] || ((TIMEOUT < 10)); then
   die "--timeout must be >= 10 seconds"
 fi
@@ -100,7 +111,9 @@ fi
 ((BOOT_TIMEOUT <= TIMEOUT)) || BOOT_TIMEOUT=$TIMEOUT
 
 # ---------------------------------------------------------------- the kernel
-# The newest /lib/modules/KVER that has a /boot/vmlinuz-KVER to go with it.
+# --kernel: what scripts/fetch-kernels.sh fetched (KERNEL_ROOT/boot and
+# KERNEL_ROOT/lib/modules; / for the host's own 6.1).  Otherwise the newest
+# /lib/modules/KVER that has a /boot/vmlinuz-KVER to go with it.
 find_kver() {
   local kver
   for kver in $(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -rV); do
@@ -111,13 +124,23 @@ find_kver() {
   done
   return 1
 }
-KVER=${REGCACHE_VM_KVER:-$(find_kver)} ||
-  die "no kernel: need /lib/modules/KVER with /boot/vmlinuz-KVER (scripts/install-deps.sh installs linux-image-amd64)"
+KERNEL_ROOT=/
+if [[ -n $KERNEL_CHOICE ]]; then
+  VMLINUZ=""
+  KVER=""
+  fetched=$("$HERE/../../scripts/fetch-kernels.sh" --print --no-build-root "$KERNEL_CHOICE") ||
+    die "no $KERNEL_CHOICE kernel: scripts/fetch-kernels.sh $KERNEL_CHOICE failed"
+  eval "$fetched"
+  KERNEL=$VMLINUZ
+else
+  KVER=${REGCACHE_VM_KVER:-$(find_kver)} ||
+    die "no kernel: need /lib/modules/KVER with /boot/vmlinuz-KVER (scripts/install-deps.sh installs linux-image-amd64)"
+  KERNEL=/boot/vmlinuz-$KVER
+fi
 if ((PRINT_KVER)); then
   echo "$KVER"
   exit 0
 fi
-KERNEL=/boot/vmlinuz-$KVER
 [[ -r $KERNEL ]] || die "cannot read $KERNEL (run as root?)"
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (scripts/install-deps.sh)"
 for tool in modprobe cpio; do
@@ -126,6 +149,11 @@ done
 
 # ------------------------------------------------------------- the initramfs
 GUEST_MODULES=(virtio_pci 9pnet_virtio 9p veth crc32_generic rdma_rxe ib_uverbs rdma_ucm)
+# Needed where they are modules; 7.x has no crc32_generic (crc32 is library
+# code there).
+OPTIONAL_MODULES=" crc32_generic "
+MODPROBE=(modprobe -S "$KVER")
+[[ $KERNEL_ROOT == / ]] || MODPROBE+=(-d "$KERNEL_ROOT")
 
 find_busybox() {
   local bb
@@ -142,8 +170,11 @@ module_files() {
   local name deps="" line path
   declare -A seen=()
   for name in "${GUEST_MODULES[@]}"; do
-    deps+=$(modprobe -S "$KVER" --show-depends "$name") ||
-      die "modprobe -S $KVER --show-depends $name failed"
+    if ! line=$("${MODPROBE[@]}" --show-depends "$name" 2>/dev/null); then
+      [[ $OPTIONAL_MODULES == *" $name "* ]] && continue
+      die "${MODPROBE[*]} --show-depends $name failed"
+    fi
+    deps+=$line
     deps+=$'\n'
   done
   while read -r line; do

@@ -2,7 +2,7 @@
 //
 // regcache-limits, the pure part (see limits.h): /proc text parsers, the
 // memlock recommendation and its configuration lines, size and percent
-// formatting, JSON output and the command line. No system calls here.
+// formatting and the command line's value parsers. No system calls here.
 
 #include "limits.h"
 
@@ -21,7 +21,8 @@ std::string_view TrimLeft(std::string_view s) {
 }
 
 std::string_view TrimRight(std::string_view s) {
-  while (!s.empty() && (IsSpace(s.back()) || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (IsSpace(s.back()) || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -62,7 +63,8 @@ std::optional<std::string_view> FieldValue(std::string_view text,
 
 // ---------------------------------------------------------------- /proc text
 
-std::optional<uint64_t> ParseKbField(std::string_view text, std::string_view key) {
+std::optional<uint64_t> ParseKbField(std::string_view text,
+                                     std::string_view key) {
   std::optional<std::string_view> value = FieldValue(text, key);
   if (!value) return std::nullopt;
   std::string_view v = TrimRight(*value);
@@ -77,7 +79,8 @@ std::optional<uint64_t> ParseKbField(std::string_view text, std::string_view key
 
 ProcStatus ParseProcStatus(std::string_view text) {
   ProcStatus st;
-  if (auto name = FieldValue(text, "Name")) st.name = std::string(TrimRight(*name));
+  if (auto name = FieldValue(text, "Name"))
+    st.name = std::string(TrimRight(*name));
   if (auto uid = FieldValue(text, "Uid")) {
     std::string_view v = *uid;
     uint64_t n;
@@ -141,7 +144,8 @@ Recommendation Recommend(uint64_t mem_total_bytes, uint32_t ranks,
 std::string LimitsConfLines(uint64_t bytes, std::string_view group) {
   const std::string kib = std::to_string(bytes / kKiB);
   const std::string who = "@" + std::string(group);
-  return who + " soft memlock " + kib + "\n" + who + " hard memlock " + kib + "\n";
+  return who + " soft memlock " + kib + "\n" + who + " hard memlock " + kib +
+         "\n";
 }
 
 std::string SystemdDropIn(uint64_t bytes) {
@@ -160,7 +164,8 @@ std::string SlurmHint(uint64_t bytes) {
 // ------------------------------------------------------------------- output
 
 std::string FormatBytes(uint64_t bytes) {
-  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  static const char* const kUnits[] = {"B",   "KiB", "MiB", "GiB",
+                                       "TiB", "PiB", "EiB"};
   int u = 0;
   uint64_t unit = 1;
   while (u < 6 && bytes / unit >= 1024) {
@@ -191,177 +196,14 @@ std::string FormatMode(uint32_t mode) {
 }
 
 const char* KmodReasonName(int reason) {
-  static const char* const kNames[] = {"none",    "unmap",     "clear",
-                                       "release", "migrate",   "exclusive"};
-  if (reason >= 0 && reason < int(sizeof kNames / sizeof kNames[0])) return kNames[reason];
+  static const char* const kNames[] = {"none",    "unmap",   "clear",
+                                       "release", "migrate", "exclusive"};
+  if (reason >= 0 && reason < int(sizeof kNames / sizeof kNames[0]))
+    return kNames[reason];
   return "unknown";
 }
 
-namespace {
-
-// Length of the valid UTF-8 sequence at s[i], or 0 if it is not one
-// (overlong forms, surrogates and code points above U+10FFFF are invalid).
-size_t Utf8Length(std::string_view s, size_t i) {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  const unsigned char c = b(0);
-  size_t n;
-  unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  if (b(1) < lo || b(1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k) {
-    if (b(k) < 0x80 || b(k) > 0xBF) return 0;
-  }
-  return n;
-}
-
-}  // namespace
-
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x80) {
-      const size_t n = Utf8Length(s, i);
-      if (n == 0) {
-        out += "\\ufffd";
-        ++i;
-      } else {
-        out.append(s.substr(i, n));
-        i += n;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += char(c);
-        }
-    }
-    ++i;
-  }
-  return out + "\"";
-}
-
-void JsonWriter::Newline() {
-  out_ += '\n';
-  out_.append(2 * first_.size(), ' ');
-}
-
-void JsonWriter::BeforeValue() {
-  if (after_key_) {
-    after_key_ = false;
-    return;
-  }
-  if (first_.empty()) return;
-  if (!first_.back()) out_ += ',';
-  first_.back() = false;
-  Newline();
-}
-
-JsonWriter& JsonWriter::BeginObject() {
-  BeforeValue();
-  out_ += '{';
-  first_.push_back(true);
-  return *this;
-}
-
-JsonWriter& JsonWriter::BeginArray() {
-  BeforeValue();
-  out_ += '[';
-  first_.push_back(true);
-  return *this;
-}
-
-JsonWriter& JsonWriter::EndObject() {
-  const bool empty = first_.back();
-  first_.pop_back();
-  if (!empty) Newline();
-  out_ += '}';
-  if (first_.empty()) out_ += '\n';
-  return *this;
-}
-
-JsonWriter& JsonWriter::EndArray() {
-  const bool empty = first_.back();
-  first_.pop_back();
-  if (!empty) Newline();
-  out_ += ']';
-  if (first_.empty()) out_ += '\n';
-  return *this;
-}
-
-JsonWriter& JsonWriter::Key(std::string_view key) {
-  BeforeValue();
-  out_ += JsonString(key);
-  out_ += ": ";
-  after_key_ = true;
-  return *this;
-}
-
-JsonWriter& JsonWriter::String(std::string_view value) {
-  BeforeValue();
-  out_ += JsonString(value);
-  return *this;
-}
-
-JsonWriter& JsonWriter::Number(uint64_t value) {
-  BeforeValue();
-  out_ += std::to_string(value);
-  return *this;
-}
-
-JsonWriter& JsonWriter::Number(int64_t value) {
-  BeforeValue();
-  out_ += std::to_string(value);
-  return *this;
-}
-
-JsonWriter& JsonWriter::Bool(bool value) {
-  BeforeValue();
-  out_ += value ? "true" : "false";
-  return *this;
-}
-
-JsonWriter& JsonWriter::Null() {
-  BeforeValue();
-  out_ += "null";
-  return *this;
-}
-
-// ------------------------------------------------------------- command line
-
-bool ParseCount(std::string_view text, uint32_t min, uint32_t max, uint32_t* out) {
-  if (text.empty() || text.size() > 10) return false;
-  uint64_t v;
-  if (!TakeNumber(&text, &v) || !text.empty()) return false;
-  if (v < min || v > max) return false;
-  *out = uint32_t(v);
-  return true;
-}
+// ----------------------------------------------------- command-line values
 
 bool ParsePercent(std::string_view text, uint32_t* basis_points) {
   if (!text.empty() && text.back() == '%') text.remove_suffix(1);
@@ -393,12 +235,27 @@ bool ParseSize(std::string_view text, uint64_t* bytes) {
   uint64_t unit = 1;
   if (!text.empty()) {
     switch (text.front()) {
-      case 'k': case 'K': unit = kKiB; break;
-      case 'm': case 'M': unit = kMiB; break;
-      case 'g': case 'G': unit = kGiB; break;
-      case 't': case 'T': unit = kGiB * 1024; break;
-      case 'B': unit = 1; break;
-      default: return false;
+      case 'k':
+      case 'K':
+        unit = kKiB;
+        break;
+      case 'm':
+      case 'M':
+        unit = kMiB;
+        break;
+      case 'g':
+      case 'G':
+        unit = kGiB;
+        break;
+      case 't':
+      case 'T':
+        unit = kGiB * 1024;
+        break;
+      case 'B':
+        unit = 1;
+        break;
+      default:
+        return false;
     }
     text.remove_prefix(1);
     if (unit != 1 && text == "iB") text = {};
@@ -406,99 +263,6 @@ bool ParseSize(std::string_view text, uint64_t* bytes) {
   }
   if (n == 0 || n > UINT64_MAX / unit) return false;
   *bytes = n * unit;
-  return true;
-}
-
-std::string Usage(std::string_view program) {
-  std::string p(program);
-  return "usage: " + p +
-         " [--json] [--all [--top N]] [--ranks-per-node N] [--reserve PCT]\n"
-         "       " + std::string(p.size(), ' ') + " [--mem-total SIZE]\n"
-         "Shows what limits RDMA memory registration on this node for this user\n"
-         "(RLIMIT_MEMLOCK, CAP_IPC_LOCK, pinned memory, the regcache module and\n"
-         "its device, the monitor the library would pick, RDMA devices) and\n"
-         "recommends a per-process memlock limit. Writes no system file.\n"
-         "  --json               machine-readable output\n"
-         "  --all                also list the processes pinning the most memory\n"
-         "  --top N              how many --all lists (default 10)\n"
-         "  --ranks-per-node N   processes that pin memory per node (default: the\n"
-         "                       number of online CPUs)\n"
-         "  --reserve PCT        share of MemTotal kept for the OS and unpinned\n"
-         "                       memory, 0 <= PCT < 100 (default 25)\n"
-         "  --mem-total SIZE     plan for a node with this much memory instead of\n"
-         "                       this one's MemTotal (e.g. 512G, 1T)\n"
-         "  -h, --help           this text\n"
-         "See docs/operators.md. Exit status: 0, or 2 for a usage error.\n";
-}
-
-bool ParseArgs(const std::vector<std::string>& args, Options* options,
-               std::string* error) {
-  Options o;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    std::string_view flag = arg;
-    std::optional<std::string_view> value;
-    if (arg.substr(0, 2) == "--") {
-      const size_t eq = arg.find('=');
-      if (eq != std::string_view::npos) {
-        flag = arg.substr(0, eq);
-        value = arg.substr(eq + 1);
-      }
-    }
-    const bool takes_value = flag == "--top" || flag == "--ranks-per-node" ||
-                             flag == "--reserve" || flag == "--mem-total";
-    const bool is_switch = flag == "--json" || flag == "--all" ||
-                           flag == "--help" || flag == "-h";
-    if (!takes_value && !is_switch) {
-      *error = (arg.substr(0, 1) == "-" ? "unknown option '" : "unexpected argument '") +
-               std::string(flag) + "'";
-      return false;
-    }
-    if (is_switch) {
-      if (value) {
-        *error = "option '" + std::string(flag) + "' takes no value";
-        return false;
-      }
-      if (flag == "--json") o.json = true;
-      else if (flag == "--all") o.all = true;
-      else o.help = true;
-      continue;
-    }
-    if (!value) {
-      if (i + 1 >= args.size()) {
-        *error = "option '" + std::string(flag) + "' needs a value";
-        return false;
-      }
-      value = args[++i];
-    }
-    bool ok = false;
-    const std::string shown = "'" + std::string(flag) + " " + std::string(*value) + "'";
-    if (flag == "--top") {
-      uint32_t n;
-      ok = ParseCount(*value, 1, 100000, &n);
-      if (ok) o.top = n;
-      else *error = "bad " + shown + ": expected a count from 1 to 100000";
-    } else if (flag == "--ranks-per-node") {
-      uint32_t n;
-      ok = ParseCount(*value, 1, 1000000, &n);
-      if (ok) o.ranks_per_node = n;
-      else *error = "bad " + shown + ": expected a count from 1 to 1000000";
-    } else if (flag == "--reserve") {
-      uint32_t bp;
-      ok = ParsePercent(*value, &bp);
-      if (ok) o.reserve_basis_points = bp;
-      else *error = "bad " + shown + ": expected a percentage, 0 <= PCT < 100, "
-                    "at most two decimals (e.g. 25, 12.5%)";
-    } else {  // --mem-total
-      uint64_t b;
-      ok = ParseSize(*value, &b);
-      if (ok) o.mem_total_bytes = b;
-      else *error = "bad " + shown + ": expected a size in bytes or with K, M, G "
-                    "or T (binary), e.g. 512G";
-    }
-    if (!ok) return false;
-  }
-  *options = o;
   return true;
 }
 

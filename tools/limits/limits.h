@@ -2,9 +2,10 @@
 //
 // regcache-limits, the pure part: parsers for /proc text (status, meminfo,
 // modules), the memlock recommendation and the configuration lines it
-// prints (limits.d, systemd, Slurm), sizes, JSON strings and the command
-// line. Nothing here reads the system, so everything is unit-tested with
-// text fixtures (limits_test.cc). What reads the system is in report.h.
+// prints (limits.d, systemd, Slurm), sizes and the command line (the
+// parsing itself is in options.cc, with CLI11). Nothing here reads the system,
+// so everything is unit-tested with text fixtures (limits_test.cc). What reads
+// the system is in report.h.
 //
 // Sizes are bytes in uint64_t; the kernel's "kB" in /proc means KiB.
 #ifndef REGCACHE_TOOLS_LIMITS_LIMITS_H_
@@ -39,12 +40,13 @@ inline constexpr uint32_t kDefaultTop = 10;
 // A value without a unit is taken as bytes; "kB" is KiB. nullopt when the
 // line is missing or its value is not a number (kernel threads have no
 // VmPin line, for instance).
-std::optional<uint64_t> ParseKbField(std::string_view text, std::string_view key);
+std::optional<uint64_t> ParseKbField(std::string_view text,
+                                     std::string_view key);
 
 // The fields regcache-limits reads from /proc/<pid>/status.
 struct ProcStatus {
-  std::string name;                    // "Name:" (the comm, may be empty)
-  std::optional<uint32_t> uid;         // real uid, first field of "Uid:"
+  std::string name;                      // "Name:" (the comm, may be empty)
+  std::optional<uint32_t> uid;           // real uid, first field of "Uid:"
   std::optional<uint64_t> vm_pin_bytes;  // pinned by drivers (ibv_reg_mr)
   std::optional<uint64_t> vm_lck_bytes;  // mlock()ed
 };
@@ -70,11 +72,11 @@ struct Recommendation {
   uint64_t mem_total_bytes = 0;
   uint32_t ranks = 0;
   uint32_t reserve_basis_points = 0;
-  uint64_t usable_bytes = 0;      // MemTotal x (1 - reserve), bytes
-  uint64_t share_bytes = 0;       // usable / ranks, rounded down to a MiB
-  uint64_t recommended_bytes = 0; // max(share, floor)
-  bool floor_applied = false;     // the floor is above the share
-  uint64_t max_bytes_hint = 0;    // REGCACHE_MAX_BYTES: 3/4 of it, MiB multiple
+  uint64_t usable_bytes = 0;       // MemTotal x (1 - reserve), bytes
+  uint64_t share_bytes = 0;        // usable / ranks, rounded down to a MiB
+  uint64_t recommended_bytes = 0;  // max(share, floor)
+  bool floor_applied = false;      // the floor is above the share
+  uint64_t max_bytes_hint = 0;  // REGCACHE_MAX_BYTES: 3/4 of it, MiB multiple
 };
 
 // Per-process memlock limit for `ranks` processes sharing `mem_total_bytes`
@@ -104,60 +106,30 @@ std::string FormatMode(uint32_t mode);
 // A REGCACHE_KMOD_REASON_* value as a name ("unmap", "clear", ...).
 const char* KmodReasonName(int reason);
 
-// `s` as a JSON string literal, quotes included: '"', '\\' and control
-// characters escaped; bytes that are not valid UTF-8 (a process name may
-// hold any) become U+FFFD, so the output is always valid JSON.
-std::string JsonString(std::string_view s);
-
-// A JSON document written in order, with commas and indentation handled.
-// Misuse (a value without a key inside an object) is the caller's bug and is
-// not checked beyond what keeps the output well-formed.
-class JsonWriter {
- public:
-  JsonWriter& BeginObject();
-  JsonWriter& EndObject();
-  JsonWriter& BeginArray();
-  JsonWriter& EndArray();
-  JsonWriter& Key(std::string_view key);
-  JsonWriter& String(std::string_view value);
-  JsonWriter& Number(uint64_t value);
-  JsonWriter& Number(int64_t value);
-  JsonWriter& Bool(bool value);
-  JsonWriter& Null();
-  // The document; ends with '\n' once the outermost value is closed.
-  const std::string& str() const { return out_; }
-
- private:
-  void BeforeValue();
-  void Newline();
-  std::string out_;
-  std::vector<bool> first_;  // per open container: nothing written yet
-  bool after_key_ = false;
-};
-
 // ------------------------------------------------------------- command line
 
 struct Options {
   bool help = false;
+  bool version = false;
   bool json = false;
-  bool all = false;                         // list processes by VmPin
-  uint32_t top = kDefaultTop;               // how many --all lists
-  std::optional<uint32_t> ranks_per_node;   // default: online CPUs
+  bool all = false;                        // list processes by VmPin
+  bool env = false;  // print the REGCACHE_* variables in effect instead
+  uint32_t top = kDefaultTop;              // how many --all lists
+  std::optional<uint32_t> ranks_per_node;  // default: online CPUs
   uint32_t reserve_basis_points = kDefaultReserveBasisPoints;
   std::optional<uint64_t> mem_total_bytes;  // plan for another node size
 };
 
-// Parses argv[1..]: --json, --all, --top N, --ranks-per-node N,
-// --reserve PCT, --mem-total SIZE, -h/--help; "--flag=value" or
-// "--flag value". Returns false with *error set (naming the flag) on an
-// unknown flag, a missing value or a bad number.
+// Parses argv[1..] (options.cc): --json, --all, --top N, --ranks-per-node N,
+// --reserve PCT, --mem-total SIZE, --env, --version, -h/--help; "--flag=value" or
+// "--flag value"; given twice, the last counts. Returns false with *error
+// set (naming the option and what it accepts) on an unknown option, a
+// missing value or a bad one.
 bool ParseArgs(const std::vector<std::string>& args, Options* options,
                std::string* error);
-std::string Usage(std::string_view program);
+std::string Usage(const std::string& program);  // the --help text
 
-// The value parsers ParseArgs uses.
-// A count in [min, max]: decimal digits only.
-bool ParseCount(std::string_view text, uint32_t min, uint32_t max, uint32_t* out);
+// The value parsers ParseArgs uses (counts: regcache_tools::ParseCount).
 // A percentage in [0, 100): "25", "25%", "12.5", "0.25" (at most two
 // decimals), as basis points.
 bool ParsePercent(std::string_view text, uint32_t* basis_points);

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: BSD-2-Clause
 //
 // Tests of regcache-limits: the /proc parsers on text fixtures, the
-// recommendation arithmetic, the limits.d/systemd/Slurm lines, JSON
-// escaping and writing, the command line, the probes on fixture folders,
+// recommendation arithmetic, the limits.d/systemd/Slurm lines, the JSON
+// output (parsed back), the command line, the probes on fixture folders,
 // and one run of the real program (REGCACHE_LIMITS_BINARY) with --json.
+
+#include "limits.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -11,13 +13,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "limits.h"
+#include "command_line.h"
+#include "regcache/regcache.h"
 #include "report.h"
+#include "run_command.h"
 
 namespace regcache_limits {
 namespace {
@@ -67,15 +73,16 @@ TEST(ProcStatus, KeyMustStartALineAndEndInColon) {
 
 TEST(ProcStatus, UnitsAndMalformedValues) {
   EXPECT_EQ(ParseKbField("VmPin:\t0 kB\n", "VmPin"), 0u);
-  EXPECT_EQ(ParseKbField("VmPin:\t0 kB", "VmPin"), 0u);          // no final newline
+  EXPECT_EQ(ParseKbField("VmPin:\t0 kB", "VmPin"), 0u);  // no final newline
   EXPECT_EQ(ParseKbField("VmPin:  12 kB  \r\n", "VmPin"), 12u * 1024);
   EXPECT_EQ(ParseKbField("HugePages_Total:    17\n", "HugePages_Total"), 17u);
-  EXPECT_FALSE(ParseKbField("VmPin:\t12 MB\n", "VmPin"));         // unknown unit
+  EXPECT_FALSE(ParseKbField("VmPin:\t12 MB\n", "VmPin"));  // unknown unit
   EXPECT_FALSE(ParseKbField("VmPin:\tlots kB\n", "VmPin"));
   EXPECT_FALSE(ParseKbField("VmPin:\n", "VmPin"));
   EXPECT_FALSE(ParseKbField("VmPin:\t-4 kB\n", "VmPin"));
   EXPECT_FALSE(ParseKbField("VmPin:\t99999999999999999999 kB\n", "VmPin"));
-  EXPECT_FALSE(ParseKbField("VmPin:\t18014398509481984 kB\n", "VmPin"));  // 2^54 KiB
+  EXPECT_FALSE(
+      ParseKbField("VmPin:\t18014398509481984 kB\n", "VmPin"));  // 2^54 KiB
   EXPECT_FALSE(ParseKbField("", "VmPin"));
 }
 
@@ -159,7 +166,8 @@ TEST(Recommend, FloorWhenTheShareIsSmall) {
 TEST(Recommend, HugeNodesDoNotOverflow) {
   // 16 EiB - 1: MemTotal x 10000 needs more than 64 bits.
   const Recommendation r = Recommend(UINT64_MAX, 1, 2500);
-  EXPECT_EQ(r.usable_bytes, uint64_t((unsigned __int128)UINT64_MAX * 7500 / 10000));
+  EXPECT_EQ(r.usable_bytes,
+            uint64_t((unsigned __int128)UINT64_MAX * 7500 / 10000));
   EXPECT_EQ(r.share_bytes % kMiB, 0u);
 }
 
@@ -185,9 +193,12 @@ TEST(ConfigLines, SystemdTakesBytes) {
 
 TEST(ConfigLines, SlurmPropagatesEverythingButMemlockAndSetsSlurmd) {
   const std::string s = SlurmHint(64 * kMiB);
-  EXPECT_NE(s.find("\nPropagateResourceLimitsExcept=MEMLOCK\n"), std::string::npos) << s;
+  EXPECT_NE(s.find("\nPropagateResourceLimitsExcept=MEMLOCK\n"),
+            std::string::npos)
+      << s;
   EXPECT_NE(s.find("slurmd.service.d"), std::string::npos) << s;
-  EXPECT_NE(s.find("[Service]\nLimitMEMLOCK=67108864\n"), std::string::npos) << s;
+  EXPECT_NE(s.find("[Service]\nLimitMEMLOCK=67108864\n"), std::string::npos)
+      << s;
   // Every line is either a comment or a setting.
   EXPECT_EQ(s.back(), '\n');
 }
@@ -222,46 +233,96 @@ TEST(Format, PercentFromBasisPoints) {
   EXPECT_EQ(FormatPercent(0), "0%");
 }
 
-TEST(Json, EscapesQuotesBackslashesAndControls) {
-  EXPECT_EQ(JsonString("plain"), "\"plain\"");
-  EXPECT_EQ(JsonString("a\"b\\c"), "\"a\\\"b\\\\c\"");
-  EXPECT_EQ(JsonString("t\tn\nr\rb\bf\f"), "\"t\\tn\\nr\\rb\\bf\\f\"");
-  EXPECT_EQ(JsonString(std::string("nul\0x", 5)), "\"nul\\u0000x\"");
-  EXPECT_EQ(JsonString("\x1f\x7f"), "\"\\u001f\x7f\"");
-  EXPECT_EQ(JsonString("/"), "\"/\"");
+// A JSON text parsed; a parse error fails the calling test.
+nlohmann::json Parsed(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << text;
+  return j;
 }
 
-TEST(Json, KeepsValidUtf8AndReplacesInvalidBytes) {
-  EXPECT_EQ(JsonString("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
-            "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
-  EXPECT_EQ(JsonString("\xff"), "\"\\ufffd\"");
-  EXPECT_EQ(JsonString("\xc3"), "\"\\ufffd\"");              // truncated
-  EXPECT_EQ(JsonString("\xc0\xaf"), "\"\\ufffd\\ufffd\"");  // overlong '/'
-  EXPECT_EQ(JsonString("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"");  // surrogate
-  EXPECT_EQ(JsonString("\xf4\x90\x80\x80"), "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");
+TEST(Json, StringsComeBackAsGivenAndInvalidUtf8AsReplacementCharacters) {
+  const std::string fffd = "\xef\xbf\xbd";  // U+FFFD
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"plain", "plain"},
+      {"a\"b\\c/", "a\"b\\c/"},
+      {"t\tn\nr\rb\bf\f", "t\tn\nr\rb\bf\f"},
+      {std::string("nul\0x", 5), std::string("nul\0x", 5)},
+      {"\x1f\x7f", "\x1f\x7f"},
+      {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+      {"\xff", fffd},
+      {"x\xffy", "x" + fffd + "y"},
+      {"\xc3", fffd},                                   // truncated
+      {"\xc0\xaf", fffd + fffd},                        // overlong '/'
+      {"\xed\xa0\x80", fffd + fffd + fffd},             // surrogate
+      {"\xf4\x90\x80\x80", fffd + fffd + fffd + fffd},  // above U+10FFFF
+  };
+  for (const auto& [given, expected] : cases) {
+    Report r;
+    r.hostname = given;  // a process name may hold any bytes too
+    const std::string text = RenderJson(r);
+    for (char c : text)
+      EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20 && c != '\n') << text;
+    EXPECT_EQ(Parsed(text)["host"], expected) << text;
+  }
 }
 
-TEST(Json, WriterPlacesCommasAndNesting) {
-  JsonWriter j;
-  j.BeginObject();
-  j.Key("a").Number(uint64_t{1});
-  j.Key("b").BeginArray().String("x").Null().Bool(true).EndArray();
-  j.Key("c").BeginObject().EndObject();
-  j.Key("d").BeginArray().EndArray();
-  j.Key("e\"").Number(int64_t{-3});
-  j.EndObject();
-  EXPECT_EQ(j.str(),
-            "{\n"
-            "  \"a\": 1,\n"
-            "  \"b\": [\n"
-            "    \"x\",\n"
-            "    null,\n"
-            "    true\n"
-            "  ],\n"
-            "  \"c\": {},\n"
-            "  \"d\": [],\n"
-            "  \"e\\\"\": -3\n"
-            "}\n");
+// Every leaf of `j` under `path`, with its path ("module.device.mode").
+void Leaves(const nlohmann::json& j, const std::string& path,
+            std::vector<std::pair<std::string, nlohmann::json>>* out) {
+  if (j.is_object()) {
+    for (const auto& [key, value] : j.items())
+      Leaves(value, path.empty() ? key : path + "." + key, out);
+  } else if (j.is_array()) {
+    for (const auto& value : j) Leaves(value, path + "[]", out);
+  } else {
+    out->emplace_back(path, j);
+  }
+}
+
+TEST(Json, NumbersAreNumbers) {
+  Report r;
+  r.version = "0.1";
+  r.memlock.ok = true;
+  r.memlock.soft_bytes = 64 * kKiB;
+  r.memlock.hard_unlimited = true;
+  r.node.mem_total_bytes = 256 * kGiB;
+  r.node.numa_nodes = 2;
+  r.node.cpus_online = 64;
+  r.processes = ProcessScan{};
+  r.processes->top.push_back({42, "rank0", "alice", 8 * kMiB, 0});
+  r.module.proc_modules_read = true;
+  r.module.loaded = ModuleLine{28672, 2, "Live", "(OE)"};
+  r.module.max_ranges_param = "1048576";
+  r.module.ring_entries_param = "2048";
+  r.module.device_exists = true;
+  r.module.device_mode = 0660;
+  r.module.opened = true;
+  r.module.abi_version = 3;
+  r.module.stats_read = true;
+  r.recommendation = Recommend(256 * kGiB, 64, 1250);
+  const nlohmann::json j = Parsed(RenderJson(r));
+  EXPECT_EQ(j["recommendation"]["reserve_percent"], 12.5);
+  EXPECT_EQ(j["module"]["param_max_ranges"], 1048576);
+  EXPECT_EQ(j["module"]["param_ring_entries"], 2048);
+  EXPECT_EQ(j["memlock"]["soft_bytes"], 65536);
+  EXPECT_EQ(j["memlock"]["hard_bytes"], "unlimited");
+  // No number hides in a string: only the version and the permission bits
+  // (as chmod takes them) look numeric, and they are names, not amounts.
+  std::vector<std::pair<std::string, nlohmann::json>> leaves;
+  Leaves(j, "", &leaves);
+  size_t numbers = 0;
+  for (const auto& [path, value] : leaves) {
+    numbers += value.is_number();
+    if (!value.is_string() || path == "regcache_version" ||
+        path == "module.device.mode")
+      continue;
+    const std::string text = value.get<std::string>();
+    EXPECT_FALSE(!text.empty() &&
+                 text.find_first_not_of("0123456789.%") == std::string::npos)
+        << path << ": \"" << text << "\"";
+  }
+  EXPECT_GT(numbers, 40u);
 }
 
 // ------------------------------------------------------------ command line
@@ -286,8 +347,8 @@ TEST(Args, DefaultsWithNoArguments) {
 TEST(Args, AcceptsBothValueForms) {
   Options o;
   std::string error;
-  ASSERT_TRUE(Parse({"--json", "--all", "--ranks-per-node", "48", "--reserve=12.5%",
-                     "--top=3", "--mem-total", "512G"},
+  ASSERT_TRUE(Parse({"--json", "--all", "--ranks-per-node", "48",
+                     "--reserve=12.5%", "--top=3", "--mem-total", "512G"},
                     &o, &error))
       << error;
   EXPECT_TRUE(o.json);
@@ -336,12 +397,53 @@ TEST(Args, RejectsUnknownFlagsAndBadNumbersNamingThem) {
   }
 }
 
+TEST(Args, ErrorsSayWhatTheOptionAccepts) {
+  Options o;
+  std::string error;
+  EXPECT_FALSE(Parse({"--top", "0"}, &o, &error));
+  EXPECT_EQ(error, "--top: '0' is not a number from 1 to 100000");
+  EXPECT_FALSE(Parse({"--reserve=abc"}, &o, &error));
+  EXPECT_NE(error.find("0 <= PCT < 100"), std::string::npos) << error;
+  EXPECT_FALSE(Parse({"--mem-total", "12Q"}, &o, &error));
+  EXPECT_NE(error.find("K, M, G or T"), std::string::npos) << error;
+  EXPECT_FALSE(Parse({"--ranks-per-node"}, &o, &error));
+  EXPECT_EQ(error, "--ranks-per-node needs a value (N)");
+  EXPECT_FALSE(Parse({"--json=1"}, &o, &error));
+  EXPECT_EQ(error, "--json takes no value");
+  EXPECT_FALSE(Parse({"--jsn"}, &o, &error));
+  EXPECT_EQ(error, "unknown option '--jsn'");
+}
+
+TEST(Args, TheLastValueCountsAndVersionIsAnOption) {
+  Options o;
+  std::string error;
+  ASSERT_TRUE(Parse({"--top", "3", "--top=5"}, &o, &error)) << error;
+  EXPECT_EQ(o.top, 5u);
+  EXPECT_FALSE(o.version);
+  ASSERT_TRUE(Parse({"--version"}, &o, &error)) << error;
+  EXPECT_TRUE(o.version);
+  EXPECT_FALSE(o.help);
+}
+
+TEST(Args, HelpListsEveryOptionWithItsValue) {
+  const std::string help = Usage("regcache-limits");
+  EXPECT_EQ(help.rfind("usage: regcache-limits [--json]", 0), 0u) << help;
+  for (const char* line :
+       {"\n  --json ", "\n  --all ", "\n  --top N ", "\n  --ranks-per-node N ",
+        "\n  --reserve PCT ", "\n  --mem-total SIZE ", "\n  --version ",
+        "\n  -h, --help ", "Exit status: 0, or 2 for a usage error"})
+    EXPECT_NE(help.find(line), std::string::npos) << line << "\n" << help;
+}
+
 TEST(Args, ValueParsers) {
-  uint32_t n;
-  EXPECT_TRUE(ParseCount("1", 1, 10, &n));
+  uint64_t n;
+  EXPECT_TRUE(regcache_tools::ParseCount("1", 1, 10, &n));
   EXPECT_EQ(n, 1u);
-  EXPECT_FALSE(ParseCount("11", 1, 10, &n));
-  EXPECT_FALSE(ParseCount("+3", 1, 10, &n));
+  EXPECT_FALSE(regcache_tools::ParseCount("11", 1, 10, &n));
+  EXPECT_FALSE(regcache_tools::ParseCount("+3", 1, 10, &n));
+  EXPECT_FALSE(regcache_tools::ParseCount("0x3", 1, 10, &n));
+  EXPECT_FALSE(
+      regcache_tools::ParseCount("99999999999999999999", 1, UINT64_MAX, &n));
   uint32_t bp;
   EXPECT_TRUE(ParsePercent("99.99", &bp));
   EXPECT_EQ(bp, 9999u);
@@ -389,7 +491,8 @@ TEST(Probe, ScanProcessesSortsByVmPinThenVmLckAndTotals) {
   TempDir proc;
   auto status = [](const char* name, uint64_t pin_kb, uint64_t lck_kb) {
     return std::string("Name:\t") + name + "\nUid:\t0\t0\t0\t0\nVmLck:\t" +
-           std::to_string(lck_kb) + " kB\nVmPin:\t" + std::to_string(pin_kb) + " kB\n";
+           std::to_string(lck_kb) + " kB\nVmPin:\t" + std::to_string(pin_kb) +
+           " kB\n";
   };
   proc.Write("10/status", status("small", 4, 0));
   proc.Write("11/status", status("big", 1024, 0));
@@ -465,11 +568,12 @@ TEST(Render, JsonOfASyntheticReportHasEveryKeyAndNulls) {
   r.rdma.devices = {"mlx5_0", "mlx5_1"};
   const std::string json = RenderJson(r);
   for (const char* key :
-       {"\"memlock\"", "\"soft_bytes\": \"unlimited\"", "\"cap_ipc_lock\": false",
-        "\"self\"", "\"processes\": null", "\"node\"", "\"numa_nodes\": 2", "\"module\"",
-        "\"counters\": null", "\"library\"", "\"monitor\": \"uffd\"", "\"mode\"",
-        "\"rdma_devices\"", "\"mlx5_1\"", "\"recommendation\"",
-        "\"memlock_bytes\": 3221225472", "\"memlock_kib\": 3145728", "\"warnings\"",
+       {"\"memlock\"", "\"soft_bytes\": \"unlimited\"",
+        "\"cap_ipc_lock\": false", "\"self\"", "\"processes\": null",
+        "\"node\"", "\"numa_nodes\": 2", "\"module\"", "\"counters\": null",
+        "\"library\"", "\"monitor\": \"uffd\"", "\"mode\"", "\"rdma_devices\"",
+        "\"mlx5_1\"", "\"recommendation\"", "\"memlock_bytes\": 3221225472",
+        "\"memlock_kib\": 3145728", "\"warnings\"",
         "\"host\": \"node\\\"1\""}) {
     EXPECT_NE(json.find(key), std::string::npos) << key << "\n" << json;
   }
@@ -480,49 +584,121 @@ TEST(Render, JsonOfASyntheticReportHasEveryKeyAndNulls) {
   const std::string text = RenderText(r);
   EXPECT_NE(text.find("@rdma soft memlock 3145728"), std::string::npos) << text;
   EXPECT_NE(text.find("LimitMEMLOCK=3221225472"), std::string::npos) << text;
-  EXPECT_NE(text.find("PropagateResourceLimitsExcept=MEMLOCK"), std::string::npos);
-  EXPECT_NE(text.find("--ulimit memlock=3221225472:3221225472"), std::string::npos);
+  EXPECT_NE(text.find("PropagateResourceLimitsExcept=MEMLOCK"),
+            std::string::npos);
+  EXPECT_NE(text.find("--ulimit memlock=3221225472:3221225472"),
+            std::string::npos);
 }
 
-TEST(Render, SmallLimitWarnsAboutRegistrationFailures) {
+// A report of a process without CAP_IPC_LOCK at the default 64 KiB limit.
+Report At64KiB() {
   Report r;
   r.memlock.ok = true;
   r.memlock.soft_bytes = 64 * kKiB;
   r.memlock.hard_bytes = 64 * kKiB;
   r.memlock.cap_ipc_lock = false;
+  return r;
+}
+
+TEST(Render, SmallLimitWarnsAboutRegistrationFailures) {
+  Report r = At64KiB();
   r.recommendation = Recommend(64 * kGiB, 16, 2500);
   const std::vector<std::string> w = Warnings(r);
   ASSERT_FALSE(w.empty());
   EXPECT_NE(w[0].find("8229"), std::string::npos) << w[0];
   // With CAP_IPC_LOCK the limit does not apply: no such warning.
   r.memlock.cap_ipc_lock = true;
-  for (const std::string& s : Warnings(r)) EXPECT_EQ(s.find("8229"), std::string::npos) << s;
+  for (const std::string& s : Warnings(r))
+    EXPECT_EQ(s.find("8229"), std::string::npos) << s;
+}
+
+TEST(Render, RegcacheMaxBytesAboveTheMemlockLimitIsWarnedAbout) {
+  Report r = At64KiB();
+  r.library.created = true;
+  auto warned = [&r] {
+    for (const std::string& w : Warnings(r))
+      if (w.find("REGCACHE_MAX_BYTES") != std::string::npos) return w;
+    return std::string();
+  };
+  // Unset: the library's default is the soft limit itself.
+  r.library.max_bytes = 64 * kKiB;
+  EXPECT_EQ(warned(), "");
+  r.library.max_bytes_env = "4G";
+  r.library.max_bytes = 4 * kGiB;
+  EXPECT_NE(warned().find("REGCACHE_MAX_BYTES=4G (4 GiB) exceeds the soft "
+                          "memlock limit (64 KiB)"),
+            std::string::npos)
+      << warned();
+  EXPECT_NE(RenderText(r).find("REGCACHE_MAX_BYTES 4G = 4 GiB (4294967296 "
+                               "bytes)"),
+            std::string::npos)
+      << RenderText(r);
+  r.library.max_bytes_env = "64K";  // at the limit is not above it
+  r.library.max_bytes = 64 * kKiB;
+  EXPECT_EQ(warned(), "");
+  r.memlock.soft_unlimited = true;  // no limit to exceed
+  r.library.max_bytes_env = "4G";
+  r.library.max_bytes = 4 * kGiB;
+  EXPECT_EQ(warned(), "");
+}
+
+TEST(Render, LimitsConfGroupLinesSayWhomTheyApplyTo) {
+  GroupInfo g;
+  g.name = "rdma";
+  EXPECT_NE(GroupNote(g, "alice").find("group rdma, which does not exist"),
+            std::string::npos);
+  g.exists = true;
+  g.user_is_member = true;
+  EXPECT_EQ(GroupNote(g, "alice"),
+            "the @rdma lines apply only to members of group rdma; user "
+            "alice is one");
+  g.user_is_member = false;
+  EXPECT_EQ(GroupNote(g, "bob"),
+            "the @rdma lines apply only to members of group rdma; user bob "
+            "is not (usermod -aG rdma bob, then log in again)");
+  g.user_is_member.reset();
+  EXPECT_NE(GroupNote(g, "1234").find("no passwd entry"), std::string::npos);
+  // In the report, beside the lines themselves.
+  Report r;
+  r.user = "bob";
+  r.rdma_group.exists = true;
+  r.rdma_group.user_is_member = false;
+  r.recommendation = Recommend(64 * kGiB, 16, 2500);
+  const std::string text = RenderText(r);
+  const size_t lines = text.find("@rdma hard memlock");
+  ASSERT_NE(lines, std::string::npos) << text;
+  EXPECT_NE(text.find("user bob is not (usermod -aG rdma bob", lines),
+            std::string::npos)
+      << text;
+  const nlohmann::json j = Parsed(RenderJson(r));
+  EXPECT_EQ(j["rdma_group"]["user_is_member"], false);
+}
+
+TEST(Probe, GroupMembershipFromTheGroupDatabase) {
+  const GroupInfo root = ProbeGroup("root", 0);
+  EXPECT_TRUE(root.exists);
+  EXPECT_EQ(root.gid, 0u);
+  EXPECT_EQ(root.user_is_member, true);  // root's primary group
+  const GroupInfo none = ProbeGroup("regcache-test-no-such-group", 0);
+  EXPECT_FALSE(none.exists);
+  EXPECT_FALSE(none.user_is_member.has_value());
 }
 
 // --------------------------------------------------------- the real program
 
-// Runs `command`, returns its stdout and sets *status to its exit status.
-std::string RunCommand(const std::string& command, int* status) {
-  std::string out;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = pclose(p);
-  *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  return out;
-}
+using regcache_tools::RunCommand;
 
 TEST(Program, JsonRunHasTheTopLevelKeys) {
   int status = -1;
-  const std::string json =
-      RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --json --all 2>/dev/null", &status);
+  const std::string json = RunCommand(
+      std::string(REGCACHE_LIMITS_BINARY) + " --json --all 2>/dev/null",
+      &status);
   ASSERT_EQ(status, 0) << json;
   for (const char* key :
-       {"\"memlock\"", "\"cap_ipc_lock\"", "\"self\"", "\"processes\"", "\"node\"",
-        "\"mem_total_bytes\"", "\"module\"", "\"library\"", "\"monitor\"", "\"mode\"",
-        "\"rdma_devices\"", "\"recommendation\"", "\"warnings\""}) {
+       {"\"memlock\"", "\"cap_ipc_lock\"", "\"self\"", "\"processes\"",
+        "\"node\"", "\"mem_total_bytes\"", "\"module\"", "\"library\"",
+        "\"monitor\"", "\"mode\"", "\"rdma_devices\"", "\"recommendation\"",
+        "\"warnings\""}) {
     EXPECT_NE(json.find(key), std::string::npos) << key << "\n" << json;
   }
   ASSERT_EQ(json.front(), '{');
@@ -532,22 +708,94 @@ TEST(Program, JsonRunHasTheTopLevelKeys) {
     GTEST_SKIP() << "python3 not found: only the key check ran";
   const std::string check =
       std::string(REGCACHE_LIMITS_BINARY) +
-      " --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); "
-      "assert {\"memlock\",\"node\",\"module\",\"library\",\"recommendation\"} <= "
+      " --json 2>/dev/null | python3 -c 'import json,sys; "
+      "d=json.load(sys.stdin); "
+      "assert {\"memlock\",\"node\",\"module\",\"library\",\"recommendation\"} "
+      "<= "
       "set(d), d.keys(); print(\"ok\")'";
   EXPECT_EQ(RunCommand(check, &status), "ok\n");
   EXPECT_EQ(status, 0);
 }
 
+TEST(Program, EnvPrintsEveryVariableWithItsValueAndSource) {
+  int status = -1;
+  const std::string out = RunCommand(
+      "env -u REGCACHE_MONITOR REGCACHE_MODE=pin REGCACHE_STATS=nope " +
+          std::string(REGCACHE_LIMITS_BINARY) + " --env 2>/dev/null",
+      &status);
+  ASSERT_EQ(status, 0) << out;
+  for (const char* line :
+       {"REGCACHE_MODE=pin  (environment)\n", "REGCACHE_MONITOR=auto  (default)\n",
+        "REGCACHE_STATS=0  (environment: \"nope\" is invalid", "# REGCACHE_MAX_ENTRIES: ",
+        "REGCACHE_MAX_BYTES=", "REGCACHE_ODP_IMPLICIT=", "REGCACHE_ODP_PREFETCH="})
+    EXPECT_NE(out.find(line), std::string::npos) << line << " missing in:\n" << out;
+  EXPECT_EQ(out.find("memlock"), std::string::npos) << "--env prints only the variables";
+}
+
 TEST(Program, UsageErrorsExitWithTwo) {
   int status = -1;
-  RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --bogus 2>/dev/null", &status);
+  RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --bogus 2>/dev/null",
+             &status);
   EXPECT_EQ(status, 2);
-  RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --ranks-per-node zero 2>/dev/null", &status);
+  RunCommand(std::string(REGCACHE_LIMITS_BINARY) +
+                 " --ranks-per-node zero 2>/dev/null",
+             &status);
   EXPECT_EQ(status, 2);
-  const std::string help = RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --help", &status);
+  const std::string help =
+      RunCommand(std::string(REGCACHE_LIMITS_BINARY) + " --help", &status);
   EXPECT_EQ(status, 0);
   EXPECT_NE(help.find("--ranks-per-node"), std::string::npos) << help;
+}
+
+TEST(Program, BadInputIsOneMessageOnStderrAndNoReport) {
+  int status = -1;
+  // stderr into stdout: the message and the hint, nothing else.
+  const std::string out = RunCommand(
+      std::string(REGCACHE_LIMITS_BINARY) + " --json --top 0 2>&1", &status);
+  EXPECT_EQ(status, 2);
+  EXPECT_EQ(out,
+            "regcache-limits: --top: '0' is not a number from 1 to 100000\n"
+            "Try 'regcache-limits --help'.\n");
+}
+
+TEST(Program, VersionNamesTheToolAndTheLibrary) {
+  int status = -1;
+  const std::string out = RunCommand(
+      std::string(REGCACHE_LIMITS_BINARY) + " --version 2>&1", &status);
+  EXPECT_EQ(status, 0);
+  const std::string library = "(regcache API " +
+                              std::to_string(REGCACHE_VERSION_MAJOR) + "." +
+                              std::to_string(REGCACHE_VERSION_MINOR) + ")\n";
+  EXPECT_EQ(out.rfind("regcache-limits ", 0), 0u) << out;
+  EXPECT_NE(out.find(library), std::string::npos) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+}
+
+TEST(Program, ReadsRegcacheMaxBytesAsTheLibraryDoes) {
+  // A soft limit of 1 MiB (any user may lower it); the sizes as the
+  // library parses them.
+  auto run = [](const std::string& max_bytes) {
+    int status = -1;
+    const std::string out = RunCommand(
+        "ulimit -l 1024 && REGCACHE_MAX_BYTES=" + max_bytes + " " +
+            std::string(REGCACHE_LIMITS_BINARY) + " --json 2>/dev/null",
+        &status);
+    EXPECT_EQ(status, 0) << out;
+    return Parsed(out);
+  };
+  auto warns = [](const nlohmann::json& j) {
+    for (const auto& w : j["warnings"])
+      if (w.get<std::string>().find("REGCACHE_MAX_BYTES") != std::string::npos)
+        return true;
+    return false;
+  };
+  const nlohmann::json above = run("512M");
+  EXPECT_EQ(above["library"]["env_max_bytes"], "512M");
+  EXPECT_EQ(above["library"]["max_bytes"], 512 * kMiB);
+  EXPECT_TRUE(warns(above)) << above["warnings"];
+  const nlohmann::json below = run("512KiB");
+  EXPECT_EQ(below["library"]["max_bytes"], 512 * kKiB);
+  EXPECT_FALSE(warns(below)) << below["warnings"];
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ namespace regcache_limits {
 namespace {
 
 // The whole of a (/proc or /sys) file; *err is the errno when it fails.
-std::optional<std::string> ReadFile(const std::string& path, int* err = nullptr) {
+std::optional<std::string> ReadFile(const std::string& path,
+                                    int* err = nullptr) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (err) *err = errno;
@@ -85,8 +86,8 @@ bool InGroup(gid_t gid) {
   if (n <= 0) return false;
   std::vector<gid_t> groups(static_cast<size_t>(n));
   const int got = getgroups(n, groups.data());
-  return got > 0 &&
-         std::find(groups.begin(), groups.begin() + got, gid) != groups.begin() + got;
+  return got > 0 && std::find(groups.begin(), groups.begin() + got, gid) !=
+                        groups.begin() + got;
 }
 
 bool AllDigits(const char* s) {
@@ -123,8 +124,8 @@ MemlockInfo ProbeMemlock(const Paths& paths) {
   if (auto map = ReadFile(paths.proc + "/self/uid_map")) {
     unsigned long long inside, outside, count;
     int n = 0;
-    const bool one = sscanf(map->c_str(), " %llu %llu %llu %n", &inside, &outside,
-                            &count, &n) == 3;
+    const bool one = sscanf(map->c_str(), " %llu %llu %llu %n", &inside,
+                            &outside, &count, &n) == 3;
     m.in_user_namespace = !(one && inside == 0 && outside == 0 &&
                             count == 4294967295ULL && size_t(n) == map->size());
   }
@@ -136,7 +137,8 @@ NodeInfo ProbeNode(const Paths& paths) {
   int err = 0;
   if (auto meminfo = ReadFile(paths.proc + "/meminfo", &err)) {
     n.mem_total_bytes = ParseMemTotal(*meminfo);
-    if (!n.mem_total_bytes) n.mem_total_error = "no MemTotal line in /proc/meminfo";
+    if (!n.mem_total_bytes)
+      n.mem_total_error = "no MemTotal line in /proc/meminfo";
   } else {
     n.mem_total_error = paths.proc + "/meminfo: " + strerror(err);
   }
@@ -144,7 +146,8 @@ NodeInfo ProbeNode(const Paths& paths) {
   n.cpus_online = sysconf(_SC_NPROCESSORS_ONLN);
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) n.cpus_allowed = CPU_COUNT(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    n.cpus_allowed = CPU_COUNT(&set);
   return n;
 }
 
@@ -153,10 +156,12 @@ std::string OpenAdvice(int err, const ModuleInfo& m) {
   std::string why = std::string("open: ") + strerror(err);
   if (err == ENOENT) {
     if (m.loaded)
-      why += " (the module is loaded but udev made no node: check "
-             "`udevadm trigger --subsystem-match=misc`)";
+      why +=
+          " (the module is loaded but udev made no node: check "
+          "`udevadm trigger --subsystem-match=misc`)";
     else if (m.proc_modules_read)
-      why += " (the module is not loaded: modprobe regcache, docs/operators.md)";
+      why +=
+          " (the module is not loaded: modprobe regcache, docs/operators.md)";
     else
       why += " (is the module loaded? modprobe regcache, docs/operators.md)";
   } else if (err == ENXIO || err == ENODEV) {
@@ -181,7 +186,10 @@ std::string OpenAdvice(int err, const ModuleInfo& m) {
 // when they exist.
 template <typename Stats>
 std::optional<std::pair<std::string, std::string>> ModeOf(const Stats& s) {
-  if constexpr (requires { s.mode; s.mode_reason; }) {
+  if constexpr (requires {
+                  s.mode;
+                  s.mode_reason;
+                }) {
     return std::make_pair(std::string(regcache_mode_name(s.mode)),
                           std::string(s.mode_reason));
   } else {
@@ -198,7 +206,8 @@ std::string CreateError() {
 }
 
 // A throwaway ibverbs cache on `device`: what an ibverbs application gets.
-DeviceChoice ProbeIbverbsCache(ibv_device* device, const regcache_config& config) {
+DeviceChoice ProbeIbverbsCache(ibv_device* device,
+                               const regcache_config& config) {
   DeviceChoice d;
   d.device = ibv_get_device_name(device);
   ibv_context* context = ibv_open_device(device);
@@ -260,7 +269,8 @@ ProcessScan ScanProcesses(const std::string& proc_dir, uint32_t top) {
     p.name = st.name;
     if (st.uid) {
       auto it = users.find(*st.uid);
-      if (it == users.end()) it = users.emplace(*st.uid, UserName(*st.uid)).first;
+      if (it == users.end())
+        it = users.emplace(*st.uid, UserName(*st.uid)).first;
       p.user = it->second;
     }
     p.vm_pin_bytes = pin;
@@ -269,8 +279,10 @@ ProcessScan ScanProcesses(const std::string& proc_dir, uint32_t top) {
   }
   closedir(dir);
   std::sort(all.begin(), all.end(), [](const ProcEntry& a, const ProcEntry& b) {
-    if (a.vm_pin_bytes != b.vm_pin_bytes) return a.vm_pin_bytes > b.vm_pin_bytes;
-    if (a.vm_lck_bytes != b.vm_lck_bytes) return a.vm_lck_bytes > b.vm_lck_bytes;
+    if (a.vm_pin_bytes != b.vm_pin_bytes)
+      return a.vm_pin_bytes > b.vm_pin_bytes;
+    if (a.vm_lck_bytes != b.vm_lck_bytes)
+      return a.vm_lck_bytes > b.vm_lck_bytes;
     return a.pid < b.pid;
   });
   if (all.size() > top) all.resize(top);
@@ -343,9 +355,10 @@ ModuleInfo ProbeModule(const Paths& paths) {
     const int err = stats_errno;
     m.stats_error = std::string("REGCACHE_IOC_STATS: ") + strerror(err);
     if (err == ENOTTY) {
-      m.stats_error += " (the module speaks another ABI than this tool's version " +
-                       std::to_string(REGCACHE_KMOD_ABI_VERSION) +
-                       ": rebuild and reload it)";
+      m.stats_error +=
+          " (the module speaks another ABI than this tool's version " +
+          std::to_string(REGCACHE_KMOD_ABI_VERSION) +
+          ": rebuild and reload it)";
     }
   }
   close(fd);
@@ -356,20 +369,24 @@ LibraryChoice ProbeLibrary() {
   LibraryChoice lc;
   if (const char* v = getenv("REGCACHE_MONITOR")) lc.monitor_env = v;
   if (const char* v = getenv("REGCACHE_MODE")) lc.mode_env = v;
+  if (const char* v = getenv("REGCACHE_MAX_BYTES")) lc.max_bytes_env = v;
   lc.mode = "pin (ODP policy not built)";  // unless the cache says otherwise
 
   regcache_registrar registrar{};
   regcache_registrar_fake(/*lock_memory=*/0, &registrar);
   regcache_config config{};
-  if (regcache_config_init(&config) != 0) lc.config_error = regcache_last_error();
+  if (regcache_config_init(&config) != 0)
+    lc.config_error = regcache_last_error();
   config.print_stats_at_exit = 0;
+  lc.max_bytes = config.max_bytes;
 
   struct regcache_stats stats {};
   lc.mode_policy = ModeOf(stats).has_value();
   if (lc.mode_policy) {
     int n = 0;
     if (ibv_device** list = ibv_get_device_list(&n)) {
-      for (int i = 0; i < n; ++i) lc.ibverbs.push_back(ProbeIbverbsCache(list[i], config));
+      for (int i = 0; i < n; ++i)
+        lc.ibverbs.push_back(ProbeIbverbsCache(list[i], config));
       ibv_free_device_list(list);
     }
   }
@@ -400,11 +417,39 @@ LibraryChoice ProbeLibrary() {
     } else {
       std::string why = CreateError();
       const std::string prefix = "monitor kmod unavailable: ";
-      if (why.compare(0, prefix.size(), prefix) == 0) why.erase(0, prefix.size());
+      if (why.compare(0, prefix.size(), prefix) == 0)
+        why.erase(0, prefix.size());
       lc.monitor_note = "auto: kmod unavailable: " + why;
     }
   }
   return lc;
+}
+
+GroupInfo ProbeGroup(const std::string& name, uint32_t uid) {
+  GroupInfo g;
+  g.name = name;
+  group gr, *found = nullptr;
+  char buf[16384];
+  if (getgrnam_r(name.c_str(), &gr, buf, sizeof buf, &found) != 0 ||
+      found == nullptr)
+    return g;
+  g.exists = true;
+  g.gid = gr.gr_gid;
+  passwd pw, *user = nullptr;
+  char pw_buf[4096];
+  if (getpwuid_r(uid, &pw, pw_buf, sizeof pw_buf, &user) != 0 ||
+      user == nullptr)
+    return g;
+  int n = 64;
+  std::vector<gid_t> groups;
+  do {
+    groups.resize(size_t(n));
+  } while (getgrouplist(user->pw_name, user->pw_gid, groups.data(), &n) < 0 &&
+           n > int(groups.size()));
+  groups.resize(size_t(std::max(n, 0)));
+  g.user_is_member =
+      std::find(groups.begin(), groups.end(), g.gid) != groups.end();
+  return g;
 }
 
 RdmaInfo ProbeRdma() {
@@ -414,13 +459,15 @@ RdmaInfo ProbeRdma() {
   ibv_device** list = ibv_get_device_list(&n);
   if (list == nullptr) {
     const int err = errno;
-    r.error = std::string("ibv_get_device_list: ") + (err ? strerror(err) : "failed");
+    r.error =
+        std::string("ibv_get_device_list: ") + (err ? strerror(err) : "failed");
     if (err == ENOSYS)
       r.error += " (no RDMA support in this kernel: ib_uverbs is not loaded)";
     return r;
   }
   r.listed = true;
-  for (int i = 0; i < n; ++i) r.devices.emplace_back(ibv_get_device_name(list[i]));
+  for (int i = 0; i < n; ++i)
+    r.devices.emplace_back(ibv_get_device_name(list[i]));
   ibv_free_device_list(list);
   return r;
 }
@@ -435,21 +482,25 @@ Report Gather(const Options& options, const Paths& paths) {
   r.user = UserName(r.uid);
   r.pid = getpid();
   r.memlock = ProbeMemlock(paths);
-  if (auto status = ReadFile(paths.proc + "/self/status")) r.self = ParseProcStatus(*status);
+  if (auto status = ReadFile(paths.proc + "/self/status"))
+    r.self = ParseProcStatus(*status);
   if (options.all) r.processes = ScanProcesses(paths.proc, options.top);
   r.node = ProbeNode(paths);
   r.module = ProbeModule(paths);
   r.library = ProbeLibrary();
   r.rdma = ProbeRdma();
+  r.rdma_group = ProbeGroup("rdma", r.uid);
 
   r.ranks_from_cpus = !options.ranks_per_node.has_value();
   r.ranks = options.ranks_per_node.value_or(
       uint32_t(std::max<long>(1, r.node.cpus_online)));
   r.reserve_basis_points = options.reserve_basis_points;
   r.mem_total_from_flag = options.mem_total_bytes.has_value();
-  const std::optional<uint64_t> mem_total =
-      options.mem_total_bytes ? options.mem_total_bytes : r.node.mem_total_bytes;
-  if (mem_total) r.recommendation = Recommend(*mem_total, r.ranks, r.reserve_basis_points);
+  const std::optional<uint64_t> mem_total = options.mem_total_bytes
+                                                ? options.mem_total_bytes
+                                                : r.node.mem_total_bytes;
+  if (mem_total)
+    r.recommendation = Recommend(*mem_total, r.ranks, r.reserve_basis_points);
   return r;
 }
 

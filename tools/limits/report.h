@@ -32,7 +32,7 @@ struct Paths {
 };
 
 struct MemlockInfo {
-  bool ok = false;       // getrlimit worked
+  bool ok = false;  // getrlimit worked
   std::string error;
   bool soft_unlimited = false, hard_unlimited = false;
   uint64_t soft_bytes = 0, hard_bytes = 0;
@@ -108,9 +108,14 @@ struct DeviceChoice {
 // library has the ODP mode policy, one with the ibverbs registrar per RDMA
 // device (ODP is decided per device).
 struct LibraryChoice {
-  std::string monitor_env;  // REGCACHE_MONITOR as set, "" if unset
-  std::string mode_env;     // REGCACHE_MODE as set, "" if unset
-  std::string config_error; // regcache_config_init's complaint about the env
+  std::string monitor_env;    // REGCACHE_MONITOR as set, "" if unset
+  std::string mode_env;       // REGCACHE_MODE as set, "" if unset
+  std::string max_bytes_env;  // REGCACHE_MAX_BYTES as set, "" if unset
+  // The byte limit a cache gets: regcache_config_init()'s, which parses
+  // REGCACHE_MAX_BYTES ("512M", "4G") or defaults to the soft memlock
+  // limit (0: no limit).
+  uint64_t max_bytes = 0;
+  std::string config_error;  // regcache_config_init's complaint about the env
   bool created = false;
   std::string error;         // regcache_create's message when it failed
   std::string monitor;       // "kmod", "uffd", "none"
@@ -129,6 +134,19 @@ struct RdmaInfo {
 };
 RdmaInfo ProbeRdma();
 
+// Group rdma, which the limits.d lines ("@rdma ...") name: they apply only
+// to its members.
+struct GroupInfo {
+  std::string name = "rdma";
+  bool exists = false;
+  uint32_t gid = 0;
+  // Whether the report's user is a member (primary or supplementary, as
+  // the group database says, which is what pam_limits reads at login);
+  // nullopt when the user has no passwd entry.
+  std::optional<bool> user_is_member;
+};
+GroupInfo ProbeGroup(const std::string& group, uint32_t uid);
+
 struct Report {
   std::string version;  // of regcache
   std::string hostname, user;
@@ -141,6 +159,7 @@ struct Report {
   ModuleInfo module;
   LibraryChoice library;
   RdmaInfo rdma;
+  GroupInfo rdma_group;
   // The recommendation's inputs and result; no result without a MemTotal.
   uint32_t ranks = 1;
   bool ranks_from_cpus = false;  // --ranks-per-node not given
@@ -155,6 +174,10 @@ Report Gather(const Options& options, const Paths& paths = Paths());
 // What the report means for an operator: one sentence each, most serious
 // first. Part of both outputs ("warnings" in JSON).
 std::vector<std::string> Warnings(const Report& report);
+
+// The limits.d lines name a group ("@rdma"): to whom they apply, and
+// whether `user` is one of them (and how to make it so).
+std::string GroupNote(const GroupInfo& group, const std::string& user);
 
 std::string RenderText(const Report& report);
 std::string RenderJson(const Report& report);

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "posix_util.h"
+
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
@@ -33,7 +35,7 @@ bool Buffers::Map(uint32_t count, size_t size, std::string* error) {
   for (uint32_t i = 0; i < count; ++i) {
     void* p = MapAnonymous(nullptr, mapped_, 0);
     if (p == MAP_FAILED) {
-      *error = "mmap(" + std::to_string(mapped_) + "): " + strerror(errno);
+      *error = ErrnoText("mmap(" + std::to_string(mapped_) + ")", errno);
       return false;
     }
     buffers_.push_back(p);
@@ -44,14 +46,14 @@ bool Buffers::Map(uint32_t count, size_t size, std::string* error) {
 bool Buffers::Remap(uint32_t i, bool* same_address, std::string* error) {
   void* old = buffers_[i];
   if (munmap(old, mapped_) != 0) {
-    *error = std::string("munmap: ") + strerror(errno);
+    *error = ErrnoText("munmap", errno);
     return false;
   }
   void* p = MapAnonymous(old, mapped_, MAP_FIXED_NOREPLACE);
   if (p == MAP_FAILED) p = MapAnonymous(nullptr, mapped_, 0);
   if (p == MAP_FAILED) {
     buffers_.erase(buffers_.begin() + i);  // nothing to unmap any more
-    *error = "mmap(" + std::to_string(mapped_) + "): " + strerror(errno);
+    *error = ErrnoText("mmap(" + std::to_string(mapped_) + ")", errno);
     return false;
   }
   buffers_[i] = p;

@@ -7,23 +7,15 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
+#include "posix_util.h"
+
 namespace regcache_pingpong {
-namespace {
-
-double Now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
-}
-
-}  // namespace
 
 Channel::~Channel() {
   if (fd_ >= 0) close(fd_);
@@ -32,7 +24,7 @@ Channel::~Channel() {
 std::unique_ptr<Channel> Channel::Listen(uint16_t port, std::string* error) {
   const int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    *error = std::string("socket: ") + strerror(errno);
+    *error = ErrnoText("socket", errno);
     return nullptr;
   }
   const int one = 1, zero = 0;
@@ -44,7 +36,7 @@ std::unique_ptr<Channel> Channel::Listen(uint16_t port, std::string* error) {
   addr.sin6_port = htons(port);
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       listen(fd, 1) != 0) {
-    *error = "listen on port " + std::to_string(port) + ": " + strerror(errno);
+    *error = ErrnoText("listen on port " + std::to_string(port), errno);
     close(fd);
     return nullptr;
   }
@@ -52,7 +44,7 @@ std::unique_ptr<Channel> Channel::Listen(uint16_t port, std::string* error) {
   const int saved = errno;
   close(fd);
   if (conn < 0) {
-    *error = std::string("accept: ") + strerror(saved);
+    *error = ErrnoText("accept", saved);
     return nullptr;
   }
   return std::make_unique<Channel>(conn);
@@ -120,7 +112,7 @@ bool Channel::Fill(double deadline, std::string* error) {
     const int rc = poll(&p, 1, static_cast<int>(left * 1000) + 1);
     if (rc < 0 && errno == EINTR) continue;
     if (rc < 0) {
-      *error = std::string("poll: ") + strerror(errno);
+      *error = ErrnoText("poll", errno);
       return false;
     }
     if (rc == 0) continue;
@@ -128,8 +120,8 @@ bool Channel::Fill(double deadline, std::string* error) {
     const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      *error = n == 0 ? "the peer closed the connection"
-                      : std::string("recv: ") + strerror(errno);
+      *error =
+          n == 0 ? "the peer closed the connection" : ErrnoText("recv", errno);
       return false;
     }
     buffered_.append(buf, size_t(n));

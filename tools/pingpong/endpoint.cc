@@ -7,7 +7,6 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <sched.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -18,18 +17,10 @@
 #include <random>
 #include <sstream>
 
+#include "posix_util.h"
+
 namespace regcache_pingpong {
 namespace {
-
-std::string Errno(const std::string& what, int err) {
-  return what + ": " + strerror(err);
-}
-
-double Now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
-}
 
 bool IsIpv4Mapped(const uint8_t* raw) {
   static const uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -100,11 +91,20 @@ Endpoint::~Endpoint() {
 
 bool Endpoint::Init(const DeviceOptions& options, std::string* error) {
   int count = 0;
+  errno = 0;
   devices_ = ibv_get_device_list(&count);
   if (devices_ == nullptr || count == 0) {
-    *error =
-        "no RDMA device (ibv_get_device_list found none; in the rig rxe0 "
-        "exists only inside the VM)";
+    const int err = errno;
+    *error = "no RDMA device (";
+    if (devices_ == nullptr && err != 0) {
+      *error += ErrnoText("ibv_get_device_list", err);
+      if (err == ENOSYS) *error += ": the kernel has no RDMA support loaded";
+    } else {
+      *error += "ibv_get_device_list found none";
+    }
+    *error +=
+        "); scripts/run-main.sh runs this tool in the qemu rig, on "
+        "Soft-RoCE";
     return false;
   }
   ibv_device* device = nullptr;
@@ -122,12 +122,12 @@ bool Endpoint::Init(const DeviceOptions& options, std::string* error) {
   device_name_ = ibv_get_device_name(device);
   context_ = ibv_open_device(device);
   if (context_ == nullptr)
-    return *error = Errno("ibv_open_device(" + device_name_ + ")", errno),
+    return *error = ErrnoText("ibv_open_device(" + device_name_ + ")", errno),
            false;
   ib_port_ = options.ib_port;
   ibv_port_attr port{};
   if (ibv_query_port(context_, static_cast<uint8_t>(ib_port_), &port) != 0) {
-    *error = Errno(
+    *error = ErrnoText(
         device_name_ + ": ibv_query_port(" + std::to_string(ib_port_) + ")",
         errno);
     return false;
@@ -142,7 +142,7 @@ bool Endpoint::Init(const DeviceOptions& options, std::string* error) {
   ProbeOdp();
 
   pd_ = ibv_alloc_pd(context_);
-  if (pd_ == nullptr) return *error = Errno("ibv_alloc_pd", errno), false;
+  if (pd_ == nullptr) return *error = ErrnoText("ibv_alloc_pd", errno), false;
   polling_ = options.polling;
   if (polling_ == Polling::kAuto) {
     // Software devices (rxe, siw) are virtual devices in sysfs; their
@@ -156,10 +156,10 @@ bool Endpoint::Init(const DeviceOptions& options, std::string* error) {
   if (polling_ == Polling::kEvents) {
     channel_ = ibv_create_comp_channel(context_);
     if (channel_ == nullptr)
-      return *error = Errno("ibv_create_comp_channel", errno), false;
+      return *error = ErrnoText("ibv_create_comp_channel", errno), false;
   }
   cq_ = ibv_create_cq(context_, 256, nullptr, channel_, 0);
-  if (cq_ == nullptr) return *error = Errno("ibv_create_cq", errno), false;
+  if (cq_ == nullptr) return *error = ErrnoText("ibv_create_cq", errno), false;
   const size_t slots_bytes = sizeof(Ctrl) * (kRecvSlots + kSendSlots);
   ctrl_slots_ = static_cast<Ctrl*>(aligned_alloc(4096, 4096));
   static_assert(sizeof(Ctrl) * (kRecvSlots + kSendSlots) <= 4096);
@@ -170,7 +170,7 @@ bool Endpoint::Init(const DeviceOptions& options, std::string* error) {
   ctrl_mr_ = ibv_reg_mr(pd_, ctrl_slots_, slots_bytes,
                         static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
   if (ctrl_mr_ == nullptr)
-    return *error = Errno("ibv_reg_mr(control slots)", errno), false;
+    return *error = ErrnoText("ibv_reg_mr(control slots)", errno), false;
 
   ibv_qp_init_attr init{};
   init.send_cq = cq_;
@@ -186,7 +186,8 @@ bool Endpoint::Init(const DeviceOptions& options, std::string* error) {
     init.cap.max_inline_data = 0;
     qp_ = ibv_create_qp(pd_, &init);
   }
-  if (qp_ == nullptr) return *error = Errno("ibv_create_qp(RC)", errno), false;
+  if (qp_ == nullptr)
+    return *error = ErrnoText("ibv_create_qp(RC)", errno), false;
   inline_ctrl_ = init.cap.max_inline_data >= sizeof(Ctrl);
 
   ibv_qp_attr attr{};
@@ -197,7 +198,7 @@ bool Endpoint::Init(const DeviceOptions& options, std::string* error) {
   if (ibv_modify_qp(qp_, &attr,
                     IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT |
                         IBV_QP_ACCESS_FLAGS) != 0)
-    return *error = Errno("ibv_modify_qp(INIT)", errno), false;
+    return *error = ErrnoText("ibv_modify_qp(INIT)", errno), false;
   for (uint32_t slot = 0; slot < kRecvSlots; ++slot) {
     if (!PostRecv(slot, error)) return false;
   }
@@ -220,7 +221,7 @@ bool Endpoint::ChooseGid(const DeviceOptions& options, std::string* error) {
     ibv_gid_entry entry{};
     if (ibv_query_gid_ex(context_, ib_port_, uint32_t(options.gid_index),
                          &entry, 0) != 0) {
-      *error = Errno(
+      *error = ErrnoText(
           device_name_ + ": GID index " + std::to_string(options.gid_index),
           errno);
       return false;
@@ -331,7 +332,7 @@ bool Endpoint::Connect(const QpInfo& remote, std::string* error) {
                     IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
                         IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
                         IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER) != 0)
-    return *error = Errno("ibv_modify_qp(RTR)", errno), false;
+    return *error = ErrnoText("ibv_modify_qp(RTR)", errno), false;
   attr = {};
   attr.qp_state = IBV_QPS_RTS;
   attr.timeout = 14;
@@ -343,7 +344,7 @@ bool Endpoint::Connect(const QpInfo& remote, std::string* error) {
                     IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
                         IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
                         IBV_QP_MAX_QP_RD_ATOMIC) != 0)
-    return *error = Errno("ibv_modify_qp(RTS)", errno), false;
+    return *error = ErrnoText("ibv_modify_qp(RTS)", errno), false;
   return true;
 }
 
@@ -358,7 +359,7 @@ bool Endpoint::PostRecv(uint32_t slot, std::string* error) {
   wr.num_sge = 1;
   ibv_recv_wr* bad = nullptr;
   if (const int rc = ibv_post_recv(qp_, &wr, &bad); rc != 0) {
-    *error = Errno("ibv_post_recv", rc);
+    *error = ErrnoText("ibv_post_recv", rc);
     return false;
   }
   return true;
@@ -433,7 +434,7 @@ bool Endpoint::Wait(const std::function<bool()>& done, double timeout_s,
       const int rc =
           poll(&p, 1, static_cast<int>(std::min(left, 1.0) * 1000) + 1);
       if (rc < 0 && errno != EINTR) {
-        *error = Errno("poll(completion channel)", errno);
+        *error = ErrnoText("poll(completion channel)", errno);
         return false;
       }
       if (rc > 0) {
@@ -487,7 +488,7 @@ bool Endpoint::Send(const Ctrl& ctrl, std::string* error) {
   wr.send_flags = IBV_SEND_SIGNALED | (inline_ctrl_ ? IBV_SEND_INLINE : 0);
   ibv_send_wr* bad = nullptr;
   if (const int rc = ibv_post_send(qp_, &wr, &bad); rc != 0) {
-    *error = Errno("ibv_post_send(SEND)", rc);
+    *error = ErrnoText("ibv_post_send(SEND)", rc);
     return false;
   }
   ++sends_posted_;
@@ -515,7 +516,7 @@ bool Endpoint::WriteWithImm(const void* local, size_t length, uint32_t lkey,
   wr.wr.rdma.rkey = rkey;
   ibv_send_wr* bad = nullptr;
   if (const int rc = ibv_post_send(qp_, &wr, &bad); rc != 0) {
-    *error = Errno("ibv_post_send(RDMA_WRITE_WITH_IMM)", rc);
+    *error = ErrnoText("ibv_post_send(RDMA_WRITE_WITH_IMM)", rc);
     return false;
   }
   ++writes_posted_;

@@ -9,38 +9,34 @@
 // --json and --svg write the results for tools and a plot. docs/pingpong.md
 // explains what is measured and how to read it.
 
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "channel.h"
+#include "command_line.h"
 #include "options.h"
 #include "pattern.h"
+#include "posix_util.h"
+#include "progress.h"
 #include "report.h"
 #include "runner.h"
 
 namespace regcache_pingpong {
 namespace {
 
-double Now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
-}
-
 bool WriteFile(const std::string& path, const std::string& text) {
   FILE* f = fopen(path.c_str(), "w");
   if (f == nullptr) {
-    fprintf(stderr, "regcache-pingpong: %s: %s\n", path.c_str(),
-            strerror(errno));
+    fprintf(stderr, "regcache-pingpong: %s\n", ErrnoText(path, errno).c_str());
     return false;
   }
   const bool ok = fwrite(text.data(), 1, text.size(), f) == text.size();
@@ -68,9 +64,31 @@ std::string Settings(const Options& options) {
   return text;
 }
 
-void Progress(const std::string& line) {
-  fprintf(stderr, "\r%-78.78s", line.c_str());
-  fflush(stderr);
+// Why `path` cannot be written ("" if it can), so that a run of minutes
+// does not end without its --json or --svg file. Creates nothing.
+std::string CannotWrite(const std::string& path) {
+  if (access(path.c_str(), F_OK) == 0)
+    return access(path.c_str(), W_OK) == 0 ? "" : ErrnoText(path, errno);
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
+  if (access(dir.c_str(), W_OK | X_OK) == 0) return "";
+  return ErrnoText(path, errno);
+}
+
+// All of `fd` until EOF (the server endpoint's error message).
+std::string ReadAll(int fd) {
+  std::string text;
+  char buf[512];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      text.append(buf, size_t(n));
+    } else if (n == 0 || errno != EINTR) {
+      return text;
+    }
+  }
 }
 
 int Main(int argc, char** argv) {
@@ -79,13 +97,23 @@ int Main(int argc, char** argv) {
   Options options;
   std::string error;
   if (!ParseArgs(args, &options, &error)) {
-    fprintf(stderr, "%s: %s\n%s", program, error.c_str(),
-            Usage(program).c_str());
+    fprintf(stderr, "%s: %s\nTry '%s --help'.\n", program, error.c_str(),
+            program);
     return 2;
   }
-  if (options.help) {
-    fputs(Usage(program).c_str(), stdout);
-    return 0;
+  if (options.help || options.version) {
+    const std::string text =
+        options.help ? Usage(program) : regcache_tools::VersionText(program);
+    fputs(text.c_str(), stdout);
+    return fflush(stdout) == 0 ? 0 : 1;
+  }
+  for (const auto& [option, path] : {std::pair{"--json", options.json_path},
+                                     std::pair{"--svg", options.svg_path}}) {
+    const std::string why = path.empty() ? "" : CannotWrite(path);
+    if (!why.empty()) {
+      fprintf(stderr, "%s: %s %s\n", program, option, why.c_str());
+      return 2;
+    }
   }
   if (options.cpu >= 0) {
     // Before the fork: the server endpoint and every thread inherit it.
@@ -93,8 +121,8 @@ int Main(int argc, char** argv) {
     CPU_ZERO(&set);
     CPU_SET(options.cpu, &set);
     if (sched_setaffinity(0, sizeof(set), &set) != 0) {
-      fprintf(stderr, "%s: --cpu %d: %s\n", program, options.cpu,
-              strerror(errno));
+      fprintf(stderr, "%s: %s\n", program,
+              ErrnoText("--cpu " + std::to_string(options.cpu), errno).c_str());
       return 2;
     }
   }
@@ -114,6 +142,7 @@ int Main(int argc, char** argv) {
 
   std::unique_ptr<Channel> channel;
   pid_t server = -1;
+  int server_error_pipe[2] = {-1, -1};
   if (options.role == Role::kClient) {
     channel = Channel::Connect(options.host, options.tcp_port, 30, &error);
     if (!channel) {
@@ -121,28 +150,36 @@ int Main(int argc, char** argv) {
       return 3;
     }
   } else {
-    // Both endpoints from one invocation: fork before any verbs call.
+    // Both endpoints from one invocation: fork before any verbs call. The
+    // server endpoint hands its error to this process, which says it once
+    // (both ends often fail alike, e.g. without a device).
     int fds[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-      fprintf(stderr, "%s: socketpair: %s\n", program, strerror(errno));
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0 ||
+        pipe2(server_error_pipe, O_CLOEXEC) != 0) {
+      fprintf(stderr, "%s: %s\n", program,
+              ErrnoText("socketpair/pipe", errno).c_str());
       return 3;
     }
     fflush(nullptr);
     server = fork();
     if (server < 0) {
-      fprintf(stderr, "%s: fork: %s\n", program, strerror(errno));
+      fprintf(stderr, "%s: %s\n", program, ErrnoText("fork", errno).c_str());
       return 3;
     }
     if (server == 0) {
       close(fds[0]);
+      close(server_error_pipe[0]);
       Channel peer(fds[1]);
       const int status = RunServer(&peer, device, &error);
-      if (status != 0)
+      if (status != 0 &&
+          write(server_error_pipe[1], error.data(), error.size()) < 0) {
         fprintf(stderr, "%s (server endpoint): %s\n", program, error.c_str());
+      }
       fflush(nullptr);
       _exit(status);
     }
     close(fds[1]);
+    close(server_error_pipe[1]);
     channel = std::make_unique<Channel>(fds[0]);
   }
 
@@ -154,13 +191,19 @@ int Main(int argc, char** argv) {
     report.workloads.push_back(w.Name());
   report.sizes = options.sizes;
   report.modes = options.modes;
-  const bool ok =
-      RunClient(channel.get(), device, plan, Progress, &report, &error);
-  Progress("");
-  fputc('\r', stderr);
+  ProgressPrinter progress(stderr, isatty(STDERR_FILENO) == 1,
+                           std::string(program) + ": ");
+  const bool ok = RunClient(
+      channel.get(), device, plan,
+      [&progress](const ProgressStep& step) { progress.Step(step); }, &report,
+      &error);
+  progress.Finish();
   channel.reset();  // the server sees EOF if it still waits
   int server_status = 0;
+  std::string server_error;
   if (server > 0) {
+    server_error = ReadAll(server_error_pipe[0]);
+    close(server_error_pipe[0]);
     int wstatus = 0;
     while (waitpid(server, &wstatus, 0) < 0 && errno == EINTR) {
     }
@@ -169,6 +212,11 @@ int Main(int argc, char** argv) {
   }
   report.wall_seconds = Now() - start;
   report.targets = EvaluateTargets(report.points);
+  // The server endpoint's own error, unless it is the client's.
+  if (!server_error.empty() && (ok || server_error != error)) {
+    fprintf(stderr, "%s (server endpoint): %s\n", program,
+            server_error.c_str());
+  }
 
   if (!ok && report.points.empty()) {
     fprintf(stderr, "%s: %s\n", program, error.c_str());

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
-// regcache-pingpong's command line, sizes, modes, workloads and the plan
+// regcache-pingpong's command line (with CLI11, in the tools' house style:
+// tools/common/command_line.h), sizes, modes, workloads and the plan
 // (options.h).
 
 #include "options.h"
@@ -7,9 +8,12 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
+
+#include "command_line.h"
 
 namespace regcache_pingpong {
 namespace {
@@ -39,17 +43,6 @@ std::vector<std::string> Split(const std::string& text, char sep) {
   return parts;
 }
 
-bool ParseUnsigned(const std::string& text, uint64_t* out) {
-  if (text.empty() || !isdigit(static_cast<unsigned char>(text[0])))
-    return false;
-  errno = 0;
-  char* end = nullptr;
-  const unsigned long long value = strtoull(text.c_str(), &end, 10);
-  if (errno != 0 || *end != '\0') return false;
-  *out = value;
-  return true;
-}
-
 }  // namespace
 
 const char* ModeName(Mode mode) {
@@ -70,6 +63,20 @@ const char* ModeName(Mode mode) {
   return "?";
 }
 
+namespace {
+
+// Short forms of the modes' names.
+constexpr struct {
+  const char* name;
+  Mode mode;
+} kShortModeNames[] = {{"per-message", Mode::kPerMessage},
+                       {"kmod", Mode::kKmod},
+                       {"uffd", Mode::kUffd},
+                       {"none", Mode::kNone},
+                       {"once", Mode::kOnce}};
+
+}  // namespace
+
 bool ParseMode(const std::string& text, Mode* out) {
   for (Mode mode : kAllModes) {
     if (text == ModeName(mode)) {
@@ -77,16 +84,7 @@ bool ParseMode(const std::string& text, Mode* out) {
       return true;
     }
   }
-  // Short forms: "per-message", "kmod", "uffd", "none", "once".
-  static const struct {
-    const char* name;
-    Mode mode;
-  } kShort[] = {{"per-message", Mode::kPerMessage},
-                {"kmod", Mode::kKmod},
-                {"uffd", Mode::kUffd},
-                {"none", Mode::kNone},
-                {"once", Mode::kOnce}};
-  for (const auto& s : kShort) {
+  for (const auto& s : kShortModeNames) {
     if (text == s.name) {
       *out = s.mode;
       return true;
@@ -146,8 +144,8 @@ bool ParseWorkload(const std::string& text, Workload* out) {
     return true;
   }
   uint64_t k = 0;
-  if (text.rfind("rotate-", 0) == 0 && ParseUnsigned(text.substr(7), &k) &&
-      k >= 1 && k <= 4096) {
+  if (text.rfind("rotate-", 0) == 0 &&
+      regcache_tools::ParseCount(text.substr(7), 1, 4096, &k)) {
     *out = {Workload::Kind::kRotate, static_cast<uint32_t>(k)};
     return true;
   }
@@ -161,7 +159,8 @@ bool ParseSize(const std::string& text, uint64_t* out) {
     ++digits;
   uint64_t value = 0;
   if (digits == 0 || digits > 12 ||
-      !ParseUnsigned(text.substr(0, digits), &value))
+      !regcache_tools::ParseCount(text.substr(0, digits), 0, UINT64_MAX,
+                                  &value))
     return false;
   std::string suffix = text.substr(digits);
   for (char& c : suffix)
@@ -225,224 +224,299 @@ std::string FormatSize(uint64_t bytes) {
   return std::to_string(bytes);
 }
 
-std::string Usage(const char* program) {
-  std::string u = "usage: ";
-  u += program;
-  u += R"( [options]
-RDMA WRITE rendezvous ping-pong between two endpoints over an RC QP, with the
-registrations obtained per message, through regcache (kmod, uffd, no monitor),
-once up front, or with ODP; docs/pingpong.md explains the output.
+namespace {
 
-Endpoints (default: this program forks both, on one device, over loopback):
-  --server               wait for one client on --port (two hosts)
-  --client HOST          connect to a server on HOST:--port (two hosts);
-                         the client runs the plan and prints the results
-  -p, --port N           TCP port for the exchange (default 18515)
-  -d, --device DEV       RDMA device (default: the first one)
-  -i, --ib-port N        device port (default 1)
-  -g, --gid-index N      GID index (default: the port's RoCE v2 IPv4 GID;
-                         none on InfiniBand)
-  --cpu N|any            run both endpoints (and their threads) on CPU N
-                         (default any). In a VM on a busy host this keeps a
-                         message from waiting for a second vCPU to be
-                         scheduled
-  --poll HOW             wait for completions: busy (spin), yield (spin with
-                         sched_yield, so that a software device's kernel
-                         work runs at once), events (sleep on a completion
-                         channel) or auto (default: yield on software
-                         devices such as rxe, busy on hardware)
-What to measure (default: everything):
-  --modes LIST           register-per-message,regcache-kmod,regcache-uffd,
-                         regcache-none,register-once,odp (or per-message,
-                         kmod, uffd, none, once)
-  --workloads LIST       reuse,rotate-8,rotate-64,realloc (rotate-K: any K)
-  --sizes LIST           4K,64K,1M,16M,64M
-  --iters N              round trips per point (default: ~16 MiB of payload,
-                         2..100; 1 from 64M on)
-  --warmup N             round trips before measuring, in each pass (default
-                         2; rotate-K whose 2K buffers fit in the cache: at
-                         least K); they register the whole buffers but write
-                         only 4 KiB
-  --passes N             measure each point in up to N passes of 5+ round
-                         trips, the modes taking turns (default 20)
-  --seconds-per-point S  end a point's measurement after S seconds, once it
-                         has 2 round trips (default 6)
-  --max-entries N        the caches' entry limit (REGCACHE_MAX_ENTRIES,
-                         default 32; each endpoint keeps 2K entries in rotate-K)
-  --mem-budget SIZE      buffer memory per endpoint (default 256M); bigger
-                         points are skipped
-  --full-check           check every 8-byte word (default: one per 256 bytes)
-  --quick                sizes 4K,64K, 6 round trips, warmup 1 (a smoke test)
-Output:
-  --json FILE            the results for tools
-  --svg FILE             bandwidth against message size, one line per mode
-  -h, --help             this text
-Exit status: 0, or 1 when a correctness target fails (data errors in a mode
-with invalidation, or none in the unsafe control although realloc reused the
-address), 2 for bad arguments, 3 when the run itself failed.
-)";
-  return u;
+// "register-per-message, ..., odp; or per-message, kmod, ...".
+std::string ModeNames() {
+  std::string names;
+  for (Mode mode : kAllModes)
+    names += std::string(names.empty() ? "" : ", ") + ModeName(mode);
+  names += "; or ";
+  for (size_t i = 0; i < std::size(kShortModeNames); ++i)
+    names += std::string(i > 0 ? ", " : "") + kShortModeNames[i].name;
+  return names;
+}
+
+// The comma-separated modes of --modes, duplicates dropped, in order.
+std::string ParseModeList(const std::string& text, std::vector<Mode>* out) {
+  std::vector<Mode> modes;
+  for (const std::string& part : Split(text, ',')) {
+    Mode mode;
+    if (!ParseMode(part, &mode))
+      return "unknown mode '" + part + "' (" + ModeNames() + ")";
+    if (std::find(modes.begin(), modes.end(), mode) == modes.end())
+      modes.push_back(mode);
+  }
+  if (modes.empty()) return "no modes (" + ModeNames() + ")";
+  *out = std::move(modes);
+  return "";
+}
+
+// The comma-separated workloads of --workloads, duplicates dropped.
+std::string ParseWorkloadList(const std::string& text,
+                              std::vector<Workload>* out) {
+  std::vector<Workload> workloads;
+  for (const std::string& part : Split(text, ',')) {
+    Workload w;
+    if (!ParseWorkload(part, &w))
+      return "unknown workload '" + part +
+             "' (reuse, rotate-K with K from 1 to 4096, realloc)";
+    if (std::find(workloads.begin(), workloads.end(), w) == workloads.end())
+      workloads.push_back(w);
+  }
+  if (workloads.empty()) return "no workloads (reuse, rotate-K, realloc)";
+  *out = std::move(workloads);
+  return "";
+}
+
+// "N" or "any" (-1).
+bool ParseCpu(const std::string& text, int* cpu) {
+  uint64_t n = 0;
+  if (text == "any") {
+    *cpu = -1;
+  } else if (regcache_tools::ParseCount(text, 0, 4095, &n)) {
+    *cpu = static_cast<int>(n);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool ParseSeconds(const std::string& text, double* seconds) {
+  char* end = nullptr;
+  const double value = strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !(value > 0) || !std::isfinite(value))
+    return false;
+  *seconds = value;
+  return true;
+}
+
+bool ParseBudget(const std::string& text, uint64_t* bytes) {
+  return ParseSize(text, bytes) && *bytes > 0;
+}
+
+// The options as given, before they become Options.
+struct Given {
+  bool server = false, full_check = false, quick = false;
+  std::string client, port, device, ib_port, gid_index, cpu, poll, spin_us;
+  std::string modes, workloads, sizes, iterations, warmup, passes;
+  std::string seconds_per_point, max_entries, mem_budget, json, svg;
+};
+
+// An option whose value must be a number in [min, max].
+CLI::Option* AddCount(CLI::App* app, const std::string& name, std::string* to,
+                      uint64_t min, uint64_t max, const std::string& help) {
+  return app->add_option(name, *to, help)
+      ->check(regcache_tools::Count(min, max))
+      ->type_name("N");
+}
+
+void Define(CLI::App* app, Given* g) {
+  regcache_tools::SetUpCommandLine(app, "[options]", 25);
+  app->description(
+      "RDMA WRITE rendezvous ping-pong between two endpoints over an RC QP, "
+      "with the\n"
+      "registrations obtained per message, through regcache (kmod, uffd, no "
+      "monitor),\n"
+      "once up front, or with ODP; docs/pingpong.md explains the output.\n\n");
+  using regcache_tools::Accepts;
+  using regcache_tools::Check;
+
+  const std::string endpoints =
+      "Endpoints (default: this program forks both, on one device, over "
+      "loopback)";
+  CLI::Option* server =
+      app->add_flag("--server", g->server,
+                    "wait for one client on --port (two hosts)")
+          ->group(endpoints);
+  app->add_option("--client", g->client,
+                  "connect to a server on HOST:--port (two hosts);\n"
+                  "the client runs the plan and prints the results")
+      ->check(Accepts([](const std::string& s) { return !s.empty(); },
+                      "a host name or address"))
+      ->type_name("HOST")
+      ->excludes(server)
+      ->group(endpoints);
+  AddCount(app, "-p,--port", &g->port, 1, 65535,
+           "TCP port for the exchange (default 18515)")
+      ->group(endpoints);
+  app->add_option("-d,--device", g->device,
+                  "RDMA device (default: the first one)")
+      ->type_name("DEV")
+      ->group(endpoints);
+  AddCount(app, "-i,--ib-port", &g->ib_port, 1, 255, "device port (default 1)")
+      ->group(endpoints);
+  AddCount(app, "-g,--gid-index", &g->gid_index, 0, 65535,
+           "GID index (default: the port's RoCE v2 IPv4 GID;\n"
+           "none on InfiniBand)")
+      ->group(endpoints);
+  app->add_option("--cpu", g->cpu,
+                  "run both endpoints (and their threads) on CPU N\n"
+                  "(default any). In a VM on a busy host this keeps a\n"
+                  "message from waiting for a second vCPU to be\n"
+                  "scheduled")
+      ->check(regcache_tools::Parses<int>(ParseCpu,
+                                          "a CPU number (0 to 4095) or 'any'"))
+      ->type_name("N|any")
+      ->group(endpoints);
+  app->add_option("--poll", g->poll,
+                  "wait for completions: busy (spin), yield (spin with\n"
+                  "sched_yield, so that a software device's kernel\n"
+                  "work runs at once), events (sleep on a completion\n"
+                  "channel) or auto (default: yield on software\n"
+                  "devices such as rxe, busy on hardware)")
+      ->check(regcache_tools::Parses<Polling>(ParsePolling,
+                                              "auto, busy, yield or events"))
+      ->type_name("HOW")
+      ->group(endpoints);
+  AddCount(app, "--spin-us", &g->spin_us, 0, 1000000,
+           "with --poll events: spin this many microseconds\n"
+           "before sleeping (default 50)")
+      ->group(endpoints);
+
+  const std::string measure = "What to measure (default: everything)";
+  app->add_option("--modes", g->modes,
+                  "register-per-message,regcache-kmod,regcache-uffd,\n"
+                  "regcache-none,register-once,odp (or per-message,\n"
+                  "kmod, uffd, none, once)")
+      ->check(Check([](const std::string& s) {
+        std::vector<Mode> ignored;
+        return ParseModeList(s, &ignored);
+      }))
+      ->type_name("LIST")
+      ->group(measure);
+  app->add_option("--workloads", g->workloads,
+                  "reuse,rotate-8,rotate-64,realloc (rotate-K: any K)")
+      ->check(Check([](const std::string& s) {
+        std::vector<Workload> ignored;
+        return ParseWorkloadList(s, &ignored);
+      }))
+      ->type_name("LIST")
+      ->group(measure);
+  app->add_option("--sizes", g->sizes, "4K,64K,1M,16M,64M")
+      ->check(Check([](const std::string& s) {
+        std::vector<uint64_t> ignored;
+        std::string error;
+        return ParseSizeList(s, &ignored, &error) ? "" : error;
+      }))
+      ->type_name("LIST")
+      ->group(measure);
+  AddCount(app, "--iters", &g->iterations, 1, 10000000,
+           "round trips per point (default: ~16 MiB of payload,\n"
+           "2..100; 1 from 64M on)")
+      ->group(measure);
+  AddCount(app, "--warmup", &g->warmup, 0, 100000,
+           "round trips before measuring, in each pass (default\n"
+           "2; rotate-K whose 2K buffers fit in the cache: at\n"
+           "least K); they register the whole buffers but write\n"
+           "only 4 KiB")
+      ->group(measure);
+  AddCount(app, "--passes", &g->passes, 1, 100,
+           "measure each point in up to N passes of 5+ round\n"
+           "trips, the modes taking turns (default 20)")
+      ->group(measure);
+  app->add_option("--seconds-per-point", g->seconds_per_point,
+                  "end a point's measurement after S seconds, once it\n"
+                  "has 2 round trips (default 6)")
+      ->check(regcache_tools::Parses<double>(
+          ParseSeconds, "a number of seconds greater than 0"))
+      ->type_name("S")
+      ->group(measure);
+  AddCount(app, "--max-entries", &g->max_entries, 0, 1u << 24,
+           "the caches' entry limit (REGCACHE_MAX_ENTRIES,\n"
+           "default 32; each endpoint keeps 2K entries in rotate-K)")
+      ->group(measure);
+  app->add_option("--mem-budget", g->mem_budget,
+                  "buffer memory per endpoint (default 256M); bigger\n"
+                  "points are skipped")
+      ->check(regcache_tools::Parses<uint64_t>(
+          ParseBudget, "a size above 0 such as 256M (K, M, G: powers of 1024)"))
+      ->type_name("SIZE")
+      ->group(measure);
+  app->add_flag("--full-check", g->full_check,
+                "check every 8-byte word (default: one per 256 bytes)")
+      ->group(measure);
+  app->add_flag("--quick", g->quick,
+                "sizes 4K,64K, 6 round trips, warmup 1 (a smoke test)")
+      ->group(measure);
+
+  const std::string output = "Output";
+  app->add_option("--json", g->json, "the results for tools")
+      ->type_name("FILE")
+      ->group(output);
+  app->add_option("--svg", g->svg,
+                  "bandwidth against message size, one line per mode")
+      ->type_name("FILE")
+      ->group(output);
+  regcache_tools::AddHelpAndVersion(app, output);
+  app->footer(
+      "Exit status: 0, or 1 when a correctness target fails (data errors in "
+      "a mode\n"
+      "with invalidation, or none in the unsafe control although realloc "
+      "reused the\n"
+      "address), 2 for bad arguments, 3 when the run itself failed.");
+}
+
+// A count's value into `*to`, when the option was given (its value passed
+// its check, so it is a number that fits).
+template <typename T>
+void SetCount(const std::string& text, T* to) {
+  uint64_t n = 0;
+  if (regcache_tools::ParseCount(text, 0, UINT64_MAX, &n))
+    *to = static_cast<T>(n);
+}
+
+}  // namespace
+
+std::string Usage(const char* program) {
+  CLI::App app("", program);
+  Given g;
+  Define(&app, &g);
+  return app.help();
 }
 
 bool ParseArgs(const std::vector<std::string>& args, Options* out,
                std::string* error) {
+  CLI::App app("", "regcache-pingpong");
+  Given g;
+  Define(&app, &g);
   Options o;
-  bool sizes_given = false, workloads_given = false, warmup_given = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string arg = args[i];
-    std::string value;
-    bool has_inline_value = false;
-    if (arg.rfind("--", 0) == 0) {
-      const size_t eq = arg.find('=');
-      if (eq != std::string::npos) {
-        value = arg.substr(eq + 1);
-        arg.resize(eq);
-        has_inline_value = true;
-      }
-    }
-    auto next = [&](std::string* v) {
-      if (has_inline_value) {
-        *v = value;
-        return true;
-      }
-      if (i + 1 >= args.size()) {
-        *error = arg + " needs a value";
-        return false;
-      }
-      *v = args[++i];
-      return true;
-    };
-    auto number = [&](uint64_t lo, uint64_t hi, uint64_t* n) {
-      std::string v;
-      if (!next(&v)) return false;
-      if (!ParseUnsigned(v, n) || *n < lo || *n > hi) {
-        *error = arg + ": '" + v + "' is not a number in " +
-                 std::to_string(lo) + ".." + std::to_string(hi);
-        return false;
-      }
-      return true;
-    };
-    uint64_t n = 0;
-    std::string v;
-    if (arg == "-h" || arg == "--help") {
-      o.help = true;
-    } else if (arg == "--server") {
-      o.role = Role::kServer;
-    } else if (arg == "--client") {
-      if (!next(&o.host)) return false;
-      o.role = Role::kClient;
-    } else if (arg == "-p" || arg == "--port") {
-      if (!number(1, 65535, &n)) return false;
-      o.tcp_port = static_cast<uint16_t>(n);
-    } else if (arg == "-d" || arg == "--device") {
-      if (!next(&o.device)) return false;
-    } else if (arg == "-i" || arg == "--ib-port") {
-      if (!number(1, 255, &n)) return false;
-      o.ib_port = static_cast<int>(n);
-    } else if (arg == "-g" || arg == "--gid-index") {
-      if (!number(0, 65535, &n)) return false;
-      o.gid_index = static_cast<int>(n);
-    } else if (arg == "--poll") {
-      if (!next(&v)) return false;
-      if (!ParsePolling(v, &o.polling)) {
-        *error = "--poll: '" + v + "' is not auto, busy, yield or events";
-        return false;
-      }
-    } else if (arg == "--cpu") {
-      if (!next(&v)) return false;
-      if (v == "any") {
-        o.cpu = -1;
-      } else if (ParseUnsigned(v, &n) && n < 4096) {
-        o.cpu = static_cast<int>(n);
-      } else {
-        *error = "--cpu: '" + v + "' is not a CPU number or 'any'";
-        return false;
-      }
-    } else if (arg == "--spin-us") {
-      if (!number(0, 1000000, &n)) return false;
-      o.spin_us = static_cast<uint32_t>(n);
-    } else if (arg == "--modes") {
-      if (!next(&v)) return false;
-      o.modes.clear();
-      for (const std::string& part : Split(v, ',')) {
-        Mode mode;
-        if (!ParseMode(part, &mode)) {
-          *error = "unknown mode '" + part + "'";
-          return false;
-        }
-        if (std::find(o.modes.begin(), o.modes.end(), mode) == o.modes.end())
-          o.modes.push_back(mode);
-      }
-    } else if (arg == "--workloads") {
-      if (!next(&v)) return false;
-      o.workloads.clear();
-      for (const std::string& part : Split(v, ',')) {
-        Workload w;
-        if (!ParseWorkload(part, &w)) {
-          *error = "unknown workload '" + part + "' (reuse, rotate-K, realloc)";
-          return false;
-        }
-        if (std::find(o.workloads.begin(), o.workloads.end(), w) ==
-            o.workloads.end())
-          o.workloads.push_back(w);
-      }
-      workloads_given = true;
-    } else if (arg == "--sizes") {
-      if (!next(&v) || !ParseSizeList(v, &o.sizes, error)) {
-        if (error->empty()) *error = "--sizes needs a value";
-        return false;
-      }
-      sizes_given = true;
-    } else if (arg == "--iters") {
-      if (!number(1, 10000000, &n)) return false;
-      o.iterations = static_cast<uint32_t>(n);
-    } else if (arg == "--warmup") {
-      if (!number(0, 100000, &n)) return false;
-      o.warmup = static_cast<uint32_t>(n);
-      warmup_given = true;
-    } else if (arg == "--passes") {
-      if (!number(1, 100, &n)) return false;
-      o.passes = static_cast<uint32_t>(n);
-    } else if (arg == "--max-entries") {
-      if (!number(0, 1u << 24, &n)) return false;
-      o.max_entries = n;
-    } else if (arg == "--mem-budget") {
-      if (!next(&v)) return false;
-      if (!ParseSize(v, &o.mem_budget) || o.mem_budget == 0) {
-        *error = "--mem-budget: bad size '" + v + "'";
-        return false;
-      }
-    } else if (arg == "--seconds-per-point") {
-      if (!next(&v)) return false;
-      char* end = nullptr;
-      o.seconds_per_point = strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || !(o.seconds_per_point > 0)) {
-        *error = "--seconds-per-point: bad number '" + v + "'";
-        return false;
-      }
-    } else if (arg == "--full-check") {
-      o.stamp_stride = 8;
-    } else if (arg == "--json") {
-      if (!next(&o.json_path)) return false;
-    } else if (arg == "--svg") {
-      if (!next(&o.svg_path)) return false;
-    } else if (arg == "--quick") {
-      o.quick = true;
-    } else {
-      *error = "unknown argument '" + args[i] + "'";
-      return false;
-    }
+  if (!regcache_tools::Parse(&app, args, &o.help, &o.version, error))
+    return false;
+  // Every value given passed its check, so the conversions succeed.
+  if (g.server) o.role = Role::kServer;
+  if (!g.client.empty()) {
+    o.role = Role::kClient;
+    o.host = g.client;
   }
+  SetCount(g.port, &o.tcp_port);
+  o.device = g.device;
+  SetCount(g.ib_port, &o.ib_port);
+  SetCount(g.gid_index, &o.gid_index);
+  if (!g.cpu.empty()) ParseCpu(g.cpu, &o.cpu);
+  if (!g.poll.empty()) ParsePolling(g.poll, &o.polling);
+  SetCount(g.spin_us, &o.spin_us);
+  if (!g.modes.empty()) ParseModeList(g.modes, &o.modes);
   if (o.modes.empty())
     o.modes.assign(std::begin(kAllModes), std::end(kAllModes));
-  if (!workloads_given) o.workloads = DefaultWorkloads();
-  if (!sizes_given) o.sizes = o.quick ? kQuickSizes : kDefaultSizes;
-  if (o.quick && !warmup_given) o.warmup = 1;
-  if (o.quick) o.passes = 1;
-  if (o.role == Role::kClient && o.host.empty()) {
-    *error = "--client needs a host";
-    return false;
-  }
+  if (!g.workloads.empty()) ParseWorkloadList(g.workloads, &o.workloads);
+  if (o.workloads.empty()) o.workloads = DefaultWorkloads();
+  std::string ignored;
+  if (!g.sizes.empty()) ParseSizeList(g.sizes, &o.sizes, &ignored);
+  if (o.sizes.empty()) o.sizes = g.quick ? kQuickSizes : kDefaultSizes;
+  SetCount(g.iterations, &o.iterations);
+  if (g.quick) o.warmup = 1;  // unless --warmup says otherwise
+  SetCount(g.warmup, &o.warmup);
+  SetCount(g.passes, &o.passes);
+  if (g.quick) o.passes = 1;
+  if (!g.seconds_per_point.empty())
+    ParseSeconds(g.seconds_per_point, &o.seconds_per_point);
+  SetCount(g.max_entries, &o.max_entries);
+  if (!g.mem_budget.empty()) ParseBudget(g.mem_budget, &o.mem_budget);
+  if (g.full_check) o.stamp_stride = 8;
+  o.quick = g.quick;
+  o.json_path = g.json;
+  o.svg_path = g.svg;
   *out = std::move(o);
   return true;
 }

@@ -84,12 +84,14 @@ struct Options {
   std::string svg_path;
   bool quick = false;
   bool help = false;
+  bool version = false;
 };
 
-// Parses argv[1..]. On error returns false with *error set.
+// Parses argv[1..]; given twice, an option's last value counts. On bad
+// input returns false with *error naming the option and what it accepts.
 bool ParseArgs(const std::vector<std::string>& args, Options* out,
                std::string* error);
-std::string Usage(const char* program);
+std::string Usage(const char* program);  // the --help text
 
 // Round trips measured at `size` unless --iters: about 16 MiB of payload
 // per direction, at least 2 and at most 100, and 1 from 64 MiB on (the

@@ -1,17 +1,26 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Host tests of regcache-pingpong's pure logic: the payload pattern, sizes
 // and options, the plan and its wire form, the targets, and the table, JSON
-// and SVG renderings. The RDMA parts run in the qemu rig (vm-smoke.sh).
+// and SVG renderings, the progress output, and the real program where it
+// needs no device. The RDMA parts run in the qemu rig (vm-smoke.sh).
 
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "options.h"
 #include "pattern.h"
+#include "progress.h"
 #include "report.h"
+#include "run_command.h"
 
 namespace regcache_pingpong {
 namespace {
@@ -170,6 +179,97 @@ TEST(Options, BadArgumentsSayWhy) {
   EXPECT_FALSE(ParseArgs({"--frobnicate"}, &o, &error));
   EXPECT_FALSE(ParseArgs({"-p", "70000"}, &o, &error));
   EXPECT_FALSE(ParseArgs({"--seconds-per-point", "0"}, &o, &error));
+}
+
+TEST(Options, ErrorsNameTheOptionAndWhatItAccepts) {
+  Options o;
+  std::string error;
+  EXPECT_FALSE(ParseArgs({"-p", "70000"}, &o, &error));
+  EXPECT_EQ(error, "--port: '70000' is not a number from 1 to 65535");
+  EXPECT_FALSE(ParseArgs({"--iters", "0x10"}, &o, &error));
+  EXPECT_EQ(error, "--iters: '0x10' is not a number from 1 to 10000000");
+  EXPECT_FALSE(ParseArgs({"--poll=spin"}, &o, &error));
+  EXPECT_EQ(error, "--poll: 'spin' is not auto, busy, yield or events");
+  EXPECT_FALSE(ParseArgs({"--modes", "kmod,fast"}, &o, &error));
+  EXPECT_NE(error.find("--modes: unknown mode 'fast' (register-per-message, "),
+            std::string::npos)
+      << error;
+  EXPECT_FALSE(ParseArgs({"--sizes", "4K,4096"}, &o, &error));
+  EXPECT_EQ(error, "--sizes: size 4096 is listed twice");
+  EXPECT_FALSE(ParseArgs({"--frobnicate"}, &o, &error));
+  EXPECT_EQ(error, "unknown option '--frobnicate'");
+  EXPECT_FALSE(ParseArgs({"--quick=yes"}, &o, &error));
+  EXPECT_EQ(error, "--quick takes no value");
+  // Empty lists once meant "everything" (--modes) or "nothing" (--workloads).
+  EXPECT_FALSE(ParseArgs({"--modes", ","}, &o, &error));
+  EXPECT_FALSE(ParseArgs({"--workloads", ""}, &o, &error));
+  EXPECT_FALSE(ParseArgs({"--client", ""}, &o, &error));
+  EXPECT_NE(error.find("--client"), std::string::npos) << error;
+}
+
+TEST(Options, TwoHostRolesExcludeEachOther) {
+  Options o;
+  std::string error;
+  EXPECT_FALSE(ParseArgs({"--server", "--client", "h"}, &o, &error));
+  EXPECT_EQ(error, "--server excludes --client");
+}
+
+TEST(Options, TheLastValueCounts) {
+  // scripts/run-main.sh puts its defaults (--cpu 0) before the user's.
+  Options o;
+  std::string error;
+  ASSERT_TRUE(
+      ParseArgs({"--cpu", "0", "--sizes", "4K", "--cpu=any", "--sizes", "64K"},
+                &o, &error))
+      << error;
+  EXPECT_EQ(o.cpu, -1);
+  EXPECT_EQ(o.sizes, (std::vector<uint64_t>{64 << 10}));
+}
+
+TEST(Options, HelpListsEveryOptionAndVersionIsOne) {
+  const std::string help = Usage("regcache-pingpong");
+  EXPECT_EQ(help.rfind("usage: regcache-pingpong [options]\n", 0), 0u) << help;
+  for (const char* line :
+       {"\n  --server ",
+        "\n  --client HOST ",
+        "\n  -p, --port N ",
+        "\n  -d, --device DEV ",
+        "\n  -i, --ib-port N ",
+        "\n  -g, --gid-index N ",
+        "\n  --cpu N|any ",
+        "\n  --poll HOW ",
+        "\n  --spin-us N ",
+        "\n  --modes LIST ",
+        "\n  --workloads LIST ",
+        "\n  --sizes LIST ",
+        "\n  --iters N ",
+        "\n  --warmup N ",
+        "\n  --passes N ",
+        "\n  --seconds-per-point S ",
+        "\n  --max-entries N ",
+        "\n  --mem-budget SIZE ",
+        "\n  --full-check ",
+        "\n  --quick ",
+        "\n  --json FILE ",
+        "\n  --svg FILE ",
+        "\n  --version ",
+        "\n  -h, --help ",
+        "\nEndpoints (default: this program forks both",
+        "\nWhat to measure (default: everything):\n",
+        "\nOutput:\n",
+        "2 for bad arguments, 3 when the run itself failed.\n"})
+    EXPECT_NE(help.find(line), std::string::npos) << line << "\n" << help;
+  Options o;
+  std::string error;
+  ASSERT_TRUE(ParseArgs({"--version"}, &o, &error)) << error;
+  EXPECT_TRUE(o.version);
+  // With --version every other option is still checked: run-main.sh checks
+  // the values this way before it boots the VM.
+  EXPECT_FALSE(
+      ParseArgs({"--quick", "--passes", "0", "--version"}, &o, &error));
+  EXPECT_FALSE(ParseArgs({"--version", "--frobnicate"}, &o, &error));
+  ASSERT_TRUE(ParseArgs({"-h"}, &o, &error)) << error;
+  EXPECT_TRUE(o.help);
 }
 
 TEST(Options, QuickIsSmall) {
@@ -512,48 +612,60 @@ TEST(Render, ASizeEveryModeSkipsIsOneLine) {
       std::string::npos);
 }
 
-// Strings and nesting of a JSON text: brackets balance outside strings and
-// every string is terminated. (The guest test parses it with Python.)
-bool JsonBalanced(const std::string& json) {
-  std::string stack;
-  bool in_string = false;
-  for (size_t i = 0; i < json.size(); ++i) {
-    const char c = json[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-      else if (static_cast<unsigned char>(c) < 0x20)
-        return false;
-      continue;
-    }
-    if (c == '"')
-      in_string = true;
-    else if (c == '{' || c == '[')
-      stack.push_back(c);
-    else if (c == '}' || c == ']') {
-      if (stack.empty() || stack.back() != (c == '}' ? '{' : '[')) return false;
-      stack.pop_back();
-    }
-  }
-  return stack.empty() && !in_string;
-}
-
-TEST(Render, JsonIsBalancedAndCarriesEveryPoint) {
+TEST(Render, JsonCarriesEveryPointWithTheKeysScriptsRead) {
   Report r = SampleReport();
-  r.points[0].first_error = "quote \" backslash \\ newline \n tab \t";
-  const std::string json = RenderJson(r);
-  EXPECT_TRUE(JsonBalanced(json)) << json;
-  size_t points = 0;
-  for (size_t at = json.find("{\"workload\""); at != std::string::npos;
-       at = json.find("{\"workload\"", at + 1))
-    ++points;
-  EXPECT_EQ(points, r.points.size());
-  EXPECT_NE(json.find("\"correctness_failure\": false"), std::string::npos);
-  EXPECT_NE(json.find("\"status\": \"unavailable\""), std::string::npos);
-  EXPECT_NE(json.find("\"hit_rate\": null"), std::string::npos);
-  EXPECT_EQ(JsonEscape("a\"b\\c\n\x01"), "a\\\"b\\\\c\\n\\u0001");
+  r.points[0].first_error = "quote \" backslash \\ newline \n tab \t \x01";
+  r.wall_seconds = 12.34567;
+  const nlohmann::ordered_json j =
+      nlohmann::ordered_json::parse(RenderJson(r), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << RenderJson(r);
+  std::vector<std::string> top;
+  for (const auto& [key, value] : j.items()) top.push_back(key);
+  EXPECT_EQ(top, (std::vector<std::string>{"tool", "device", "odp", "settings",
+                                           "wall_seconds", "units", "workloads",
+                                           "sizes", "modes", "points",
+                                           "targets", "correctness_failure"}));
+  EXPECT_EQ(j["wall_seconds"], 12.346);
+  EXPECT_EQ(j["sizes"], nlohmann::ordered_json({4096, 65536}));
+  EXPECT_EQ(j["modes"][1], "regcache-kmod");
+  ASSERT_EQ(j["points"].size(), r.points.size());
+  const std::vector<std::string> point_keys = {"workload",
+                                               "mode",
+                                               "size",
+                                               "status",
+                                               "note",
+                                               "round_trips",
+                                               "latency_us",
+                                               "latency_min_us",
+                                               "latency_mean_us",
+                                               "bandwidth_mbs",
+                                               "registrations",
+                                               "gets",
+                                               "hits",
+                                               "hit_rate",
+                                               "reg_us_per_message",
+                                               "messages_checked",
+                                               "data_errors",
+                                               "safe",
+                                               "first_error",
+                                               "reallocations",
+                                               "same_address"};
+  for (const nlohmann::ordered_json& p : j["points"]) {
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : p.items()) keys.push_back(key);
+    EXPECT_EQ(keys, point_keys);
+    EXPECT_TRUE(p["size"].is_number_unsigned());
+    EXPECT_TRUE(p["data_errors"].is_number_unsigned());
+    EXPECT_TRUE(p["safe"].is_boolean());
+  }
+  EXPECT_EQ(j["points"][0]["first_error"], r.points[0].first_error);
+  // register-per-message is no cache: no hit rate; ODP is unavailable.
+  EXPECT_TRUE(j["points"][0]["hit_rate"].is_null());
+  EXPECT_EQ(j["points"][1]["hit_rate"], 0.9);
+  EXPECT_EQ(j["points"][4]["status"], "unavailable");
+  EXPECT_EQ(j["correctness_failure"], false);
+  ASSERT_EQ(j["targets"].size(), r.targets.size());
+  EXPECT_EQ(j["targets"][0]["verdict"], VerdictName(r.targets[0].verdict));
 }
 
 // Tags of an XML text: every element closes, in order; returns the element
@@ -650,6 +762,106 @@ TEST(Render, SvgXAxisIsLogarithmic) {
   // 4K -> 64K and 64K -> 1M are both x16: equal steps on a log axis.
   EXPECT_NEAR(x[1] - x[0], x[2] - x[1], 0.2);
   EXPECT_GT(x[1], x[0]);
+}
+
+// ---------------------------------------------------------------- progress
+
+// What a ProgressPrinter writes for `steps`, to a terminal or not.
+std::string ProgressText(bool terminal,
+                         const std::vector<ProgressStep>& steps) {
+  char* text = nullptr;
+  size_t length = 0;
+  FILE* out = open_memstream(&text, &length);
+  {
+    ProgressPrinter progress(out, terminal, "tool: ");
+    for (const ProgressStep& step : steps) progress.Step(step);
+    progress.Finish();
+  }
+  fclose(out);
+  std::string result(text, length);
+  free(text);
+  return result;
+}
+
+// Two workloads x two sizes x two modes x two passes.
+std::vector<ProgressStep> SixteenSteps() {
+  std::vector<ProgressStep> steps;
+  for (const char* workload : {"reuse", "realloc"})
+    for (uint64_t size : {4096u, 65536u})
+      for (uint32_t pass : {0u, 1u})
+        for (Mode mode : {Mode::kKmod, Mode::kOnce})
+          steps.push_back({steps.size() + 1, 16, workload, mode, size, pass});
+  return steps;
+}
+
+TEST(Progress, IntoAFileOrPipeIsAPlainLinePerWorkloadAndSize) {
+  const std::string text = ProgressText(/*terminal=*/false, SixteenSteps());
+  EXPECT_EQ(text,
+            "tool: [1/16] reuse 4K\n"
+            "tool: [5/16] reuse 64K\n"
+            "tool: [9/16] realloc 4K\n"
+            "tool: [13/16] realloc 64K\n");
+}
+
+TEST(Progress, OnATerminalIsOneLineRewrittenInPlaceThenCleared) {
+  const std::string text = ProgressText(/*terminal=*/true, SixteenSteps());
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\r'), 16 + 2);
+  EXPECT_EQ(text.find('\n'), std::string::npos);
+  EXPECT_NE(text.find("[16/16] realloc    register-once           64K pass 2"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.substr(text.size() - 80), "\r" + std::string(78, ' ') + "\r");
+  // Nothing shown, nothing to clear.
+  EXPECT_EQ(ProgressText(/*terminal=*/true, {}), "");
+}
+
+// ------------------------------------------------------- the real program
+
+using regcache_tools::RunCommand;
+
+TEST(Program, WithoutTheDeviceSaysSoOnceAndWritesNoCarriageReturns) {
+  // Both endpoints fail to find the device; stderr is a pipe here.
+  int status = -1;
+  const std::string err =
+      RunCommand(std::string(REGCACHE_PINGPONG_BINARY) +
+                     " --quick -d regcache-test-no-such-device 2>&1 >/dev/null",
+                 &status);
+  EXPECT_EQ(status, 3) << err;
+  EXPECT_EQ(err.find('\r'), std::string::npos) << err;
+  const std::string line = "no RDMA device";
+  size_t n = 0;
+  for (size_t at = err.find(line); at != std::string::npos;
+       at = err.find(line, at + 1))
+    ++n;
+  EXPECT_EQ(n, 1u) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+}
+
+TEST(Program, AnOutputFileItCannotWriteIsABadArgumentBeforeTheRun) {
+  int status = -1;
+  const std::string err = RunCommand(
+      std::string(REGCACHE_PINGPONG_BINARY) +
+          " --quick --svg /regcache-test-no-such-dir/p.svg 2>&1 >/dev/null",
+      &status);
+  EXPECT_EQ(status, 2) << err;
+  EXPECT_EQ(err,
+            "regcache-pingpong: --svg /regcache-test-no-such-dir/p.svg: No "
+            "such file or directory\n");
+}
+
+TEST(Program, UsageErrorsAndVersion) {
+  int status = -1;
+  const std::string err = RunCommand(
+      std::string(REGCACHE_PINGPONG_BINARY) + " --passes 0 2>&1", &status);
+  EXPECT_EQ(status, 2);
+  EXPECT_EQ(err,
+            "regcache-pingpong: --passes: '0' is not a number from 1 to 100\n"
+            "Try 'regcache-pingpong --help'.\n");
+  const std::string version = RunCommand(
+      std::string(REGCACHE_PINGPONG_BINARY) + " --version 2>&1", &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(version.rfind("regcache-pingpong ", 0), 0u) << version;
+  EXPECT_NE(version.find(" (regcache API "), std::string::npos) << version;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "posix_util.h"
 #include "regcache/ibverbs.h"
 #include "regcache/regcache.h"
 
@@ -24,8 +25,8 @@ int ToVerbsAccess(uint32_t access) {
 }
 
 std::string RegError(const char* what, size_t length, int err) {
-  return std::string(what) + "(" + std::to_string(length) +
-         " bytes): " + strerror(err);
+  return ErrnoText(std::string(what) + "(" + std::to_string(length) + " bytes)",
+                   err);
 }
 
 // register-per-message: what an MPI without a cache does.
@@ -47,7 +48,7 @@ class PerMessage : public Registrations {
   bool Release(Held* held, std::string* error) override {
     if (const int rc = ibv_dereg_mr(static_cast<ibv_mr*>(held->token));
         rc != 0) {
-      *error = std::string("ibv_dereg_mr: ") + strerror(rc);
+      *error = ErrnoText("ibv_dereg_mr", rc);
       return false;
     }
     held->token = nullptr;

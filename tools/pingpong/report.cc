@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
-// regcache-pingpong's targets and text/JSON renderings (report.h); the SVG
-// plot is in report_svg.cc.
+// regcache-pingpong's targets and text/JSON renderings (report.h; the JSON
+// with nlohmann-json); the SVG plot is in report_svg.cc.
 
 #include "report.h"
 
@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace regcache_pingpong {
 namespace {
@@ -95,11 +96,6 @@ std::string Row(const PointResult& p, bool first_of_size) {
       messages > 0 ? double(p.registrations) / messages : 0.0, hit.c_str(),
       p.reg_us_per_message, static_cast<unsigned long long>(p.data_errors),
       p.safe() ? "SAFE" : "UNSAFE");
-}
-
-std::string Number(double value) {
-  if (!std::isfinite(value)) return "0";
-  return Format("%.3f", value);
 }
 
 }  // namespace
@@ -335,95 +331,73 @@ std::string RenderTables(const Report& report) {
   return out;
 }
 
-std::string JsonEscape(const std::string& text) {
-  std::string out;
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20)
-          out += Format("\\u%04x", c);
-        else
-          out += static_cast<char>(c);
-    }
-  }
-  return out;
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// A measurement with 3 decimals (as the tables show them, and no more
+// digits than mean something); 0 when it is not finite.
+double Rounded(double value) {
+  return std::isfinite(value) ? std::round(value * 1000) / 1000 : 0;
 }
 
+Json PointJson(const PointResult& p) {
+  return {{"workload", p.workload},
+          {"mode", ModeName(p.mode)},
+          {"size", p.size},
+          {"status", StatusName(p.status)},
+          {"note", p.note},
+          {"round_trips", p.round_trips},
+          {"latency_us", Rounded(p.latency_us)},
+          {"latency_min_us", Rounded(p.latency_min_us)},
+          {"latency_mean_us", Rounded(p.latency_mean_us)},
+          {"bandwidth_mbs", Rounded(p.bandwidth_mbs)},
+          {"registrations", p.registrations},
+          {"gets", p.gets},
+          {"hits", p.hits},
+          {"hit_rate", IsCacheMode(p.mode) && p.measured()
+                           ? Json(Rounded(p.hit_rate()))
+                           : Json(nullptr)},
+          {"reg_us_per_message", Rounded(p.reg_us_per_message)},
+          {"messages_checked", p.messages_checked},
+          {"data_errors", p.data_errors},
+          {"safe", p.safe()},
+          {"first_error", p.first_error},
+          {"reallocations", p.reallocations},
+          {"same_address", p.same_address}};
+}
+
+}  // namespace
+
 std::string RenderJson(const Report& report) {
-  auto str = [](const std::string& s) { return "\"" + JsonEscape(s) + "\""; };
-  std::string out = "{\n";
-  out += "  \"tool\": \"regcache-pingpong\",\n";
-  out += "  \"device\": " + str(report.device) + ",\n";
-  out += "  \"odp\": " + str(report.odp_note) + ",\n";
-  out += "  \"settings\": " + str(report.settings) + ",\n";
-  out += "  \"wall_seconds\": " + Number(report.wall_seconds) + ",\n";
-  out +=
-      "  \"units\": {\"latency_us\": \"median one-way, round trip / 2\", "
-      "\"bandwidth_mbs\": \"10^6 bytes per second\"},\n";
-  out += "  \"workloads\": [";
-  for (size_t i = 0; i < report.workloads.size(); ++i)
-    out += (i ? ", " : "") + str(report.workloads[i]);
-  out += "],\n  \"sizes\": [";
-  for (size_t i = 0; i < report.sizes.size(); ++i)
-    out += (i ? ", " : "") + std::to_string(report.sizes[i]);
-  out += "],\n  \"modes\": [";
-  for (size_t i = 0; i < report.modes.size(); ++i)
-    out += (i ? ", " : "") + str(ModeName(report.modes[i]));
-  out += "],\n  \"points\": [\n";
-  for (size_t i = 0; i < report.points.size(); ++i) {
-    const PointResult& p = report.points[i];
-    out += "    {\"workload\": " + str(p.workload) +
-           ", \"mode\": " + str(ModeName(p.mode)) +
-           ", \"size\": " + std::to_string(p.size) +
-           ", \"status\": " + str(StatusName(p.status)) +
-           ", \"note\": " + str(p.note) +
-           ", \"round_trips\": " + std::to_string(p.round_trips) +
-           ", \"latency_us\": " + Number(p.latency_us) +
-           ", \"latency_min_us\": " + Number(p.latency_min_us) +
-           ", \"latency_mean_us\": " + Number(p.latency_mean_us) +
-           ", \"bandwidth_mbs\": " + Number(p.bandwidth_mbs) +
-           ", \"registrations\": " + std::to_string(p.registrations) +
-           ", \"gets\": " + std::to_string(p.gets) +
-           ", \"hits\": " + std::to_string(p.hits) + ", \"hit_rate\": " +
-           (IsCacheMode(p.mode) && p.measured() ? Number(p.hit_rate())
-                                                : std::string("null")) +
-           ", \"reg_us_per_message\": " + Number(p.reg_us_per_message) +
-           ", \"messages_checked\": " + std::to_string(p.messages_checked) +
-           ", \"data_errors\": " + std::to_string(p.data_errors) +
-           ", \"safe\": " + (p.safe() ? "true" : "false") +
-           ", \"first_error\": " + str(p.first_error) +
-           ", \"reallocations\": " + std::to_string(p.reallocations) +
-           ", \"same_address\": " + std::to_string(p.same_address) + "}" +
-           (i + 1 < report.points.size() ? ",\n" : "\n");
+  Json j = Json::object();
+  j["tool"] = "regcache-pingpong";
+  j["device"] = report.device;
+  j["odp"] = report.odp_note;
+  j["settings"] = report.settings;
+  j["wall_seconds"] = Rounded(report.wall_seconds);
+  j["units"] = {{"latency_us", "median one-way, round trip / 2"},
+                {"bandwidth_mbs", "10^6 bytes per second"}};
+  j["workloads"] = report.workloads;
+  j["sizes"] = report.sizes;
+  Json modes = Json::array();
+  for (Mode mode : report.modes) modes.push_back(ModeName(mode));
+  j["modes"] = modes;
+  Json points = Json::array();
+  for (const PointResult& p : report.points) points.push_back(PointJson(p));
+  j["points"] = points;
+  Json targets = Json::array();
+  for (const TargetResult& t : report.targets) {
+    targets.push_back({{"name", t.name},
+                       {"verdict", VerdictName(t.verdict)},
+                       {"correctness", t.correctness},
+                       {"detail", t.detail}});
   }
-  out += "  ],\n  \"targets\": [\n";
-  for (size_t i = 0; i < report.targets.size(); ++i) {
-    const TargetResult& t = report.targets[i];
-    out += "    {\"name\": " + str(t.name) +
-           ", \"verdict\": " + str(VerdictName(t.verdict)) +
-           ", \"correctness\": " + (t.correctness ? "true" : "false") +
-           ", \"detail\": " + str(t.detail) + "}" +
-           (i + 1 < report.targets.size() ? ",\n" : "\n");
-  }
-  out += "  ],\n  \"correctness_failure\": ";
-  out += AnyCorrectnessFailure(report.targets) ? "true" : "false";
-  out += "\n}\n";
-  return out;
+  j["targets"] = targets;
+  j["correctness_failure"] = AnyCorrectnessFailure(report.targets);
+  // Device names and error texts are not ours: invalid UTF-8 becomes
+  // U+FFFD rather than an exception.
+  return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace regcache_pingpong

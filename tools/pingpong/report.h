@@ -71,7 +71,7 @@ struct Report {
   double wall_seconds = 0;
 };
 
-// The targets, at `reference_size` (64 KiB) in workload "reuse":
+// The targets (docs/pingpong.md, "Targets"), at `reference_size` (64 KiB) in workload "reuse":
 //   bandwidth: regcache-{kmod,uffd} >= 10x register-per-message (reported)
 //   bandwidth: regcache-{kmod,uffd} within 5% of register-once (reported)
 //   correctness: no data errors in any mode with invalidation
@@ -85,9 +85,6 @@ std::string RenderTables(const Report& report);  // + the target lines
 std::string RenderTargets(const std::vector<TargetResult>& targets);
 std::string RenderJson(const Report& report);
 std::string RenderSvg(const Report& report);
-
-// JSON string escaping (exposed for tests).
-std::string JsonEscape(const std::string& text);
 
 }  // namespace regcache_pingpong
 

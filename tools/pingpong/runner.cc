@@ -5,8 +5,6 @@
 
 #include "runner.h"
 
-#include <time.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <deque>
@@ -15,6 +13,7 @@
 
 #include "buffers.h"
 #include "pattern.h"
+#include "posix_util.h"
 #include "regcache/regcache.h"
 #include "registrations.h"
 
@@ -24,12 +23,6 @@ namespace {
 constexpr double kArrivalTimeout = 120;   // seconds for one control message
 constexpr double kChannelTimeout = 1800;  // seconds for a point's counters
 constexpr uint32_t kMinMeasuredRounds = 2;
-
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-}
 
 // One endpoint's counters for a point.
 struct SideStats {
@@ -335,7 +328,7 @@ int RunServer(Channel* channel, const DeviceOptions& device,
 }
 
 bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
-               const std::function<void(const std::string&)>& progress,
+               const std::function<void(const ProgressStep&)>& progress,
                Report* report, std::string* error) {
   if (!channel->SendBlock(SerializePlan(plan), error)) return false;
   std::string peer_device;
@@ -382,11 +375,8 @@ bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
       continue;
     }
     if (progress) {
-      char line[160];
-      snprintf(line, sizeof(line), "[%zu/%zu] %-10s %-21s %5s pass %u", i + 1,
-               total, result.workload.c_str(), ModeName(spec.mode),
-               FormatSize(spec.size).c_str(), spec.pass + 1);
-      progress(line);
+      progress(
+          {i + 1, total, result.workload, spec.mode, spec.size, spec.pass});
     }
     PointRun run(endpoint.get(), spec, Stride(plan));
     std::string why, peer_why;

@@ -25,6 +25,7 @@
 #include "channel.h"
 #include "endpoint.h"
 #include "options.h"
+#include "progress.h"
 #include "report.h"
 
 namespace regcache_pingpong {
@@ -33,11 +34,11 @@ namespace regcache_pingpong {
 int RunServer(Channel* channel, const DeviceOptions& device,
               std::string* error);
 
-// Runs `plan` as the client and fills `report` (points, device). Progress
-// lines go to `progress` (may be empty). Returns false with *error set
+// Runs `plan` as the client and fills `report` (points, device). Each
+// point about to run goes to `progress` (may be empty). Returns false with *error set
 // when the run itself failed (the report then holds the points so far).
 bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
-               const std::function<void(const std::string&)>& progress,
+               const std::function<void(const ProgressStep&)>& progress,
                Report* report, std::string* error);
 
 }  // namespace regcache_pingpong

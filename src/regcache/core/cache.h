@@ -107,6 +107,11 @@ class Cache final : public InvalidationSink {
 
   int Invalidate(const void* addr, size_t length);
   int Flush();
+  // The monitor's kernel-side counters (Monitor::KernelCounters), for
+  // integrations' statistics. Thread-safe.
+  int KernelCounters(KernelCounts* out) {
+    return monitor_->KernelCounters(out);
+  }
   void Stats(struct regcache_stats* out);
   // Prints the statistics if the configuration asks for them at exit.
   void PrintStatsIfAsked() {

@@ -52,6 +52,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -92,9 +93,9 @@ int OpenDevice(int* fd_out, const char** area_out, size_t* size_out,
     const int err = errno;
     *why = std::string(REGCACHE_KMOD_DEVICE_PATH) + ": " + ErrnoText(err);
     if (err == ENOENT || err == ENODEV || err == ENXIO)
-      *why += " (is the regcache module loaded? see docs/kmod.md)";
+      *why += " (is the regcache module loaded? see docs/operators.md)";
     else if (err == EACCES || err == EPERM)
-      *why += " (the udev rule in docs/kmod.md gives group rdma access)";
+      *why += " (the udev rule in docs/operators.md gives group rdma access)";
     return -err;
   }
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -116,7 +117,7 @@ int OpenDevice(int* fd_out, const char** area_out, size_t* size_out,
     *why = std::string(REGCACHE_KMOD_DEVICE_PATH) + ": module ABI version " +
            std::to_string(abi) + ", this library needs " +
            std::to_string(REGCACHE_KMOD_ABI_VERSION) +
-           " (rebuild and reload the module, see docs/kmod.md)";
+           " (rebuild and reload the module, see docs/operators.md)";
     close(fd);
     return -EPROTO;
   }
@@ -257,6 +258,13 @@ class KmodMonitor final : public Monitor {
 
   int RestartInChild(std::string* why) override {
     if (CurrentPid() == owner_pid_.load(std::memory_order_relaxed)) return 0;
+    // mu_ may have been held at fork() by a thread that does not exist
+    // here (the event thread copying events, an application thread in
+    // Watch() or Unwatch()): it would stay locked forever. No thread of
+    // this process can hold it now: Watch(), Unwatch() and ApplyPending()
+    // return before taking it while owner_pid_ is the parent's, which it is
+    // until below. So it is made anew.
+    new (&mu_) Mutex();
     // The parent's event thread does not exist here; its state may hold a
     // lock forever. Keep it reachable, never destroy it.
     if (state_) abandoned_.push_back(state_.release());
@@ -279,6 +287,22 @@ class KmodMonitor final : public Monitor {
     if (rc != 0) return rc;
     Adopt(fd, area, size);
     if (started_ && !stopped_) return StartThread(why);
+    return 0;
+  }
+
+  int KernelCounters(KernelCounts* out) override {
+    const int fd = fork_slot_->primary.load(std::memory_order_acquire);
+    if (fd < 0 || CurrentPid() != owner_pid_.load(std::memory_order_relaxed))
+      return -ESRCH;
+    regcache_kmod_stats st{};
+    if (ioctl(fd, REGCACHE_IOC_STATS, &st) != 0) return -errno;
+    out->watched = st.monitors;
+    out->invalidated = 0;
+    for (uint64_t n : st.invalidated) out->invalidated += n;
+    out->unmapped = st.invalidated[REGCACHE_KMOD_REASON_UNMAP] +
+                    st.invalidated[REGCACHE_KMOD_REASON_RELEASE];
+    out->cleared = out->invalidated - out->unmapped;
+    out->late = st.late;
     return 0;
   }
 

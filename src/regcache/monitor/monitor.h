@@ -51,6 +51,15 @@ struct WatchToken {
   uint64_t cookie = 0;  // monitor-private (e.g. the kernel's range id)
 };
 
+// Counters a monitor's kernel side keeps (see Monitor::KernelCounters).
+struct KernelCounts {
+  uint64_t watched = 0;        // ranges it was asked to watch
+  uint64_t invalidated = 0;    // ranges it made stale, any reason
+  uint64_t unmapped = 0;       // ... of those, by munmap/mremap/exit
+  uint64_t cleared = 0;        // ... by madvise, COW, migration, zaps
+  uint64_t late = 0;           // ... found at the end of an invalidation
+};
+
 class Monitor {
  public:
   virtual ~Monitor() = default;
@@ -89,6 +98,11 @@ class Monitor {
 
   // Stop the event thread. Idempotent; called before destruction.
   virtual void Stop() = 0;
+
+  // What the kernel itself counted for this monitor (kmod: its context's
+  // counters), for statistics that do not rest on userspace's own
+  // counting. -EOPNOTSUPP for monitors without a kernel side. Thread-safe.
+  virtual int KernelCounters(KernelCounts* out) { return -EOPNOTSUPP; }
 };
 
 // A word that never changes, for monitors without per-range generations.

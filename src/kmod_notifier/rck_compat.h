@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Every difference between the kernels the regcache module builds for
+ * (Debian's 6.1, 6.12 and 7.x, and whatever lies between) in one place, so
+ * the rest of the module is written against one API. Each shim says which
+ * kernel changed what; a feature test beats a version test where the
+ * kernel offers one (a macro that is there or not).
+ */
+#ifndef RCK_COMPAT_H
+#define RCK_COMPAT_H
+
+#include <linux/mm.h>
+#include <linux/timer.h>
+#include <linux/version.h>
+
+/*
+ * 6.3 made vm_flags read-only outside mm and added vm_flags_mod(), which
+ * also asserts that mmap_lock is held for writing (it is, in ->mmap).
+ */
+static inline void rck_vm_flags_mod(struct vm_area_struct *vma,
+				    vm_flags_t set, vm_flags_t clear)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	vm_flags_mod(vma, set, clear);
+#else
+	vma->vm_flags = (vma->vm_flags | set) & ~clear;
+#endif
+}
+
+/*
+ * 6.16 renamed from_timer() to timer_container_of(); both are macros, so
+ * the new name's absence is the test.
+ */
+#ifndef timer_container_of
+#define timer_container_of(var, timer, field) from_timer(var, timer, field)
+#endif
+
+/*
+ * Not a shim but the reason there is none: file_operations.llseek is left
+ * unset. no_llseek() went away in 6.12; since 6.0 a file without ->llseek
+ * that was opened with nonseekable_open() already fails lseek() with
+ * ESPIPE, which is all no_llseek() did.
+ */
+
+#endif /* RCK_COMPAT_H */
