@@ -174,6 +174,10 @@ class KmodMonitor final : public Monitor {
 
   ~KmodMonitor() override {
     Stop();
+    if (area_ != nullptr &&
+        CurrentPid() == owner_pid_.load(std::memory_order_relaxed))
+      munmap(const_cast<char*>(area_), area_size_);
+    area_ = nullptr;
     if (fork_slot_ != &own_fds_) ReleaseForkClosedFds(fork_slot_);
   }
 
@@ -324,9 +328,9 @@ class KmodMonitor final : public Monitor {
       }
     }
     CloseExchanged(&fork_slot_->wake);
-    if (area_ != nullptr && in_owner)
-      munmap(const_cast<char*>(area_), area_size_);
-    area_ = nullptr;
+    // The area stays mapped until the destructor: the cache's reaper may
+    // still be in Unwatch(), reading a token's generation word, until the
+    // cache joins it after this returns.
     CloseExchanged(&fork_slot_->primary);
   }
 
