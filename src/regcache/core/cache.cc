@@ -434,6 +434,12 @@ void Cache::BackOff(Entry* e) {
 int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
                    HoldSlot** out) {
   Admit admit = Admit::kCache;
+  RacedRegistration raced;
+  struct DropAtExit {
+    Cache* cache;
+    RacedRegistration* raced;
+    ~DropAtExit() { cache->DropRaced(raced); }
+  } drop_at_exit{this, &raced};
   for (int attempt = 0;; ++attempt) {
     const uint32_t gate = gate_.load(std::memory_order_acquire);
     if (gate & kGateDestroying)
@@ -483,7 +489,8 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
     // Miss() still catches what concurrent misses added meanwhile.
     if (own_victims != nullptr) DeregisterList(own_victims);
     if (evicted) ReclaimZombies();
-    const int rc = Miss(first, last, access, ts, inval_seq, admit, own_victims, out);
+    const int rc = Miss(first, last, access, ts, inval_seq, admit, own_victims,
+                        &raced, out);
     if (rc != kRetryMiss) return rc;
     if (attempt == kMaxMissRetries) {
       return SetError(-EBUSY,
@@ -632,9 +639,17 @@ void Cache::FreeListLocked(Entry* list) {
   }
 }
 
+void Cache::DropRaced(RacedRegistration* raced) {
+  if (!raced->live) return;
+  raced->live = false;
+  registrar_.dereg(registrar_.ctx, &raced->mr);
+  deregistrations_.fetch_add(1, std::memory_order_relaxed);
+}
+
 int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
                 ThreadState* ts, uint64_t inval_seq_at_start, Admit admit,
-                Entry* own_victims, HoldSlot** out) {
+                Entry* own_victims, RacedRegistration* raced_before,
+                HoldSlot** out) {
   misses_.fetch_add(1, std::memory_order_relaxed);
   // Watch BEFORE registering: an unmap between the two is then seen either
   // through the token's generation or through InvalidatedSinceLocked().
@@ -665,6 +680,16 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
 
   regcache_mr mr;
   int rc = RegisterWithEviction(first, last, access, &mr);
+  if (raced_before->live) {
+    // Now that this attempt holds its own registration (and so whatever
+    // its registrar did to the VMA), the previous one can go; an
+    // invalidation its deregistration causes is seen below like any other.
+    // If pinning failed for want of memory, the raced registration may be
+    // what was missing: drop it and try once more.
+    DropRaced(raced_before);
+    if (rc == -ENOMEM || rc == -EAGAIN)
+      rc = RegisterWithEviction(first, last, access, &mr);
+  }
   if (rc != 0) {
     if (cacheable) monitor_->Unwatch(first, last, token);
     if (own_victims != nullptr) {
@@ -683,8 +708,14 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
   {
     MutexLock l(&mu_);
     FreeListLocked(own_victims);
-    e = entries_.Allocate();
-    if (e == nullptr) table_capacity = entries_.capacity();
+    raced = cacheable &&
+            (InvalidatedSinceLocked(inval_seq_at_start, first, last) ||
+             token.generation->load(std::memory_order_acquire) !=
+                 token.expected);
+    // A raced registration gets no entry: GetSlow() keeps it until its
+    // retry has registered again (RacedRegistration).
+    e = raced ? nullptr : entries_.Allocate();
+    if (e == nullptr && !raced) table_capacity = entries_.capacity();
     if (e != nullptr) {
       e->first.store(first, std::memory_order_relaxed);
       e->last.store(last, std::memory_order_relaxed);
@@ -704,20 +735,9 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
       e->node.last = last;
       entries_now_.fetch_add(1, std::memory_order_relaxed);
       pinned_bytes_now_.fetch_add(mr.length, std::memory_order_relaxed);
-      raced = cacheable &&
-              (InvalidatedSinceLocked(inval_seq_at_start, first, last) ||
-               token.generation->load(std::memory_order_acquire) !=
-                   token.expected);
       if (!cacheable) {
         // Served once: held by this get's handle only, released by its put.
         SetState(e, kPrivate);
-      } else if (raced) {
-        // Born a zombie: discarded.
-        SetState(e, kZombie);
-        e->zombie_next = zombies_;
-        zombies_ = e;
-        ++zombie_count_;
-        zombies_now_.fetch_add(1, std::memory_order_release);
       } else {
         tree_.Insert(&e->node);
         index_.Insert(first, e, last, mr.access, &retired);
@@ -731,11 +751,17 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
         e->published = true;
         SetState(e, kValid);
       }
-      if (!raced) slot = TakeSlotLocked(ts, e, cacheable ? 0 : kSlotPrivate);
-      if (!raced && cacheable && OverLimitsLocked())
+      slot = TakeSlotLocked(ts, e, cacheable ? 0 : kSlotPrivate);
+      if (cacheable && OverLimitsLocked())
         evicted = EvictLocked(/*all_unused=*/false) != 0;
     }
     AdoptRetiredLocked(retired);
+  }
+  if (raced) {
+    monitor_->Unwatch(first, last, token);
+    raced_before->mr = mr;
+    raced_before->live = true;
+    return kRetryMiss;
   }
   if (e == nullptr) {
     registrar_.dereg(registrar_.ctx, &mr);
@@ -751,10 +777,6 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
     uncached_churn_.fetch_add(1, std::memory_order_relaxed);
   else if (admit == Admit::kBypassFrequency)
     uncached_admission_.fetch_add(1, std::memory_order_relaxed);
-  if (raced) {
-    ReclaimZombies();
-    return kRetryMiss;
-  }
   if (evicted) ReclaimZombies();
   if (slot == nullptr) {
     // Could not allocate a hold slot: release the entry as an orphan.
@@ -1030,7 +1052,7 @@ void Cache::ReclaimZombies() {
     other_threads = published && OtherThreadsMayHitLocked();
   }
   if (batch == nullptr) return;
-  // W5 (cache_hit.h). A batch of born zombies only (raced misses) needs no
+  // W5 (cache_hit.h). A batch of entries never published needs no
   // fence: no lock-free reader ever found them, so every
   // hold on them was taken under mu_, before this batch was.
   FenceAgainstHitPaths(other_threads);

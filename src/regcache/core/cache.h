@@ -166,9 +166,25 @@ class Cache final : public InvalidationSink {
                     Entry** own_victims, bool* evicted) RC_REQUIRES(mu_);
   // `own_victims`: entries this miss evicted and deregistered itself; Miss()
   // returns them to the arena in the critical section that inserts.
+  // A registration whose watch went stale while it was being made, kept by
+  // GetSlow() until its retry has registered again. Deregistering it first
+  // could undo what made the watch go stale, so that every retry would race
+  // the same way: a registrar whose registration splits its VMA
+  // (libibverbs' fork protection, madvise(MADV_DONTFORK)) fires the mmu
+  // notifiers over the 2 MiB around each split point, and the
+  // deregistration (MADV_DOFORK) merges the VMA again.
+  struct RacedRegistration {
+    regcache_mr mr{};
+    bool live = false;
+  };
+  // Deregisters a live raced registration (no lock held).
+  void DropRaced(RacedRegistration* raced) RC_EXCLUDES(mu_);
+  // `raced`: the previous attempt's raced registration, deregistered once
+  // this attempt has registered; this attempt's own goes there when it
+  // races (kRetryMiss).
   int Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
            uint64_t inval_seq_at_start, Admit admit, Entry* own_victims,
-           HoldSlot** out);
+           RacedRegistration* raced, HoldSlot** out);
   // Unwatches and deregisters a list of unheld zombies (no lock held).
   void DeregisterList(Entry* list) RC_EXCLUDES(mu_);
   // Returns a deregistered list's entries to the arena.
