@@ -4,10 +4,12 @@
  *
  * Shared by the module (src/kmod_notifier/) and userspace (C and C++). It
  * defines the ioctls on /dev/regcache, their argument structures and the
- * layout of the read-only area a process maps from the device fd. Every
+ * layout of the read-only area a process maps from the device fd, and the
+ * offset at which the fd maps physically contiguous memory instead. Every
  * field says whether the caller fills it (in) or the kernel does (out).
  * docs/kmod.md explains the protocol; REGCACHE_KMOD_ABI_VERSION changes with
- * any incompatible change to anything in this file.
+ * any incompatible change to anything in this file. Additions do not change
+ * it: a module without REGCACHE_IOC_CONTIG_INFO answers it with -ENOTTY.
  *
  * A file opened on /dev/regcache is a context bound to the opener's mm. Only
  * threads of that mm may ioctl() or mmap() it; anyone else (a fork child that
@@ -143,6 +145,51 @@ struct regcache_kmod_stats {
 	__u64 reserved[8];
 };
 
+/*
+ * Physically contiguous memory (docs/kmod.md, "Contiguous memory"):
+ *
+ *   mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+ *        REGCACHE_MMAP_CONTIG_OFFSET)
+ *
+ * on an fd opened O_RDWR maps len bytes (rounded up to pages, as every mmap
+ * does) of zeroed, physically contiguous pages, all present when mmap()
+ * returns. The mapping is never writable-private (MAP_PRIVATE: EINVAL),
+ * never executable (PROT_EXEC: EINVAL), never grows (mremap: EFAULT), never
+ * splits (partial munmap, mprotect or mremap of part of it: EINVAL), is not
+ * inherited by a fork child, and counts in the process's locked_vm against
+ * RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK. Errors: EINVAL for a bad
+ * offset or flags; EPERM for a process with RLIMIT_MEMLOCK 0 and without
+ * CAP_IPC_LOCK, EAGAIN over RLIMIT_MEMLOCK; ENOMEM when the module's limits
+ * (contig_max_per_process_mb, contig_max_total_mb) would be exceeded or no
+ * contiguous memory of that size could be found. The offset lies far above
+ * any offset of the shared area (at most a few hundred MiB).
+ */
+#define REGCACHE_MMAP_CONTIG_OFFSET 0x10000000000ULL /* 1 TiB */
+
+/* Contiguous memory: what is held and what may be. All (out). */
+struct regcache_kmod_contig_info {
+	__u64 fd_bytes;		/* (out) mapped from this fd and not yet freed */
+	__u64 fd_mappings;	/* (out) ... as that many mmap() calls */
+	__u64 process_bytes;	/* (out) from every fd of this process */
+	__u64 process_mappings;	/* (out) */
+	__u64 total_bytes;	/* (out) by every process */
+	__u64 total_mappings;	/* (out) */
+	__u64 max_process_bytes; /* (out) contig_max_per_process_mb, in bytes */
+	__u64 max_total_bytes;	/* (out) contig_max_total_mb, in bytes */
+	__u64 max_buddy_bytes;	/* (out) largest block of the buddy allocator */
+	__u64 max_bytes;	/* (out) largest size this kernel can try */
+	__u32 page_size;	/* (out) the kernel's page size */
+	__u32 flags;		/* (out) REGCACHE_KMOD_CONTIG_F_* */
+	__u64 reserved[5];
+};
+
+/*
+ * Sizes above max_buddy_bytes can be tried: the kernel's contiguous range
+ * allocator is available to the module (max_bytes is then the smaller of
+ * the limits, else max_buddy_bytes).
+ */
+#define REGCACHE_KMOD_CONTIG_F_LARGE 0x1U
+
 #define REGCACHE_IOC_MONITOR \
 	_IOWR(REGCACHE_KMOD_IOC_MAGIC, 0x01, struct regcache_kmod_range)
 #define REGCACHE_IOC_MONITOR_BATCH \
@@ -153,5 +200,7 @@ struct regcache_kmod_stats {
 	_IOR(REGCACHE_KMOD_IOC_MAGIC, 0x04, struct regcache_kmod_stats)
 #define REGCACHE_IOC_ACK_EVENTS \
 	_IOWR(REGCACHE_KMOD_IOC_MAGIC, 0x05, struct regcache_kmod_ack)
+#define REGCACHE_IOC_CONTIG_INFO \
+	_IOR(REGCACHE_KMOD_IOC_MAGIC, 0x06, struct regcache_kmod_contig_info)
 
 #endif /* REGCACHE_KMOD_UAPI_H_ */

@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Internal declarations of the regcache module, shared by regcache_kmod.c
- * (the device: open, ioctl, mmap, poll) and rck_notifier.c (the interval
- * tree of monitored ranges, the mmu notifier and the event ring).
+ * (the device: open, ioctl, mmap, poll), rck_notifier.c (the interval
+ * tree of monitored ranges, the mmu notifier and the event ring) and
+ * rck_contig.c (physically contiguous memory).
  *
  * Locking, outermost first:
  *   rck_ctx.slot_lock (mutex)  MONITOR/UNMONITOR: slot allocation
  *   rck_ctx.lock (spinlock)    the tree, generations, ring, counters; the
  *                              only lock the notifier callbacks take
  * Nothing allocates, sleeps or touches user memory under rck_ctx.lock.
+ * rck_contig.c's rck_contig_lock (spinlock, global) nests in no other lock
+ * of the module and is held only to update its counters.
  */
 #ifndef RCK_INTERNAL_H
 #define RCK_INTERNAL_H
@@ -76,6 +79,10 @@ struct rck_ctx {
 	struct regcache_kmod_stats stats;
 	/* protected by lock: tree .. stats, and every generation word */
 
+	u64 contig_bytes;		/* contiguous memory mapped from this file */
+	u64 contig_mappings;
+	/* protected by rck_contig_lock (rck_contig.c): contig_bytes, _mappings */
+
 	wait_queue_head_t wq;		/* poll(); woken when head moves */
 	/*
 	 * The deferred wake-up of wq (rck_notifier.c, "Waking the reader").
@@ -92,10 +99,17 @@ struct rck_ctx {
 
 #define RCK_WAKE_ARMED 0	/* bit in rck_ctx.wake_flags */
 
+/* mmap() offsets from here on map contiguous memory (rck_contig.c). */
+#define RCK_CONTIG_PGOFF (REGCACHE_MMAP_CONTIG_OFFSET >> PAGE_SHIFT)
+
 extern const struct mmu_notifier_ops rck_mn_ops;
 
 void rck_range_insert_locked(struct rck_ctx *ctx, struct rck_range *range);
 void rck_range_forget_locked(struct rck_ctx *ctx, struct rck_range *range);
 void rck_wake_timer_fn(struct timer_list *timer);
+
+int rck_contig_mmap(struct rck_ctx *ctx, struct vm_area_struct *vma);
+long rck_ioc_contig_info(struct rck_ctx *ctx, void __user *uarg);
+void rck_contig_init(void);
 
 #endif /* RCK_INTERNAL_H */

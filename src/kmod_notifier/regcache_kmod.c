@@ -10,6 +10,9 @@
  * (rck_notifier.c), plus a best-effort event ring and poll(), whose
  * wake-up the notifier defers by up to wake_delay_us.
  *
+ * At REGCACHE_MMAP_CONTIG_OFFSET the same fd maps physically contiguous,
+ * pinned memory for DMA instead (rck_contig.c).
+ *
  * This file holds the device: open/release, the ioctls, mmap and poll.
  * The ABI is include/regcache/kmod_uapi.h; the protocol is docs/kmod.md.
  */
@@ -136,6 +139,8 @@ static int rck_mmap(struct file *file, struct vm_area_struct *vma)
 
 	if (current->mm != ctx->mm)
 		return -EPERM;
+	if (vma->vm_pgoff >= RCK_CONTIG_PGOFF)
+		return rck_contig_mmap(ctx, vma);
 	/* Read-only for good: no PROT_WRITE now, no mprotect() later. */
 	if (vma->vm_flags & (VM_WRITE | VM_EXEC))
 		return -EACCES;
@@ -512,6 +517,8 @@ static long rck_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return rck_ioc_stats(ctx, uarg);
 	case REGCACHE_IOC_ACK_EVENTS:
 		return rck_ioc_ack_events(ctx, uarg);
+	case REGCACHE_IOC_CONTIG_INFO:
+		return rck_ioc_contig_info(ctx, uarg);
 	default:
 		return -ENOTTY;
 	}
@@ -553,8 +560,10 @@ static struct miscdevice rck_misc = {
 
 static int __init rck_init(void)
 {
-	int ret = misc_register(&rck_misc);
+	int ret;
 
+	rck_contig_init();
+	ret = misc_register(&rck_misc);
 	if (ret)
 		pr_err("cannot register /dev/regcache: %d\n", ret);
 	return ret;

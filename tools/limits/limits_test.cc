@@ -642,6 +642,110 @@ TEST(Render, RegcacheMaxBytesAboveTheMemlockLimitIsWarnedAbout) {
   EXPECT_EQ(warned(), "");
 }
 
+// A module whose context opened and answered CONTIG_INFO: 256 MiB per
+// process, 1 GiB in all, 4 MiB buddy blocks, the range allocator, and
+// 12 MiB held in 3 mappings.
+Report WithContig() {
+  Report r;
+  r.module.proc_modules_read = true;
+  r.module.loaded = ModuleLine{28672, 1, "Live", "(OE)"};
+  r.module.device_exists = true;
+  r.module.device_mode = 0660;
+  r.module.opened = true;
+  r.module.abi_version = REGCACHE_KMOD_ABI_VERSION;
+  r.module.contig_read = true;
+  regcache_kmod_contig_info& c = r.module.contig;
+  c.max_process_bytes = 256 * kMiB;
+  c.max_total_bytes = kGiB;
+  c.max_buddy_bytes = 4 * kMiB;
+  c.max_bytes = 256 * kMiB;
+  c.page_size = 4096;
+  c.flags = REGCACHE_KMOD_CONTIG_F_LARGE;
+  c.total_bytes = 12 * kMiB;
+  c.total_mappings = 3;
+  return r;
+}
+
+TEST(Render, ContiguousMemoryLimitsAndUsageAreShown) {
+  const Report r = WithContig();
+  const std::string text = RenderText(r);
+  for (const char* line :
+       {"  contiguous       256 MiB per process, 1 GiB in all "
+        "(contig_max_per_process_mb, contig_max_total_mb)\n",
+        "                   up to 4 MiB from the buddy allocator; larger from "
+        "the kernel's range allocator (largest to try: 256 MiB)\n",
+        "  contiguous held  12 MiB in 3 mappings, all processes"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  }
+  const nlohmann::json j = Parsed(RenderJson(r));
+  const nlohmann::json& c = j["module"]["contig"];
+  EXPECT_EQ(c["max_process_bytes"], 256 * kMiB);
+  EXPECT_EQ(c["max_total_bytes"], kGiB);
+  EXPECT_EQ(c["max_buddy_bytes"], 4 * kMiB);
+  EXPECT_EQ(c["max_bytes"], 256 * kMiB);
+  EXPECT_EQ(c["large_sizes"], true);
+  EXPECT_EQ(c["page_size"], 4096);
+  EXPECT_EQ(c["total_bytes"], 12 * kMiB);
+  EXPECT_EQ(c["total_mappings"], 3);
+  EXPECT_TRUE(j["module"]["contig_error"].is_null());
+  for (const std::string& w : Warnings(r))
+    EXPECT_EQ(w.find("contig"), std::string::npos) << w;
+}
+
+TEST(Render, ContiguousMemoryTurnedOffOrWithoutTheRangeAllocatorSaysSo) {
+  Report r = WithContig();
+  r.module.contig.flags = 0;
+  r.module.contig.max_bytes = 4 * kMiB;
+  std::string text = RenderText(r);
+  EXPECT_NE(text.find("up to 4 MiB from the buddy allocator; nothing larger"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(Parsed(RenderJson(r))["module"]["contig"]["large_sizes"], false);
+  r.module.contig.max_total_bytes = 0;
+  r.module.contig.max_bytes = 0;
+  text = RenderText(r);
+  EXPECT_NE(text.find("0 B in all (contig_max_per_process_mb, "
+                      "contig_max_total_mb): turned off"),
+            std::string::npos)
+      << text;
+}
+
+// A module built before contiguous memory answers CONTIG_INFO with ENOTTY.
+TEST(Render, ModuleWithoutContiguousMemorySaysWhy) {
+  Report r = WithContig();
+  r.module.contig_read = false;
+  r.module.contig_error =
+      "REGCACHE_IOC_CONTIG_INFO: Inappropriate ioctl for device (this module "
+      "has no contiguous memory: an older build)";
+  const std::string text = RenderText(r);
+  EXPECT_NE(text.find("  contiguous       unknown: REGCACHE_IOC_CONTIG_INFO: "
+                      "Inappropriate ioctl for device"),
+            std::string::npos)
+      << text;
+  const nlohmann::json j = Parsed(RenderJson(r));
+  EXPECT_TRUE(j["module"]["contig"].is_null());
+  EXPECT_EQ(j["module"]["contig_error"], r.module.contig_error);
+}
+
+TEST(Render, ContiguousMemoryNearTheTotalLimitIsWarnedAbout) {
+  Report r = WithContig();
+  auto warned = [&r] {
+    for (const std::string& w : Warnings(r))
+      if (w.find("contig_max_total_mb") != std::string::npos) return w;
+    return std::string();
+  };
+  r.module.contig.total_bytes = 900 * kMiB;  // 88% of 1 GiB
+  EXPECT_EQ(warned(), "");
+  r.module.contig.total_bytes = 1000 * kMiB;
+  EXPECT_EQ(warned(),
+            "contiguous memory held by all processes (1000 MiB) is near "
+            "contig_max_total_mb (1 GiB): further mappings of it fail with "
+            "ENOMEM");
+  r.module.contig.max_total_bytes = 0;  // turned off: nothing to be near
+  r.module.contig.total_bytes = 0;
+  EXPECT_EQ(warned(), "");
+}
+
 TEST(Render, LimitsConfGroupLinesSayWhomTheyApplyTo) {
   GroupInfo g;
   g.name = "rdma";

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 //
 // regcache-limits, the probes: Gather() reads the memlock limit and
-// capabilities, /proc and /sys, opens /dev/regcache for its STATS, creates a
+// capabilities, /proc and /sys, opens /dev/regcache for its STATS and its
+// contiguous-memory limits and usage (CONTIG_INFO), creates a
 // throwaway cache to see which monitor the library picks, and lists RDMA
 // devices. Each probe records what failed and why; none aborts the run.
 
@@ -348,6 +349,14 @@ ModuleInfo ProbeModule(const Paths& paths) {
   // STATS before the munmap below, which the context's notifier would count.
   const int stats_rc = ioctl(fd, REGCACHE_IOC_STATS, &m.stats);
   const int stats_errno = errno;
+  if (ioctl(fd, REGCACHE_IOC_CONTIG_INFO, &m.contig) == 0) {
+    m.contig_read = true;
+  } else {
+    const int err = errno;
+    m.contig_error = std::string("REGCACHE_IOC_CONTIG_INFO: ") + strerror(err);
+    if (err == ENOTTY)
+      m.contig_error += " (this module has no contiguous memory: an older build)";
+  }
   if (head != MAP_FAILED) munmap(head, page);
   if (stats_rc == 0) {
     m.stats_read = true;

@@ -88,6 +88,20 @@ Json Counters(const ModuleInfo& mod) {
           {"inval_seq", s.inval_seq}};
 }
 
+// Contiguous memory: limits and what all processes hold; null when unread.
+Json Contig(const ModuleInfo& mod) {
+  if (!mod.contig_read) return nullptr;
+  const regcache_kmod_contig_info& c = mod.contig;
+  return {{"max_process_bytes", c.max_process_bytes},
+          {"max_total_bytes", c.max_total_bytes},
+          {"max_buddy_bytes", c.max_buddy_bytes},
+          {"max_bytes", c.max_bytes},
+          {"large_sizes", (c.flags & REGCACHE_KMOD_CONTIG_F_LARGE) != 0},
+          {"page_size", c.page_size},
+          {"total_bytes", c.total_bytes},
+          {"total_mappings", c.total_mappings}};
+}
+
 Json Module(const ModuleInfo& mod) {
   Json j = Json::object();
   j["loaded"] =
@@ -114,6 +128,9 @@ Json Module(const ModuleInfo& mod) {
   j["counters"] = Counters(mod);
   j["counters_error"] = OptString(
       mod.stats_read ? "" : (mod.opened ? mod.stats_error : mod.open_error));
+  j["contig"] = Contig(mod);
+  j["contig_error"] = OptString(
+      mod.contig_read ? "" : (mod.opened ? mod.contig_error : mod.open_error));
   return j;
 }
 

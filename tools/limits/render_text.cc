@@ -62,6 +62,31 @@ bool Limited(const Report& r) {
   return r.memlock.ok && !r.memlock.cap_ipc_lock.value_or(false);
 }
 
+// The module's contiguous memory: its limits, the sizes this kernel can
+// allocate, and what all processes hold now.
+std::string ContigRows(const ModuleInfo& mod) {
+  if (!mod.contig_read) return Row("contiguous", "unknown: " + mod.contig_error);
+  const regcache_kmod_contig_info& c = mod.contig;
+  std::string limits = FormatBytes(c.max_process_bytes) + " per process, " +
+                       FormatBytes(c.max_total_bytes) +
+                       " in all (contig_max_per_process_mb, "
+                       "contig_max_total_mb)";
+  if (c.max_bytes == 0) limits += ": turned off";
+  const std::string sizes =
+      "up to " + FormatBytes(c.max_buddy_bytes) +
+      " from the buddy allocator; " +
+      ((c.flags & REGCACHE_KMOD_CONTIG_F_LARGE)
+           ? "larger from the kernel's range allocator (largest to try: " +
+                 FormatBytes(c.max_bytes) + ")"
+           : "nothing larger (the kernel lets no module allocate a range)");
+  const std::string held =
+      FormatBytes(c.total_bytes) + " in " + std::to_string(c.total_mappings) +
+      (c.total_mappings == 1 ? " mapping" : " mappings") +
+      ", all processes (docs/kmod.md, \"Contiguous memory\")";
+  return Row("contiguous", limits) + Row("", sizes) +
+         Row("contiguous held", held);
+}
+
 }  // namespace
 
 std::string GroupNote(const GroupInfo& g, const std::string& user) {
@@ -158,6 +183,13 @@ std::vector<std::string> Warnings(const Report& r) {
     w.push_back("the module's ABI version is " +
                 std::to_string(mod.abi_version) + ", this build expects " +
                 std::to_string(REGCACHE_KMOD_ABI_VERSION));
+  if (mod.contig_read && mod.contig.max_total_bytes > 0 &&
+      mod.contig.total_bytes >= mod.contig.max_total_bytes / 10 * 9)
+    w.push_back("contiguous memory held by all processes (" +
+                FormatBytes(mod.contig.total_bytes) +
+                ") is near contig_max_total_mb (" +
+                FormatBytes(mod.contig.max_total_bytes) +
+                "): further mappings of it fail with ENOMEM");
   if (mod.loaded && r.library.created && r.library.monitor != "kmod")
     w.push_back("the module is loaded but the library would use " +
                 r.library.monitor + " (" + r.library.monitor_note + ")");
@@ -318,6 +350,7 @@ std::string RenderText(const Report& r) {
     } else {
       o += Row("counters", "not read: " + mod.stats_error);
     }
+    o += ContigRows(mod);
   }
 
   const LibraryChoice& lib = r.library;

@@ -91,6 +91,11 @@ struct ModuleInfo {
   bool stats_read = false;
   std::string stats_error;
   regcache_kmod_stats stats{};
+  // Contiguous memory (REGCACHE_IOC_CONTIG_INFO): the module's limits and
+  // what every process holds now (docs/kmod.md, "Contiguous memory").
+  bool contig_read = false;
+  std::string contig_error;  // why not (ENOTTY: a module without it)
+  regcache_kmod_contig_info contig{};
 };
 ModuleInfo ProbeModule(const Paths& paths);
 
