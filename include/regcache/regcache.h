@@ -277,6 +277,23 @@ struct regcache_stats {
   uint64_t uncached_admission; /* gets served uncached because the cache was
                                   full and the range was requested no more
                                   often than the entry it would evict */
+  /* Pin-once memory (regcache_mem_alloc): allocations that succeeded, how
+   * many of them reused a freed block (no registration), and how many
+   * allocations and bytes got each kind of memory. */
+  uint64_t mem_allocs;
+  uint64_t mem_reuses;
+  uint64_t mem_pages_allocs;   /* ordinary pages (no flag) */
+  uint64_t mem_pages_bytes;
+  uint64_t mem_hugetlb_allocs; /* hugetlb pages (REGCACHE_MEM_HUGE[_ONLY]) */
+  uint64_t mem_hugetlb_bytes;
+  uint64_t mem_thp_allocs;     /* transparent huge pages (REGCACHE_MEM_HUGE
+                                  without reserved hugetlb pages) */
+  uint64_t mem_thp_bytes;
+  uint64_t mem_contig_allocs;  /* physically contiguous (REGCACHE_MEM_CONTIG) */
+  uint64_t mem_contig_bytes;
+  uint64_t mem_bytes_now;      /* mapped and registered by the pool:
+                                  allocated plus freed-and-kept */
+  uint64_t mem_free_bytes_now; /* of those, freed and kept for reuse */
 };
 
 int regcache_stats_sz(regcache_t *cache, struct regcache_stats *out,
@@ -285,13 +302,88 @@ static inline int regcache_stats(regcache_t *cache, struct regcache_stats *out) 
   return regcache_stats_sz(cache, out, sizeof(*out));
 }
 
+/* Pin-once memory: a pool of memory registered once, with the cache's
+ * registrar and REGCACHE_ACCESS_LOCAL_WRITE | REGCACHE_ACCESS_REMOTE_WRITE |
+ * REGCACHE_ACCESS_REMOTE_READ, when it is allocated. Every regcache_get()
+ * inside an allocation with at most those rights is a hit from the first
+ * call (a get at the allocation's first page takes no lock; one starting
+ * further in is served under the cache mutex the first time, without
+ * registering); the registration is never evicted while the memory is
+ * allocated. regcache_mem_free() keeps the block mapped and registered for
+ * a later allocation that fits, so freeing and allocating again costs no
+ * registration; regcache_mem_trim() and regcache_destroy() return kept
+ * blocks to the system (docs/pinonce.md).
+ *
+ * Limits: in pin mode the pool's bytes (allocated and kept) count against
+ * max_bytes and its blocks against max_entries, together with the cache's
+ * registrations; CLOCK eviction never takes pool memory. An allocation
+ * that would take the pool past a limit first returns kept blocks to the
+ * system, then fails with -ENOMEM. A registration that runs out of
+ * pinnable memory returns every kept block before its retry.
+ *
+ * Thread safety: the three functions may be called from any thread, with
+ * each other and with regcache_get()/regcache_put() on the same cache, but
+ * not with regcache_destroy(). Memory allocated by one thread may be freed
+ * by another.
+ *
+ * Lifetime: an allocation stays mapped and registered until
+ * regcache_mem_free() or regcache_destroy(), which unmaps every block, free
+ * or not: pointers from regcache_mem_alloc() are invalid after
+ * regcache_destroy(). A handle from regcache_get() inside an allocation
+ * keeps its registration (its keys) valid after regcache_mem_free() as
+ * usual, but the memory belongs to the pool again. Memory that is unmapped
+ * or remapped behind the pool's back (munmap, mremap, MAP_FIXED,
+ * madvise(MADV_DONTNEED)) loses its registration like any cached range;
+ * the pool then never unmaps that address itself, and regcache_mem_free()
+ * of it only forgets it. In a fork child, memory the parent allocated is
+ * ordinary memory (gets register it anew); the child's
+ * regcache_mem_free() forgets it without unmapping it.
+ */
+/* regcache_mem_alloc() flags. No flag: ordinary anonymous memory, page
+ * aligned. */
+/* Huge pages: hugetlb pages from the system's pool (vm.nr_hugepages), else
+ * transparent huge pages (a 2 MiB-aligned mapping with MADV_HUGEPAGE), else
+ * -ENOMEM with a message naming vm.nr_hugepages. The length is rounded up
+ * to the huge page size. */
+#define REGCACHE_MEM_HUGE 0x1u
+/* Physically contiguous memory from the regcache kernel module
+ * (/dev/regcache). Not together with REGCACHE_MEM_HUGE or
+ * REGCACHE_MEM_HUGE_ONLY (-EINVAL). -EOPNOTSUPP where this library or the
+ * module cannot provide it (the message says which). */
+#define REGCACHE_MEM_CONTIG 0x2u
+/* hugetlb pages only (implies REGCACHE_MEM_HUGE): no transparent huge page
+ * fallback; -ENOMEM naming vm.nr_hugepages without reserved pages. */
+#define REGCACHE_MEM_HUGE_ONLY 0x4u
+#define REGCACHE_MEM_FLAGS_ALL 0x7u
+
+/* Allocate `length` bytes of registered memory into *addr (aligned to the
+ * page, or to the huge page with the HUGE flags). Errors: -EINVAL (NULL
+ * cache or addr, length 0, unknown flags, HUGE with CONTIG), -ENOMEM (no
+ * memory of that kind, or the limits above; the message says which),
+ * -EOPNOTSUPP (CONTIG unavailable), -ESHUTDOWN (the cache is being
+ * destroyed), or the registrar's error. Nothing is mapped on failure. */
+int regcache_mem_alloc(regcache_t *cache, size_t length, uint32_t flags,
+                       void **addr);
+
+/* Give an allocation back to the pool, which keeps it registered for
+ * reuse. -EINVAL for a NULL cache; -ENOENT for a pointer that
+ * regcache_mem_alloc() of this cache did not return or that was already
+ * freed (nothing changes). */
+int regcache_mem_free(regcache_t *cache, void *addr);
+
+/* Return every freed block the pool keeps to the system (deregister and
+ * unmap). Allocated memory is untouched. */
+int regcache_mem_trim(regcache_t *cache);
+
 /* Print statistics in a human-readable form to `stream` (a FILE *; NULL
  * for stderr), naming the process and the cache. */
 int regcache_print_stats(regcache_t *cache, void *stream);
 
 /* The same as one line of JSON: {"pid", "cache", "registrar", "mode",
  * "mode_reason", "monitor", "monitor_reason", "limits": {"max_entries",
- * "max_bytes"}, "hits", "misses", ..., "invalidations": {"unmap", ...}}.
+ * "max_bytes"}, "hits", "misses", ..., "invalidations": {"unmap", ...},
+ * "mem": {"allocs", "reuses", "pages": {"allocs", "bytes"}, "hugetlb",
+ * "thp", "contig", "bytes_now", "free_bytes_now"}}.
  * Numbers are numbers; 0 in a limit means "no limit". */
 int regcache_print_stats_json(regcache_t *cache, void *stream);
 

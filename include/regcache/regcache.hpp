@@ -8,13 +8,23 @@
 //   if (cache.Get(buf, len, REGCACHE_ACCESS_LOCAL_WRITE, &reg) == 0)
 //     post_send(buf, len, reg.lkey());        // reg released at scope exit
 //
+//   regcache::Memory mem;                     // pin-once memory
+//   if (cache.Allocate(64 << 20, REGCACHE_MEM_HUGE, &mem) != 0)
+//     die(regcache_last_error());
+//   cache.Get(mem.data(), mem.size(), REGCACHE_ACCESS_LOCAL_WRITE, &reg);
+//                                             // a hit; freed at scope exit
+//
 // Thread safety: as the C API. A Cache may be used from many threads at once
-// but destroyed (or moved from) by one. A Registration is a handle: move it
-// between threads freely, but do not use one object from two threads.
-// Lifetime: a Registration must not outlive its Cache. Its lkey/rkey stay
-// valid until it is reset or destroyed, even if the memory is invalidated
-// meanwhile (see regcache.h). No exceptions: errors are negative errno values
-// with a message in regcache_last_error(). Needs C++11 or later.
+// but destroyed (or moved from) by one. A Registration is a handle, and a
+// Memory an allocation: move them between threads freely, but do not use
+// one object from two threads.
+// Lifetime: a Registration and a Memory must not outlive their Cache
+// (destroy them first: regcache_destroy() unmaps the pool's memory). A
+// Registration's lkey/rkey stay valid until it is reset or destroyed, even
+// if the memory is invalidated meanwhile (see regcache.h). A Memory gives
+// its block back to the cache's pool (regcache_mem_free) when it is reset
+// or destroyed. No exceptions: errors are negative errno values with a
+// message in regcache_last_error(). Needs C++11 or later.
 #ifndef REGCACHE_REGCACHE_HPP_
 #define REGCACHE_REGCACHE_HPP_
 
@@ -86,6 +96,54 @@ class Registration {
   regcache_handle_t* handle_ = nullptr;
 };
 
+// Memory from the cache's pin-once pool (regcache_mem_alloc): registered
+// once, every Get inside it a hit. Move-only; gives the memory back to the
+// pool in its destructor.
+class Memory {
+ public:
+  Memory() = default;
+  Memory(regcache_t* cache, void* addr, size_t length)
+      : cache_(cache), addr_(addr), length_(length) {}
+  Memory(Memory&& other) noexcept
+      : cache_(other.cache_),
+        addr_(detail::Exchange(other.addr_, static_cast<void*>(nullptr))),
+        length_(detail::Exchange(other.length_, size_t{0})) {}
+  Memory& operator=(Memory&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      cache_ = other.cache_;
+      addr_ = detail::Exchange(other.addr_, static_cast<void*>(nullptr));
+      length_ = detail::Exchange(other.length_, size_t{0});
+    }
+    return *this;
+  }
+  Memory(const Memory&) = delete;
+  Memory& operator=(const Memory&) = delete;
+  ~Memory() { Reset(); }
+
+  // Give the memory back to the pool now. Returns regcache_mem_free()'s
+  // result (0 if empty).
+  int Reset() {
+    if (addr_ == nullptr) return 0;
+    length_ = 0;
+    return regcache_mem_free(cache_, detail::Exchange(addr_, static_cast<void*>(nullptr)));
+  }
+  // Give up ownership without freeing (for callers that free themselves).
+  void* release() {
+    length_ = 0;
+    return detail::Exchange(addr_, static_cast<void*>(nullptr));
+  }
+
+  explicit operator bool() const { return addr_ != nullptr; }
+  void* data() const { return addr_; }
+  size_t size() const { return length_; }  // as requested
+
+ private:
+  regcache_t* cache_ = nullptr;
+  void* addr_ = nullptr;
+  size_t length_ = 0;
+};
+
 class Cache {
  public:
   Cache() = default;
@@ -121,6 +179,14 @@ class Cache {
     return regcache_invalidate(cache_, addr, length);
   }
   int Flush() { return regcache_flush(cache_); }
+  // Pin-once memory: `flags` are REGCACHE_MEM_* bits.
+  int Allocate(size_t length, uint32_t flags, Memory* out) {
+    void* addr = nullptr;
+    int rc = regcache_mem_alloc(cache_, length, flags, &addr);
+    if (rc == 0) *out = Memory(cache_, addr, length);
+    return rc;
+  }
+  int TrimMemory() { return regcache_mem_trim(cache_); }
   struct regcache_stats Stats() const {
     struct regcache_stats s{};
     ::regcache_stats(cache_, &s);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // The C API (include/regcache/regcache.h) over Cache: everything but
 // configuration (config.cc), creation (create.cc) and statistics
-// (stats.cc). regcache_get and regcache_put inline the hit path here.
+// (stats.cc), including the pin-once memory pool's argument checks.
+// regcache_get and regcache_put inline the hit path here.
 #include <sys/resource.h>
 
 #include <cerrno>
@@ -73,6 +74,41 @@ int regcache_invalidate(regcache_t* cache, const void* addr, size_t length) {
 int regcache_flush(regcache_t* cache) {
   if (cache == nullptr) return SetError(-EINVAL, "regcache_flush: NULL cache");
   return AsCache(cache)->Flush();
+}
+
+// Pin-once memory (core/pool.cc): the arguments are checked here.
+int regcache_mem_alloc(regcache_t* cache, size_t length, uint32_t flags,
+                       void** addr) {
+  if (cache == nullptr || addr == nullptr)
+    return SetError(-EINVAL, "regcache_mem_alloc: NULL %s", cache ? "addr" : "cache");
+  if (length == 0) return SetError(-EINVAL, "regcache_mem_alloc: length is 0");
+  if (flags & ~uint32_t{REGCACHE_MEM_FLAGS_ALL}) {
+    return SetError(-EINVAL, "regcache_mem_alloc: unknown flags 0x%x",
+                    flags & ~uint32_t{REGCACHE_MEM_FLAGS_ALL});
+  }
+  if ((flags & REGCACHE_MEM_CONTIG) &&
+      (flags & (REGCACHE_MEM_HUGE | REGCACHE_MEM_HUGE_ONLY))) {
+    return SetError(-EINVAL,
+                    "regcache_mem_alloc: REGCACHE_MEM_CONTIG with %s: contiguous "
+                    "memory comes from the kernel module in pages of its own "
+                    "choosing; ask for one or the other",
+                    (flags & REGCACHE_MEM_HUGE_ONLY) ? "REGCACHE_MEM_HUGE_ONLY"
+                                                     : "REGCACHE_MEM_HUGE");
+  }
+  return AsCache(cache)->MemAlloc(length, flags, addr);
+}
+
+int regcache_mem_free(regcache_t* cache, void* addr) {
+  if (cache == nullptr) return SetError(-EINVAL, "regcache_mem_free: NULL cache");
+  if (addr == nullptr) {
+    return SetError(-EINVAL, "regcache_mem_free: NULL addr");
+  }
+  return AsCache(cache)->MemFree(addr);
+}
+
+int regcache_mem_trim(regcache_t* cache) {
+  if (cache == nullptr) return SetError(-EINVAL, "regcache_mem_trim: NULL cache");
+  return AsCache(cache)->MemTrim();
 }
 
 }  // extern "C"

@@ -86,6 +86,14 @@ int regcache_print_stats(regcache_t* cache, void* stream) {
   fprintf(f, "regcache mode=%s (%s), monitor=%s (%s)\n",
           regcache_mode_name(s.mode), s.mode_reason,
           regcache_monitor_name(s.monitor), s.monitor_reason);
+  fprintf(f,
+          "regcache mem: allocs=%" PRIu64 " reuses=%" PRIu64 " pages=%" PRIu64
+          "/%" PRIu64 " hugetlb=%" PRIu64 "/%" PRIu64 " thp=%" PRIu64 "/%" PRIu64
+          " contig=%" PRIu64 "/%" PRIu64 " bytes=%" PRIu64 " free_bytes=%" PRIu64 "\n",
+          s.mem_allocs, s.mem_reuses, s.mem_pages_allocs, s.mem_pages_bytes,
+          s.mem_hugetlb_allocs, s.mem_hugetlb_bytes, s.mem_thp_allocs,
+          s.mem_thp_bytes, s.mem_contig_allocs, s.mem_contig_bytes,
+          s.mem_bytes_now, s.mem_free_bytes_now);
   fprintf(f, "regcache invalidations:");
   for (int r = 0; r < REGCACHE_INVAL_NREASONS; ++r) {
     fprintf(f, " %s=%" PRIu64,
@@ -128,6 +136,15 @@ int regcache_print_stats_json(regcache_t* cache, void* stream) {
       {"pinned_bytes_now", s.pinned_bytes_now},
       {"in_use_now", s.in_use_now},
       {"invalidations", invalidations},
+      {"mem",
+       {{"allocs", s.mem_allocs},
+        {"reuses", s.mem_reuses},
+        {"pages", {{"allocs", s.mem_pages_allocs}, {"bytes", s.mem_pages_bytes}}},
+        {"hugetlb", {{"allocs", s.mem_hugetlb_allocs}, {"bytes", s.mem_hugetlb_bytes}}},
+        {"thp", {{"allocs", s.mem_thp_allocs}, {"bytes", s.mem_thp_bytes}}},
+        {"contig", {{"allocs", s.mem_contig_allocs}, {"bytes", s.mem_contig_bytes}}},
+        {"bytes_now", s.mem_bytes_now},
+        {"free_bytes_now", s.mem_free_bytes_now}}},
   };
   // replace: a reason with bytes that are not UTF-8 must not throw.
   const std::string line =

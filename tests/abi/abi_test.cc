@@ -6,6 +6,7 @@
 // C++11 (headers_cxx11.cc, compiled with -std=c++11 and called here).
 #include <errno.h>
 
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -117,6 +118,36 @@ TEST(Abi, StatsAreWrittenAtTheCallersSize) {
                               kStatsSizeV0_1 - 1),
             -EINVAL);
   for (unsigned char b : small) ASSERT_EQ(b, 0xAB) << "nothing is written";
+  EXPECT_EQ(regcache_destroy(cache), 0);
+}
+
+TEST(Abi, StatsOfVersion0_1AreAPrefixTheMemoryPoolsFieldsFollow) {
+  // The pool's fields (newer than 0.1) come after every 0.1 field, and a
+  // caller built against 0.1 gets exactly its bytes, the pool's left out.
+  static_assert(offsetof(struct regcache_stats, mem_allocs) >= kStatsSizeV0_1,
+                "new fields go after version 0.1's");
+  const regcache_registrar r = Fake();
+  regcache_config config;
+  ASSERT_EQ(regcache_config_init(&config), 0);
+  config.monitor = REGCACHE_MONITOR_NONE;
+  config.max_bytes = 0;
+  regcache_t* cache = nullptr;
+  ASSERT_EQ(regcache_create(&r, &config, &cache), 0) << regcache_last_error();
+  void* p = nullptr;
+  ASSERT_EQ(regcache_mem_alloc(cache, 4096, 0, &p), 0) << regcache_last_error();
+
+  std::vector<unsigned char> old(sizeof(struct regcache_stats), 0xAB);
+  ASSERT_EQ(regcache_stats_sz(cache, reinterpret_cast<struct regcache_stats*>(old.data()),
+                              kStatsSizeV0_1),
+            0);
+  for (size_t i = kStatsSizeV0_1; i < old.size(); ++i)
+    ASSERT_EQ(old[i], 0xAB) << "byte " << i << " is past a 0.1 caller's struct";
+  struct regcache_stats full;
+  ASSERT_EQ(regcache_stats(cache, &full), 0);
+  EXPECT_EQ(memcmp(old.data(), &full, offsetof(struct regcache_stats, mode_reason)), 0);
+  EXPECT_EQ(full.mem_allocs, 1u);
+  EXPECT_EQ(full.entries_now, 1u);
+  EXPECT_EQ(regcache_mem_free(cache, p), 0);
   EXPECT_EQ(regcache_destroy(cache), 0);
 }
 

@@ -37,11 +37,6 @@ uint64_t NowNs() {
   return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
 }
 
-void SetState(Entry* e, EntryState state) {
-  const uint64_t s = e->seq.load(std::memory_order_relaxed);
-  e->seq.store(SeqMake(SeqGeneration(s) + 1, state), std::memory_order_release);
-}
-
 static_assert(REGCACHE_ACCESS_ALL <= kTagAccessMask,
               "access bits must fit a bucket tag");
 
@@ -168,6 +163,9 @@ int Cache::Destroy() {
   monitor_->Stop();
   StopReaper();
 
+  // The pool's mappings, decided while every entry is still as it was.
+  const std::vector<PoolMapping> pool_mappings = DetachPoolAtDestroy();
+
   // Every entry still registered goes now, held or not.
   size_t held = 0;
   Entry* all = nullptr;
@@ -190,6 +188,8 @@ int Cache::Destroy() {
       deregistrations_.fetch_add(1, std::memory_order_relaxed);
     }
   }
+  // Then the pool's memory, allocated or free.
+  for (const PoolMapping& m : pool_mappings) UnmapPoolMemory(m.base, m.length);
   int rc = 0;
   if (held != 0) {
     rc = SetError(-EBUSY,
@@ -502,7 +502,7 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
 }
 
 int Cache::RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
-                                regcache_mr* mr) {
+                                regcache_mr* mr, const char* fn) {
   const size_t length = last - first + 1;
   int rc = 0;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -523,13 +523,15 @@ int Cache::RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
     registration_errors_.fetch_add(1, std::memory_order_relaxed);
     if (rc > 0) rc = -rc;
     if ((rc != -ENOMEM && rc != -EAGAIN) || attempt == 1) break;
-    // Out of pinnable memory: drop every unused registration and retry.
+    // Out of pinnable memory: drop every unused registration, and every
+    // block the memory pool keeps free, and retry.
     size_t evicted;
     {
       MutexLock l(&mu_);
       evicted = EvictLocked(/*all_unused=*/true);
     }
     ReclaimZombies();
+    evicted += TrimFreeBlocks();
     if (evicted == 0 && zombie_count() == 0) break;
   }
   if (rc == -ENOMEM || rc == -EAGAIN) {
@@ -545,19 +547,19 @@ int Cache::RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
                          pinned + length > rl.rlim_cur;
     return SetError(
         rc,
-        "regcache_get: %s registering %zu bytes at 0x%" PRIx64
+        "%s: %s registering %zu bytes at 0x%" PRIx64
         " failed (%s) after evicting every unused registration; this cache "
         "pins %" PRIu64 " bytes in %" PRIu64 " registrations; %s; "
         "RLIMIT_MEMLOCK soft %s, hard %s (see docs/operators.md)",
-        registrar_.name ? registrar_.name : "registrar", length, first,
+        fn, registrar_.name ? registrar_.name : "registrar", length, first,
         strerror(-rc), pinned, entries_now_.load(),
         memlock ? "the memlock limit (RLIMIT_MEMLOCK) was hit"
                 : "the device or kernel ran out of registration resources",
         soft, hard);
   }
-  return SetError(rc, "regcache_get: %s registering %zu bytes at 0x%" PRIx64
+  return SetError(rc, "%s: %s registering %zu bytes at 0x%" PRIx64
                       " failed: %s",
-                  registrar_.name ? registrar_.name : "registrar", length,
+                  fn, registrar_.name ? registrar_.name : "registrar", length,
                   first, strerror(-rc));
 }
 
@@ -634,6 +636,7 @@ void Cache::FreeListLocked(Entry* list) {
     pinned_bytes_now_.fetch_sub(e->mr.length, std::memory_order_relaxed);
     e->watched = false;
     e->inherited = false;
+    e->pool = false;
     SetState(e, kFree);
     entries_.Free(e);
   }
@@ -803,11 +806,15 @@ void Cache::KillLocked(Entry* e, Entry** own_list) {
   index_.Remove(e->first.load(std::memory_order_relaxed), e);
   for (int i = 0; i < e->alias_count; ++i) index_.Remove(e->alias_firsts[i], e);
   e->alias_count = 0;
-  if (e->lru_prev != nullptr) e->lru_prev->lru_next = e->lru_next;
-  else lru_head_ = e->lru_next;
-  if (e->lru_next != nullptr) e->lru_next->lru_prev = e->lru_prev;
-  else lru_tail_ = e->lru_prev;
-  e->lru_prev = e->lru_next = nullptr;
+  if (e->pool) {
+    --pool_entries_;  // never on lru_
+  } else {
+    if (e->lru_prev != nullptr) e->lru_prev->lru_next = e->lru_next;
+    else lru_head_ = e->lru_next;
+    if (e->lru_next != nullptr) e->lru_next->lru_prev = e->lru_prev;
+    else lru_tail_ = e->lru_prev;
+    e->lru_prev = e->lru_next = nullptr;
+  }
   --valid_entries_;
   valid_bytes_ -= e->mr.length;
   SetState(e, kZombie);
@@ -857,7 +864,7 @@ void Cache::InvalidateRange(uint64_t first, uint64_t last,
     while (victims != nullptr) {
       Entry* e = victims;
       victims = e->zombie_next;
-      if (adaptive_)
+      if (adaptive_ && !e->pool)
         churn_.OnInvalidated(e->first.load(std::memory_order_relaxed),
                              EverHitLocked(e));
       KillLocked(e);
@@ -1105,6 +1112,7 @@ void Cache::ReclaimZombies() {
     pinned_bytes_now_.fetch_sub(e->mr.length, std::memory_order_relaxed);
     e->watched = false;
     e->inherited = false;
+    e->pool = false;
     SetState(e, kFree);
     zombies_now_.fetch_sub(1, std::memory_order_release);
     entries_.Free(e);
@@ -1251,6 +1259,18 @@ void Cache::Stats(struct regcache_stats* out) {
       in_use += threads_.At(i)->slots[j].held.load(std::memory_order_relaxed);
   }
   out->in_use_now = in_use;
+  out->mem_allocs = mem_allocs_.load();
+  out->mem_reuses = mem_reuses_.load();
+  out->mem_pages_allocs = mem_kind_allocs_[int(PoolKind::kPages)].load();
+  out->mem_pages_bytes = mem_kind_bytes_[int(PoolKind::kPages)].load();
+  out->mem_hugetlb_allocs = mem_kind_allocs_[int(PoolKind::kHugetlb)].load();
+  out->mem_hugetlb_bytes = mem_kind_bytes_[int(PoolKind::kHugetlb)].load();
+  out->mem_thp_allocs = mem_kind_allocs_[int(PoolKind::kThp)].load();
+  out->mem_thp_bytes = mem_kind_bytes_[int(PoolKind::kThp)].load();
+  out->mem_contig_allocs = mem_kind_allocs_[int(PoolKind::kContig)].load();
+  out->mem_contig_bytes = mem_kind_bytes_[int(PoolKind::kContig)].load();
+  out->mem_bytes_now = mem_bytes_now_.load();
+  out->mem_free_bytes_now = mem_free_bytes_now_.load();
   out->monitor = monitor_kind_;
   out->mode = mode_;  // ODP mode policy
   snprintf(out->mode_reason, sizeof out->mode_reason, "%s", mode_reason_.c_str());
@@ -1270,8 +1290,26 @@ bool Cache::CheckInvariants(std::string* why) {
     ++n;
     bytes += e->mr.length;
   }
-  if (n != valid_entries_ || n != tree_.size() || bytes != valid_bytes_) {
-    *why = "valid_entries_/valid_bytes_ disagree with the LRU list or tree";
+  size_t pool_n = 0;
+  bool pool_ok = true;
+  const Entry* lru_head = lru_head_;
+  tree_.ForEachOverlap(0, UINT64_MAX, [&](IntervalNode* node) {
+    Entry* e = EntryOfNode(node);
+    if (e->pool) {
+      ++pool_n;
+      bytes += e->mr.length;
+      pool_ok &= e->lru_prev == nullptr && e->lru_next == nullptr && e != lru_head;
+    }
+    return true;
+  });
+  if (!pool_ok) {
+    *why = "a pool entry is on the LRU list";
+    return false;
+  }
+  if (pool_n != pool_entries_ || n + pool_n != valid_entries_ ||
+      n + pool_n != tree_.size() || bytes != valid_bytes_) {
+    *why = "valid_entries_/valid_bytes_/pool_entries_ disagree with the LRU "
+           "list or tree";
     return false;
   }
   size_t z = 0;

@@ -15,8 +15,15 @@
 //              holds to drain before deregistration. Guarded by mu_.
 //   churn_, sketch_  the admission signals (admission.h): which misses
 //              are cached. Guarded by mu_.
+//   pool_      pin-once memory (pool.cc): blocks by address and the free
+//              ones by size. Guarded by pool_mu_. Each block's registration
+//              is an entry in tree_ and index_ (so gets inside it hit) but
+//              not on lru_ (so it is never evicted).
 //
 // Locking protocol:
+//   pool_mu_ before reclaim_mu_ before mu_, never the other way. pool_mu_
+//   is never held across a registrar call or munmap either (the pool maps,
+//   registers and unmaps with no lock held).
 //   reclaim_mu_ before mu_, never the other way. mu_ is never held across a
 //   registrar call, a monitor Watch/Unwatch, malloc/free, or anything else
 //   that may munmap memory, because munmap may block until the userfaultfd
@@ -29,10 +36,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/admission.h"
 #include "core/arena.h"
@@ -40,6 +49,7 @@
 #include "core/fences.h"
 #include "core/hash_index.h"
 #include "core/interval_tree.h"
+#include "core/pool.h"
 #include "monitor/monitor.h"
 #include "regcache/regcache.h"
 #include "base/thread_annotations.h"
@@ -107,6 +117,12 @@ class Cache final : public InvalidationSink {
 
   int Invalidate(const void* addr, size_t length);
   int Flush();
+
+  // Pin-once memory (pool.cc, regcache_mem_alloc and friends). `flags` and
+  // `length` are checked by the API layer. Thread-safe, not with Destroy().
+  int MemAlloc(size_t length, uint32_t flags, void** out) RC_EXCLUDES(mu_);
+  int MemFree(void* addr) RC_EXCLUDES(mu_);
+  int MemTrim() RC_EXCLUDES(mu_);
   // The monitor's kernel-side counters (Monitor::KernelCounters), for
   // integrations' statistics. Thread-safe.
   int KernelCounters(KernelCounts* out) {
@@ -133,6 +149,7 @@ class Cache final : public InvalidationSink {
 
   // Test hooks.
   bool CheckInvariants(std::string* why) RC_EXCLUDES(mu_);
+  bool CheckPoolInvariants(std::string* why) RC_EXCLUDES(pool_mu_, mu_);
   size_t zombie_count() RC_EXCLUDES(mu_);
   Cache* registry_next = nullptr;  // guarded by the global registry mutex
   uint64_t id() const { return id_; }
@@ -189,8 +206,9 @@ class Cache final : public InvalidationSink {
   void DeregisterList(Entry* list) RC_EXCLUDES(mu_);
   // Returns a deregistered list's entries to the arena.
   void FreeListLocked(Entry* list) RC_REQUIRES(mu_);
+  // `fn` names the API call in messages.
   int RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
-                           regcache_mr* mr);
+                           regcache_mr* mr, const char* fn = "regcache_get");
   void BackOff(Entry* e);
   // Monitor::WaitForPending() in this thread; invalidations it applies are
   // reclaimed here rather than by the reaper.
@@ -282,6 +300,43 @@ class Cache final : public InvalidationSink {
   void StartReaper();
   void HandleForkInChild() RC_EXCLUDES(mu_);
 
+  // The pool (pool.cc).
+  // Applies monitor events, a pending fork or destroy before a pool call:
+  // -ESHUTDOWN while destroying.
+  int PoolPrologue(const char* fn);
+  // A free block of `kind` (one of `kinds`) that fits `length` and is still
+  // the pool's, marked allocated; else nullptr. Lost blocks met on the way
+  // are forgotten.
+  PoolBlock* TakeFreeBlock(size_t length, uint32_t flags) RC_EXCLUDES(mu_);
+  // Reserves room in the pool's limits for a new block of `length` bytes,
+  // returning free blocks to the system while that is what stands in the
+  // way. 0, or -ENOMEM with the message.
+  int ReservePoolRoom(size_t length) RC_EXCLUDES(pool_mu_, mu_);
+  // Whether a new block of `length` bytes fits the limits (pin mode:
+  // max_bytes; always: max_entries).
+  bool PoolFitsLocked(size_t length) const RC_REQUIRES(pool_mu_);
+  void UnreservePoolRoom(size_t length) RC_EXCLUDES(pool_mu_);
+  // Registers a mapping and publishes it as a pool entry: 0 and *block.
+  int RegisterPoolBlock(const PoolMapping& m, PoolBlock* block)
+      RC_EXCLUDES(mu_);
+  // Whether the block's registration is still the pool's.
+  bool BlockIsOursLocked(const PoolBlock* b) const RC_REQUIRES(mu_);
+  // Takes every free block off the pool's books; release them with
+  // ReleaseBlocks() once pool_mu_ is dropped.
+  void DetachFreeBlocksLocked(std::vector<PoolBlock*>* out)
+      RC_REQUIRES(pool_mu_);
+  void RemoveFreeLocked(PoolBlock* b) RC_REQUIRES(pool_mu_);
+  // Deregisters and unmaps blocks that are off the books, and deletes
+  // them; a lost block is only deleted. Returns how many were unmapped.
+  size_t ReleaseBlocks(const std::vector<PoolBlock*>& blocks)
+      RC_EXCLUDES(pool_mu_, mu_);
+  // Returns every free block to the system. How many.
+  size_t TrimFreeBlocks() RC_EXCLUDES(pool_mu_, mu_);
+  // At destroy: takes every block off the books and deletes it; returns
+  // the mappings that are still the pool's, to unmap once every entry is
+  // deregistered.
+  std::vector<PoolMapping> DetachPoolAtDestroy() RC_EXCLUDES(pool_mu_, mu_);
+
   // ---- Read-mostly, read by every hit (keep together) ----
   alignas(64) std::atomic<uint32_t> gate_{0};  // kGate* bits (monitor.h)
 #if defined(__x86_64__)
@@ -314,6 +369,18 @@ class Cache final : public InvalidationSink {
   std::shared_ptr<void> registrar_owner_;
   void (*print_stats_)(Cache* cache) = nullptr;
 
+  // The pool's books. Lock order: pool_mu_, reclaim_mu_, mu_.
+  Mutex pool_mu_ RC_ACQUIRED_BEFORE(reclaim_mu_);
+  // Every block, by base address.
+  std::map<uint64_t, PoolBlock*> pool_blocks_ RC_GUARDED_BY(pool_mu_);
+  // The free ones, by length.
+  std::multimap<size_t, PoolBlock*> pool_free_ RC_GUARDED_BY(pool_mu_);
+  // INVARIANT: pool_bytes_ == the lengths of pool_blocks_ plus the
+  // reservations of allocations under way; pool_count_ likewise counts
+  // blocks. These are what the limits are checked against.
+  size_t pool_bytes_ RC_GUARDED_BY(pool_mu_) = 0;
+  size_t pool_count_ RC_GUARDED_BY(pool_mu_) = 0;
+
   // Serialises ReclaimZombies. Lock order: reclaim_mu_, then mu_.
   Mutex reclaim_mu_ RC_ACQUIRED_BEFORE(mu_);
   Mutex mu_;
@@ -324,9 +391,10 @@ class Cache final : public InvalidationSink {
   Entry* zombies_ RC_GUARDED_BY(mu_) = nullptr;
   size_t zombie_count_ RC_GUARDED_BY(mu_) = 0;
   // INVARIANT: valid_entries_/valid_bytes_ == count/sum of lengths of the
-  // entries in tree_.
+  // entries in tree_; pool_entries_ of them are pool entries (not on lru_).
   size_t valid_entries_ RC_GUARDED_BY(mu_) = 0;
   size_t valid_bytes_ RC_GUARDED_BY(mu_) = 0;
+  size_t pool_entries_ RC_GUARDED_BY(mu_) = 0;
   // Recent invalidations, so a miss can tell whether its range was
   // invalidated while it was registering without the lock.
   static constexpr int kRecentInvalidations = 64;
@@ -346,6 +414,10 @@ class Cache final : public InvalidationSink {
       registration_ns_{0};
   std::atomic<uint64_t> invalidations_[REGCACHE_INVAL_NREASONS] = {};
   std::atomic<uint64_t> entries_now_{0}, pinned_bytes_now_{0};
+  std::atomic<uint64_t> mem_allocs_{0}, mem_reuses_{0};
+  std::atomic<uint64_t> mem_kind_allocs_[kPoolKinds] = {};
+  std::atomic<uint64_t> mem_kind_bytes_[kPoolKinds] = {};
+  std::atomic<uint64_t> mem_bytes_now_{0}, mem_free_bytes_now_{0};
 
   // Background reaper: deregisters invalidated, unused entries promptly.
   std::mutex reaper_mu_;

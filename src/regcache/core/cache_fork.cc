@@ -18,6 +18,7 @@
 namespace regcache_internal {
 
 void Cache::ForkPrepare() RC_NO_TSA {
+  pool_mu_.Lock();
   reclaim_mu_.Lock();
   mu_.Lock();
   reaper_mu_.lock();
@@ -27,12 +28,14 @@ void Cache::ForkParent() RC_NO_TSA {
   reaper_mu_.unlock();
   mu_.Unlock();
   reclaim_mu_.Unlock();
+  pool_mu_.Unlock();
 }
 
 void Cache::ForkChild() RC_NO_TSA {
   reaper_mu_.unlock();
   mu_.Unlock();
   reclaim_mu_.Unlock();
+  pool_mu_.Unlock();
   gate_.fetch_or(kGateForked, std::memory_order_release);
 }
 
@@ -42,9 +45,26 @@ void Cache::HandleForkInChild() {
     MutexLock reclaim(&reclaim_mu_);
     MutexLock l(&mu_);
     if (!(gate_.load() & kGateForked)) return;  // another thread did it
-    // Every live entry becomes an inherited zombie.
+    // Every live entry becomes an inherited zombie: the cached ones, then
+    // the memory pool's (all that is left in the tree). The pool's blocks
+    // are then lost to it: memory the parent allocated is ordinary memory
+    // here, which the pool never unmaps (the module's contiguous memory is
+    // not even inherited).
     while (lru_tail_ != nullptr) {
       Entry* e = lru_tail_;
+      KillLocked(e);
+      ++forgotten;
+    }
+    Entry* pool_entries = nullptr;
+    tree_.ForEachOverlap(0, UINT64_MAX, [&](IntervalNode* n) {
+      Entry* e = EntryOfNode(n);
+      e->zombie_next = pool_entries;  // scratch link until KillLocked
+      pool_entries = e;
+      return true;
+    });
+    while (pool_entries != nullptr) {
+      Entry* e = pool_entries;
+      pool_entries = e->zombie_next;
       KillLocked(e);
       ++forgotten;
     }

@@ -85,6 +85,10 @@ struct alignas(64) Entry {
   // A CLOCK pass found it referenced at least once (admission.h: an entry
   // invalidated without any hit was a wasted registration).
   bool hit_seen = false;
+  // Pin-once memory's registration (Cache::MemAlloc): never on lru_, so
+  // CLOCK eviction and regcache_flush() never take it; it leaves the cache
+  // by invalidation, the pool's release or destroy. Cleared at kFree.
+  bool pool = false;
   // Hold-scan marks: set to the scan's unique number when a hold on this
   // entry was seen. Reclaim scans (serialised by reclaim_mu_) and eviction
   // scans (under mu_) run concurrently, so each kind has its own field: a
@@ -94,6 +98,13 @@ struct alignas(64) Entry {
   std::atomic<uint64_t> evict_mark{0};
   Entry* arena_next = nullptr;     // Arena free list
 };
+
+// The next state of `e`, in a new generation. Under the cache mutex; the
+// release store publishes every field written before it.
+inline void SetState(Entry* e, EntryState state) {
+  const uint64_t s = e->seq.load(std::memory_order_relaxed);
+  e->seq.store(SeqMake(SeqGeneration(s) + 1, state), std::memory_order_release);
+}
 
 inline Entry* EntryOfNode(IntervalNode* n) {
   return reinterpret_cast<Entry*>(reinterpret_cast<char*>(n) -
