@@ -65,10 +65,15 @@ long long Meminfo(const char* name) {
 class MemPoolTest : public ::testing::Test {
  protected:
   void Make(size_t max_entries = 0, size_t max_bytes = 0,
-            regcache_monitor_kind monitor = REGCACHE_MONITOR_NONE) {
+            regcache_monitor_kind monitor = REGCACHE_MONITOR_NONE,
+            regcache_admission admission = REGCACHE_ADMISSION_ALWAYS) {
     regcache_config cfg;
     ASSERT_EQ(regcache_config_init(&cfg), 0) << regcache_last_error();
     cfg.monitor = monitor;
+    // Every ordinary miss cached, so that CLOCK evicts when these tests
+    // fill the cache (adaptive admission would serve newcomers uncached);
+    // pool memory is never subject to admission either way.
+    cfg.admission = admission;
     cfg.max_entries = max_entries;
     cfg.max_bytes = max_bytes;
     reg_ = fake_.registrar();
@@ -314,6 +319,29 @@ TEST_F(MemPoolTest, ClockEvictionAndFlushNeverTakePoolMemory) {
   EXPECT_EQ(Touch(p, 4 * Page()), serial) << "the pool's registration was evicted";
   ASSERT_EQ(regcache_flush(cache_), 0);
   EXPECT_EQ(Touch(p, 4 * Page()), serial) << "flush dropped the pool's registration";
+  Check();
+  EXPECT_EQ(regcache_mem_free(cache_, p), 0);
+  munmap(other, n * Page());
+}
+
+TEST_F(MemPoolTest, AdaptiveAdmissionNeverServesPoolMemoryUncached) {
+  // A full cache under the default admission serves newcomers uncached;
+  // the pool's blocks are cached when allocated, whatever it decides.
+  Make(/*max_entries=*/4, 0, REGCACHE_MONITOR_NONE, REGCACHE_ADMISSION_ADAPTIVE);
+  const size_t n = 32;
+  char* other = static_cast<char*>(mmap(nullptr, n * Page(), PROT_READ | PROT_WRITE,
+                                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(other, MAP_FAILED);
+  for (int round = 0; round < 2; ++round)
+    for (size_t i = 0; i < n; ++i) Touch(other + i * Page(), Page());
+  EXPECT_GT(Stats().uncached_admission, 0u) << "the control: newcomers went uncached";
+  char* p = Alloc(2 * Page());
+  ASSERT_NE(p, nullptr);
+  const uint64_t regs = fake_.regs();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Touch(p, 2 * Page()), fake_.last_serial());
+  EXPECT_EQ(fake_.regs(), regs) << "a get inside pool memory registered";
+  for (size_t i = 0; i < n; ++i) Touch(other + i * Page(), Page());
+  EXPECT_EQ(Touch(p, 2 * Page()), regs) << "the pool's registration left the cache";
   Check();
   EXPECT_EQ(regcache_mem_free(cache_, p), 0);
   munmap(other, n * Page());
