@@ -25,14 +25,27 @@ void* MapAnonymous(void* hint, size_t length, int extra_flags) {
 
 }  // namespace
 
-Buffers::~Buffers() {
-  for (void* p : buffers_) munmap(p, mapped_);
+void Buffers::Release() {
+  std::string ignored;
+  for (void* p : buffers_) {
+    if (allocator_ != nullptr) allocator_->Free(p, &ignored);
+    else munmap(p, mapped_);
+  }
+  buffers_.clear();
 }
 
-bool Buffers::Map(uint32_t count, size_t size, std::string* error) {
+bool Buffers::Map(uint32_t count, size_t size, std::string* error,
+                  BufferAllocator* allocator) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   mapped_ = (size + page - 1) / page * page;
+  allocator_ = allocator;
   for (uint32_t i = 0; i < count; ++i) {
+    if (allocator_ != nullptr) {
+      void* p = nullptr;
+      if (!allocator_->Allocate(mapped_, &p, error)) return false;
+      buffers_.push_back(p);
+      continue;
+    }
     void* p = MapAnonymous(nullptr, mapped_, 0);
     if (p == MAP_FAILED) {
       *error = ErrnoText("mmap(" + std::to_string(mapped_) + ")", errno);
@@ -45,6 +58,17 @@ bool Buffers::Map(uint32_t count, size_t size, std::string* error) {
 
 bool Buffers::Remap(uint32_t i, bool* same_address, std::string* error) {
   void* old = buffers_[i];
+  if (allocator_ != nullptr) {
+    void* p = nullptr;
+    if (!allocator_->Free(old, error)) return false;
+    if (!allocator_->Allocate(mapped_, &p, error)) {
+      buffers_.erase(buffers_.begin() + i);  // freed already
+      return false;
+    }
+    buffers_[i] = p;
+    *same_address = p == old;
+    return true;
+  }
   if (munmap(old, mapped_) != 0) {
     *error = ErrnoText("munmap", errno);
     return false;

@@ -4,7 +4,9 @@
 // workload's free-and-allocate: munmap, then mmap again, asking for the old
 // address with MAP_FIXED_NOREPLACE (which never replaces a mapping someone
 // else made there meanwhile: then the buffer lands elsewhere, is counted as
-// moved, and nothing can be stale).
+// moved, and nothing can be stale). With an allocator (the regcache-pool
+// mode's regcache_mem_alloc), the buffers are its and the free-and-allocate
+// is its free and allocate.
 #ifndef REGCACHE_TOOLS_PINGPONG_BUFFERS_H_
 #define REGCACHE_TOOLS_PINGPONG_BUFFERS_H_
 
@@ -15,14 +17,27 @@
 
 namespace regcache_pingpong {
 
+// Where buffers come from when not from mmap().
+class BufferAllocator {
+ public:
+  virtual ~BufferAllocator() = default;
+  virtual bool Allocate(size_t size, void** out, std::string* error) = 0;
+  virtual bool Free(void* p, std::string* error) = 0;
+};
+
 class Buffers {
  public:
   Buffers() = default;
-  ~Buffers();
+  ~Buffers() { Release(); }
   Buffers(const Buffers&) = delete;
   Buffers& operator=(const Buffers&) = delete;
 
-  bool Map(uint32_t count, size_t size, std::string* error);
+  // `allocator`: null for mmap(); else it must outlive the buffers (or
+  // Release() them first).
+  bool Map(uint32_t count, size_t size, std::string* error,
+           BufferAllocator* allocator = nullptr);
+  // Frees every buffer now.
+  void Release();
   void* at(uint32_t i) const { return buffers_[i]; }
   uint32_t count() const { return static_cast<uint32_t>(buffers_.size()); }
   size_t mapped_size() const { return mapped_; }
@@ -32,6 +47,7 @@ class Buffers {
  private:
   std::vector<void*> buffers_;
   size_t mapped_ = 0;
+  BufferAllocator* allocator_ = nullptr;
 };
 
 }  // namespace regcache_pingpong

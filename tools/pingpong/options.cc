@@ -59,6 +59,8 @@ const char* ModeName(Mode mode) {
       return "register-once";
     case Mode::kOdp:
       return "odp";
+    case Mode::kPool:
+      return "regcache-pool";
   }
   return "?";
 }
@@ -73,7 +75,8 @@ constexpr struct {
                        {"kmod", Mode::kKmod},
                        {"uffd", Mode::kUffd},
                        {"none", Mode::kNone},
-                       {"once", Mode::kOnce}};
+                       {"once", Mode::kOnce},
+                       {"pool", Mode::kPool}};
 
 }  // namespace
 
@@ -120,7 +123,7 @@ bool ParsePolling(const std::string& text, Polling* out) {
 
 bool IsCacheMode(Mode mode) {
   return mode == Mode::kKmod || mode == Mode::kUffd || mode == Mode::kNone ||
-         mode == Mode::kOdp;
+         mode == Mode::kOdp || mode == Mode::kPool;
 }
 
 bool HasInvalidation(Mode mode) { return mode != Mode::kNone; }
@@ -377,8 +380,8 @@ void Define(CLI::App* app, Given* g) {
   const std::string measure = "What to measure (default: everything)";
   app->add_option("--modes", g->modes,
                   "register-per-message,regcache-kmod,regcache-uffd,\n"
-                  "regcache-none,register-once,odp (or per-message,\n"
-                  "kmod, uffd, none, once)")
+                  "regcache-none,register-once,regcache-pool,odp (or\n"
+                  "per-message, kmod, uffd, none, once, pool)")
       ->check(Check([](const std::string& s) {
         std::vector<Mode> ignored;
         return ParseModeList(s, &ignored);

@@ -20,10 +20,13 @@ enum class Mode {
   kNone,        // regcache, REGCACHE_MONITOR=none: the unsafe control
   kOnce,        // every buffer registered once up front: the physical limit
   kOdp,         // regcache over on-demand-paging MRs (devices with ODP)
+  kPool,        // buffers from regcache_mem_alloc (pin-once memory), freed
+                // to the pool and allocated again in realloc
 };
 inline constexpr Mode kAllModes[] = {Mode::kPerMessage, Mode::kKmod,
                                      Mode::kUffd,       Mode::kNone,
-                                     Mode::kOnce,       Mode::kOdp};
+                                     Mode::kOnce,       Mode::kPool,
+                                     Mode::kOdp};
 const char* ModeName(Mode mode);  // "register-per-message", "regcache-kmod"...
 bool ParseMode(const std::string& text, Mode* out);
 bool IsCacheMode(Mode mode);      // hits mean something

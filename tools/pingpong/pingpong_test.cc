@@ -440,7 +440,8 @@ std::vector<PointResult> GoodRun() {
           Measured("reuse", Mode::kNone, k64, 49.5),
           Measured("reuse", Mode::kOnce, k64, 50.0),
           Measured("realloc", Mode::kKmod, k64, 3.0, 0, 24),
-          Measured("realloc", Mode::kNone, k64, 40.0, 20, 24)};
+          Measured("realloc", Mode::kNone, k64, 40.0, 20, 24),
+          Measured("realloc", Mode::kPool, k64, 48.5, 0, 24)};
 }
 
 const TargetResult& Named(const std::vector<TargetResult>& targets,
@@ -521,6 +522,34 @@ TEST(Targets, UnsafeControlWithoutAddressReuseIsNotJudged) {
   EXPECT_EQ(Named(targets, "regcache-none in realloc").verdict,
             TargetResult::Verdict::kNotMeasured);
   EXPECT_FALSE(AnyCorrectnessFailure(targets));
+}
+
+TEST(Targets, PoolInReallocIsComparedWithRegisterOnceInReuse) {
+  auto points = GoodRun();
+  points[7].registrations = 0;
+  const auto passing = EvaluateTargets(points);
+  const TargetResult& pass =
+      Named(passing, "realloc: regcache-pool bandwidth within 5%");
+  EXPECT_EQ(pass.verdict, TargetResult::Verdict::kPass) << pass.detail;
+  EXPECT_NE(pass.detail.find("97.0% of it"), std::string::npos) << pass.detail;
+  EXPECT_NE(pass.detail.find("0.00 registrations per message"), std::string::npos)
+      << pass.detail;
+  EXPECT_FALSE(pass.correctness);
+  points[7].bandwidth_mbs = 40;  // 80% of register-once
+  const auto targets = EvaluateTargets(points);
+  EXPECT_EQ(Named(targets, "regcache-pool bandwidth within 5%").verdict,
+            TargetResult::Verdict::kFail);
+  EXPECT_FALSE(AnyCorrectnessFailure(targets));
+}
+
+TEST(Options, PoolIsAModeWithItsShortName) {
+  Mode mode;
+  ASSERT_TRUE(ParseMode("regcache-pool", &mode));
+  EXPECT_EQ(mode, Mode::kPool);
+  ASSERT_TRUE(ParseMode("pool", &mode));
+  EXPECT_EQ(mode, Mode::kPool);
+  EXPECT_TRUE(IsCacheMode(Mode::kPool));
+  EXPECT_TRUE(HasInvalidation(Mode::kPool));
 }
 
 TEST(Targets, MissingModesAreNotMeasured) {

@@ -163,8 +163,33 @@ class Cached : public Registrations {
     return c;
   }
 
- private:
+ protected:
   regcache_t* cache_ = nullptr;
+};
+
+// regcache-pool: a cache (monitor auto: kmod where the module is loaded)
+// whose buffers are pin-once memory. Each buffer is registered when it is
+// allocated, every get inside it is a hit, and the realloc workload's
+// free-and-allocate gives the block back to the pool and takes it again,
+// without registering. No entry limit: the pool's blocks are the working
+// set, and each counts as an entry.
+class Pooled : public Cached, public BufferAllocator {
+ public:
+  BufferAllocator* Allocator() override { return this; }
+  bool Allocate(size_t size, void** out, std::string* error) override {
+    if (regcache_mem_alloc(cache_, size, 0, out) != 0) {
+      *error = std::string("regcache_mem_alloc: ") + regcache_last_error();
+      return false;
+    }
+    return true;
+  }
+  bool Free(void* p, std::string* error) override {
+    if (regcache_mem_free(cache_, p) != 0) {
+      *error = std::string("regcache_mem_free: ") + regcache_last_error();
+      return false;
+    }
+    return true;
+  }
 };
 
 }  // namespace
@@ -175,6 +200,17 @@ std::unique_ptr<Registrations> MakeRegistrations(
   switch (mode) {
     case Mode::kPerMessage:
       return std::make_unique<PerMessage>(pd);
+    case Mode::kPool: {
+      regcache_registrar registrar;
+      regcache_registrar_ibverbs(pd, &registrar);
+      CacheSettings unlimited = settings;
+      unlimited.max_entries = 0;
+      auto pooled = std::make_unique<Pooled>();
+      if (!pooled->Create(registrar, REGCACHE_MONITOR_AUTO, REGCACHE_MODE_PIN,
+                          unlimited, why))
+        return nullptr;
+      return pooled;
+    }
     case Mode::kOnce:
       return std::make_unique<Once>(pd);
     case Mode::kKmod:

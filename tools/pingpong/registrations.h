@@ -3,7 +3,8 @@
 // gives it back after, one implementation per mode (options.h's Mode):
 // ibv_reg_mr/ibv_dereg_mr every time, a regcache cache with a given monitor
 // (through libregcache's public C API only), buffers registered once up
-// front, or a regcache cache in its ODP mode (on-demand-paging MRs).
+// front, a regcache cache in its ODP mode (on-demand-paging MRs), or a
+// regcache cache whose buffers are its pin-once memory.
 //
 // Thread safety: none; one thread per Registrations.
 #ifndef REGCACHE_TOOLS_PINGPONG_REGISTRATIONS_H_
@@ -16,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "buffers.h"
 #include "options.h"
 
 namespace regcache_pingpong {
@@ -46,6 +48,9 @@ class Registrations {
   virtual bool Prepare(void* addr, size_t length, std::string* error) {
     return true;
   }
+  // regcache-pool: where the buffers come from (regcache_mem_alloc on this
+  // mode's cache); null: mmap.
+  virtual BufferAllocator* Allocator() { return nullptr; }
   virtual RegCounters Counters() = 0;
 };
 

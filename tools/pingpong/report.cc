@@ -161,6 +161,31 @@ std::vector<TargetResult> EvaluateTargets(
     targets.push_back(near);
   }
 
+  // Pin-once memory: buffers freed and allocated again between messages
+  // cost the pool no registration, so realloc should run as fast as
+  // register-once's reuse.
+  {
+    const PointResult* pool = Find(points, "realloc", Mode::kPool, reference_size);
+    TargetResult near;
+    near.name = Format(
+        "%s realloc: regcache-pool bandwidth within 5%% of register-once in reuse",
+        ref.c_str());
+    if (pool == nullptr || once == nullptr) {
+      near.detail = "not measured";
+    } else {
+      const double r = pool->bandwidth_mbs / once->bandwidth_mbs;
+      near.verdict = r >= 0.95 ? TargetResult::Verdict::kPass
+                               : TargetResult::Verdict::kFail;
+      const double messages = 2.0 * double(pool->round_trips);
+      near.detail = Format(
+          "%.1f%% of it (%.2f vs %.2f MB/s); %.2f registrations per message",
+          100 * r, pool->bandwidth_mbs, once->bandwidth_mbs,
+          messages > 0 ? double(pool->registrations) / messages : 0.0);
+      near.detail += MinRatio(*pool, *once, /*percent=*/true);
+    }
+    targets.push_back(near);
+  }
+
   // Correctness: every mode that invalidates (or never caches) is clean.
   TargetResult clean;
   clean.name = "no data errors in any mode with invalidation";

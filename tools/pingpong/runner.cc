@@ -73,16 +73,26 @@ class PointRun {
  public:
   PointRun(Endpoint* endpoint, const PointSpec& spec, size_t stride)
       : endpoint_(endpoint), spec_(spec), stride_(stride) {}
+  ~PointRun() {
+    // Buffers from the registrations' allocator (regcache-pool) go back to
+    // it before it is destroyed; mmap()ed ones after the registrations.
+    if (regs_ != nullptr && regs_->Allocator() != nullptr) {
+      send_.Release();
+      recv_.Release();
+    }
+  }
 
   // Maps the buffers and creates the mode's registrations. False with *why
   // when this mode or point cannot run here.
   bool Setup(const CacheSettings& settings, std::string* why) {
     const uint32_t k = spec_.workload.buffers;
-    if (!send_.Map(k, spec_.size, why) || !recv_.Map(k, spec_.size, why))
-      return false;
     regs_ = MakeRegistrations(spec_.mode, endpoint_->pd(), settings,
                               endpoint_->odp_unavailable(), why);
     if (regs_ == nullptr) return false;
+    BufferAllocator* allocator = regs_->Allocator();
+    if (!send_.Map(k, spec_.size, why, allocator) ||
+        !recv_.Map(k, spec_.size, why, allocator))
+      return false;
     if (spec_.mode == Mode::kOnce) {
       for (Buffers* set : {&send_, &recv_}) {
         for (uint32_t i = 0; i < k; ++i) {
