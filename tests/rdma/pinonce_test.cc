@@ -7,13 +7,15 @@
 // operator reserved them (the rig reserves 64: tests/vm/guest-run.sh) and by
 // transparent huge pages where not (checked in /proc/self/smaps);
 // REGCACHE_MEM_HUGE_ONLY without reserved pages fails naming
-// vm.nr_hugepages; REGCACHE_MEM_CONTIG works with a module that has
-// contiguous memory and says why not otherwise.
+// vm.nr_hugepages; REGCACHE_MEM_CONTIG gives consecutive frames
+// (/proc/self/pagemap) that take writes, with a module that has contiguous
+// memory, and says why not otherwise.
 //
 // Needs an RDMA device; skips without one (run in the VM: ctest -L vm).
 // The cases that change vm.nr_hugepages run only in the rig (REGCACHE_VM=1)
 // and put it back.
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "loopback_rc.h"
@@ -67,6 +70,21 @@ SmapsOf ReadSmaps(const void* p) {
   }
   fclose(f);
   return out;
+}
+
+// The page frame numbers of [p, p + pages * 4 KiB) from /proc/self/pagemap
+// (0 for a page not present; all 0 without CAP_SYS_ADMIN); empty when
+// unreadable.
+std::vector<uint64_t> Pfns(const void* p, size_t pages) {
+  std::vector<uint64_t> entries(pages);
+  const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  const off_t at = static_cast<off_t>(reinterpret_cast<uintptr_t>(p) / 4096 * 8);
+  const ssize_t got = pread(fd, entries.data(), pages * 8, at);
+  close(fd);
+  if (got != static_cast<ssize_t>(pages * 8)) return {};
+  for (uint64_t& e : entries) e = (e >> 63) ? (e & ((uint64_t{1} << 55) - 1)) : 0;
+  return entries;
 }
 
 long NrHugepages() {
@@ -256,6 +274,19 @@ TEST_F(PinOnce, ContigMemoryTakesWritesOrSaysWhyItIsUnavailable) {
   const struct regcache_stats s = StatsOf(cache_);
   EXPECT_EQ(s.mem_contig_allocs, 1u);
   EXPECT_EQ(s.mem_contig_bytes, kLength);
+  // Physically contiguous: consecutive frames (readable as root, as in the rig).
+  const std::vector<uint64_t> pfns = Pfns(p, kLength / 4096);
+  if (!pfns.empty() && pfns[0] != 0) {
+    size_t gap = 0;
+    while (gap < pfns.size() && pfns[gap] == pfns[0] + gap) ++gap;
+    EXPECT_EQ(gap, pfns.size()) << "frames stop being consecutive at page " << gap;
+    printf("[pinonce] contiguous memory: pfn 0x%llx .. 0x%llx, %zu consecutive frames\n",
+           static_cast<unsigned long long>(pfns.front()),
+           static_cast<unsigned long long>(pfns.back()), gap);
+  } else {
+    printf("[pinonce] contiguous memory: /proc/self/pagemap shows no frames here "
+           "(not root), contiguity not checked\n");
+  }
   ExpectWriteArrives(static_cast<char*>(p), kMiB, "contiguous memory");
   EXPECT_EQ(regcache_mem_free(cache_, p), 0);
   ASSERT_EQ(regcache_mem_trim(cache_), 0);
