@@ -67,6 +67,8 @@ Style StyleOf(Mode mode) {
       return {"#000000", "10,4"};
     case Mode::kOdp:
       return {"#9467bd", ""};
+    case Mode::kPool:
+      return {"#8c564b", "4,2"};
   }
   return {"#000000", ""};
 }
