@@ -31,7 +31,7 @@ if bad == 0:
              f"({reused} buffers came back at the same address)")
 modes = sorted({p["mode"] for p in points})
 for needed in ("regcache-kmod", "regcache-uffd", "register-per-message",
-               "register-once"):
+               "register-once", "regcache-pool"):
     if needed not in modes:
         sys.exit(f"FAIL: mode {needed} did not run (ran: {', '.join(modes)})")
 print(f"PASS: regcache-pingpong --quick: {len(points)} points, modes "
