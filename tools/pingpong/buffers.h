@@ -4,7 +4,9 @@
 // workload's free-and-allocate: munmap, then mmap again, asking for the old
 // address with MAP_FIXED_NOREPLACE (which never replaces a mapping someone
 // else made there meanwhile: then the buffer lands elsewhere, is counted as
-// moved, and nothing can be stale).
+// moved, and nothing can be stale). Every buffer starts on a page boundary
+// (mmap), so every message does: the odp mode relies on it on a device
+// whose ODP misplaces data that starts inside a page (odp_defect.h).
 #ifndef REGCACHE_TOOLS_PINGPONG_BUFFERS_H_
 #define REGCACHE_TOOLS_PINGPONG_BUFFERS_H_
 
