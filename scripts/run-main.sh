@@ -6,7 +6,8 @@
 # Checks its command line first (an unknown option is exit status 2 before
 # anything is installed, built or booted; a bad value, once the tool is
 # built, before the VM boots), then installs what it needs, builds, runs,
-# and leaves results/pingpong.json and results/pingpong.svg.
+# and leaves results/pingpong.json and results/pingpong.svg (on another
+# kernel of the rig results/pingpong-KERNEL.json and .svg).
 # usage() below is the whole story; tools/pingpong/run-main-test.sh checks
 # that the options it passes on are regcache-pingpong's.
 set -euo pipefail
@@ -20,11 +21,12 @@ tool_flags=(--server --full-check --quick)
 tool_values=(--client -p --port -d --device -i --ib-port -g --gid-index
              --cpu --poll --spin-us --modes --workloads --sizes --iters
              --warmup --passes --seconds-per-point --max-entries
-             --mem-budget --json --svg)
+             --mem-budget --reg-time --json --svg)
 
 usage() {
   cat <<'EOF'
-usage: scripts/run-main.sh [--device DEV] [regcache-pingpong options...]
+usage: scripts/run-main.sh [--kernel 6.1|6.12|7 | --device DEV]
+                           [regcache-pingpong options...]
 
 Runs the main job, regcache-pingpong: an MPI-style RDMA WRITE rendezvous
 ping-pong that compares obtaining registrations per message, through
@@ -33,14 +35,20 @@ reuse, rotation and free-and-reallocate, checking every message
 (docs/pingpong.md).
 
 Without --device it installs the Debian packages it needs, builds
-regcache-pingpong and the regcache kernel module, boots the qemu rig
-(Debian's kernel, Soft-RoCE rxe0, the module loaded) and runs the tool there
-with --cpu 0 (--cpu any undoes it). With --device it runs the tool on this
-host's device instead (load the module first for regcache-kmod:
-docs/kmod.md). It prints the tables and the targets' PASS/FAIL lines and
-leaves results/pingpong.json and results/pingpong.svg.
+regcache-pingpong and the regcache kernel module for the chosen kernel,
+boots the qemu rig (that Debian kernel, Soft-RoCE rxe0, the module loaded)
+and runs the tool there with --cpu 0 (--cpu any undoes it). With --device it
+runs the tool on this host's device instead (load the module first for
+regcache-kmod: docs/kmod.md). It prints the tables and the targets'
+PASS/FAIL lines and leaves results/pingpong.json and results/pingpong.svg
+(with --kernel 6.12 or 7: results/pingpong-6.12.json, results/pingpong-7.json
+and their .svg).
 
 Options:
+  --kernel K     boot Debian's kernel K in the rig: 6.1 (default, the host's
+                 own; or $REGCACHE_VM_KERNEL), 6.12 or 7 (fetched once by
+                 scripts/fetch-kernels.sh, never installed). rxe has
+                 on-demand paging, so the odp mode runs, only on 7
   --device DEV   run on this RDMA device, without the VM (-d DEV too)
   -h, --help     this text
 Every other option goes to regcache-pingpong (regcache-pingpong --help says
@@ -53,6 +61,7 @@ EOF
 Examples:
   scripts/run-main.sh
   scripts/run-main.sh --quick
+  scripts/run-main.sh --kernel 7 --reg-time 64M
   scripts/run-main.sh --device mlx5_0 --sizes 4K,64K
   REGCACHE_PINGPONG_ARGS="-d mlx5_0 -g 3" scripts/run-main.sh
 
@@ -104,18 +113,33 @@ check_tool_options() {
 
 args=()
 direct=0
+kernel=""
 while (($#)); do
   case $1 in
     -h|--help) usage; exit 0 ;;
     --device) (($# >= 2)) || usage_error "--device needs a value (DEV)"
               args+=(-d "$2"); shift 2 ;;
     --device=*) args+=(-d "${1#--device=}"); shift ;;
+    --kernel) (($# >= 2)) || usage_error "--kernel needs a value (6.1, 6.12 or 7)"
+              kernel=$2; shift 2 ;;
+    --kernel=*) kernel=${1#--kernel=}; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
 # shellcheck disable=SC2206  # word splitting of the extra options is wanted
 extra=(${REGCACHE_PINGPONG_ARGS:-})
 check_tool_options "${extra[@]}" "${args[@]}"
+if [[ -n $kernel ]] && ((direct)); then
+  usage_error "--kernel $kernel chooses the rig's kernel, but --device runs without the rig"
+fi
+kernel=${kernel:-${REGCACHE_VM_KERNEL:-6.1}}
+case $kernel in
+  6.1|6.12|7) ;;
+  *) usage_error "unknown kernel '$kernel' (--kernel 6.1, 6.12 or 7)" ;;
+esac
+# The default kernel's files keep their old names.
+name=pingpong
+if ((!direct)) && [[ $kernel != 6.1 ]]; then name=pingpong-$kernel; fi
 
 scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -123,8 +147,8 @@ cmake --build build -j"$(nproc)" --target regcache-pingpong >/dev/null
 bin=$PWD/build/tools/pingpong/regcache-pingpong
 mkdir -p results
 results=$PWD/results
-rm -f "$results/pingpong.json" "$results/pingpong.svg"
-run=("$bin" --json "$results/pingpong.json" --svg "$results/pingpong.svg"
+rm -f "$results/$name.json" "$results/$name.svg"
+run=("$bin" --json "$results/$name.json" --svg "$results/$name.svg"
      "${extra[@]}" "${args[@]}")
 # The values, checked by the tool itself: with --version it checks every
 # option and prints its version only if they are all good.
@@ -136,15 +160,17 @@ status=0
 if ((direct)); then
   "${run[@]}" || status=$?
 else
-  kver=$(tests/vm/run-in-vm.sh --print-kver)
-  make -s -C src/kmod_notifier KVER="$kver" >/dev/null
+  # The module for that kernel (6.12 and 7 are fetched first if they are
+  # not cached; 7.x's is built in its trixie build root).
+  echo "main job: kernel $kernel ($(tests/vm/run-in-vm.sh --kernel "$kernel" --print-kver))"
+  scripts/build-kmod.sh --kernel "$kernel" --out "build/kmod-$kernel" >/dev/null
   # Both endpoints on vCPU 0 (--cpu any to undo): on a busy host a message
   # that needs the second vCPU waits until the host schedules it (~12 ms),
   # which swamps what is measured (docs/pingpong.md).
-  tests/vm/run-in-vm.sh --module src/kmod_notifier/regcache.ko \
-    --rw "$results" --timeout 900 -- \
+  tests/vm/run-in-vm.sh --kernel "$kernel" --module "build/kmod-$kernel/regcache.ko" \
+    --rw "$results" --timeout 1800 -- \
     "$bin" --cpu 0 "${run[@]:1}" || status=$?
 fi
 echo "main job: status $status after $((SECONDS - start)) s; results in" \
-     "results/pingpong.json and results/pingpong.svg"
+     "results/$name.json and results/$name.svg"
 exit "$status"

@@ -3,7 +3,8 @@
 #
 # Runs every test: installs the Debian packages, builds, runs the host unit
 # tests, builds everything with clang's thread-safety analysis as errors,
-# runs the guest tests in the qemu + Soft-RoCE rig, and the host suite
+# checks the module's kernel style (checkpatch), runs the guest tests in
+# the qemu + Soft-RoCE rig, and the host suite
 # again under AddressSanitizer+UBSan and under ThreadSanitizer. The guest
 # tests run on three Debian kernels: the whole suite on the host's own 6.1
 # (ctest -L '^vm$'), and the module, monitor-conformance, hazard and ODP
@@ -57,6 +58,11 @@ cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_FLAGS="-Werror" \
   -DCMAKE_CXX_FLAGS="-Wthread-safety -Wthread-safety-beta -Werror" >/dev/null
 cmake --build build-clang -j"$jobs"
+
+stage "kernel style: checkpatch.pl --strict on the module and its uapi header"
+# checkpatch.pl comes from Debian's linux-source package (downloaded once,
+# cached, never installed). The C++ is checked by ctest's layout_format.
+scripts/checkpatch.sh
 
 if ((run_vm)); then
   stage "guest tests on Debian 6.1 (qemu + the host's kernel + regcache module + rdma_rxe)"

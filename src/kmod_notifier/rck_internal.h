@@ -66,18 +66,16 @@ struct rck_ctx {
 	 */
 	struct page **gen_pages;
 
-	struct mutex slot_lock;
+	struct mutex slot_lock;		/* slots, and the ranges' lifetime */
 	struct xarray slots;		/* slot -> struct rck_range */
-	/* protected by slot_lock: slots (and the ranges' lifetime) */
 
-	spinlock_t lock;
+	spinlock_t lock;		/* tree .. stats, every generation word */
 	struct rb_root_cached tree;	/* ranges not yet stale */
 	u64 head;			/* events written (== shared->ring_head) */
 	u64 acked;			/* events acknowledged, for poll() */
 	u64 inval_seq;			/* == shared->inval_seq */
 	bool released;			/* the mm has exited */
 	struct regcache_kmod_stats stats;
-	/* protected by lock: tree .. stats, and every generation word */
 
 	u64 contig_bytes;		/* contiguous memory mapped from this file */
 	u64 contig_mappings;

@@ -92,6 +92,7 @@ static void rck_emit_locked(struct rck_ctx *ctx, struct rck_range *range,
 	lockdep_assert_held(&ctx->lock);
 	if (head - ctx->acked >= ctx->ring_entries)
 		ctx->stats.ring_overflows++;
+	/* The previous head store before this entry's stores (see above). */
 	smp_wmb();
 	WRITE_ONCE(ev->seq, head);
 	WRITE_ONCE(ev->cookie, range->cookie);
@@ -101,6 +102,7 @@ static void rck_emit_locked(struct rck_ctx *ctx, struct rck_range *range,
 	WRITE_ONCE(ev->flags, flags);
 	ctx->head = head + 1;
 	ctx->stats.events++;
+	/* The entry before its head: pairs with the reader's load-acquire. */
 	smp_store_release(&ctx->shared->ring_head, ctx->head);
 }
 
@@ -123,6 +125,7 @@ static void rck_bump_seq_locked(struct rck_ctx *ctx)
 	lockdep_assert_held(&ctx->lock);
 	ctx->inval_seq++;
 	ctx->stats.inval_seq = ctx->inval_seq;
+	/* The round's generation bumps before the sequence that announces them. */
 	smp_store_release(&ctx->shared->inval_seq, ctx->inval_seq);
 }
 
@@ -160,6 +163,7 @@ void rck_wake_timer_fn(struct timer_list *timer)
 	struct rck_ctx *ctx = timer_container_of(ctx, timer, wake_timer);
 
 	clear_bit(RCK_WAKE_ARMED, &ctx->wake_flags);
+	/* The bit clear before the wake-up's reads (see above). */
 	smp_mb__after_atomic();
 	wake_up_interruptible_poll(&ctx->wq, EPOLLIN | EPOLLRDNORM);
 }

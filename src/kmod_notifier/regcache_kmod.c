@@ -18,6 +18,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/bits.h>
 #include <linux/errno.h>
 #include <linux/fs.h>
 #include <linux/jiffies.h>
@@ -39,9 +40,9 @@
 #endif
 
 #define RCK_MIN_RANGES 512U
-#define RCK_MAX_RANGES (1U << 24)
+#define RCK_MAX_RANGES BIT(24)
 #define RCK_MIN_RING 64U
-#define RCK_MAX_RING (1U << 16)
+#define RCK_MAX_RING BIT(16)
 #define RCK_MAX_WAKE_DELAY_US 1000000U
 
 static unsigned int max_ranges = 1U << 20;

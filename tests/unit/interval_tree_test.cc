@@ -34,10 +34,15 @@ void* operator new(std::size_t size) {
 }
 void* operator new[](std::size_t size) { return ::operator new(size); }
 namespace {
+// The replacement operator new above allocates with malloc(), so free() is
+// its match; GCC cannot see that through the inlined operator delete.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void CountedFree(void* p) {
   g_heap_calls.fetch_add(1, std::memory_order_relaxed);
   std::free(p);
 }
+#pragma GCC diagnostic pop
 }  // namespace
 void operator delete(void* p) noexcept { CountedFree(p); }
 void operator delete[](void* p) noexcept { CountedFree(p); }

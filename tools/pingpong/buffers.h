@@ -4,9 +4,11 @@
 // workload's free-and-allocate: munmap, then mmap again, asking for the old
 // address with MAP_FIXED_NOREPLACE (which never replaces a mapping someone
 // else made there meanwhile: then the buffer lands elsewhere, is counted as
-// moved, and nothing can be stale). With an allocator (the regcache-pool
-// mode's regcache_mem_alloc), the buffers are its and the free-and-allocate
-// is its free and allocate.
+// moved, and nothing can be stale). Every buffer starts on a page boundary
+// (mmap), so every message does: the odp mode relies on it on a device
+// whose ODP misplaces data that starts inside a page (odp_defect.h). With an
+// allocator (the regcache-pool mode's regcache_mem_alloc, page aligned too),
+// the buffers are its and the free-and-allocate is its free and allocate.
 #ifndef REGCACHE_TOOLS_PINGPONG_BUFFERS_H_
 #define REGCACHE_TOOLS_PINGPONG_BUFFERS_H_
 

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -17,7 +18,9 @@
 #include <random>
 #include <sstream>
 
+#include "odp_defect.h"
 #include "posix_util.h"
+#include "registrations.h"
 
 namespace regcache_pingpong {
 namespace {
@@ -139,10 +142,10 @@ bool Endpoint::Init(const DeviceOptions& options, std::string* error) {
   }
   mtu_ = port.active_mtu;
   if (!ChooseGid(options, error)) return false;
-  ProbeOdp();
 
   pd_ = ibv_alloc_pd(context_);
   if (pd_ == nullptr) return *error = ErrnoText("ibv_alloc_pd", errno), false;
+  ProbeOdp();
   polling_ = options.polling;
   if (polling_ == Polling::kAuto) {
     // Software devices (rxe, siw) are virtual devices in sysfs; their
@@ -284,7 +287,12 @@ void Endpoint::ProbeOdp() {
     // the target of the peer's (WRITE bit), on RC.
     const uint32_t need = IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_WRITE;
     const uint32_t rc_caps = attr.odp_caps.per_transport_caps.rc_odp_caps;
-    if ((rc_caps & need) == need) return;
+    if ((rc_caps & need) == need) {
+      // The device has it; libregcache may know it to be wrong.
+      std::string why;
+      if (!ProbeLibraryOdp(pd_, &odp_defect_, &why)) odp_unavailable_ = why;
+      return;
+    }
     snprintf(
         text, sizeof(text),
         "unsupported on %s (ODP on RC lacks send/write: rc_odp_caps = 0x%x)",
@@ -345,6 +353,15 @@ bool Endpoint::Connect(const QpInfo& remote, std::string* error) {
                         IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
                         IBV_QP_MAX_QP_RD_ATOMIC) != 0)
     return *error = ErrnoText("ibv_modify_qp(RTS)", errno), false;
+  if (odp_unavailable_.empty() && !odp_defect_.empty()) {
+    const uint32_t path_mtu =
+        static_cast<uint32_t>(MtuBytes(std::min<int>(mtu_, remote.mtu)));
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    odp_unavailable_ = OdpRefusal(device_name_, odp_defect_, path_mtu, page);
+    if (odp_unavailable_.empty())
+      odp_note_ =
+          OdpDefectAvoidedNote(device_name_, odp_defect_, path_mtu, page);
+  }
   return true;
 }
 

@@ -84,8 +84,15 @@ class Endpoint {
   // "rxe0 port 1 GID[1] ::ffff:192.168.77.1 RoCE v2, MTU 1024"
   std::string Describe() const;
   // "" if this device can run the odp mode, else why not, e.g.
-  // "unsupported on rxe0 (odp_caps = 0)".
+  // "unsupported on rxe0 (odp_caps = 0)". On a device whose ODP has a known
+  // defect (odp_defect.h) it is final only after Connect(), which knows
+  // the path MTU.
   const std::string& odp_unavailable() const { return odp_unavailable_; }
+  // The device's known ODP defect as libregcache names it ("" = none).
+  // Where the odp mode runs despite one, every transfer must start on a
+  // page boundary, and odp_note() says why the defect cannot strike.
+  const std::string& odp_defect() const { return odp_defect_; }
+  const std::string& odp_note() const { return odp_note_; }
 
   // Control messages (inline when the QP allows).
   bool Send(const Ctrl& ctrl, std::string* error);
@@ -135,10 +142,12 @@ class Endpoint {
   std::string gid_type_;
   ibv_gid gid_{};
   bool use_grh_ = false;
-  ibv_mtu mtu_ = IBV_MTU_1024;
+  ibv_mtu mtu_ = IBV_MTU_1024;  // the port's active MTU
   bool inline_ctrl_ = false;
   QpInfo local_;
   std::string odp_unavailable_;
+  std::string odp_defect_;
+  std::string odp_note_;
 
   std::deque<Arrival> arrivals_;
   uint64_t sends_posted_ = 0, sends_done_ = 0;

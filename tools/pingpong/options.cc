@@ -298,12 +298,16 @@ bool ParseBudget(const std::string& text, uint64_t* bytes) {
   return ParseSize(text, bytes) && *bytes > 0;
 }
 
+bool ParseRegTimeSize(const std::string& text, uint64_t* bytes) {
+  return ParseSize(text, bytes) && *bytes >= 4096 && *bytes <= kMaxSize;
+}
+
 // The options as given, before they become Options.
 struct Given {
   bool server = false, full_check = false, quick = false;
   std::string client, port, device, ib_port, gid_index, cpu, poll, spin_us;
   std::string modes, workloads, sizes, iterations, warmup, passes;
-  std::string seconds_per_point, max_entries, mem_budget, json, svg;
+  std::string seconds_per_point, max_entries, mem_budget, reg_time, json, svg;
 };
 
 // An option whose value must be a number in [min, max].
@@ -439,6 +443,15 @@ void Define(CLI::App* app, Given* g) {
   app->add_flag("--full-check", g->full_check,
                 "check every 8-byte word (default: one per 256 bytes)")
       ->group(measure);
+  app->add_option("--reg-time", g->reg_time,
+                  "first time ibv_reg_mr and ibv_dereg_mr of SIZE (e.g.\n"
+                  "64M) of fresh and of touched memory, pinned and ODP\n"
+                  "(medians of 5 each); client or loopback only")
+      ->check(regcache_tools::Parses<uint64_t>(
+          ParseRegTimeSize, "a size from 4K to 1G such as 64M"))
+      ->type_name("SIZE")
+      ->excludes(server)
+      ->group(measure);
   app->add_flag("--quick", g->quick,
                 "sizes 4K,64K, 6 round trips, warmup 1 (a smoke test)")
       ->group(measure);
@@ -517,6 +530,7 @@ bool ParseArgs(const std::vector<std::string>& args, Options* out,
   SetCount(g.max_entries, &o.max_entries);
   if (!g.mem_budget.empty()) ParseBudget(g.mem_budget, &o.mem_budget);
   if (g.full_check) o.stamp_stride = 8;
+  if (!g.reg_time.empty()) ParseRegTimeSize(g.reg_time, &o.reg_time_size);
   o.quick = g.quick;
   o.json_path = g.json;
   o.svg_path = g.svg;
@@ -549,6 +563,7 @@ Plan MakePlan(const Options& options) {
   plan.stamp_stride = options.stamp_stride;
   plan.max_entries = options.max_entries;
   plan.seconds_per_point = options.seconds_per_point;
+  plan.reg_time_size = options.reg_time_size;
   for (const Workload& workload : options.workloads) {
     for (uint64_t size : options.sizes) {
       const uint32_t iterations = IterationsFor(size, options);

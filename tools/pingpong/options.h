@@ -83,6 +83,9 @@ struct Options {
   uint64_t mem_budget = 256ull << 20;  // buffer bytes per endpoint
   double seconds_per_point = 6;        // stop a point early after this long
   size_t stamp_stride = 0;  // 0 = kDefaultStampStride; --full-check: 8
+  // --reg-time SIZE: before the ping-pong, time registering SIZE bytes,
+  // pinned and ODP (kRegTimeRepetitions each); 0 = not measured.
+  uint64_t reg_time_size = 0;
   std::string json_path;
   std::string svg_path;
   bool quick = false;
@@ -127,7 +130,12 @@ struct Plan {
   uint64_t max_entries = 0;
   double seconds_per_point = 0;
   std::vector<PointSpec> points;
+  // The client's alone (never sent): Options::reg_time_size.
+  uint64_t reg_time_size = 0;
 };
+
+// --reg-time: registrations timed per kind of memory and registration.
+inline constexpr uint32_t kRegTimeRepetitions = 5;
 
 // Every workload x size x pass x mode, in that nesting (modes side by side
 // at each size). register-once in realloc is "n/a"; points whose buffers

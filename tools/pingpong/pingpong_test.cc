@@ -16,6 +16,7 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "odp_defect.h"
 #include "options.h"
 #include "pattern.h"
 #include "progress.h"
@@ -248,6 +249,7 @@ TEST(Options, HelpListsEveryOptionAndVersionIsOne) {
         "\n  --seconds-per-point S ",
         "\n  --max-entries N ",
         "\n  --mem-budget SIZE ",
+        "\n  --reg-time SIZE ",
         "\n  --full-check ",
         "\n  --quick ",
         "\n  --json FILE ",
@@ -270,6 +272,27 @@ TEST(Options, HelpListsEveryOptionAndVersionIsOne) {
   EXPECT_FALSE(ParseArgs({"--version", "--frobnicate"}, &o, &error));
   ASSERT_TRUE(ParseArgs({"-h"}, &o, &error)) << error;
   EXPECT_TRUE(o.help);
+}
+
+TEST(Options, RegTimeTakesASizeAndIsTheClients) {
+  Options o;
+  std::string error;
+  ASSERT_TRUE(ParseArgs({}, &o, &error)) << error;
+  EXPECT_EQ(o.reg_time_size, 0u);
+  EXPECT_EQ(MakePlan(o).reg_time_size, 0u);
+  ASSERT_TRUE(ParseArgs({"--reg-time", "64M"}, &o, &error)) << error;
+  EXPECT_EQ(o.reg_time_size, 64u << 20);
+  EXPECT_EQ(MakePlan(o).reg_time_size, 64u << 20);
+  // Not on the wire: the server has nothing to time.
+  Plan parsed;
+  ASSERT_TRUE(ParsePlan(SerializePlan(MakePlan(o)), &parsed, &error)) << error;
+  EXPECT_EQ(parsed.reg_time_size, 0u);
+  EXPECT_FALSE(ParseArgs({"--reg-time", "1K"}, &o, &error));
+  EXPECT_EQ(error, "--reg-time: '1K' is not a size from 4K to 1G such as 64M");
+  EXPECT_FALSE(ParseArgs({"--reg-time", "2G"}, &o, &error));
+  EXPECT_FALSE(ParseArgs({"--reg-time"}, &o, &error));
+  EXPECT_FALSE(ParseArgs({"--server", "--reg-time", "64M"}, &o, &error));
+  EXPECT_NE(error.find("excludes"), std::string::npos) << error;
 }
 
 TEST(Options, QuickIsSmall) {
@@ -441,6 +464,9 @@ std::vector<PointResult> GoodRun() {
           Measured("reuse", Mode::kOnce, k64, 50.0),
           Measured("realloc", Mode::kKmod, k64, 3.0, 0, 24),
           Measured("realloc", Mode::kNone, k64, 40.0, 20, 24),
+          Measured("reuse", Mode::kOdp, k64, 46.0),
+          Measured("realloc", Mode::kPerMessage, k64, 3.5, 0, 24),
+          Measured("realloc", Mode::kOdp, k64, 3.6, 0, 24),
           Measured("realloc", Mode::kPool, k64, 48.5, 0, 24)};
 }
 
@@ -526,7 +552,7 @@ TEST(Targets, UnsafeControlWithoutAddressReuseIsNotJudged) {
 
 TEST(Targets, PoolInReallocIsComparedWithRegisterOnceInReuse) {
   auto points = GoodRun();
-  points[7].registrations = 0;
+  points[10].registrations = 0;
   const auto passing = EvaluateTargets(points);
   const TargetResult& pass =
       Named(passing, "realloc: regcache-pool bandwidth within 5%");
@@ -535,7 +561,7 @@ TEST(Targets, PoolInReallocIsComparedWithRegisterOnceInReuse) {
   EXPECT_NE(pass.detail.find("0.00 registrations per message"), std::string::npos)
       << pass.detail;
   EXPECT_FALSE(pass.correctness);
-  points[7].bandwidth_mbs = 40;  // 80% of register-once
+  points[10].bandwidth_mbs = 40;  // 80% of register-once
   const auto targets = EvaluateTargets(points);
   EXPECT_EQ(Named(targets, "regcache-pool bandwidth within 5%").verdict,
             TargetResult::Verdict::kFail);
@@ -550,6 +576,62 @@ TEST(Options, PoolIsAModeWithItsShortName) {
   EXPECT_EQ(mode, Mode::kPool);
   EXPECT_TRUE(IsCacheMode(Mode::kPool));
   EXPECT_TRUE(HasInvalidation(Mode::kPool));
+}
+
+TEST(Targets, OdpIsJudgedInReallocAgainstPerMessageAndInReuseAgainstOnce) {
+  const auto good = EvaluateTargets(GoodRun());
+  const TargetResult& realloc =
+      Named(good, "64K realloc: odp bandwidth >= register-per-message");
+  EXPECT_EQ(realloc.verdict, TargetResult::Verdict::kPass) << realloc.detail;
+  EXPECT_FALSE(realloc.correctness);
+  EXPECT_NE(realloc.detail.find("1.03x (3.60 vs 3.50 MB/s)"), std::string::npos)
+      << realloc.detail;
+  const TargetResult& reuse =
+      Named(good, "64K reuse: odp bandwidth within 10% of register-once");
+  EXPECT_EQ(reuse.verdict, TargetResult::Verdict::kPass) << reuse.detail;
+  EXPECT_NE(reuse.detail.find("92.0% of it"), std::string::npos)
+      << reuse.detail;
+
+  std::vector<PointResult> slow = GoodRun();
+  for (PointResult& p : slow) {
+    if (p.mode == Mode::kOdp) p.bandwidth_mbs *= 0.9;  // 3.24 < 3.5, 82.8%
+  }
+  const auto targets = EvaluateTargets(slow);
+  EXPECT_EQ(Named(targets, "realloc: odp").verdict,
+            TargetResult::Verdict::kFail);
+  EXPECT_EQ(Named(targets, "reuse: odp").verdict, TargetResult::Verdict::kFail);
+  // Reported, never enforced.
+  EXPECT_FALSE(AnyCorrectnessFailure(targets));
+}
+
+TEST(Targets, OdpDataErrorsAreACorrectnessFailure) {
+  std::vector<PointResult> points = GoodRun();
+  points.push_back(Measured("rotate-8", Mode::kOdp, 4096, 3.0, 2));
+  const auto targets = EvaluateTargets(points);
+  EXPECT_EQ(Named(targets, "no data errors").verdict,
+            TargetResult::Verdict::kFail);
+  EXPECT_NE(Named(targets, "no data errors").detail.find("rotate-8 odp 4K"),
+            std::string::npos);
+  EXPECT_TRUE(AnyCorrectnessFailure(targets));
+}
+
+TEST(Targets, UnmeasuredOdpSaysWhy) {
+  std::vector<PointResult> points = GoodRun();
+  for (PointResult& p : points) {
+    if (p.mode != Mode::kOdp) continue;
+    p.status = PointResult::Status::kUnavailable;
+    p.note =
+        "odp: refused on rxe0: its ODP has the known defect "
+        "rxe-odp-page-offset";
+  }
+  const auto targets = EvaluateTargets(points);
+  for (const char* name : {"realloc: odp", "reuse: odp"}) {
+    EXPECT_EQ(Named(targets, name).verdict,
+              TargetResult::Verdict::kNotMeasured);
+    EXPECT_EQ(Named(targets, name).detail,
+              "not measured (odp: refused on rxe0: its ODP has the known "
+              "defect rxe-odp-page-offset)");
+  }
 }
 
 TEST(Targets, MissingModesAreNotMeasured) {
@@ -600,11 +682,13 @@ TEST(Render, TableHasOneSectionPerWorkloadAndMarksUnsafePoints) {
        at = table.find("UNSAFE\n", at + 1))
     ++unsafe;
   EXPECT_EQ(unsafe, 2u) << table;
-  // ODP is unavailable everywhere: said once per workload, not per size.
+  // ODP is unavailable everywhere: said once per workload, not per size
+  // (and once more by each target about it).
+  const std::string tables = table.substr(0, table.find("\ntargets:"));
   size_t odp = 0;
-  for (size_t at = table.find("odp: unsupported on rxe0 (odp_caps = 0)");
+  for (size_t at = tables.find("odp: unsupported on rxe0 (odp_caps = 0)");
        at != std::string::npos;
-       at = table.find("odp: unsupported on rxe0", at + 1))
+       at = tables.find("odp: unsupported on rxe0", at + 1))
     ++odp;
   EXPECT_EQ(odp, 2u) << table;
   EXPECT_NE(table.find("n/a: its buffers"), std::string::npos);
@@ -650,10 +734,11 @@ TEST(Render, JsonCarriesEveryPointWithTheKeysScriptsRead) {
   ASSERT_FALSE(j.is_discarded()) << RenderJson(r);
   std::vector<std::string> top;
   for (const auto& [key, value] : j.items()) top.push_back(key);
-  EXPECT_EQ(top, (std::vector<std::string>{"tool", "device", "odp", "settings",
-                                           "wall_seconds", "units", "workloads",
-                                           "sizes", "modes", "points",
-                                           "targets", "correctness_failure"}));
+  EXPECT_EQ(top, (std::vector<std::string>{
+                     "tool", "device", "odp", "settings", "wall_seconds",
+                     "units", "workloads", "sizes", "modes", "points",
+                     "targets", "reg_time", "correctness_failure"}));
+  EXPECT_TRUE(j["reg_time"].is_null());
   EXPECT_EQ(j["wall_seconds"], 12.346);
   EXPECT_EQ(j["sizes"], nlohmann::ordered_json({4096, 65536}));
   EXPECT_EQ(j["modes"][1], "regcache-kmod");
@@ -695,6 +780,135 @@ TEST(Render, JsonCarriesEveryPointWithTheKeysScriptsRead) {
   EXPECT_EQ(j["correctness_failure"], false);
   ASSERT_EQ(j["targets"].size(), r.targets.size());
   EXPECT_EQ(j["targets"][0]["verdict"], VerdictName(r.targets[0].verdict));
+}
+
+RegTime SampleRegTime() {
+  RegTime t;
+  t.size = 64 << 20;
+  t.repetitions = 5;
+  t.pinned_fresh = {true, 200000.0, 150000.0, 30000.0};
+  t.pinned_touched = {true, 40000.0, 35000.0, 20000.0};
+  t.odp_fresh = {true, 800.0, 700.0, 300.0};
+  t.odp_touched = {true, 900.0, 750.0, 310.0};
+  return t;
+}
+
+TEST(Render, RegTimeIsATableBeforeTheTargetsAndAnObjectInTheJson) {
+  Report r = SampleReport();
+  EXPECT_EQ(RenderTables(r).find("registration of"), std::string::npos);
+  r.reg_time = SampleRegTime();
+  const std::string table = RenderTables(r);
+  const size_t at =
+      table.find("registration of 64M (ibv_reg_mr, ibv_dereg_mr; medians of 5");
+  ASSERT_NE(at, std::string::npos) << table;
+  EXPECT_LT(at, table.find("targets:"));
+  EXPECT_NE(table.find("  pinned, fresh memory    reg     200000.0 us "
+                       "(    150000.0)  dereg      30000.0 us\n"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("  odp, touched memory     reg        900.0 us"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("odp takes 0.0040x the time of pinned (pinned 250.0x "
+                       "odp)"),
+            std::string::npos)
+      << table;
+  const nlohmann::ordered_json j =
+      nlohmann::ordered_json::parse(RenderJson(r), nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["reg_time"]["size"], 64u << 20);
+  EXPECT_EQ(j["reg_time"]["repetitions"], 5);
+  EXPECT_EQ(j["reg_time"]["pinned_fresh"]["reg_us"], 200000.0);
+  EXPECT_EQ(j["reg_time"]["odp_fresh"]["reg_min_us"], 700.0);
+  EXPECT_EQ(j["reg_time"]["odp_touched"]["dereg_us"], 310.0);
+  EXPECT_EQ(j["reg_time"]["note"], "");
+}
+
+TEST(Render, RegTimeWithoutOdpSaysWhy) {
+  Report r = SampleReport();
+  r.reg_time = SampleRegTime();
+  r.reg_time.odp_fresh = {};
+  r.reg_time.odp_touched = {};
+  r.reg_time.note =
+      "odp not measured: ibv_reg_mr(IBV_ACCESS_ON_DEMAND, 67108864 bytes): "
+      "Invalid argument";
+  const std::string table = RenderTables(r);
+  EXPECT_EQ(table.find("odp, fresh memory"), std::string::npos) << table;
+  EXPECT_EQ(table.find("odp takes"), std::string::npos) << table;
+  EXPECT_NE(table.find("  odp not measured: ibv_reg_mr(IBV_ACCESS_ON_DEMAND"),
+            std::string::npos)
+      << table;
+  const nlohmann::ordered_json j =
+      nlohmann::ordered_json::parse(RenderJson(r), nullptr, false);
+  EXPECT_TRUE(j["reg_time"]["odp_fresh"].is_null());
+  EXPECT_TRUE(j["reg_time"]["pinned_fresh"].is_object());
+}
+
+TEST(Render, TheOdpNoteHeadsTheTablesWhenOdpRan) {
+  Report r = SampleReport();
+  r.odp_note =
+      "odp: runs on rxe0 despite its known ODP defect "
+      "rxe-odp-page-offset: ...";
+  EXPECT_EQ(RenderTables(r).find("odp: runs on rxe0"), std::string::npos);
+  for (PointResult& p : r.points) {
+    if (p.mode == Mode::kOdp) {
+      p.status = PointResult::Status::kOk;
+      p.note.clear();
+    }
+  }
+  const std::string table = RenderTables(r);
+  const size_t at = table.find("odp: runs on rxe0 despite");
+  ASSERT_NE(at, std::string::npos) << table;
+  EXPECT_LT(at, table.find("== reuse:"));
+}
+
+// ---------------------------------------------------------------- odp defect
+
+TEST(OdpDefect, IsReadFromTheLibrarysModeReason) {
+  // regcache_stats.mode_reason with REGCACHE_MODE=odp and with auto.
+  EXPECT_EQ(
+      OdpDefectIn("requested; known defect rxe-odp-page-offset; rxe0 "
+                  "supports ODP for RC send/recv/write/read; explicit MRs"),
+      kRxeOdpPageOffset);
+  EXPECT_EQ(OdpDefectIn("rxe0: ODP not used, known defect rxe-odp-page-offset "
+                        "(unaligned RDMA lands misplaced); REGCACHE_MODE=odp "
+                        "overrides"),
+            kRxeOdpPageOffset);
+  EXPECT_EQ(OdpDefectIn("requested; mlx5_0 supports ODP for RC "
+                        "send/recv/write/read; explicit MRs"),
+            "");
+  EXPECT_EQ(OdpDefectIn(""), "");
+}
+
+TEST(OdpDefect, RxePageOffsetRunsOnlyAtPathMtuEqualToThePageSize) {
+  EXPECT_EQ(OdpRefusal("rxe0", kRxeOdpPageOffset, 4096, 4096), "");
+  for (uint32_t mtu : {256u, 512u, 1024u, 2048u}) {
+    const std::string why = OdpRefusal("rxe0", kRxeOdpPageOffset, mtu, 4096);
+    EXPECT_EQ(why.rfind("refused on rxe0: its ODP has the known defect "
+                        "rxe-odp-page-offset (a packet that starts inside a "
+                        "page lands misplaced): at path MTU " +
+                            std::to_string(mtu) + " with 4096-byte pages",
+                        0),
+              0u)
+        << why;
+    EXPECT_NE(why.find("active_mtu is 4096, e.g. to 9000"), std::string::npos)
+        << why;
+  }
+  // Pages larger than any RDMA MTU: every packet but a page's first starts
+  // inside it.
+  const std::string big = OdpRefusal("rxe0", kRxeOdpPageOffset, 4096, 65536);
+  EXPECT_NE(big.find("no RDMA MTU reaches the page size"), std::string::npos)
+      << big;
+  EXPECT_NE(OdpDefectAvoidedNote("rxe0", kRxeOdpPageOffset, 4096, 4096)
+                .find("path MTU 4096 = page size 4096"),
+            std::string::npos);
+}
+
+TEST(OdpDefect, NoDefectNeverRefusesAndAnUnknownOneAlwaysDoes) {
+  EXPECT_EQ(OdpRefusal("mlx5_0", "", 1024, 4096), "");
+  EXPECT_EQ(OdpRefusal("dev0", "dev-odp-something", 4096, 4096),
+            "refused on dev0: its ODP has the known defect dev-odp-something, "
+            "which this tool does not know how to avoid");
 }
 
 // Tags of an XML text: every element closes, in order; returns the element

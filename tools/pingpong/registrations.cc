@@ -3,10 +3,15 @@
 
 #include "registrations.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
+#include "odp_defect.h"
 #include "posix_util.h"
 #include "regcache/ibverbs.h"
 #include "regcache/regcache.h"
@@ -28,6 +33,37 @@ std::string RegError(const char* what, size_t length, int err) {
   return ErrnoText(std::string(what) + "(" + std::to_string(length) + " bytes)",
                    err);
 }
+
+// Sends what this process writes to stderr (fd 2) to /dev/null while it
+// lives: libregcache warns on stderr at every regcache_create() in ODP mode
+// on a device with a known ODP defect, which this tool reports once itself.
+// Errors are not lost: the library returns them (regcache_last_error()).
+// One thread per process makes caches here, and nothing else writes then.
+class StderrSilenced {
+ public:
+  StderrSilenced() {
+    fflush(stderr);
+    const int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null_fd < 0) return;
+    saved_ = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
+    if (saved_ >= 0 && dup2(null_fd, STDERR_FILENO) < 0) {
+      close(saved_);
+      saved_ = -1;
+    }
+    close(null_fd);
+  }
+  ~StderrSilenced() {
+    if (saved_ < 0) return;
+    fflush(stderr);
+    dup2(saved_, STDERR_FILENO);
+    close(saved_);
+  }
+  StderrSilenced(const StderrSilenced&) = delete;
+  StderrSilenced& operator=(const StderrSilenced&) = delete;
+
+ private:
+  int saved_ = -1;
+};
 
 // register-per-message: what an MPI without a cache does.
 class PerMessage : public Registrations {
@@ -110,9 +146,10 @@ class Cached : public Registrations {
   ~Cached() override {
     if (cache_ != nullptr) regcache_destroy(cache_);
   }
+  // `quiet`: no warning from the library on stderr (see StderrSilenced).
   bool Create(const regcache_registrar& registrar,
               regcache_monitor_kind monitor, regcache_mode mode,
-              const CacheSettings& settings, std::string* why) {
+              const CacheSettings& settings, bool quiet, std::string* why) {
     regcache_config config;
     if (regcache_config_init(&config) != 0) {
       *why = regcache_last_error();
@@ -125,12 +162,24 @@ class Cached : public Registrations {
     config.max_entries = settings.max_entries;
     config.max_bytes = 0;  // the entry limit is the one this run studies
     config.print_stats_at_exit = 0;
-    if (regcache_create(&registrar, &config, &cache_) != 0) {
+    int rc;
+    if (quiet) {
+      StderrSilenced silenced;
+      rc = regcache_create(&registrar, &config, &cache_);
+    } else {
+      rc = regcache_create(&registrar, &config, &cache_);
+    }
+    if (rc != 0) {
       *why = regcache_last_error();
       cache_ = nullptr;
       return false;
     }
     return true;
+  }
+  std::string ModeReason() {
+    struct regcache_stats stats {};
+    ::regcache_stats(cache_, &stats);
+    return stats.mode_reason;
   }
   bool Acquire(void* addr, size_t length, uint32_t access, Held* out,
                std::string* error) override {
@@ -196,7 +245,8 @@ class Pooled : public Cached, public BufferAllocator {
 
 std::unique_ptr<Registrations> MakeRegistrations(
     Mode mode, ibv_pd* pd, const CacheSettings& settings,
-    const std::string& odp_unavailable, std::string* why) {
+    const std::string& odp_unavailable, const std::string& odp_defect,
+    std::string* why) {
   switch (mode) {
     case Mode::kPerMessage:
       return std::make_unique<PerMessage>(pd);
@@ -207,7 +257,7 @@ std::unique_ptr<Registrations> MakeRegistrations(
       unlimited.max_entries = 0;
       auto pooled = std::make_unique<Pooled>();
       if (!pooled->Create(registrar, REGCACHE_MONITOR_AUTO, REGCACHE_MODE_PIN,
-                          unlimited, why))
+                          unlimited, /*quiet=*/false, why))
         return nullptr;
       return pooled;
     }
@@ -232,13 +282,25 @@ std::unique_ptr<Registrations> MakeRegistrations(
       const regcache_mode cache_mode =
           mode == Mode::kOdp ? REGCACHE_MODE_ODP : REGCACHE_MODE_PIN;
       auto cached = std::make_unique<Cached>();
-      if (!cached->Create(registrar, monitor, cache_mode, settings, why))
+      const bool quiet = mode == Mode::kOdp && !odp_defect.empty();
+      if (!cached->Create(registrar, monitor, cache_mode, settings, quiet, why))
         return nullptr;
       return cached;
     }
   }
   *why = "unknown mode";
   return nullptr;
+}
+
+bool ProbeLibraryOdp(ibv_pd* pd, std::string* defect, std::string* why) {
+  regcache_registrar registrar;
+  regcache_registrar_ibverbs(pd, &registrar);
+  Cached probe;
+  if (!probe.Create(registrar, REGCACHE_MONITOR_NONE, REGCACHE_MODE_ODP,
+                    CacheSettings{}, /*quiet=*/true, why))
+    return false;
+  *defect = OdpDefectIn(probe.ModeReason());
+  return true;
 }
 
 }  // namespace regcache_pingpong

@@ -60,10 +60,20 @@ struct CacheSettings {
 
 // Creates the mode's registrations on `pd`. Returns null with *why set when
 // the mode cannot run here ("the regcache module is not loaded: ...").
-// `odp_unavailable` is the endpoint's probe result ("" = ODP works).
+// `odp_unavailable` is the endpoint's probe result ("" = ODP works);
+// `odp_defect` the device's known ODP defect ("" = none), which the tool
+// reports itself, so the library's warning about it is not printed again
+// for every cache.
 std::unique_ptr<Registrations> MakeRegistrations(
     Mode mode, ibv_pd* pd, const CacheSettings& settings,
-    const std::string& odp_unavailable, std::string* why);
+    const std::string& odp_unavailable, const std::string& odp_defect,
+    std::string* why);
+
+// What libregcache says about ODP on `pd`'s device, from a cache created
+// (and destroyed) in ODP mode: false with *why when the library cannot use
+// ODP there; else true with *defect = the device's known ODP defect, ""
+// for none (odp_defect.h). The library's warning is not printed.
+bool ProbeLibraryOdp(ibv_pd* pd, std::string* defect, std::string* why);
 
 }  // namespace regcache_pingpong
 

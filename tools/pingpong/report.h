@@ -59,21 +59,43 @@ struct TargetResult {
 };
 const char* VerdictName(TargetResult::Verdict verdict);  // PASS FAIL N/A
 
+// --reg-time: ibv_reg_mr and ibv_dereg_mr of one buffer of `size` bytes,
+// pinned and with IBV_ACCESS_ON_DEMAND, on memory just mapped (its pages
+// not yet there: pinning faults them in) and on memory written first.
+struct RegTime {
+  struct Sample {
+    bool measured = false;
+    double reg_us = 0;  // median
+    double reg_min_us = 0;
+    double dereg_us = 0;  // median
+  };
+  uint64_t size = 0;  // 0: not measured
+  uint32_t repetitions = 0;
+  Sample pinned_fresh, pinned_touched, odp_fresh, odp_touched;
+  std::string note;  // what was not measured and why ("" if all was)
+};
+
 struct Report {
-  std::string device;    // "rxe0 port 1 GID[1] ::ffff:192.168.77.1 MTU 1024"
-  std::string odp_note;  // "odp: unsupported on rxe0 (odp_caps = 0)" or ""
+  std::string device;  // "rxe0 port 1 GID[1] ::ffff:192.168.77.1 MTU 1024"
+  // "odp: unsupported on rxe0 (odp_caps = 0)", "odp: runs on rxe0 despite
+  // its known ODP defect ..." or ""
+  std::string odp_note;
   std::string settings;  // "max entries 32, stamp every 256 B, ..."
   std::vector<std::string> workloads;  // in run order
   std::vector<uint64_t> sizes;
   std::vector<Mode> modes;
   std::vector<PointResult> points;
   std::vector<TargetResult> targets;
+  RegTime reg_time;
   double wall_seconds = 0;
 };
 
-// The targets (docs/pingpong.md, "Targets"), at `reference_size` (64 KiB) in workload "reuse":
+// The targets (docs/pingpong.md, "Targets"), at `reference_size` (64 KiB) in
+// workload "reuse":
 //   bandwidth: regcache-{kmod,uffd} >= 10x register-per-message (reported)
 //   bandwidth: regcache-{kmod,uffd} within 5% of register-once (reported)
+//   bandwidth: odp in realloc >= register-per-message (reported)
+//   bandwidth: odp within 10% of register-once (reported)
 //   correctness: no data errors in any mode with invalidation
 //   correctness: regcache-none in realloc has data errors at every point
 //                where the address was reused
@@ -83,6 +105,7 @@ bool AnyCorrectnessFailure(const std::vector<TargetResult>& targets);
 
 std::string RenderTables(const Report& report);  // + the target lines
 std::string RenderTargets(const std::vector<TargetResult>& targets);
+std::string RenderRegTime(const RegTime& reg_time);  // "" if not measured
 std::string RenderJson(const Report& report);
 std::string RenderSvg(const Report& report);
 

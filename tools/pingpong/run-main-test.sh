@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # Host test of scripts/run-main.sh's command line (ctest run_main_command_line):
 # --help prints a usage text, not the script's source; an option that neither
-# the script nor regcache-pingpong has is exit status 2 with one message on
-# stderr and nothing run; and the options the script passes on are exactly
-# regcache-pingpong's, as its --help lists them.
+# the script nor regcache-pingpong has, or a kernel the rig does not boot, is
+# exit status 2 with one message on stderr and nothing run; and the options
+# the script passes on are exactly regcache-pingpong's, as its --help lists
+# them.
 # usage: run-main-test.sh PATH/TO/run-main.sh PATH/TO/regcache-pingpong
 set -euo pipefail
 script=${1:?usage: run-main-test.sh PATH/TO/run-main.sh PATH/TO/regcache-pingpong}
@@ -22,7 +23,8 @@ err=$(mktemp)
 trap 'rm -f "$err"' EXIT
 # Each must stop before installing or building anything (which would print
 # "main job: ..." on stdout); the timeout is for a script that goes on.
-for bad in --bogus extra --quick=1 --sizes --device -x9 --frob=1; do
+for bad in --bogus extra --quick=1 --sizes --device -x9 --frob=1 --kernel \
+           --kernel=5.10 --kernel=7.3; do
   status=0
   out=$(timeout 60 "$script" "$bad" 2>"$err") || status=$?
   ((status == 2)) || fail "$bad: exit status $status, not 2"
@@ -30,6 +32,13 @@ for bad in --bogus extra --quick=1 --sizes --device -x9 --frob=1; do
   [[ $(wc -l <"$err") == 2 ]] || fail "$bad: not one message and a hint: $(cat "$err")"
   grep -qF -- "${bad%%=*}" "$err" || fail "$bad: the message does not name it: $(cat "$err")"
 done
+# --kernel is the rig's; with a device there is no rig.
+status=0
+out=$(timeout 60 "$script" --kernel 7 --device mlx5_0 2>"$err") || status=$?
+if ((status != 2)) || [[ -n $out ]] || ! grep -qF -- "--kernel" "$err"; then
+  fail "--kernel with --device: status $status, $out $(cat "$err")"
+fi
+grep -qE -- '--kernel K' <<<"$help" || fail "--help does not describe --kernel"
 status=0
 REGCACHE_PINGPONG_ARGS="--quick --bogus-from-env" timeout 60 "$script" >/dev/null 2>"$err" ||
   status=$?

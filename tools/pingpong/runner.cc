@@ -5,6 +5,8 @@
 
 #include "runner.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <deque>
@@ -14,6 +16,7 @@
 #include "buffers.h"
 #include "pattern.h"
 #include "posix_util.h"
+#include "reg_time.h"
 #include "regcache/regcache.h"
 #include "registrations.h"
 
@@ -87,7 +90,8 @@ class PointRun {
   bool Setup(const CacheSettings& settings, std::string* why) {
     const uint32_t k = spec_.workload.buffers;
     regs_ = MakeRegistrations(spec_.mode, endpoint_->pd(), settings,
-                              endpoint_->odp_unavailable(), why);
+                              endpoint_->odp_unavailable(),
+                              endpoint_->odp_defect(), why);
     if (regs_ == nullptr) return false;
     BufferAllocator* allocator = regs_->Allocator();
     if (!send_.Map(k, spec_.size, why, allocator) ||
@@ -134,6 +138,7 @@ class PointRun {
     if (!endpoint_->Send(rts, error)) return false;
     Ctrl cts;
     if (!Expect(Ctrl::kCts, seq, &cts, error)) return false;
+    if (!DefectAvoided(buf, cts.addr, error)) return false;
     if (!endpoint_->WriteWithImm(buf, bytes, held.lkey, cts.addr, cts.rkey, seq,
                                  kArrivalTimeout, error))
       return false;
@@ -210,6 +215,22 @@ class PointRun {
   const SideStats& stats() const { return stats_; }
 
  private:
+  // ODP on a device with a known defect runs only because every transfer
+  // starts on a page boundary at both ends (odp_defect.h); a buffer that
+  // did not would fail the run here rather than move data wrongly.
+  bool DefectAvoided(const void* local, uint64_t remote, std::string* error) {
+    if (spec_.mode != Mode::kOdp || endpoint_->odp_defect().empty())
+      return true;
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    if (reinterpret_cast<uintptr_t>(local) % page == 0 && remote % page == 0)
+      return true;
+    *error = "odp on a device with the known defect " +
+             endpoint_->odp_defect() + ": a transfer from " +
+             std::to_string(reinterpret_cast<uintptr_t>(local)) + " to " +
+             std::to_string(remote) + " does not start on a page boundary";
+    return false;
+  }
+
   bool Reallocate(Buffers* set, uint32_t index, std::string* error) {
     if (spec_.workload.kind != Workload::Kind::kRealloc) return true;
     bool same = false;
@@ -349,6 +370,11 @@ bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
   if (peer_device != report->device) report->device += " <-> " + peer_device;
   if (!endpoint->odp_unavailable().empty())
     report->odp_note = "odp: " + endpoint->odp_unavailable();
+  else if (!endpoint->odp_note().empty())
+    report->odp_note = "odp: " + endpoint->odp_note();
+  if (plan.reg_time_size != 0)
+    MeasureRegTime(endpoint->pd(), plan.reg_time_size, kRegTimeRepetitions,
+                   &report->reg_time);
   const CacheSettings settings{plan.max_entries};
   const size_t total = plan.points.size();
   // One Accumulated per (workload, mode, size), over its passes.
