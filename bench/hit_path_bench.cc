@@ -34,9 +34,9 @@
 namespace regcache_bench {
 namespace {
 
-constexpr size_t kSameLength = 64 * 1024;  // BM_HitSame's range
-constexpr size_t kRandomLength = 4096;     // each BM_HitRandom range
-constexpr size_t kMaxRanges = 1000000;     // largest BM_HitRandom N
+constexpr size_t kSameLength = 64 * 1024;        // BM_HitSame's range
+constexpr size_t kRandomLength = 4096;           // each BM_HitRandom range
+constexpr size_t kMaxRanges = 1000000;           // largest BM_HitRandom N
 constexpr size_t kIndexCount = size_t{1} << 20;  // power of two
 constexpr size_t kIndexMask = kIndexCount - 1;
 constexpr uint32_t kAccess = REGCACHE_ACCESS_ALL;  // UCX's IB MD asks as much
@@ -59,8 +59,8 @@ class RegcacheSide {
     regcache_config config;
     rc = regcache_config_init(&config);
     if (rc != 0) return Fail("regcache_config_init", rc, why);
-    config.max_entries = 2 * kMaxRanges;  // no eviction in any case
-    config.max_bytes = 0;                 // no byte limit either
+    config.max_entries = 2 * kMaxRanges;     // no eviction in any case
+    config.max_bytes = 0;                    // no byte limit either
     config.monitor = REGCACHE_MONITOR_NONE;  // measure the cache, not a monitor
     config.print_stats_at_exit = 0;
     rc = regcache_create(&registrar_, &config, &cache_);
@@ -116,8 +116,7 @@ char* MapOrDie(size_t length) {
   void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
-    fprintf(stderr, "hit_path_bench: mmap(%zu): %s\n", length,
-            strerror(errno));
+    fprintf(stderr, "hit_path_bench: mmap(%zu): %s\n", length, strerror(errno));
     abort();
   }
   return static_cast<char*>(p);
@@ -163,8 +162,8 @@ struct FixtureBase {
 template <class Side>
 struct Fixture : FixtureBase {
   Side side;
-  size_t ranges = 0;             // 0: the BM_HitSame buffer
-  std::vector<uint32_t> indices; // random case only
+  size_t ranges = 0;              // 0: the BM_HitSame buffer
+  std::vector<uint32_t> indices;  // random case only
   uint64_t misses_after_populate = 0;
 };
 
@@ -315,8 +314,9 @@ int main(int argc, char** argv) {
   using namespace regcache_bench;
   if (!StartBenchmark(&argc, argv, "hit_path_bench")) return 1;
   benchmark::AddCustomContext("regcache_monitor", "none");
-  benchmark::AddCustomContext("ucx_rcache", "ucs_rcache, ucm_events=0, no-op "
-                                            "mem_reg/mem_dereg");
+  benchmark::AddCustomContext("ucx_rcache",
+                              "ucs_rcache, ucm_events=0, no-op "
+                              "mem_reg/mem_dereg");
   RegisterSide<RegcacheSide>();
   RegisterSide<UcxSide>();
   RegisterSideThreads<RegcacheSide>();

@@ -30,16 +30,16 @@
 // The cached-miss cases force admission (REGCACHE_ADMISSION_ALWAYS): they
 // measure a miss that is kept. Every such case alternates between two
 // buffers of the size, touched before the timed loop so that no page fault
-// is timed. The cache runs with max_entries = 1: each get of the other buffer misses, evicts the previous
-// buffer's unused entry and reclaims it (fence, hold scan, unwatch,
-// deregister), then watches, registers and inserts the new one, all in the
-// calling thread. That is the
-// steady state of a full cache taking a capacity miss: exactly one
-// registration and one deregistration per iteration, both in the timed
-// thread, with no help from the reaper thread. (The alternative, get + put +
-// regcache_invalidate() of the same range, adds a wake-up of the reaper that
-// a real miss does not pay.) Each run checks the cache's counters and fails
-// if an iteration did not register and deregister exactly once.
+// is timed. The cache runs with max_entries = 1: each get of the other buffer
+// misses, evicts the previous buffer's unused entry and reclaims it (fence,
+// hold scan, unwatch, deregister), then watches, registers and inserts the new
+// one, all in the calling thread. That is the steady state of a full cache
+// taking a capacity miss: exactly one registration and one deregistration per
+// iteration, both in the timed thread, with no help from the reaper thread.
+// (The alternative, get + put + regcache_invalidate() of the same range, adds a
+// wake-up of the reaper that a real miss does not pay.) Each run checks the
+// cache's counters and fails if an iteration did not register and deregister
+// exactly once.
 //
 // BM_RegDeregPaired at 64 MiB runs at least one second whatever
 // --benchmark_min_time says.
@@ -75,8 +75,8 @@ constexpr uint32_t kCacheAccess = REGCACHE_ACCESS_LOCAL_WRITE |
                                   REGCACHE_ACCESS_REMOTE_WRITE |
                                   REGCACHE_ACCESS_REMOTE_READ;
 // What the ibverbs registrar passes for kCacheAccess.
-constexpr int kIbvAccess = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
-                           IBV_ACCESS_REMOTE_READ;
+constexpr int kIbvAccess =
+    IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
 
 // ---------------------------------------------------------------------------
 // The device: opened once, kept for the whole run.
@@ -94,8 +94,9 @@ Device* GetDevice() {
     int n = 0;
     ibv_device** list = ibv_get_device_list(&n);
     if (list == nullptr || n == 0) {
-      d->error = "no RDMA device (ibv_get_device_list found none): run in "
-                 "the VM rig, tests/vm/run-in-vm.sh, which has rxe0";
+      d->error =
+          "no RDMA device (ibv_get_device_list found none): run in "
+          "the VM rig, tests/vm/run-in-vm.sh, which has rxe0";
       if (list != nullptr) ibv_free_device_list(list);
       return d;
     }
@@ -229,9 +230,11 @@ class MissCache {
               std::string* why) {
     bytes_ = bytes;
     bufs_ = bufs;
-    if (monitor == REGCACHE_MONITOR_KMOD && access("/dev/regcache", F_OK) != 0) {
-      *why = "no /dev/regcache (the regcache module is not loaded; run in "
-             "the VM with --module, see docs/kmod.md)";
+    if (monitor == REGCACHE_MONITOR_KMOD &&
+        access("/dev/regcache", F_OK) != 0) {
+      *why =
+          "no /dev/regcache (the regcache module is not loaded; run in "
+          "the VM with --module, see docs/kmod.md)";
       return false;
     }
     regcache_config config;
@@ -383,7 +386,8 @@ class TimedRegistrar {
                  regcache_mr* out) {
     auto* self = static_cast<TimedRegistrar*>(ctx);
     const uint64_t t0 = NowNs();
-    const int rc = self->inner_.reg(self->inner_.ctx, addr, length, access, out);
+    const int rc =
+        self->inner_.reg(self->inner_.ctx, addr, length, access, out);
     const uint64_t ns = NowNs() - t0;
     self->reg_.Record(ns);
     self->ns_in_calls_ += ns;
@@ -438,7 +442,8 @@ class TimedRegistrar {
 void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
                        regcache_monitor_kind monitor) {
   BufferPair *cache_bufs = nullptr, *raw_bufs = nullptr, *order_bufs = nullptr;
-  Device* dev = DeviceAndBuffers(state, bytes, {&cache_bufs, &raw_bufs, &order_bufs});
+  Device* dev =
+      DeviceAndBuffers(state, bytes, {&cache_bufs, &raw_bufs, &order_bufs});
   if (dev == nullptr) return;
   regcache_registrar ibverbs;
   int rc = regcache_registrar_ibverbs(dev->pd, &ibverbs);
@@ -470,8 +475,8 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
       const int kind = int((step + i) % 3);  // rotate which goes first
       const uint64_t t0 = NowNs();
       if (kind == 0) {
-        ibv_mr* mr = ibv_reg_mr(dev->pd, raw_bufs->buffer[i & 1], bytes,
-                                kIbvAccess);
+        ibv_mr* mr =
+            ibv_reg_mr(dev->pd, raw_bufs->buffer[i & 1], bytes, kIbvAccess);
         if (mr == nullptr) {
           rc = errno != 0 ? -errno : -EIO;
           break;
@@ -485,8 +490,8 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
       } else {
         ibv_dereg_mr(held);
         const uint64_t t1 = NowNs();
-        held = ibv_reg_mr(dev->pd, order_bufs->buffer[i & 1], bytes,
-                          kIbvAccess);
+        held =
+            ibv_reg_mr(dev->pd, order_bufs->buffer[i & 1], bytes, kIbvAccess);
         if (held == nullptr) {
           rc = errno != 0 ? -errno : -EIO;
           break;
@@ -527,7 +532,8 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
   }
   if (ordered > 0)
     state.counters["overhead_pct"] = 100.0 * (cached / ordered - 1.0);
-  const double raw_calls = counter("raw_reg_median_ns") + counter("raw_dereg_median_ns");
+  const double raw_calls =
+      counter("raw_reg_median_ns") + counter("raw_dereg_median_ns");
   const double cache_calls =
       counter("cache_reg_median_ns") + counter("cache_dereg_median_ns");
   if (raw_calls > 0 && cache_calls > 0)
@@ -556,8 +562,9 @@ void BM_UncachedPaired(benchmark::State& state, size_t bytes,
   Device* dev = DeviceAndBuffers(state, bytes, {&cache_bufs, &raw_bufs});
   if (dev == nullptr) return;
   if (monitor == REGCACHE_MONITOR_KMOD && access("/dev/regcache", F_OK) != 0) {
-    state.SkipWithError("no /dev/regcache (the regcache module is not loaded; "
-                        "run in the VM with --module, see docs/kmod.md)");
+    state.SkipWithError(
+        "no /dev/regcache (the regcache module is not loaded; "
+        "run in the VM with --module, see docs/kmod.md)");
     return;
   }
   regcache_registrar ibverbs;
@@ -609,7 +616,8 @@ void BM_UncachedPaired(benchmark::State& state, size_t bytes,
       const int kind = int((step + i) % 2);
       const uint64_t t0 = NowNs();
       if (kind == 0) {
-        ibv_mr* mr = ibv_reg_mr(dev->pd, raw_bufs->buffer[0], bytes, kIbvAccess);
+        ibv_mr* mr =
+            ibv_reg_mr(dev->pd, raw_bufs->buffer[0], bytes, kIbvAccess);
         if (mr == nullptr) {
           rc = errno != 0 ? -errno : -EIO;
           break;
@@ -644,7 +652,8 @@ void BM_UncachedPaired(benchmark::State& state, size_t bytes,
   };
   const double raw = counter("raw_median_ns");
   if (raw > 0)
-    state.counters["overhead_pct"] = 100.0 * (counter("cache_median_ns") / raw - 1.0);
+    state.counters["overhead_pct"] =
+        100.0 * (counter("cache_median_ns") / raw - 1.0);
   const uint64_t n = uint64_t(state.iterations());
   const uint64_t uncached = after.uncached_churn - before.uncached_churn;
   state.counters["uncached_per_iter"] = n ? double(uncached) / double(n) : 0.0;
@@ -666,43 +675,45 @@ void RegisterAll() {
         [bytes](benchmark::State& s) { BM_RegDeregRaw(s, bytes); })
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(
-        ("BM_RegDereg/regcache-kmod" + size).c_str(),
-        [bytes](benchmark::State& s) {
-          BM_RegDeregCache(s, bytes, REGCACHE_MONITOR_KMOD);
-        })
+    benchmark::RegisterBenchmark(("BM_RegDereg/regcache-kmod" + size).c_str(),
+                                 [bytes](benchmark::State& s) {
+                                   BM_RegDeregCache(s, bytes,
+                                                    REGCACHE_MONITOR_KMOD);
+                                 })
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(
-        ("BM_RegDereg/regcache-uffd" + size).c_str(),
-        [bytes](benchmark::State& s) {
-          BM_RegDeregCache(s, bytes, REGCACHE_MONITOR_UFFD);
-        })
+    benchmark::RegisterBenchmark(("BM_RegDereg/regcache-uffd" + size).c_str(),
+                                 [bytes](benchmark::State& s) {
+                                   BM_RegDeregCache(s, bytes,
+                                                    REGCACHE_MONITOR_UFFD);
+                                 })
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
     for (regcache_monitor_kind monitor :
-         {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD, REGCACHE_MONITOR_NONE}) {
-      benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(
-          (std::string("BM_RegDeregPaired/") + regcache_monitor_name(monitor) +
-           size)
-              .c_str(),
-          [bytes, monitor](benchmark::State& s) {
-            BM_RegDeregPaired(s, bytes, monitor);
-          });
+         {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD,
+          REGCACHE_MONITOR_NONE}) {
+      benchmark::internal::Benchmark* b =
+          benchmark::RegisterBenchmark((std::string("BM_RegDeregPaired/") +
+                                        regcache_monitor_name(monitor) + size)
+                                           .c_str(),
+                                       [bytes, monitor](benchmark::State& s) {
+                                         BM_RegDeregPaired(s, bytes, monitor);
+                                       });
       b->UseManualTime()->Unit(benchmark::kMicrosecond);
       // 64 MiB iterations take milliseconds: at least a second each run,
       // or a few preemptions of the VM decide the median.
       if (bytes >= (size_t{64} << 20)) b->MinTime(1.0);
     }
     for (regcache_monitor_kind monitor :
-         {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD, REGCACHE_MONITOR_NONE}) {
-      benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(
-          (std::string("BM_UncachedPaired/") + regcache_monitor_name(monitor) +
-           size)
-              .c_str(),
-          [bytes, monitor](benchmark::State& s) {
-            BM_UncachedPaired(s, bytes, monitor);
-          });
+         {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD,
+          REGCACHE_MONITOR_NONE}) {
+      benchmark::internal::Benchmark* b =
+          benchmark::RegisterBenchmark((std::string("BM_UncachedPaired/") +
+                                        regcache_monitor_name(monitor) + size)
+                                           .c_str(),
+                                       [bytes, monitor](benchmark::State& s) {
+                                         BM_UncachedPaired(s, bytes, monitor);
+                                       });
       b->UseManualTime()->Unit(benchmark::kMicrosecond);
       if (bytes >= (size_t{64} << 20)) b->MinTime(1.0);
     }

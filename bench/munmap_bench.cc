@@ -148,8 +148,10 @@ bool SetPolicy(int policy) {
 }
 
 bool SetUpHelpers() {
-  if (const char* pace = getenv("REGCACHE_BENCH_PACE_US")) g_pace_us = atoi(pace);
-  if (const char* warm = getenv("REGCACHE_BENCH_WARM")) g_warm = atoi(warm) != 0;
+  if (const char* pace = getenv("REGCACHE_BENCH_PACE_US"))
+    g_pace_us = atoi(pace);
+  if (const char* warm = getenv("REGCACHE_BENCH_WARM"))
+    g_warm = atoi(warm) != 0;
   const char* idle = getenv("REGCACHE_BENCH_IDLE_HELPERS");
   g_idle_helpers = idle != nullptr && strcmp(idle, "1") == 0;
   const char* plan = getenv("REGCACHE_BENCH_CPUS");
@@ -168,11 +170,11 @@ bool SetUpHelpers() {
 }
 
 std::string HelpersDescription() {
-  std::string d = g_main_cpu < 0 ? "unpinned"
-                                 : "timed thread on CPU " +
-                                       std::to_string(g_main_cpu) +
-                                       ", monitor threads on CPU " +
-                                       std::to_string(g_helper_cpu);
+  std::string d = g_main_cpu < 0
+                      ? "unpinned"
+                      : "timed thread on CPU " + std::to_string(g_main_cpu) +
+                            ", monitor threads on CPU " +
+                            std::to_string(g_helper_cpu);
   if (g_idle_helpers) d += ", monitor threads SCHED_IDLE";
   return d;
 }
@@ -204,12 +206,13 @@ char* RegionHole() {
   static char* const region = [] {
     const size_t span = kRegionLength + 2 * kPageSize;
     void* p = MAP_FAILED;
-    for (uintptr_t hint = uintptr_t{1} << 44; hint < (uintptr_t{1} << 46) &&
-                                              p == MAP_FAILED;
+    for (uintptr_t hint = uintptr_t{1} << 44;
+         hint < (uintptr_t{1} << 46) && p == MAP_FAILED;
          hint += uintptr_t{1} << 40) {
-      p = mmap(reinterpret_cast<void*>(hint), span, PROT_NONE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
-               -1, 0);
+      p = mmap(
+          reinterpret_cast<void*>(hint), span, PROT_NONE,
+          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1,
+          0);
       if (p != MAP_FAILED && p != reinterpret_cast<void*>(hint)) {
         munmap(p, span);  // a kernel that ignored NOREPLACE: try the next
         p = MAP_FAILED;
@@ -292,8 +295,9 @@ CacheFixture* GetCacheFixture(regcache_monitor_kind monitor, size_t others) {
   CacheFixture* fx = g_fixture.get();
 
   if (monitor == REGCACHE_MONITOR_KMOD && access("/dev/regcache", F_OK) != 0) {
-    fx->error = "no /dev/regcache (the regcache module is not loaded; "
-                "run in the VM with --module, see docs/kmod.md)";
+    fx->error =
+        "no /dev/regcache (the regcache module is not loaded; "
+        "run in the VM with --module, see docs/kmod.md)";
     return fx;
   }
   int rc = regcache_registrar_fake(/*lock_memory=*/0, &fx->registrar);
@@ -358,8 +362,7 @@ constexpr useconds_t kSettleUs = 100;
 // `entries` registrations, i.e. its monitor threads and reaper are done with
 // the last munmap(). False on timeout.
 bool WaitQuiescent(regcache_t* cache, uint64_t unmaps, uint64_t entries) {
-  const uint64_t deadline =
-      NowNs() + uint64_t(kQuiesceTimeoutSeconds * 1e9);
+  const uint64_t deadline = NowNs() + uint64_t(kQuiesceTimeoutSeconds * 1e9);
   for (;;) {
     struct regcache_stats s;
     if (regcache_stats(cache, &s) != 0) return false;
@@ -401,7 +404,8 @@ class MunmapTimer {
   void Report(benchmark::State& state) {
     samples_.Report(state, "munmap");
     if (calls_ == 0) return;
-    state.counters["preempted_pct"] = 100.0 * double(preempted_) / double(calls_);
+    state.counters["preempted_pct"] =
+        100.0 * double(preempted_) / double(calls_);
     state.counters["blocked_pct"] = 100.0 * double(blocked_) / double(calls_);
   }
 
@@ -489,8 +493,9 @@ void BM_MunmapMonitored(benchmark::State& state,
   timer.Report(state);
   if (after.uncacheable != before.uncacheable ||
       after.uncached_churn != before.uncached_churn) {
-    state.SkipWithError("the region was served uncached (the monitor could "
-                        "not watch it): not a monitored munmap");
+    state.SkipWithError(
+        "the region was served uncached (the monitor could "
+        "not watch it): not a monitored munmap");
   }
 }
 
@@ -532,7 +537,8 @@ struct AbiFixture {
     for (;;) {
       pollfd fds[2] = {{fd, POLLIN, 0}, {stop, POLLIN, 0}};
       if (poll(fds, 2, -1) < 0 && errno == EINTR) continue;
-      if (fds[1].revents != 0 || (fds[0].revents & (POLLERR | POLLNVAL | POLLHUP)))
+      if (fds[1].revents != 0 ||
+          (fds[0].revents & (POLLERR | POLLNVAL | POLLHUP)))
         return;
       regcache_kmod_ack ack{};
       ack.tail = ~uint64_t{0};  // everything so far (clamped to the head)
@@ -696,7 +702,7 @@ struct UcxHooks {
     params.alignment = kPageSize;
     params.max_alignment = kPageSize;
     params.ucm_events = UCM_EVENT_VM_UNMAPPED;  // installs the munmap hook
-    params.ucm_event_priority = 1000;          // UCX's default
+    params.ucm_event_priority = 1000;           // UCX's default
     params.ops = &ops;
     params.context = this;
     params.flags = 0;
@@ -718,7 +724,7 @@ struct UcxHooks {
 
 UcxHooks* GetUcxHooks() {
   static UcxHooks* const hooks = [] {
-    DropFixtures();  // no regcache monitor alongside
+    DropFixtures();            // no regcache monitor alongside
     auto* h = new UcxHooks();  // never destroyed: the hooks stay anyway
     h->Create();
     return h;

@@ -12,7 +12,8 @@
 //                              reason without vm.nr_hugepages)
 //   BM_RegMr/contig/64MiB      the regcache module's contiguous memory
 //                              (skipped with the reason where there is none)
-//   BM_PoolRealloc/{pages,huge,contig}/64MiB  regcache_mem_free + regcache_mem_alloc +
+//   BM_PoolRealloc/{pages,huge,contig}/64MiB  regcache_mem_free +
+//   regcache_mem_alloc +
 //                              regcache_get + regcache_put of one 64 MiB
 //                              pool block (ibverbs registrar): each
 //                              iteration must register nothing
@@ -50,8 +51,8 @@ namespace {
 constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kLength = 64 * kMiB;
 constexpr size_t kHuge = 2 * kMiB;
-constexpr int kIbvAccess = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
-                           IBV_ACCESS_REMOTE_READ;
+constexpr int kIbvAccess =
+    IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
 constexpr uint32_t kCacheAccess = REGCACHE_ACCESS_LOCAL_WRITE |
                                   REGCACHE_ACCESS_REMOTE_WRITE |
                                   REGCACHE_ACCESS_REMOTE_READ;
@@ -76,8 +77,9 @@ Device* GetDevice() {
         chosen = list[i];
     }
     if (chosen == nullptr) {
-      d->error = "no RDMA device: run in the VM rig, tests/vm/run-in-vm.sh, "
-                 "which has rxe0";
+      d->error =
+          "no RDMA device: run in the VM rig, tests/vm/run-in-vm.sh, "
+          "which has rxe0";
     } else if ((d->context = ibv_open_device(chosen)) == nullptr) {
       d->error = std::string("ibv_open_device: ") + strerror(errno);
     } else if ((d->pd = ibv_alloc_pd(d->context)) == nullptr) {
@@ -130,8 +132,9 @@ class Buffer {
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (raw == MAP_FAILED) break;
         map_ = raw;
-        p = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) &
-                                    ~(uintptr_t{kHuge} - 1));
+        p = reinterpret_cast<void*>(
+            (reinterpret_cast<uintptr_t>(raw) + kHuge - 1) &
+            ~(uintptr_t{kHuge} - 1));
         if (madvise(p, kLength, MADV_HUGEPAGE) != 0) {
           *why = std::string("madvise(MADV_HUGEPAGE): ") + strerror(errno);
           return;
@@ -256,7 +259,8 @@ void BM_PoolRealloc(benchmark::State& state, uint32_t flags) {
   struct regcache_stats after;
   regcache_stats(cache, &after);
   if (after.registrations != before.registrations)
-    state.SkipWithError("an iteration registered: the pool did not reuse its block");
+    state.SkipWithError(
+        "an iteration registered: the pool did not reuse its block");
   samples.Report(state, "iteration");
   state.counters["huge_kB"] = double(HugeKb(p));
   // Which kind the pool's block is (regcache_stats): hugetlb, THP or pages.
@@ -279,8 +283,9 @@ void RegisterAll() {
       {"contig", Kind::kContig},
   };
   for (const auto& k : kinds) {
-    benchmark::RegisterBenchmark((std::string("BM_RegMr/") + k.name + "/64MiB").c_str(),
-                                 BM_RegMr, k.kind)
+    benchmark::RegisterBenchmark(
+        (std::string("BM_RegMr/") + k.name + "/64MiB").c_str(), BM_RegMr,
+        k.kind)
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   }
@@ -289,12 +294,13 @@ void RegisterAll() {
   const struct {
     const char* name;
     uint32_t flags;
-  } pool_kinds[] = {
-      {"pages", 0}, {"huge", REGCACHE_MEM_HUGE}, {"contig", REGCACHE_MEM_CONTIG}};
+  } pool_kinds[] = {{"pages", 0},
+                    {"huge", REGCACHE_MEM_HUGE},
+                    {"contig", REGCACHE_MEM_CONTIG}};
   for (const auto& k : pool_kinds) {
     benchmark::RegisterBenchmark(
-        (std::string("BM_PoolRealloc/") + k.name + "/64MiB").c_str(), BM_PoolRealloc,
-        k.flags)
+        (std::string("BM_PoolRealloc/") + k.name + "/64MiB").c_str(),
+        BM_PoolRealloc, k.flags)
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   }

@@ -13,7 +13,6 @@
 
 #include <atomic>
 
-
 namespace regcache_bench {
 ucs_status_t UcxRcachePeer::MemReg(void* context, ucs_rcache_t* rcache,
                                    void* arg, ucs_rcache_region_t* region,
@@ -43,14 +42,14 @@ bool UcxRcachePeer::Create(std::string* why) {
 
   ucs_rcache_params_t params = {};
   params.region_struct_size = sizeof(ucs_rcache_region_t);
-  params.alignment = page_size;       // as UCX's IB memory domain
+  params.alignment = page_size;  // as UCX's IB memory domain
   params.max_alignment = page_size;
-  params.ucm_events = 0;              // no mmap/munmap hooks: see ucx_peer.h
-  params.ucm_event_priority = 1000;   // UCX's default RCACHE_EVENT_PRIORITY
+  params.ucm_events = 0;             // no mmap/munmap hooks: see ucx_peer.h
+  params.ucm_event_priority = 1000;  // UCX's default RCACHE_EVENT_PRIORITY
   params.ops = &ops;
   params.context = this;
   params.flags = 0;
-  params.max_regions = ULONG_MAX;     // no eviction
+  params.max_regions = ULONG_MAX;  // no eviction
   params.max_size = SIZE_MAX;
   params.max_unreleased = SIZE_MAX;
 

@@ -39,9 +39,9 @@ class UcxRcachePeer {
   // same single out-of-line call into its library as regcache_get() does.
   ucs_rcache_region_t* Get(void* addr, size_t len) {
     ucs_rcache_region_t* region = nullptr;
-    ucs_status_t status = ucs_rcache_get(rcache_, addr, len,
-                                         PROT_READ | PROT_WRITE,
-                                         /*arg=*/nullptr, &region);
+    ucs_status_t status =
+        ucs_rcache_get(rcache_, addr, len, PROT_READ | PROT_WRITE,
+                       /*arg=*/nullptr, &region);
     return status == UCS_OK ? region : nullptr;
   }
 

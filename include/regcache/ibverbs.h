@@ -43,7 +43,8 @@ struct ibv_pd;
  * that is not mapped, -ENOMEM/-EAGAIN when RLIMIT_MEMLOCK or the device's
  * MR resources are exhausted, -EIO if ibv_reg_mr() failed without setting
  * errno) and -EINVAL for unknown access bits. */
-int regcache_registrar_ibverbs(struct ibv_pd *pd, struct regcache_registrar *out);
+int regcache_registrar_ibverbs(struct ibv_pd *pd,
+                               struct regcache_registrar *out);
 
 #pragma GCC visibility pop
 

@@ -69,22 +69,22 @@ enum regcache_access {
   REGCACHE_ACCESS_REMOTE_READ = 1u << 2,
   REGCACHE_ACCESS_REMOTE_ATOMIC = 1u << 3,
 };
-#define REGCACHE_ACCESS_ALL                                        \
-  (REGCACHE_ACCESS_LOCAL_WRITE | REGCACHE_ACCESS_REMOTE_WRITE |    \
+#define REGCACHE_ACCESS_ALL                                     \
+  (REGCACHE_ACCESS_LOCAL_WRITE | REGCACHE_ACCESS_REMOTE_WRITE | \
    REGCACHE_ACCESS_REMOTE_READ | REGCACHE_ACCESS_REMOTE_ATOMIC)
 
 /* What one registration is, as the backend made it. Filled by the
  * registrar; read-only to everyone else. The range is the page-rounded range
  * actually registered, which covers the requested one. */
 struct regcache_mr {
-  void *addr;        /* first byte registered */
-  size_t length;     /* bytes registered */
-  uint32_t access;   /* regcache_access bits */
-  uint32_t lkey;     /* ibverbs lkey (0 for backends without one) */
-  uint32_t rkey;     /* ibverbs rkey (0 for backends without one) */
-  uint64_t key;      /* libfabric fi_mr_key() (0 for backends without one) */
-  void *desc;        /* libfabric fi_mr_desc() (NULL for other backends) */
-  void *backend;     /* struct ibv_mr *, struct fid_mr *, or the callback's */
+  void *addr;      /* first byte registered */
+  size_t length;   /* bytes registered */
+  uint32_t access; /* regcache_access bits */
+  uint32_t lkey;   /* ibverbs lkey (0 for backends without one) */
+  uint32_t rkey;   /* ibverbs rkey (0 for backends without one) */
+  uint64_t key;    /* libfabric fi_mr_key() (0 for backends without one) */
+  void *desc;      /* libfabric fi_mr_desc() (NULL for other backends) */
+  void *backend;   /* struct ibv_mr *, struct fid_mr *, or the callback's */
 };
 
 /* A registrar turns memory into a registration and back. Both callbacks are
@@ -113,7 +113,7 @@ int regcache_registrar_fake(int lock_memory, struct regcache_registrar *out);
 
 /* How the cache learns that memory was unmapped or remapped. */
 enum regcache_monitor_kind {
-  REGCACHE_MONITOR_AUTO = 0, /* kmod if /dev/regcache opens, else uffd, else none */
+  REGCACHE_MONITOR_AUTO = 0, /* kmod, else uffd, else none */
   REGCACHE_MONITOR_NONE,     /* only regcache_invalidate() invalidates */
   REGCACHE_MONITOR_UFFD,     /* userfaultfd non-cooperative events */
   REGCACHE_MONITOR_KMOD,     /* the regcache kernel module (/dev/regcache) */
@@ -169,7 +169,8 @@ enum regcache_admission {
  * REGCACHE_ADMISSION=adaptive|always); change fields after that to override
  * the environment. */
 struct regcache_config {
-  size_t max_entries; /* unused entries beyond this are evicted (CLOCK); 0 = no limit */
+  size_t max_entries; /* unused entries beyond this are evicted (CLOCK); 0 = no
+                         limit */
   size_t max_bytes;   /* unused pinned bytes beyond this are evicted; 0 = no
                          limit; not applied in ODP mode (nothing is pinned) */
   enum regcache_monitor_kind monitor;
@@ -195,8 +196,8 @@ static inline int regcache_config_init(struct regcache_config *config) {
  * when mode odp is requested where ODP is unavailable (the message says
  * why). */
 int regcache_create_sz(const struct regcache_registrar *registrar,
-                       const struct regcache_config *config,
-                       size_t config_size, regcache_t **out);
+                       const struct regcache_config *config, size_t config_size,
+                       regcache_t **out);
 static inline int regcache_create(const struct regcache_registrar *registrar,
                                   const struct regcache_config *config,
                                   regcache_t **out) {
@@ -252,24 +253,24 @@ enum regcache_inval_reason {
  * Read with regcache_stats(); values from concurrent threads may be a few
  * operations behind. */
 struct regcache_stats {
-  uint64_t hits;               /* gets served from the cache */
-  uint64_t misses;             /* gets that registered */
-  uint64_t registrations;      /* successful registrar reg calls */
-  uint64_t deregistrations;    /* registrar dereg calls */
+  uint64_t hits;            /* gets served from the cache */
+  uint64_t misses;          /* gets that registered */
+  uint64_t registrations;   /* successful registrar reg calls */
+  uint64_t deregistrations; /* registrar dereg calls */
   uint64_t registration_errors;
-  uint64_t evictions;          /* unused entries dropped for the limits */
+  uint64_t evictions; /* unused entries dropped for the limits */
   uint64_t invalidations[REGCACHE_INVAL_NREASONS];
-  uint64_t uncacheable;        /* gets served by a registration not kept
-                                  because the monitor cannot watch it */
-  uint64_t registration_ns;    /* total time spent in registrar reg */
-  uint64_t entries_now;        /* entries registered (cached or in use) */
-  uint64_t pinned_bytes_now;   /* bytes those entries register */
-  uint64_t in_use_now;         /* handles held */
+  uint64_t uncacheable;      /* gets served by a registration not kept
+                                because the monitor cannot watch it */
+  uint64_t registration_ns;  /* total time spent in registrar reg */
+  uint64_t entries_now;      /* entries registered (cached or in use) */
+  uint64_t pinned_bytes_now; /* bytes those entries register */
+  uint64_t in_use_now;       /* handles held */
   enum regcache_monitor_kind monitor; /* the monitor in effect */
-  enum regcache_mode mode;     /* pin or odp: the mode in effect */
-  char mode_reason[160];       /* why, e.g. "rxe0: no on-demand paging ..." */
-  char monitor_reason[160];    /* why this monitor, e.g. "auto: kmod
-                                  (/dev/regcache is available)" */
+  enum regcache_mode mode;            /* pin or odp: the mode in effect */
+  char mode_reason[160];    /* why, e.g. "rxe0: no on-demand paging ..." */
+  char monitor_reason[160]; /* why this monitor, e.g. "auto: kmod
+                               (/dev/regcache is available)" */
   /* Fields after this line are newer than version 0.1. */
   uint64_t uncached_churn;     /* gets served uncached because their range
                                   was invalidated again and again without a
@@ -282,14 +283,14 @@ struct regcache_stats {
    * allocations and bytes got each kind of memory. */
   uint64_t mem_allocs;
   uint64_t mem_reuses;
-  uint64_t mem_pages_allocs;   /* ordinary pages (no flag) */
+  uint64_t mem_pages_allocs; /* ordinary pages (no flag) */
   uint64_t mem_pages_bytes;
   uint64_t mem_hugetlb_allocs; /* hugetlb pages (REGCACHE_MEM_HUGE[_ONLY]) */
   uint64_t mem_hugetlb_bytes;
-  uint64_t mem_thp_allocs;     /* transparent huge pages (REGCACHE_MEM_HUGE
-                                  without reserved hugetlb pages) */
+  uint64_t mem_thp_allocs; /* transparent huge pages (REGCACHE_MEM_HUGE
+                              without reserved hugetlb pages) */
   uint64_t mem_thp_bytes;
-  uint64_t mem_contig_allocs;  /* physically contiguous (REGCACHE_MEM_CONTIG) */
+  uint64_t mem_contig_allocs; /* physically contiguous (REGCACHE_MEM_CONTIG) */
   uint64_t mem_contig_bytes;
   uint64_t mem_bytes_now;      /* mapped and registered by the pool:
                                   allocated plus freed-and-kept */
@@ -298,7 +299,8 @@ struct regcache_stats {
 
 int regcache_stats_sz(regcache_t *cache, struct regcache_stats *out,
                       size_t stats_size);
-static inline int regcache_stats(regcache_t *cache, struct regcache_stats *out) {
+static inline int regcache_stats(regcache_t *cache,
+                                 struct regcache_stats *out) {
   return regcache_stats_sz(cache, out, sizeof(*out));
 }
 
@@ -396,7 +398,8 @@ int regcache_print_config(void *stream);
 /* Names for messages: "uffd", "unmap", ... */
 const char *regcache_monitor_name(enum regcache_monitor_kind kind);
 const char *regcache_inval_reason_name(enum regcache_inval_reason reason);
-const char *regcache_mode_name(enum regcache_mode mode); /* "auto", "pin", "odp" */
+const char *regcache_mode_name(
+    enum regcache_mode mode); /* "auto", "pin", "odp" */
 
 /* The calling thread's message for its most recent failed call ("" if
  * none). Valid until the next regcache call on this thread. */

@@ -52,7 +52,8 @@ class Registration {
   Registration(regcache_t* cache, regcache_handle_t* handle)
       : cache_(cache), handle_(handle) {}
   Registration(Registration&& other) noexcept
-      : cache_(other.cache_), handle_(detail::Exchange(other.handle_, nullptr)) {}
+      : cache_(other.cache_),
+        handle_(detail::Exchange(other.handle_, nullptr)) {}
   Registration& operator=(Registration&& other) noexcept {
     if (this != &other) {
       Reset();
@@ -126,7 +127,8 @@ class Memory {
   int Reset() {
     if (addr_ == nullptr) return 0;
     length_ = 0;
-    return regcache_mem_free(cache_, detail::Exchange(addr_, static_cast<void*>(nullptr)));
+    return regcache_mem_free(
+        cache_, detail::Exchange(addr_, static_cast<void*>(nullptr)));
   }
   // Give up ownership without freeing (for callers that free themselves).
   void* release() {
@@ -147,7 +149,8 @@ class Memory {
 class Cache {
  public:
   Cache() = default;
-  Cache(Cache&& other) noexcept : cache_(detail::Exchange(other.cache_, nullptr)) {}
+  Cache(Cache&& other) noexcept
+      : cache_(detail::Exchange(other.cache_, nullptr)) {}
   Cache& operator=(Cache&& other) noexcept {
     if (this != &other) {
       Destroy();
@@ -168,8 +171,7 @@ class Cache {
     return rc;
   }
 
-  int Get(const void* addr, size_t length, uint32_t access,
-          Registration* out) {
+  int Get(const void* addr, size_t length, uint32_t access, Registration* out) {
     regcache_handle_t* h = nullptr;
     int rc = regcache_get(cache_, addr, length, access, &h);
     if (rc == 0) *out = Registration(cache_, h);
@@ -188,12 +190,14 @@ class Cache {
   }
   int TrimMemory() { return regcache_mem_trim(cache_); }
   struct regcache_stats Stats() const {
-    struct regcache_stats s{};
+    struct regcache_stats s {};
     ::regcache_stats(cache_, &s);
     return s;
   }
   int Destroy() {
-    return cache_ == nullptr ? 0 : regcache_destroy(detail::Exchange(cache_, nullptr));
+    return cache_ == nullptr
+               ? 0
+               : regcache_destroy(detail::Exchange(cache_, nullptr));
   }
   regcache_t* get() const { return cache_; }
   explicit operator bool() const { return cache_ != nullptr; }

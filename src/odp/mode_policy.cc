@@ -32,7 +32,8 @@ int ChooseOdp(const regcache_config& config, ibv_pd* pd, const VerbsOps& ops,
   std::unique_ptr<OdpRegistrar> odp;
   std::string note;
   int rc = OdpRegistrar::Create(pd, out->caps, options, ops, &odp, &note);
-  if (rc != 0) return SetError(rc, "regcache_create: mode odp: %s", note.c_str());
+  if (rc != 0)
+    return SetError(rc, "regcache_create: mode odp: %s", note.c_str());
   out->mode = REGCACHE_MODE_ODP;
   out->reason = config.mode == REGCACHE_MODE_ODP ? "requested; " : "";
   if (quirk != nullptr) {
@@ -84,8 +85,9 @@ int ResolveMode(const regcache_registrar& registrar, ibv_pd* pd,
     case REGCACHE_MODE_ODP:
       break;
     default:
-      return SetError(-EINVAL, "regcache_create: unknown mode %d "
-                               "(expected auto, pin or odp)",
+      return SetError(-EINVAL,
+                      "regcache_create: unknown mode %d "
+                      "(expected auto, pin or odp)",
                       requested_mode);
   }
   const bool forced = requested_mode == REGCACHE_MODE_ODP;

@@ -46,7 +46,7 @@ inline constexpr uint32_t kAutoOdpAccess = REGCACHE_ACCESS_LOCAL_WRITE |
 struct ModeDecision {
   regcache_mode mode = REGCACHE_MODE_PIN;  // never AUTO once resolved
   std::string reason;                      // for stats and messages
-  regcache_registrar registrar{};  // what the cache registers with
+  regcache_registrar registrar{};          // what the cache registers with
   // The ODP registrar behind `registrar` in ODP mode (owns it; the cache
   // keeps this alive as long as it uses `registrar`). Null in pin mode.
   std::shared_ptr<OdpRegistrar> odp;

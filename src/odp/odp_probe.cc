@@ -26,11 +26,16 @@ constexpr CapName kCapNames[] = {
 // Why an operation is needed, for OdpCovers()' message.
 const char* NeededFor(uint32_t bit) {
   switch (bit) {
-    case IBV_ODP_SUPPORT_SEND: return "local use in sends and RDMA requests";
-    case IBV_ODP_SUPPORT_RECV: return "local write: receives";
-    case IBV_ODP_SUPPORT_WRITE: return "remote write";
-    case IBV_ODP_SUPPORT_READ: return "remote read";
-    case IBV_ODP_SUPPORT_ATOMIC: return "remote atomic";
+    case IBV_ODP_SUPPORT_SEND:
+      return "local use in sends and RDMA requests";
+    case IBV_ODP_SUPPORT_RECV:
+      return "local write: receives";
+    case IBV_ODP_SUPPORT_WRITE:
+      return "remote write";
+    case IBV_ODP_SUPPORT_READ:
+      return "remote read";
+    case IBV_ODP_SUPPORT_ATOMIC:
+      return "remote atomic";
   }
   return "?";
 }
@@ -48,20 +53,28 @@ std::string Lower(const char* s) {
 
 const char* OdpTransportName(OdpTransport transport) {
   switch (transport) {
-    case OdpTransport::kRc: return "RC";
-    case OdpTransport::kUc: return "UC";
-    case OdpTransport::kUd: return "UD";
-    case OdpTransport::kXrc: return "XRC";
+    case OdpTransport::kRc:
+      return "RC";
+    case OdpTransport::kUc:
+      return "UC";
+    case OdpTransport::kUd:
+      return "UD";
+    case OdpTransport::kXrc:
+      return "XRC";
   }
   return "?";
 }
 
 uint32_t OdpCaps::transport_caps(OdpTransport transport) const {
   switch (transport) {
-    case OdpTransport::kRc: return rc_caps;
-    case OdpTransport::kUc: return uc_caps;
-    case OdpTransport::kUd: return ud_caps;
-    case OdpTransport::kXrc: return xrc_caps;
+    case OdpTransport::kRc:
+      return rc_caps;
+    case OdpTransport::kUc:
+      return uc_caps;
+    case OdpTransport::kUd:
+      return ud_caps;
+    case OdpTransport::kXrc:
+      return xrc_caps;
   }
   return 0;
 }
@@ -112,7 +125,8 @@ std::string DescribeOdp(const OdpCaps& caps) {
   if (!caps.supported()) {
     char buf[96];
     if (caps.general_caps == 0) {
-      snprintf(buf, sizeof buf, "no on-demand paging (odp_caps.general_caps = 0)");
+      snprintf(buf, sizeof buf,
+               "no on-demand paging (odp_caps.general_caps = 0)");
     } else {
       snprintf(buf, sizeof buf,
                "no on-demand paging (odp_caps.general_caps = 0x%" PRIx64
@@ -136,10 +150,14 @@ std::string DescribeOdp(const OdpCaps& caps) {
 
 uint32_t OdpOpsNeeded(uint32_t regcache_access) {
   uint32_t need = IBV_ODP_SUPPORT_SEND;
-  if (regcache_access & REGCACHE_ACCESS_LOCAL_WRITE) need |= IBV_ODP_SUPPORT_RECV;
-  if (regcache_access & REGCACHE_ACCESS_REMOTE_WRITE) need |= IBV_ODP_SUPPORT_WRITE;
-  if (regcache_access & REGCACHE_ACCESS_REMOTE_READ) need |= IBV_ODP_SUPPORT_READ;
-  if (regcache_access & REGCACHE_ACCESS_REMOTE_ATOMIC) need |= IBV_ODP_SUPPORT_ATOMIC;
+  if (regcache_access & REGCACHE_ACCESS_LOCAL_WRITE)
+    need |= IBV_ODP_SUPPORT_RECV;
+  if (regcache_access & REGCACHE_ACCESS_REMOTE_WRITE)
+    need |= IBV_ODP_SUPPORT_WRITE;
+  if (regcache_access & REGCACHE_ACCESS_REMOTE_READ)
+    need |= IBV_ODP_SUPPORT_READ;
+  if (regcache_access & REGCACHE_ACCESS_REMOTE_ATOMIC)
+    need |= IBV_ODP_SUPPORT_ATOMIC;
   return need;
 }
 

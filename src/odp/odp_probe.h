@@ -24,12 +24,12 @@ enum class OdpTransport { kRc, kUc, kUd, kXrc };
 const char* OdpTransportName(OdpTransport transport);  // "RC", "UC", ...
 
 struct OdpCaps {
-  std::string device;        // "rxe0"
-  int query_error = 0;       // 0, or -errno from ibv_query_device_ex()
-  uint64_t general_caps = 0; // odp_caps.general_caps (IBV_ODP_SUPPORT*)
+  std::string device;         // "rxe0"
+  int query_error = 0;        // 0, or -errno from ibv_query_device_ex()
+  uint64_t general_caps = 0;  // odp_caps.general_caps (IBV_ODP_SUPPORT*)
   // IBV_ODP_SUPPORT_{SEND,RECV,WRITE,READ,ATOMIC,SRQ_RECV} per transport.
   uint32_t rc_caps = 0, uc_caps = 0, ud_caps = 0, xrc_caps = 0;
-  uint64_t max_mr_size = 0;  // orig_attr.max_mr_size: largest explicit MR
+  uint64_t max_mr_size = 0;     // orig_attr.max_mr_size: largest explicit MR
   uint32_t vendor_id = 0;       // orig_attr.vendor_id (odp_quirks.h)
   uint32_t vendor_part_id = 0;  // orig_attr.vendor_part_id
 

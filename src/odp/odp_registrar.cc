@@ -29,7 +29,8 @@ int NegErrno(int ret) { return ret > 0 ? -ret : (ret < 0 ? ret : -EIO); }
 
 int OdpRegistrar::Create(ibv_pd* pd, const OdpCaps& caps,
                          const OdpOptions& options, const VerbsOps& ops,
-                         std::unique_ptr<OdpRegistrar>* out, std::string* note) {
+                         std::unique_ptr<OdpRegistrar>* out,
+                         std::string* note) {
   note->clear();
   if (pd == nullptr) {
     *note = "no protection domain";
@@ -64,7 +65,8 @@ int OdpRegistrar::Create(ibv_pd* pd, const OdpCaps& caps,
               "); using explicit ODP MRs";
     }
   } else if (options.implicit) {
-    *note = caps.device + ": no implicit ODP (IBV_ODP_SUPPORT_IMPLICIT unset); "
+    *note = caps.device +
+            ": no implicit ODP (IBV_ODP_SUPPORT_IMPLICIT unset); "
             "using explicit ODP MRs";
   }
   *out = std::move(r);
@@ -120,8 +122,8 @@ int OdpRegistrar::Prefetch(uint32_t lkey, uint64_t addr, size_t length,
   const char* advice = "";
   const int rc = Advise(lkey, addr, length, access, sync, &advice);
   if (rc == 0) return 0;
-  return SetError(rc, "ibv_advise_mr(%s) on %s over %zu bytes at 0x%" PRIx64
-                      ": %s",
+  return SetError(rc,
+                  "ibv_advise_mr(%s) on %s over %zu bytes at 0x%" PRIx64 ": %s",
                   advice, caps_.device.c_str(), length, addr, strerror(-rc));
 }
 
@@ -152,15 +154,17 @@ int OdpRegistrar::Reg(void* ctx, void* addr, size_t length, uint32_t access,
                       regcache_mr* out) {
   auto* self = static_cast<OdpRegistrar*>(ctx);
   if ((access & ~uint32_t(REGCACHE_ACCESS_ALL)) != 0 || length == 0)
-    return SetError(-EINVAL, "ibverbs-odp: bad request (access 0x%x, length %zu)",
+    return SetError(-EINVAL,
+                    "ibverbs-odp: bad request (access 0x%x, length %zu)",
                     access, length);
   const uint32_t widened = WidenForVerbs(access);
   std::string why;
   if (!OdpCovers(self->caps_, OdpTransport::kRc, widened, &why)) {
-    return SetError(-EOPNOTSUPP,
-                    "ibverbs-odp: %s; not registered (a pinned MR would go "
-                    "stale in a cache without a monitor; use REGCACHE_MODE=pin)",
-                    why.c_str());
+    return SetError(
+        -EOPNOTSUPP,
+        "ibverbs-odp: %s; not registered (a pinned MR would go "
+        "stale in a cache without a monitor; use REGCACHE_MODE=pin)",
+        why.c_str());
   }
 
   if (self->implicit_mr_ != nullptr) {
@@ -174,7 +178,8 @@ int OdpRegistrar::Reg(void* ctx, void* addr, size_t length, uint32_t access,
                                  IBV_ACCESS_ON_DEMAND | IbvAccessOf(widened));
   if (mr == nullptr) {
     const int rc = errno != 0 ? -errno : -EIO;
-    return SetError(rc, "ibverbs-odp: ibv_reg_mr(ON_DEMAND) of %zu bytes on %s: %s",
+    return SetError(rc,
+                    "ibverbs-odp: ibv_reg_mr(ON_DEMAND) of %zu bytes on %s: %s",
                     length, self->caps_.device.c_str(), strerror(-rc));
   }
   const int rc = self->PrefetchAfterReg(mr->lkey, addr, length, widened);
@@ -193,8 +198,8 @@ int OdpRegistrar::Dereg(void* ctx, regcache_mr* mr) {
     mr->backend = nullptr;
     return 0;
   }
-  const int ret = self->ops_.dereg_mr(self->ops_.self,
-                                      static_cast<ibv_mr*>(mr->backend));
+  const int ret =
+      self->ops_.dereg_mr(self->ops_.self, static_cast<ibv_mr*>(mr->backend));
   if (ret != 0) return NegErrno(ret);
   mr->backend = nullptr;
   return 0;

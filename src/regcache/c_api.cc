@@ -19,7 +19,7 @@ using regcache_internal::Cache;
 using regcache_internal::HoldSlot;
 using regcache_internal::SetError;
 
-struct regcache_cache {};  // never instantiated: regcache_t* is a Cache*
+struct regcache_cache {};   // never instantiated: regcache_t* is a Cache*
 struct regcache_handle {};  // never defined: a handle is a HoldSlot*
 
 namespace {
@@ -30,12 +30,11 @@ Cache* AsCache(regcache_t* c) { return reinterpret_cast<Cache*>(c); }
 
 extern "C" {
 
-const char* regcache_last_error(void) {
-  return regcache_internal::LastError();
-}
+const char* regcache_last_error(void) { return regcache_internal::LastError(); }
 
 int regcache_destroy(regcache_t* cache) {
-  if (cache == nullptr) return SetError(-EINVAL, "regcache_destroy: NULL cache");
+  if (cache == nullptr)
+    return SetError(-EINVAL, "regcache_destroy: NULL cache");
   return AsCache(cache)->Destroy();
 }
 
@@ -67,7 +66,8 @@ int regcache_put(regcache_t* cache, regcache_handle_t* handle) {
 }
 
 int regcache_invalidate(regcache_t* cache, const void* addr, size_t length) {
-  if (cache == nullptr) return SetError(-EINVAL, "regcache_invalidate: NULL cache");
+  if (cache == nullptr)
+    return SetError(-EINVAL, "regcache_invalidate: NULL cache");
   return AsCache(cache)->Invalidate(addr, length);
 }
 
@@ -80,7 +80,8 @@ int regcache_flush(regcache_t* cache) {
 int regcache_mem_alloc(regcache_t* cache, size_t length, uint32_t flags,
                        void** addr) {
   if (cache == nullptr || addr == nullptr)
-    return SetError(-EINVAL, "regcache_mem_alloc: NULL %s", cache ? "addr" : "cache");
+    return SetError(-EINVAL, "regcache_mem_alloc: NULL %s",
+                    cache ? "addr" : "cache");
   if (length == 0) return SetError(-EINVAL, "regcache_mem_alloc: length is 0");
   if (flags & ~uint32_t{REGCACHE_MEM_FLAGS_ALL}) {
     return SetError(-EINVAL, "regcache_mem_alloc: unknown flags 0x%x",
@@ -88,18 +89,20 @@ int regcache_mem_alloc(regcache_t* cache, size_t length, uint32_t flags,
   }
   if ((flags & REGCACHE_MEM_CONTIG) &&
       (flags & (REGCACHE_MEM_HUGE | REGCACHE_MEM_HUGE_ONLY))) {
-    return SetError(-EINVAL,
-                    "regcache_mem_alloc: REGCACHE_MEM_CONTIG with %s: contiguous "
-                    "memory comes from the kernel module in pages of its own "
-                    "choosing; ask for one or the other",
-                    (flags & REGCACHE_MEM_HUGE_ONLY) ? "REGCACHE_MEM_HUGE_ONLY"
-                                                     : "REGCACHE_MEM_HUGE");
+    return SetError(
+        -EINVAL,
+        "regcache_mem_alloc: REGCACHE_MEM_CONTIG with %s: contiguous "
+        "memory comes from the kernel module in pages of its own "
+        "choosing; ask for one or the other",
+        (flags & REGCACHE_MEM_HUGE_ONLY) ? "REGCACHE_MEM_HUGE_ONLY"
+                                         : "REGCACHE_MEM_HUGE");
   }
   return AsCache(cache)->MemAlloc(length, flags, addr);
 }
 
 int regcache_mem_free(regcache_t* cache, void* addr) {
-  if (cache == nullptr) return SetError(-EINVAL, "regcache_mem_free: NULL cache");
+  if (cache == nullptr)
+    return SetError(-EINVAL, "regcache_mem_free: NULL cache");
   if (addr == nullptr) {
     return SetError(-EINVAL, "regcache_mem_free: NULL addr");
   }
@@ -107,7 +110,8 @@ int regcache_mem_free(regcache_t* cache, void* addr) {
 }
 
 int regcache_mem_trim(regcache_t* cache) {
-  if (cache == nullptr) return SetError(-EINVAL, "regcache_mem_trim: NULL cache");
+  if (cache == nullptr)
+    return SetError(-EINVAL, "regcache_mem_trim: NULL cache");
   return AsCache(cache)->MemTrim();
 }
 

@@ -34,12 +34,30 @@ bool ParseSize(const char* s, size_t* out) {
   if (errno != 0 || end == s || s[0] == '-') return false;
   unsigned shift = 0;
   switch (*end) {
-    case '\0': break;
-    case 'k': case 'K': shift = 10; ++end; break;
-    case 'm': case 'M': shift = 20; ++end; break;
-    case 'g': case 'G': shift = 30; ++end; break;
-    case 't': case 'T': shift = 40; ++end; break;
-    default: return false;
+    case '\0':
+      break;
+    case 'k':
+    case 'K':
+      shift = 10;
+      ++end;
+      break;
+    case 'm':
+    case 'M':
+      shift = 20;
+      ++end;
+      break;
+    case 'g':
+    case 'G':
+      shift = 30;
+      ++end;
+      break;
+    case 't':
+    case 'T':
+      shift = 40;
+      ++end;
+      break;
+    default:
+      return false;
   }
   if (*end == 'i' || *end == 'I') ++end;  // KiB, MiB, ...
   if (*end == 'b' || *end == 'B') ++end;
@@ -71,11 +89,15 @@ struct Variable {
 constexpr Variable kVariables[] = {
     {"REGCACHE_MAX_ENTRIES", "a count (e.g. 4096, 64K); 0 = no limit",
      "unused entries beyond this are evicted (CLOCK)",
-     [](const char* t, regcache_config* c) { return ParseSize(t, &c->max_entries); },
+     [](const char* t, regcache_config* c) {
+       return ParseSize(t, &c->max_entries);
+     },
      [](const regcache_config& c) { return Number(c.max_entries); }},
     {"REGCACHE_MAX_BYTES", "a size (e.g. 1073741824, 512M, 4G); 0 = no limit",
      "unused pinned bytes beyond this are evicted (not in ODP mode)",
-     [](const char* t, regcache_config* c) { return ParseSize(t, &c->max_bytes); },
+     [](const char* t, regcache_config* c) {
+       return ParseSize(t, &c->max_bytes);
+     },
      [](const regcache_config& c) { return Number(c.max_bytes); }},
     {"REGCACHE_MONITOR", "auto, kmod, uffd or none",
      "how unmapped memory is noticed (auto: kmod, else uffd)",
@@ -92,12 +114,15 @@ constexpr Variable kVariables[] = {
     {"REGCACHE_MODE", "auto, odp or pin",
      "pinned registrations, or on-demand paging where the device has it",
      [](const char* t, regcache_config* c) {
-       for (auto m : {REGCACHE_MODE_AUTO, REGCACHE_MODE_PIN, REGCACHE_MODE_ODP}) {
+       for (auto m :
+            {REGCACHE_MODE_AUTO, REGCACHE_MODE_PIN, REGCACHE_MODE_ODP}) {
          if (Is(t, regcache_mode_name(m))) return c->mode = m, true;
        }
        return false;
      },
-     [](const regcache_config& c) { return std::string(regcache_mode_name(c.mode)); }},
+     [](const regcache_config& c) {
+       return std::string(regcache_mode_name(c.mode));
+     }},
     {"REGCACHE_ODP_IMPLICIT", "0 or 1",
      "in ODP mode, one implicit whole-address-space MR",
      [](const char* t, regcache_config* c) {
@@ -113,44 +138,60 @@ constexpr Variable kVariables[] = {
      "in ODP mode, how a registration's pages are prefetched",
      [](const char* t, regcache_config* c) {
        uint32_t bits;
-       if (Is(t, "async")) bits = 0;
-       else if (Is(t, "sync")) bits = REGCACHE_CONFIG_ODP_PREFETCH_SYNC;
-       else if (Is(t, "none")) bits = REGCACHE_CONFIG_ODP_NO_PREFETCH;
-       else return false;
+       if (Is(t, "async"))
+         bits = 0;
+       else if (Is(t, "sync"))
+         bits = REGCACHE_CONFIG_ODP_PREFETCH_SYNC;
+       else if (Is(t, "none"))
+         bits = REGCACHE_CONFIG_ODP_NO_PREFETCH;
+       else
+         return false;
        c->flags = (c->flags & ~kPrefetchBits) | bits;
        return true;
      },
      [](const regcache_config& c) {
-       if (c.flags & REGCACHE_CONFIG_ODP_PREFETCH_SYNC) return std::string("sync");
-       if (c.flags & REGCACHE_CONFIG_ODP_NO_PREFETCH) return std::string("none");
+       if (c.flags & REGCACHE_CONFIG_ODP_PREFETCH_SYNC)
+         return std::string("sync");
+       if (c.flags & REGCACHE_CONFIG_ODP_NO_PREFETCH)
+         return std::string("none");
        return std::string("async");
      }},
     {"REGCACHE_ADMISSION", "adaptive or always",
      "which misses are cached (adaptive: not ranges that churn)",
      [](const char* t, regcache_config* c) {
-       if (Is(t, "adaptive")) c->admission = REGCACHE_ADMISSION_ADAPTIVE;
-       else if (Is(t, "always")) c->admission = REGCACHE_ADMISSION_ALWAYS;
-       else return false;
+       if (Is(t, "adaptive"))
+         c->admission = REGCACHE_ADMISSION_ADAPTIVE;
+       else if (Is(t, "always"))
+         c->admission = REGCACHE_ADMISSION_ALWAYS;
+       else
+         return false;
        return true;
      },
      [](const regcache_config& c) {
-       return std::string(c.admission == REGCACHE_ADMISSION_ALWAYS ? "always"
-                                                                  : "adaptive");
+       return std::string(
+           c.admission == REGCACHE_ADMISSION_ALWAYS ? "always" : "adaptive");
      }},
     {"REGCACHE_STATS", "0, 1 (or text) or json",
      "print each cache's statistics to stderr at destroy or exit",
      [](const char* t, regcache_config* c) {
-       if (Is(t, "0")) c->print_stats_at_exit = 0;
-       else if (Is(t, "1") || Is(t, "text")) c->print_stats_at_exit = REGCACHE_STATS_TEXT;
-       else if (Is(t, "json")) c->print_stats_at_exit = REGCACHE_STATS_JSON;
-       else return false;
+       if (Is(t, "0"))
+         c->print_stats_at_exit = 0;
+       else if (Is(t, "1") || Is(t, "text"))
+         c->print_stats_at_exit = REGCACHE_STATS_TEXT;
+       else if (Is(t, "json"))
+         c->print_stats_at_exit = REGCACHE_STATS_JSON;
+       else
+         return false;
        return true;
      },
      [](const regcache_config& c) {
        switch (c.print_stats_at_exit) {
-         case 0: return std::string("0");
-         case REGCACHE_STATS_JSON: return std::string("json");
-         default: return std::string("text");
+         case 0:
+           return std::string("0");
+         case REGCACHE_STATS_JSON:
+           return std::string("json");
+         default:
+           return std::string("text");
        }
      }},
 };
@@ -166,7 +207,8 @@ regcache_config Defaults(std::string* max_bytes_source) {
   rlimit rl{};
   if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
     config.max_bytes = size_t(rl.rlim_cur);
-    if (max_bytes_source != nullptr) *max_bytes_source = "RLIMIT_MEMLOCK soft limit";
+    if (max_bytes_source != nullptr)
+      *max_bytes_source = "RLIMIT_MEMLOCK soft limit";
   } else if (max_bytes_source != nullptr) {
     *max_bytes_source = "default: RLIMIT_MEMLOCK is unlimited";
   }
@@ -182,7 +224,8 @@ int ConfigInit(regcache_config* config) {
     const char* text = getenv(var.name);
     if (text == nullptr) continue;
     if (!var.apply(text, config)) {
-      rc = SetError(-EINVAL, "%s=\"%s\": expected %s", var.name, text, var.values);
+      rc = SetError(-EINVAL, "%s=\"%s\": expected %s", var.name, text,
+                    var.values);
     }
   }
   return rc;
@@ -194,44 +237,61 @@ extern "C" {
 
 const char* regcache_monitor_name(enum regcache_monitor_kind kind) {
   switch (kind) {
-    case REGCACHE_MONITOR_AUTO: return "auto";
-    case REGCACHE_MONITOR_NONE: return "none";
-    case REGCACHE_MONITOR_UFFD: return "uffd";
-    case REGCACHE_MONITOR_KMOD: return "kmod";
+    case REGCACHE_MONITOR_AUTO:
+      return "auto";
+    case REGCACHE_MONITOR_NONE:
+      return "none";
+    case REGCACHE_MONITOR_UFFD:
+      return "uffd";
+    case REGCACHE_MONITOR_KMOD:
+      return "kmod";
   }
   return "unknown";
 }
 
 const char* regcache_inval_reason_name(enum regcache_inval_reason reason) {
   switch (reason) {
-    case REGCACHE_INVAL_EXPLICIT: return "explicit";
-    case REGCACHE_INVAL_UNMAP: return "unmap";
-    case REGCACHE_INVAL_REMOVE: return "remove";
-    case REGCACHE_INVAL_REMAP: return "remap";
-    case REGCACHE_INVAL_MIGRATE: return "migrate";
-    case REGCACHE_INVAL_FLUSH: return "flush";
-    case REGCACHE_INVAL_FORK: return "fork";
-    case REGCACHE_INVAL_NREASONS: break;
+    case REGCACHE_INVAL_EXPLICIT:
+      return "explicit";
+    case REGCACHE_INVAL_UNMAP:
+      return "unmap";
+    case REGCACHE_INVAL_REMOVE:
+      return "remove";
+    case REGCACHE_INVAL_REMAP:
+      return "remap";
+    case REGCACHE_INVAL_MIGRATE:
+      return "migrate";
+    case REGCACHE_INVAL_FLUSH:
+      return "flush";
+    case REGCACHE_INVAL_FORK:
+      return "fork";
+    case REGCACHE_INVAL_NREASONS:
+      break;
   }
   return "unknown";
 }
 
 const char* regcache_mode_name(enum regcache_mode mode) {
   switch (mode) {
-    case REGCACHE_MODE_AUTO: return "auto";
-    case REGCACHE_MODE_PIN: return "pin";
-    case REGCACHE_MODE_ODP: return "odp";
+    case REGCACHE_MODE_AUTO:
+      return "auto";
+    case REGCACHE_MODE_PIN:
+      return "pin";
+    case REGCACHE_MODE_ODP:
+      return "odp";
   }
   return "unknown";
 }
 
 int regcache_config_init_sz(struct regcache_config* caller, size_t size) {
-  if (caller == nullptr) return SetError(-EINVAL, "regcache_config_init: NULL config");
+  if (caller == nullptr)
+    return SetError(-EINVAL, "regcache_config_init: NULL config");
   if (size < regcache_internal::kConfigSizeV0_1) {
-    return SetError(-EINVAL,
-                    "regcache_config_init: a struct regcache_config of %zu bytes "
-                    "is smaller than any version's (%zu)",
-                    size, regcache_internal::kConfigSizeV0_1);
+    return SetError(
+        -EINVAL,
+        "regcache_config_init: a struct regcache_config of %zu bytes "
+        "is smaller than any version's (%zu)",
+        size, regcache_internal::kConfigSizeV0_1);
   }
   // Filled in full here, then copied out at the caller's size (abi.h).
   regcache_config full;
@@ -249,12 +309,14 @@ int regcache_print_config(void* stream) {
     regcache_config config = defaults;
     std::string source;
     if (text == nullptr) {
-      source = Is(var.name, "REGCACHE_MAX_BYTES") ? max_bytes_source : "default";
+      source =
+          Is(var.name, "REGCACHE_MAX_BYTES") ? max_bytes_source : "default";
     } else if (var.apply(text, &config)) {
       source = "environment";
     } else {
-      source = std::string("environment: \"") + text + "\" is invalid, expected " +
-               var.values + "; regcache_config_init() fails";
+      source = std::string("environment: \"") + text +
+               "\" is invalid, expected " + var.values +
+               "; regcache_config_init() fails";
     }
     fprintf(f, "# %s: %s\n#   %s\n%s=%s  (%s)\n\n", var.name, var.meaning,
             var.values, var.name, var.show(config).c_str(), source.c_str());

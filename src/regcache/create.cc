@@ -51,7 +51,8 @@ regcache_internal::OdpOptions OdpOptionsOf(const regcache_config& config) {
 int Setup(const regcache_registrar& registrar, const regcache_config& config,
           CacheSetup* out) {
   if (registrar.reg == nullptr || registrar.dereg == nullptr) {
-    return SetError(-EINVAL, "regcache_create: the registrar has no %s callback",
+    return SetError(-EINVAL,
+                    "regcache_create: the registrar has no %s callback",
                     registrar.reg == nullptr ? "reg" : "dereg");
   }
   int rc = CheckFlags(config);
@@ -89,7 +90,8 @@ int ConfigFromCaller(const regcache_config* caller, size_t size,
                     "is smaller than any version's (%zu)",
                     size, regcache_internal::kConfigSizeV0_1);
   }
-  if (caller != nullptr && !regcache_internal::TailIsZero(caller, size, sizeof *out)) {
+  if (caller != nullptr &&
+      !regcache_internal::TailIsZero(caller, size, sizeof *out)) {
     return SetError(-EINVAL,
                     "regcache_create: the config sets fields this library "
                     "(%d.%d) does not know; link a newer libregcache",
@@ -99,7 +101,8 @@ int ConfigFromCaller(const regcache_config* caller, size_t size,
     const int rc = regcache_config_init_sz(out, sizeof *out);
     if (rc != 0) return rc;
   }
-  if (caller != nullptr) memcpy(out, caller, size < sizeof *out ? size : sizeof *out);
+  if (caller != nullptr)
+    memcpy(out, caller, size < sizeof *out ? size : sizeof *out);
   return 0;
 }
 
@@ -109,7 +112,8 @@ extern "C" int regcache_create_sz(const struct regcache_registrar* registrar,
                                   const struct regcache_config* caller_config,
                                   size_t config_size, regcache_t** out) {
   if (registrar == nullptr || out == nullptr)
-    return SetError(-EINVAL, "regcache_create: NULL %s", registrar ? "out" : "registrar");
+    return SetError(-EINVAL, "regcache_create: NULL %s",
+                    registrar ? "out" : "registrar");
   regcache_config config;
   int rc = ConfigFromCaller(caller_config, config_size, &config);
   if (rc != 0) return rc;

@@ -47,9 +47,11 @@ void PrintStatsAtExit(Cache* cache) {
 
 extern "C" {
 
-int regcache_stats_sz(regcache_t* cache, struct regcache_stats* out, size_t size) {
+int regcache_stats_sz(regcache_t* cache, struct regcache_stats* out,
+                      size_t size) {
   if (cache == nullptr || out == nullptr)
-    return SetError(-EINVAL, "regcache_stats: NULL %s", cache ? "out" : "cache");
+    return SetError(-EINVAL, "regcache_stats: NULL %s",
+                    cache ? "out" : "cache");
   if (size < regcache_internal::kStatsSizeV0_1) {
     return SetError(-EINVAL,
                     "regcache_stats: a struct regcache_stats of %zu bytes is "
@@ -80,16 +82,19 @@ int regcache_print_stats(regcache_t* cache, void* stream) {
           regcache_monitor_name(s.monitor), s.hits, s.misses,
           gets ? 100.0 * double(s.hits) / double(gets) : 0.0, s.registrations,
           s.deregistrations, s.registration_errors, s.evictions, s.uncacheable,
-          s.uncached_churn, s.uncached_admission,
-          s.entries_now, s.pinned_bytes_now, s.in_use_now,
-          s.registrations ? double(s.registration_ns) / 1e3 / double(s.registrations) : 0.0);
+          s.uncached_churn, s.uncached_admission, s.entries_now,
+          s.pinned_bytes_now, s.in_use_now,
+          s.registrations
+              ? double(s.registration_ns) / 1e3 / double(s.registrations)
+              : 0.0);
   fprintf(f, "regcache mode=%s (%s), monitor=%s (%s)\n",
           regcache_mode_name(s.mode), s.mode_reason,
           regcache_monitor_name(s.monitor), s.monitor_reason);
   fprintf(f,
           "regcache mem: allocs=%" PRIu64 " reuses=%" PRIu64 " pages=%" PRIu64
-          "/%" PRIu64 " hugetlb=%" PRIu64 "/%" PRIu64 " thp=%" PRIu64 "/%" PRIu64
-          " contig=%" PRIu64 "/%" PRIu64 " bytes=%" PRIu64 " free_bytes=%" PRIu64 "\n",
+          "/%" PRIu64 " hugetlb=%" PRIu64 "/%" PRIu64 " thp=%" PRIu64
+          "/%" PRIu64 " contig=%" PRIu64 "/%" PRIu64 " bytes=%" PRIu64
+          " free_bytes=%" PRIu64 "\n",
           s.mem_allocs, s.mem_reuses, s.mem_pages_allocs, s.mem_pages_bytes,
           s.mem_hugetlb_allocs, s.mem_hugetlb_bytes, s.mem_thp_allocs,
           s.mem_thp_bytes, s.mem_contig_allocs, s.mem_contig_bytes,
@@ -97,7 +102,8 @@ int regcache_print_stats(regcache_t* cache, void* stream) {
   fprintf(f, "regcache invalidations:");
   for (int r = 0; r < REGCACHE_INVAL_NREASONS; ++r) {
     fprintf(f, " %s=%" PRIu64,
-            regcache_inval_reason_name(regcache_inval_reason(r)), s.invalidations[r]);
+            regcache_inval_reason_name(regcache_inval_reason(r)),
+            s.invalidations[r]);
   }
   fprintf(f, "\n");
   return ferror(f) ? SetError(-EIO, "regcache_print_stats: write failed") : 0;
@@ -111,7 +117,8 @@ int regcache_print_stats_json(regcache_t* cache, void* stream) {
   const regcache_config& config = AsCache(cache)->config();
   nlohmann::ordered_json invalidations = nlohmann::ordered_json::object();
   for (int r = 0; r < REGCACHE_INVAL_NREASONS; ++r)
-    invalidations[regcache_inval_reason_name(regcache_inval_reason(r))] = s.invalidations[r];
+    invalidations[regcache_inval_reason_name(regcache_inval_reason(r))] =
+        s.invalidations[r];
   const nlohmann::ordered_json j = {
       {"pid", int(getpid())},
       {"cache", Address(cache)},
@@ -120,8 +127,10 @@ int regcache_print_stats_json(regcache_t* cache, void* stream) {
       {"mode_reason", s.mode_reason},
       {"monitor", regcache_monitor_name(s.monitor)},
       {"monitor_reason", s.monitor_reason},
-      {"limits", {{"max_entries", config.max_entries}, {"max_bytes", config.max_bytes}}},
-      {"admission", config.admission == REGCACHE_ADMISSION_ALWAYS ? "always" : "adaptive"},
+      {"limits",
+       {{"max_entries", config.max_entries}, {"max_bytes", config.max_bytes}}},
+      {"admission",
+       config.admission == REGCACHE_ADMISSION_ALWAYS ? "always" : "adaptive"},
       {"hits", s.hits},
       {"misses", s.misses},
       {"registrations", s.registrations},
@@ -139,10 +148,13 @@ int regcache_print_stats_json(regcache_t* cache, void* stream) {
       {"mem",
        {{"allocs", s.mem_allocs},
         {"reuses", s.mem_reuses},
-        {"pages", {{"allocs", s.mem_pages_allocs}, {"bytes", s.mem_pages_bytes}}},
-        {"hugetlb", {{"allocs", s.mem_hugetlb_allocs}, {"bytes", s.mem_hugetlb_bytes}}},
+        {"pages",
+         {{"allocs", s.mem_pages_allocs}, {"bytes", s.mem_pages_bytes}}},
+        {"hugetlb",
+         {{"allocs", s.mem_hugetlb_allocs}, {"bytes", s.mem_hugetlb_bytes}}},
         {"thp", {{"allocs", s.mem_thp_allocs}, {"bytes", s.mem_thp_bytes}}},
-        {"contig", {{"allocs", s.mem_contig_allocs}, {"bytes", s.mem_contig_bytes}}},
+        {"contig",
+         {{"allocs", s.mem_contig_allocs}, {"bytes", s.mem_contig_bytes}}},
         {"bytes_now", s.mem_bytes_now},
         {"free_bytes_now", s.mem_free_bytes_now}}},
   };
@@ -150,7 +162,8 @@ int regcache_print_stats_json(regcache_t* cache, void* stream) {
   const std::string line =
       j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   fprintf(f, "%s\n", line.c_str());
-  return ferror(f) ? SetError(-EIO, "regcache_print_stats_json: write failed") : 0;
+  return ferror(f) ? SetError(-EIO, "regcache_print_stats_json: write failed")
+                   : 0;
 }
 
 }  // extern "C"

@@ -45,8 +45,8 @@ std::vector<unsigned char> GrownConfig(size_t extra) {
 
 TEST(Abi, ConfigInitZeroesFieldsItDoesNotKnow) {
   std::vector<unsigned char> bytes(sizeof(regcache_config) + 24, 0xAB);
-  ASSERT_EQ(regcache_config_init_sz(reinterpret_cast<regcache_config*>(bytes.data()),
-                                    bytes.size()),
+  ASSERT_EQ(regcache_config_init_sz(
+                reinterpret_cast<regcache_config*>(bytes.data()), bytes.size()),
             0);
   for (size_t i = sizeof(regcache_config); i < bytes.size(); ++i)
     ASSERT_EQ(bytes[i], 0) << "byte " << i << " of a larger caller struct";
@@ -54,9 +54,10 @@ TEST(Abi, ConfigInitZeroesFieldsItDoesNotKnow) {
 
 TEST(Abi, ConfigInitRefusesAStructSmallerThanAnyVersion) {
   std::vector<unsigned char> bytes(kConfigSizeV0_1, 0xAB);
-  EXPECT_EQ(regcache_config_init_sz(reinterpret_cast<regcache_config*>(bytes.data()),
-                                    kConfigSizeV0_1 - 4),
-            -EINVAL);
+  EXPECT_EQ(
+      regcache_config_init_sz(reinterpret_cast<regcache_config*>(bytes.data()),
+                              kConfigSizeV0_1 - 4),
+      -EINVAL);
   EXPECT_TRUE(Contains(regcache_last_error(), "smaller than any version's"))
       << regcache_last_error();
   for (unsigned char b : bytes) ASSERT_EQ(b, 0xAB) << "nothing is written";
@@ -66,9 +67,10 @@ TEST(Abi, CreateAcceptsALargerConfigWhoseUnknownFieldsAreZero) {
   const regcache_registrar r = Fake();
   std::vector<unsigned char> bytes = GrownConfig(16);
   regcache_t* cache = nullptr;
-  ASSERT_EQ(regcache_create_sz(&r, reinterpret_cast<regcache_config*>(bytes.data()),
-                               bytes.size(), &cache),
-            0)
+  ASSERT_EQ(
+      regcache_create_sz(&r, reinterpret_cast<regcache_config*>(bytes.data()),
+                         bytes.size(), &cache),
+      0)
       << regcache_last_error();
   struct regcache_stats s;
   ASSERT_EQ(regcache_stats(cache, &s), 0);
@@ -81,11 +83,13 @@ TEST(Abi, CreateRefusesFieldsItDoesNotKnow) {
   std::vector<unsigned char> bytes = GrownConfig(16);
   bytes[sizeof(regcache_config) + 3] = 1;  // a newer header's field, set
   regcache_t* cache = nullptr;
-  EXPECT_EQ(regcache_create_sz(&r, reinterpret_cast<regcache_config*>(bytes.data()),
-                               bytes.size(), &cache),
-            -EINVAL);
+  EXPECT_EQ(
+      regcache_create_sz(&r, reinterpret_cast<regcache_config*>(bytes.data()),
+                         bytes.size(), &cache),
+      -EINVAL);
   EXPECT_EQ(cache, nullptr);
-  EXPECT_TRUE(Contains(regcache_last_error(), "does not know")) << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "does not know"))
+      << regcache_last_error();
 }
 
 TEST(Abi, CreateRefusesAConfigSmallerThanAnyVersion) {
@@ -93,7 +97,8 @@ TEST(Abi, CreateRefusesAConfigSmallerThanAnyVersion) {
   regcache_config config;
   ASSERT_EQ(regcache_config_init(&config), 0);
   regcache_t* cache = nullptr;
-  EXPECT_EQ(regcache_create_sz(&r, &config, kConfigSizeV0_1 - 8, &cache), -EINVAL);
+  EXPECT_EQ(regcache_create_sz(&r, &config, kConfigSizeV0_1 - 8, &cache),
+            -EINVAL);
   EXPECT_TRUE(Contains(regcache_last_error(), "smaller than any version's"))
       << regcache_last_error();
 }
@@ -107,15 +112,17 @@ TEST(Abi, StatsAreWrittenAtTheCallersSize) {
   ASSERT_EQ(regcache_create(&r, &config, &cache), 0) << regcache_last_error();
 
   std::vector<unsigned char> bytes(sizeof(struct regcache_stats) + 32, 0xAB);
-  ASSERT_EQ(regcache_stats_sz(cache, reinterpret_cast<struct regcache_stats*>(bytes.data()),
-                              bytes.size()),
+  ASSERT_EQ(regcache_stats_sz(
+                cache, reinterpret_cast<struct regcache_stats*>(bytes.data()),
+                bytes.size()),
             0);
   for (size_t i = sizeof(struct regcache_stats); i < bytes.size(); ++i)
     ASSERT_EQ(bytes[i], 0) << "byte " << i << " of a larger caller struct";
 
   std::vector<unsigned char> small(kStatsSizeV0_1, 0xAB);
-  EXPECT_EQ(regcache_stats_sz(cache, reinterpret_cast<struct regcache_stats*>(small.data()),
-                              kStatsSizeV0_1 - 1),
+  EXPECT_EQ(regcache_stats_sz(
+                cache, reinterpret_cast<struct regcache_stats*>(small.data()),
+                kStatsSizeV0_1 - 1),
             -EINVAL);
   for (unsigned char b : small) ASSERT_EQ(b, 0xAB) << "nothing is written";
   EXPECT_EQ(regcache_destroy(cache), 0);
@@ -137,20 +144,25 @@ TEST(Abi, StatsOfVersion0_1AreAPrefixTheMemoryPoolsFieldsFollow) {
   ASSERT_EQ(regcache_mem_alloc(cache, 4096, 0, &p), 0) << regcache_last_error();
 
   std::vector<unsigned char> old(sizeof(struct regcache_stats), 0xAB);
-  ASSERT_EQ(regcache_stats_sz(cache, reinterpret_cast<struct regcache_stats*>(old.data()),
-                              kStatsSizeV0_1),
+  ASSERT_EQ(regcache_stats_sz(
+                cache, reinterpret_cast<struct regcache_stats*>(old.data()),
+                kStatsSizeV0_1),
             0);
   for (size_t i = kStatsSizeV0_1; i < old.size(); ++i)
     ASSERT_EQ(old[i], 0xAB) << "byte " << i << " is past a 0.1 caller's struct";
   struct regcache_stats full;
   ASSERT_EQ(regcache_stats(cache, &full), 0);
-  EXPECT_EQ(memcmp(old.data(), &full, offsetof(struct regcache_stats, mode_reason)), 0);
+  EXPECT_EQ(
+      memcmp(old.data(), &full, offsetof(struct regcache_stats, mode_reason)),
+      0);
   EXPECT_EQ(full.mem_allocs, 1u);
   EXPECT_EQ(full.entries_now, 1u);
   EXPECT_EQ(regcache_mem_free(cache, p), 0);
   EXPECT_EQ(regcache_destroy(cache), 0);
 }
 
-TEST(Abi, PublicHeadersWorkInCxx11) { EXPECT_EQ(RegcacheHeadersCxx11Check(), 0); }
+TEST(Abi, PublicHeadersWorkInCxx11) {
+  EXPECT_EQ(RegcacheHeadersCxx11Check(), 0);
+}
 
 }  // namespace

@@ -16,7 +16,8 @@ int RegcacheHeadersCxx11Check() {
   if (regcache::Cache::Create(registrar, &config, &cache) != 0) return 2;
   regcache::Registration registration;
   static char buffer[4096];
-  if (cache.Get(buffer, sizeof buffer, REGCACHE_ACCESS_LOCAL_WRITE, &registration) != 0)
+  if (cache.Get(buffer, sizeof buffer, REGCACHE_ACCESS_LOCAL_WRITE,
+                &registration) != 0)
     return 3;
   return cache.Stats().misses == 1 ? 0 : 4;
 }

@@ -64,8 +64,8 @@ static void open_domain(void) {
   hints->ep_attr->type = FI_EP_MSG;
   hints->caps = FI_MSG;
   hints->mode = ~0ULL;
-  hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR |
-                                FI_MR_ALLOCATED | FI_MR_PROV_KEY;
+  hints->domain_attr->mr_mode =
+      FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
   hints->fabric_attr->prov_name = strdup("verbs");
   check(fi_getinfo(FI_VERSION(1, 13), NULL, NULL, 0, hints, &info),
         "fi_getinfo(verbs)");
@@ -77,9 +77,10 @@ static void open_domain(void) {
 
 static void reg_once(void *buf, size_t len) {
   struct fid_mr *mr;
-  int rc = fi_mr_reg(domain, buf, len, FI_SEND | FI_RECV | FI_READ |
-                     FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE,
-                     0, 0, 0, &mr, NULL);
+  int rc = fi_mr_reg(
+      domain, buf, len,
+      FI_SEND | FI_RECV | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE,
+      0, 0, 0, &mr, NULL);
   if (rc != 0) {
     atomic_fetch_add(&reg_errors, 1);
     return;
@@ -160,25 +161,39 @@ static int run_storm(int seconds) {
 
 /* A monitor that watches nothing: what a program importing its own
  * hook-based monitor looks like to libfabric. */
-static int own_start(struct fid_mem_monitor *m) { (void)m; return 0; }
+static int own_start(struct fid_mem_monitor *m) {
+  (void)m;
+  return 0;
+}
 static void own_stop(struct fid_mem_monitor *m) { (void)m; }
 static int own_subscribe(struct fid_mem_monitor *m, const void *a, size_t l) {
-  (void)m; (void)a; (void)l; return 0;
+  (void)m;
+  (void)a;
+  (void)l;
+  return 0;
 }
-static void own_unsubscribe(struct fid_mem_monitor *m, const void *a, size_t l) {
-  (void)m; (void)a; (void)l;
+static void own_unsubscribe(struct fid_mem_monitor *m, const void *a,
+                            size_t l) {
+  (void)m;
+  (void)a;
+  (void)l;
 }
 static bool own_valid(struct fid_mem_monitor *m, const void *a, size_t l) {
-  (void)m; (void)a; (void)l; return true;
+  (void)m;
+  (void)a;
+  (void)l;
+  return true;
 }
 
 /* `late`: after libfabric initialised (and the plug-in imported its
  * monitor), as Open MPI does; otherwise before anything else. */
 static int run_import(int late) {
-  static struct fi_ops_mem_monitor ops = {
-      .size = sizeof(ops), .start = own_start, .stop = own_stop,
-      .subscribe = own_subscribe, .unsubscribe = own_unsubscribe,
-      .valid = own_valid};
+  static struct fi_ops_mem_monitor ops = {.size = sizeof(ops),
+                                          .start = own_start,
+                                          .stop = own_stop,
+                                          .subscribe = own_subscribe,
+                                          .unsubscribe = own_unsubscribe,
+                                          .valid = own_valid};
   static struct fid_mem_monitor mon;
   mon.fid.fclass = FI_CLASS_MEM_MONITOR;
   mon.export_ops = &ops;
@@ -213,10 +228,11 @@ static int run_fork(void) {
   }
   int status = 0;
   waitpid(child, &status, 0);
-  printf("fi_storm: fork: child exit %d, parent remaps=%lu regs=%lu "
-         "reg_errors=%lu\n",
-         WIFEXITED(status) ? WEXITSTATUS(status) : -1, atomic_load(&remaps),
-         atomic_load(&regs), atomic_load(&reg_errors));
+  printf(
+      "fi_storm: fork: child exit %d, parent remaps=%lu regs=%lu "
+      "reg_errors=%lu\n",
+      WIFEXITED(status) ? WEXITSTATUS(status) : -1, atomic_load(&remaps),
+      atomic_load(&regs), atomic_load(&reg_errors));
   return WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
                  atomic_load(&reg_errors) == 0
              ? 0
@@ -240,6 +256,7 @@ int main(int argc, char **argv) {
     fi_close(&fabric->fid);
     return rc;
   }
-  fprintf(stderr, "usage: fi_storm storm SECONDS | import | import-late | fork\n");
+  fprintf(stderr,
+          "usage: fi_storm storm SECONDS | import | import-late | fork\n");
   return 3;
 }

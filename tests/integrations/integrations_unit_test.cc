@@ -37,7 +37,8 @@ constexpr uint64_t kPage = 4096;
 class FakeMonitor final : public regcache_internal::Monitor {
  public:
   regcache_monitor_kind kind() const override { return REGCACHE_MONITOR_KMOD; }
-  int Start(InvalidationSink* sink, std::atomic<uint32_t>*, std::string*) override {
+  int Start(InvalidationSink* sink, std::atomic<uint32_t>*,
+            std::string*) override {
     sink_ = sink;
     return 0;
   }
@@ -74,10 +75,17 @@ class FakeMonitor final : public regcache_internal::Monitor {
       }
     }
     if (deliver)
-      for (auto& [f, l] : hit) sink_->InvalidateRange(f, l, REGCACHE_INVAL_UNMAP);
+      for (auto& [f, l] : hit)
+        sink_->InvalidateRange(f, l, REGCACHE_INVAL_UNMAP);
   }
-  int watched() { std::lock_guard<std::mutex> l(mu_); return watched_; }
-  int unwatched() { std::lock_guard<std::mutex> l(mu_); return unwatched_; }
+  int watched() {
+    std::lock_guard<std::mutex> l(mu_);
+    return watched_;
+  }
+  int unwatched() {
+    std::lock_guard<std::mutex> l(mu_);
+    return unwatched_;
+  }
 
  private:
   struct W {
@@ -127,7 +135,8 @@ TEST_F(SubscriptionsTest, ValidUntilTheRangeIsUnmappedThenNotifiedOnce) {
   const auto n = Notified();
   ASSERT_EQ(n.size(), 1u);
   EXPECT_EQ(n[0].first, 0x10000000u);  // the page-rounded range
-  EXPECT_EQ(n[0].second, ((a + 100000 + kPage - 1) & ~(kPage - 1)) - 0x10000000u);
+  EXPECT_EQ(n[0].second,
+            ((a + 100000 + kPage - 1) & ~(kPage - 1)) - 0x10000000u);
   EXPECT_EQ(monitor_.unwatched(), 1);
 }
 
@@ -156,7 +165,7 @@ TEST_F(SubscriptionsTest, ANewerRecordIsNotValidWhileAnOlderNotifyIsPending) {
   std::unique_lock<std::mutex> hold(mu_);
   monitor_.Unmap(a, a + kPage - 1);
   ASSERT_EQ(table_->Subscribe(a, kPage), 0);  // cache B's new entry
-  EXPECT_FALSE(table_->Valid(a, kPage));       // pending: nobody hits yet
+  EXPECT_FALSE(table_->Valid(a, kPage));      // pending: nobody hits yet
   hold.unlock();
   table_->WaitForNotifier();
   EXPECT_TRUE(table_->Valid(a, kPage));
@@ -206,7 +215,8 @@ TEST(PluginConfig, DefaultsAndValidValues) {
   EXPECT_TRUE(regcache_fi::ReadPluginConfig(&c, &error, TestEnv));
   EXPECT_TRUE(c.enabled);
   EXPECT_EQ(c.max_subscriptions, regcache_fi::kDefaultMaxSubscriptions);
-  g_env = {{"REGCACHE_FI", "0"}, {"REGCACHE_FI_MAX_SUBSCRIPTIONS", "4096"},
+  g_env = {{"REGCACHE_FI", "0"},
+           {"REGCACHE_FI_MAX_SUBSCRIPTIONS", "4096"},
            {"REGCACHE_STATS", "1"}};
   EXPECT_TRUE(regcache_fi::ReadPluginConfig(&c, &error, TestEnv));
   EXPECT_FALSE(c.enabled);
@@ -242,17 +252,23 @@ TEST(PreloadPolicy, WhatPassesThroughAndWhy) {
   char buf[64] = {};
   const uint64_t va = reinterpret_cast<uintptr_t>(buf);
   uint32_t a;
-  EXPECT_EQ(Classify(buf, 64, va, IBV_ACCESS_ON_DEMAND, true, &a), PassReason::kOnDemand);
-  EXPECT_EQ(Classify(buf, 64, va, IBV_ACCESS_ZERO_BASED, true, &a), PassReason::kZeroBased);
-  EXPECT_EQ(Classify(buf, 64, va, IBV_ACCESS_MW_BIND, true, &a), PassReason::kMwBind);
+  EXPECT_EQ(Classify(buf, 64, va, IBV_ACCESS_ON_DEMAND, true, &a),
+            PassReason::kOnDemand);
+  EXPECT_EQ(Classify(buf, 64, va, IBV_ACCESS_ZERO_BASED, true, &a),
+            PassReason::kZeroBased);
+  EXPECT_EQ(Classify(buf, 64, va, IBV_ACCESS_MW_BIND, true, &a),
+            PassReason::kMwBind);
   EXPECT_EQ(Classify(buf, 64, va + 4096, 0, true, &a), PassReason::kIova);
   EXPECT_EQ(Classify(buf, 64, va, IBV_ACCESS_RELAXED_ORDERING, true, &a),
             PassReason::kOptionalAccess);
-  EXPECT_EQ(Classify(buf, 64, va, 1u << 12, true, &a), PassReason::kUnknownAccess);
-  EXPECT_EQ(Classify(buf, 64, va, IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_LOCAL_WRITE,
-                     false, &a),
-            PassReason::kRemote);
-  EXPECT_EQ(Classify(buf, 64, va, IBV_ACCESS_LOCAL_WRITE, false, &a), PassReason::kCached);
+  EXPECT_EQ(Classify(buf, 64, va, 1u << 12, true, &a),
+            PassReason::kUnknownAccess);
+  EXPECT_EQ(
+      Classify(buf, 64, va, IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_LOCAL_WRITE,
+               false, &a),
+      PassReason::kRemote);
+  EXPECT_EQ(Classify(buf, 64, va, IBV_ACCESS_LOCAL_WRITE, false, &a),
+            PassReason::kCached);
   EXPECT_EQ(Classify(nullptr, 64, 0, 0, true, &a), PassReason::kBadArgument);
   EXPECT_EQ(Classify(buf, 0, va, 0, true, &a), PassReason::kBadArgument);
 }

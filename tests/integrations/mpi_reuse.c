@@ -95,12 +95,17 @@ static void slot_alloc(struct slot *s, size_t len) {
 
 static void slot_free(struct slot *s) {
   switch (s->kind) {
-    case KIND_MALLOC: free(s->buf); break;
-    case KIND_MMAP: munmap(s->buf, s->len); break;
+    case KIND_MALLOC:
+      free(s->buf);
+      break;
+    case KIND_MMAP:
+      munmap(s->buf, s->len);
+      break;
     case KIND_RAW:
       raw_unmap(s->buf, s->len);
       break;
-    default: break;
+    default:
+      break;
   }
   s->buf = NULL;
 }
@@ -132,8 +137,7 @@ int main(int argc, char **argv) {
     slots[k].raw_addr = NULL;
   }
   /* The raw kind's address: reserved for the whole run. */
-  slots[KIND_RAW].raw_addr =
-      raw_mmap(NULL, MAX_SIZE, PROT_NONE, MAP_NORESERVE);
+  slots[KIND_RAW].raw_addr = raw_mmap(NULL, MAX_SIZE, PROT_NONE, MAP_NORESERVE);
   if (slots[KIND_RAW].raw_addr == MAP_FAILED) die("raw reserve");
 
   unsigned long messages[NKINDS] = {0}, bad[NKINDS] = {0};
@@ -175,8 +179,10 @@ int main(int argc, char **argv) {
              bad[k]);
       total += bad[k];
     }
-    if (total == 0) printf("mpi_reuse: PASS\n");
-    else printf("mpi_reuse: FAIL (%lu bad messages)\n", total);
+    if (total == 0)
+      printf("mpi_reuse: PASS\n");
+    else
+      printf("mpi_reuse: FAIL (%lu bad messages)\n", total);
     fflush(stdout);
     status = total == 0 ? 0 : 1;
   }

@@ -414,13 +414,14 @@ TEST_F(KmodTest, ReadOnlyOpenMapsTheSharedAreaShared) {
   const int fd = open(kDevice, O_RDONLY | O_CLOEXEC);
   ASSERT_GE(fd, 0) << "open(O_RDONLY): " << strerror(errno);
   void* area = mmap(nullptr, PageSize(), PROT_READ, MAP_SHARED, fd, 0);
-  ASSERT_NE(MAP_FAILED, area) << "mmap(PROT_READ, MAP_SHARED) of an O_RDONLY fd: "
-                              << strerror(errno);
+  ASSERT_NE(MAP_FAILED, area)
+      << "mmap(PROT_READ, MAP_SHARED) of an O_RDONLY fd: " << strerror(errno);
   EXPECT_EQ(REGCACHE_KMOD_ABI_VERSION,
             static_cast<const regcache_kmod_shared*>(area)->abi_version);
   // Still MAP_SHARED only, still never writable.
   errno = 0;
-  EXPECT_EQ(MAP_FAILED, mmap(nullptr, PageSize(), PROT_READ, MAP_PRIVATE, fd, 0));
+  EXPECT_EQ(MAP_FAILED,
+            mmap(nullptr, PageSize(), PROT_READ, MAP_PRIVATE, fd, 0));
   EXPECT_EQ(EINVAL, errno) << "MAP_PRIVATE of an O_RDONLY fd";
   errno = 0;
   EXPECT_EQ(-1, mprotect(area, PageSize(), PROT_READ | PROT_WRITE));
@@ -709,7 +710,8 @@ TEST_F(KmodTest, ParentWriteAfterForkKeepsPinnedPage) {
   char* buf = nullptr;
   regcache_kmod_range r{};
   ASSERT_NO_FATAL_FAILURE(MapAndMonitor(ctx_, 2, 1, &buf, &r));
-  ibv_mr* mr = ibv_reg_mr(pd, buf, 2 * pg, static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
+  ibv_mr* mr =
+      ibv_reg_mr(pd, buf, 2 * pg, static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
   ASSERT_NE(nullptr, mr) << strerror(errno);
   ExpectFresh(r, "ibv_reg_mr");
 
@@ -864,8 +866,7 @@ class PollWaiter {
   std::chrono::microseconds Wait(Clock::time_point since) {
     thread_.join();
     if (!ready_) return std::chrono::microseconds(-1);
-    return std::chrono::duration_cast<std::chrono::microseconds>(woke_ -
-                                                                 since);
+    return std::chrono::duration_cast<std::chrono::microseconds>(woke_ - since);
   }
 
  private:

@@ -257,13 +257,15 @@ TEST_F(Contig, InfoReportsTheLimitsAndTheLargestBuddyBlock) {
   if (info_.flags & REGCACHE_KMOD_CONTIG_F_LARGE)
     EXPECT_EQ(limits, info_.max_bytes);
   else
-    EXPECT_EQ(std::min<uint64_t>(limits, info_.max_buddy_bytes), info_.max_bytes);
-  printf("contig: max_process %llu MiB, max_total %llu MiB, buddy %llu KiB, "
-         "large sizes %s\n",
-         (unsigned long long)(info_.max_process_bytes >> 20),
-         (unsigned long long)(info_.max_total_bytes >> 20),
-         (unsigned long long)(info_.max_buddy_bytes >> 10),
-         (info_.flags & REGCACHE_KMOD_CONTIG_F_LARGE) ? "yes" : "no");
+    EXPECT_EQ(std::min<uint64_t>(limits, info_.max_buddy_bytes),
+              info_.max_bytes);
+  printf(
+      "contig: max_process %llu MiB, max_total %llu MiB, buddy %llu KiB, "
+      "large sizes %s\n",
+      (unsigned long long)(info_.max_process_bytes >> 20),
+      (unsigned long long)(info_.max_total_bytes >> 20),
+      (unsigned long long)(info_.max_buddy_bytes >> 10),
+      (info_.flags & REGCACHE_KMOD_CONTIG_F_LARGE) ? "yes" : "no");
 }
 
 // The default total limit is a quarter of RAM, worked out at load.
@@ -289,8 +291,8 @@ TEST_F(Contig, FourMiBMappingIsPhysicallyContiguousAndZeroed) {
   ASSERT_FALSE(pfns.empty()) << "/proc/self/pagemap";
   if (pfns[0] == 0 && geteuid() != 0)
     GTEST_SKIP() << "pagemap shows PFNs only to CAP_SYS_ADMIN (run as root)";
-  EXPECT_EQ(-1, FirstGap(pfns)) << "frames not consecutive at page "
-                                << FirstGap(pfns);
+  EXPECT_EQ(-1, FirstGap(pfns))
+      << "frames not consecutive at page " << FirstGap(pfns);
   EXPECT_TRUE(AllZero(p, length));
   const regcache_kmod_contig_info info = dev_.Info();
   EXPECT_EQ(length, info.fd_bytes);
@@ -322,8 +324,8 @@ TEST_F(Contig, SixtyFourMiBMappingIsPhysicallyContiguous) {
   ASSERT_NE(nullptr, p) << Errno(err);
   const std::vector<uint64_t> pfns = Pfns(p, length / Page());
   ASSERT_FALSE(pfns.empty()) << "/proc/self/pagemap";
-  EXPECT_EQ(-1, FirstGap(pfns)) << "frames not consecutive at page "
-                                << FirstGap(pfns);
+  EXPECT_EQ(-1, FirstGap(pfns))
+      << "frames not consecutive at page " << FirstGap(pfns);
   EXPECT_TRUE(AllZero(p, length));
   EXPECT_EQ(0, TouchEveryPage(p, length)) << "minor faults";
   EXPECT_EQ(length, dev_.Info().fd_bytes);
@@ -430,8 +432,8 @@ std::string MapAsNobody(rlim_t limit, size_t length, int expected_errno) {
       return std::string("dropping to uid 65534: ") + strerror(errno);
     Device dev;
     if (dev.Open() != 0)
-      return std::string("open ") + kDevice + " as uid 65534: " +
-             strerror(errno) + " (the rig makes it 0666)";
+      return std::string("open ") + kDevice +
+             " as uid 65534: " + strerror(errno) + " (the rig makes it 0666)";
     const long lck = regcache_test::VmLckKiB();
     int err = 0;
     char* p = dev.Map(length, &err);
@@ -477,8 +479,7 @@ TEST_F(Contig, CapIpcLockIgnoresRlimitMemlockButIsCharged) {
     int err = 0;
     char* p = dev.Map(kMiB, &err);
     if (p == nullptr)
-      return "mmap of 1 MiB with CAP_IPC_LOCK and memlock 4 KiB: " +
-             Errno(err);
+      return "mmap of 1 MiB with CAP_IPC_LOCK and memlock 4 KiB: " + Errno(err);
     if (regcache_test::VmLckKiB() != lck + 1024) return "not charged";
     std::string why;
     if (!regcache_test::DropIpcLockCapability(&why)) return why;
@@ -524,20 +525,20 @@ TEST_F(Contig, ConcurrentMapAndUnmapKeepVmLckExact) {
 
 TEST_F(Contig, PrivateExecutableAndBadOffsetsAreRefused) {
   int err = 0;
-  EXPECT_EQ(nullptr, dev_.Map(Page(), &err, PROT_READ | PROT_WRITE,
-                              MAP_PRIVATE));
+  EXPECT_EQ(nullptr,
+            dev_.Map(Page(), &err, PROT_READ | PROT_WRITE, MAP_PRIVATE));
   EXPECT_EQ(EINVAL, err) << "MAP_PRIVATE";
   EXPECT_EQ(nullptr, dev_.Map(Page(), &err, PROT_READ, MAP_PRIVATE));
   EXPECT_EQ(EINVAL, err) << "MAP_PRIVATE, PROT_READ";
   EXPECT_EQ(nullptr, dev_.Map(Page(), &err, PROT_READ | PROT_EXEC));
   EXPECT_EQ(EINVAL, err) << "PROT_EXEC";
-  EXPECT_EQ(nullptr, dev_.Map(Page(), &err, PROT_READ | PROT_WRITE,
-                              MAP_SHARED, kContig + off_t(Page())));
+  EXPECT_EQ(nullptr, dev_.Map(Page(), &err, PROT_READ | PROT_WRITE, MAP_SHARED,
+                              kContig + off_t(Page())));
   EXPECT_EQ(EINVAL, err) << "the offset one page on";
   // Below the contiguous offset is the shared area's range, and its rules:
   // read-only (EACCES), and nothing beyond map_size (EINVAL).
-  EXPECT_EQ(nullptr, dev_.Map(Page(), &err, PROT_READ | PROT_WRITE,
-                              MAP_SHARED, kContig - off_t(Page())));
+  EXPECT_EQ(nullptr, dev_.Map(Page(), &err, PROT_READ | PROT_WRITE, MAP_SHARED,
+                              kContig - off_t(Page())));
   EXPECT_EQ(EACCES, err) << "writable, the offset one page below";
   EXPECT_EQ(nullptr, dev_.Map(Page(), &err, PROT_READ, MAP_SHARED,
                               kContig - off_t(Page())));
@@ -605,8 +606,8 @@ TEST_F(Contig, MremapCannotGrowOrShrinkItButMayMoveIt) {
   EXPECT_EQ(EFAULT, errno) << "duplicate (old length 0)";
 
   const std::vector<uint64_t> pfns = Pfns(p, 8);
-  void* moved = mremap(p, length, length, MREMAP_MAYMOVE | MREMAP_FIXED,
-                       p + 64 * kMiB);
+  void* moved =
+      mremap(p, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, p + 64 * kMiB);
   ASSERT_NE(MAP_FAILED, moved) << "move: " << Errno(errno);
   char* q = static_cast<char*>(moved);
   EXPECT_EQ(42, q[0]);
@@ -751,8 +752,8 @@ TEST_F(Contig, MunmapCloseAndExitBringTheCountersBackToZero) {
   // close() with the mapping alive: the mapping holds the file.
   const int other = open(kDevice, O_RDWR | O_CLOEXEC);
   ASSERT_GE(other, 0);
-  void* p = mmap(nullptr, 4 * Page(), PROT_READ | PROT_WRITE, MAP_SHARED,
-                 other, kContig);
+  void* p = mmap(nullptr, 4 * Page(), PROT_READ | PROT_WRITE, MAP_SHARED, other,
+                 kContig);
   ASSERT_NE(MAP_FAILED, p) << Errno(errno);
   EXPECT_EQ(4 * Page(), dev_.Info().process_bytes)
       << "another fd of this process";
@@ -842,17 +843,18 @@ TEST_F(Contig, MoreThanRamGivesEnomem) {
 // only the documented errors, and what maps is shared and not executable.
 TEST_F(Contig, RandomMmapsFailCleanly) {
   uint64_t seed = uint64_t(time(nullptr));
-  if (const char* s = getenv("REGCACHE_FUZZ_SEED")) seed = strtoull(s, nullptr, 0);
+  if (const char* s = getenv("REGCACHE_FUZZ_SEED"))
+    seed = strtoull(s, nullptr, 0);
   printf("fuzz seed %llu (REGCACHE_FUZZ_SEED to repeat)\n",
          (unsigned long long)seed);
   std::mt19937_64 rng(seed);
   for (int i = 0; i < 300; ++i) {
-    const size_t length = (rng() % 4 == 0) ? (rng() % (8 * kMiB))
-                                           : (1 + rng() % 64) * Page();
+    const size_t length =
+        (rng() % 4 == 0) ? (rng() % (8 * kMiB)) : (1 + rng() % 64) * Page();
     const int prot = int(rng() % 8);
     const int flags = rng() % 3 == 0 ? MAP_PRIVATE : MAP_SHARED;
-    const off_t offset = rng() % 4 == 0 ? kContig + off_t((rng() % 4) * Page())
-                                        : kContig;
+    const off_t offset =
+        rng() % 4 == 0 ? kContig + off_t((rng() % 4) * Page()) : kContig;
     int err = 0;
     char* p = dev_.Map(length, &err, prot, flags, offset);
     if (p == nullptr) {
@@ -882,8 +884,8 @@ TEST_F(Contig, IbvRegMrPinsItAndAnRdmaWriteLandsInIt) {
   if (!LoopbackRc::AnyDevice(&why)) GTEST_SKIP() << why;
   std::unique_ptr<LoopbackRc> rc;
   REGCACHE_OPEN_LOOPBACK_OR_SKIP(rc);
-  const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
-                     IBV_ACCESS_REMOTE_READ;
+  const int access =
+      IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
 
   std::vector<size_t> sizes = {4 * kMiB};
   if ((info_.flags & REGCACHE_KMOD_CONTIG_F_LARGE) &&
@@ -924,9 +926,9 @@ TEST_F(Contig, IbvRegMrPinsItAndAnRdmaWriteLandsInIt) {
     ASSERT_EQ(0, munmap(p, length));
     EXPECT_EQ(0u, dev_.Info().fd_bytes);
     std::string error;
-    const int status = rc->Write(src_buf.data(), chunk, src->lkey,
-                                 reinterpret_cast<uintptr_t>(p), mr->rkey,
-                                 &error);
+    const int status =
+        rc->Write(src_buf.data(), chunk, src->lkey,
+                  reinterpret_cast<uintptr_t>(p), mr->rkey, &error);
     EXPECT_EQ(IBV_WC_SUCCESS, status)
         << "WRITE into the pinned pages after munmap: "
         << LoopbackRc::StatusText(status) << " " << error;

@@ -185,7 +185,8 @@ TEST_F(KmodMonitorTest, UnwatchParksAnUnchangedRangeAndWatchTakesItBack) {
   EXPECT_EQ(token.expected, token.generation->load()) << "not parked";
   WatchToken again;
   ASSERT_EQ(0, monitor_->Watch(first, last, &again));
-  EXPECT_EQ(token.cookie, again.cookie) << "a new MONITOR instead of the parked one";
+  EXPECT_EQ(token.cookie, again.cookie)
+      << "a new MONITOR instead of the parked one";
   EXPECT_EQ(token.expected, again.expected);
   monitor_->Unwatch(first, last, again);
 
@@ -225,7 +226,8 @@ TEST_F(KmodMonitorTest, AtMostSixtyFourWatchesStayParked) {
     monitor_->Unwatch(first, first + Page() - 1, tokens[i]);
   }
   size_t parked = 0;
-  for (const WatchToken& t : tokens) parked += t.generation->load() == t.expected;
+  for (const WatchToken& t : tokens)
+    parked += t.generation->load() == t.expected;
   EXPECT_GE(parked, 1u);
   EXPECT_LE(parked, 64u);
   munmap(buf, n * Page());
@@ -329,8 +331,10 @@ TEST_F(KmodMonitorTest, ForkWhileAnotherThreadWatchesNeverHangsTheChild) {
     }
     int status = 0;
     ASSERT_EQ(pid, waitpid(pid, &status, 0));
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) ++hung;
-    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+      ++hung;
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      ++failed;
   }
   stop = true;
   churn.join();

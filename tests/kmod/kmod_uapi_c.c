@@ -9,9 +9,9 @@
 
 _Static_assert(sizeof(struct regcache_kmod_shared) == 192, "shared header");
 _Static_assert(offsetof(struct regcache_kmod_shared, inval_seq) == 64,
-	       "inval_seq has its own cache line");
+               "inval_seq has its own cache line");
 _Static_assert(offsetof(struct regcache_kmod_shared, ring_head) == 128,
-	       "ring_head has its own cache line");
+               "ring_head has its own cache line");
 _Static_assert(sizeof(struct regcache_kmod_event) == 32, "event");
 _Static_assert(sizeof(struct regcache_kmod_range) == 40, "range");
 _Static_assert(sizeof(struct regcache_kmod_monitor_batch) == 16, "batch");
@@ -20,7 +20,6 @@ _Static_assert(sizeof(struct regcache_kmod_ack) == 16, "ack");
 _Static_assert(sizeof(struct regcache_kmod_stats) == 208, "stats");
 
 /* Called by the C++ test so this file is linked, not just compiled. */
-unsigned long regcache_kmod_uapi_c_monitor_cmd(void)
-{
-	return REGCACHE_IOC_MONITOR;
+unsigned long regcache_kmod_uapi_c_monitor_cmd(void) {
+  return REGCACHE_IOC_MONITOR;
 }

@@ -44,8 +44,7 @@ namespace {
 using regcache_test::ChildOutcome;
 using regcache_test::RunInChild;
 
-class ConcurrencyBase
-    : public ::testing::TestWithParam<regcache_monitor_kind> {
+class ConcurrencyBase : public ::testing::TestWithParam<regcache_monitor_kind> {
  protected:
   void SetUp() override {
     REGCACHE_OPEN_LOOPBACK_OR_SKIP(rc_);
@@ -147,9 +146,9 @@ TEST_P(ConcurrencyAdaptive,
 }
 
 void ConcurrencyBase::RemapWhileOthersGetAndPut() {
-  constexpr int kOwners = 2;     // threads that replace their own buffers
-  constexpr int kChurners = 2;   // threads that get/put a shared pool
-  constexpr int kRounds = 150;   // per owner
+  constexpr int kOwners = 2;    // threads that replace their own buffers
+  constexpr int kChurners = 2;  // threads that get/put a shared pool
+  constexpr int kRounds = 150;  // per owner
   constexpr int kPool = 8;
   const size_t kBuffer = 4 * Page();
 
@@ -184,8 +183,10 @@ void ConcurrencyBase::RemapWhileOthersGetAndPut() {
     }
     const long bad = MismatchAt(target, kBuffer, seed);
     if (bad != -1) {
-      failures.Add(who + ": STALE: the write did not reach the memory mapped "
-                         "now (first wrong byte at " + std::to_string(bad) + ")");
+      failures.Add(who +
+                   ": STALE: the write did not reach the memory mapped "
+                   "now (first wrong byte at " +
+                   std::to_string(bad) + ")");
     }
     writes_checked.fetch_add(1);
   };
@@ -201,8 +202,8 @@ void ConcurrencyBase::RemapWhileOthersGetAndPut() {
         return;
       }
       for (int round = 0; round < kRounds; ++round) {
-        const std::string who = "owner " + std::to_string(t) + " round " +
-                                std::to_string(round);
+        const std::string who =
+            "owner " + std::to_string(t) + " round " + std::to_string(round);
         switch (round % 3) {
           case 0: {  // munmap, then map again at the same address if free
             munmap(buf, kBuffer);
@@ -263,14 +264,15 @@ void ConcurrencyBase::RemapWhileOthersGetAndPut() {
   JoinWithWatchdog(&threads, 300, "the remap/get/put threads");
 
   const struct regcache_stats s = StatsOf(cache_);
-  printf("[%s] %d owners x %d rounds, %d churners: %llu RDMA writes checked, "
-         "hits %llu, registrations %llu, invalidations: %s, %llu remaps moved\n",
-         Monitor(), kOwners, kRounds, kChurners,
-         static_cast<unsigned long long>(writes_checked.load()),
-         static_cast<unsigned long long>(s.hits),
-         static_cast<unsigned long long>(s.registrations),
-         InvalidationsText(s).c_str(),
-         static_cast<unsigned long long>(moved.load()));
+  printf(
+      "[%s] %d owners x %d rounds, %d churners: %llu RDMA writes checked, "
+      "hits %llu, registrations %llu, invalidations: %s, %llu remaps moved\n",
+      Monitor(), kOwners, kRounds, kChurners,
+      static_cast<unsigned long long>(writes_checked.load()),
+      static_cast<unsigned long long>(s.hits),
+      static_cast<unsigned long long>(s.registrations),
+      InvalidationsText(s).c_str(),
+      static_cast<unsigned long long>(moved.load()));
   fflush(stdout);
   EXPECT_EQ(failures.count(), 0) << failures.Text();
   EXPECT_GE(writes_checked.load(), uint64_t(kOwners * kRounds));
@@ -294,7 +296,8 @@ class Fork : public ConcurrencyBase {
     memset(held_buf_, kOld, kLength);
     memset(cached_buf_, kOld, kLength);
     ASSERT_EQ(source_.Init(rc_->pd(), kLength), "");
-    ASSERT_EQ(regcache_get(cache_, held_buf_, kLength, kRemoteAccess, &held_), 0)
+    ASSERT_EQ(regcache_get(cache_, held_buf_, kLength, kRemoteAccess, &held_),
+              0)
         << regcache_last_error();
     regcache_handle_t* h = nullptr;
     ASSERT_EQ(regcache_get(cache_, cached_buf_, kLength, kRemoteAccess, &h), 0)
@@ -313,9 +316,10 @@ class Fork : public ConcurrencyBase {
         << "the child's activity changed the parent's memory";
     std::string error;
     FillPattern(source_.data(), kLength, 1);
-    ASSERT_EQ(rc_->Write(source_.data(), kLength, source_.lkey(), Addr(held_buf_),
-                         regcache_handle_mr(held_)->rkey, &error),
-              IBV_WC_SUCCESS)
+    ASSERT_EQ(
+        rc_->Write(source_.data(), kLength, source_.lkey(), Addr(held_buf_),
+                   regcache_handle_mr(held_)->rkey, &error),
+        IBV_WC_SUCCESS)
         << error;
     EXPECT_EQ(MismatchAt(held_buf_, kLength, 1), -1)
         << "after fork, an RDMA WRITE through the parent's held registration "
@@ -329,9 +333,10 @@ class Fork : public ConcurrencyBase {
         << "fork in the parent cost a registration";
     EXPECT_EQ(regcache_handle_mr(h)->rkey, cached_rkey_);
     FillPattern(source_.data(), kLength, 2);
-    ASSERT_EQ(rc_->Write(source_.data(), kLength, source_.lkey(),
-                         Addr(cached_buf_), regcache_handle_mr(h)->rkey, &error),
-              IBV_WC_SUCCESS)
+    ASSERT_EQ(
+        rc_->Write(source_.data(), kLength, source_.lkey(), Addr(cached_buf_),
+                   regcache_handle_mr(h)->rkey, &error),
+        IBV_WC_SUCCESS)
         << error;
     EXPECT_EQ(MismatchAt(cached_buf_, kLength, 2), -1)
         << "after fork, an RDMA WRITE through the parent's cached "
@@ -387,7 +392,8 @@ TEST_P(Fork, ChildWithItsOwnContextAndCacheWorksAndTheParentIsUnaffected) {
       FillPattern(source.data(), kLength, 100 + round);
       const int status = rc->Write(source.data(), kLength, source.lkey(),
                                    Addr(buf), regcache_handle_mr(h)->rkey, &m);
-      if (status != IBV_WC_SUCCESS) result = "child: RDMA WRITE: " + m;
+      if (status != IBV_WC_SUCCESS)
+        result = "child: RDMA WRITE: " + m;
       else if (MismatchAt(buf, kLength, 100 + round) != -1)
         result = "child: round " + std::to_string(round) +
                  ": the write did not land in the child's memory";
@@ -442,8 +448,10 @@ TEST_P(Fork, ChildUsingTheInheritedCacheGetsFreshRegistrationsOrAClearError) {
       }
       const uint32_t rkey = regcache_handle_mr(h)->rkey;
       if (rkey == parent_rkeys[0] || rkey == parent_rkeys[1])
-        result = "child: the inherited cache returned the PARENT's "
-                 "registration (rkey " + Hex(rkey) + ")";
+        result =
+            "child: the inherited cache returned the PARENT's "
+            "registration (rkey " +
+            Hex(rkey) + ")";
       report += " get " + std::to_string(i) + ": fresh registration rkey " +
                 Hex(rkey) + ";";
       regcache_put(cache, h);
@@ -505,7 +513,8 @@ TEST_P(Overflow, OneMunmapOfMoreEntriesThanTheKmodRingHoldsDropsEveryOne) {
   // n one-page entries, cached and unused.
   for (size_t i = 0; i < n; ++i) {
     regcache_handle_t* h = nullptr;
-    ASSERT_EQ(regcache_get(cache_, region + i * page, page, kRemoteAccess, &h), 0)
+    ASSERT_EQ(regcache_get(cache_, region + i * page, page, kRemoteAccess, &h),
+              0)
         << "page " << i << ": " << regcache_last_error();
     ASSERT_EQ(regcache_put(cache_, h), 0);
   }
@@ -525,12 +534,13 @@ TEST_P(Overflow, OneMunmapOfMoreEntriesThanTheKmodRingHoldsDropsEveryOne) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
           .count();
-  printf("[%s] %zu cached ranges (ring %zu) in one munmap: %llu deregistered "
-         "by the reaper in %.2f s without any get; invalidations: %s\n",
-         Monitor(), n, ring,
-         static_cast<unsigned long long>(reaped.deregistrations -
-                                         before.deregistrations),
-         seconds, InvalidationsText(reaped).c_str());
+  printf(
+      "[%s] %zu cached ranges (ring %zu) in one munmap: %llu deregistered "
+      "by the reaper in %.2f s without any get; invalidations: %s\n",
+      Monitor(), n, ring,
+      static_cast<unsigned long long>(reaped.deregistrations -
+                                      before.deregistrations),
+      seconds, InvalidationsText(reaped).c_str());
   fflush(stdout);
   EXPECT_EQ(reaped.deregistrations - before.deregistrations, n)
       << "the reaper did not deregister every invalidated entry";
@@ -545,7 +555,8 @@ TEST_P(Overflow, OneMunmapOfMoreEntriesThanTheKmodRingHoldsDropsEveryOne) {
   const size_t samples[] = {0, n / 2, n - 1};
   for (size_t i = 0; i < n; ++i) {
     regcache_handle_t* h = nullptr;
-    ASSERT_EQ(regcache_get(cache_, region + i * page, page, kRemoteAccess, &h), 0)
+    ASSERT_EQ(regcache_get(cache_, region + i * page, page, kRemoteAccess, &h),
+              0)
         << "page " << i << ": " << regcache_last_error();
     for (size_t sample : samples) {
       if (i != sample) continue;
@@ -573,7 +584,7 @@ std::string MonitorParamName(
   return regcache_monitor_name(info.param);
 }
 
-#define REGCACHE_MONITORS                                             \
+#define REGCACHE_MONITORS                                          \
   ::testing::Values(REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD), \
       MonitorParamName
 INSTANTIATE_TEST_SUITE_P(Monitors, Concurrency, REGCACHE_MONITORS);

@@ -38,7 +38,8 @@ class HazardBase : public ::testing::Test {
   void Start(regcache_monitor_kind monitor) {
     monitor_ = monitor;
     REGCACHE_OPEN_LOOPBACK_OR_SKIP(rc_);
-    const int err = CreateIbverbsCache(rc_->pd(), monitor, &registrar_, &cache_);
+    const int err =
+        CreateIbverbsCache(rc_->pd(), monitor, &registrar_, &cache_);
     if (err == -ENODEV) GTEST_SKIP() << regcache_last_error();
     ASSERT_EQ(err, 0) << regcache_last_error();
     ASSERT_EQ(source_.Init(rc_->pd(), kLength), "");
@@ -132,13 +133,13 @@ class HazardBase : public ::testing::Test {
     const long bad = MismatchAt(b, kLength, kSeed);
     EXPECT_EQ(bad, -1) << what << ": the RDMA WRITE did not arrive in the new "
                        << "memory (first wrong byte at offset " << bad << ")";
-    printf("[%s] %s: registrations %llu, rkey %s -> %s, invalidations: %s; "
-           "RDMA WRITE %s the new mapping\n",
-           MonitorName(monitor_), what,
-           static_cast<unsigned long long>(after.registrations),
-           Hex(old_rkey).c_str(), Hex(RkeyOf(h)).c_str(),
-           InvalidationsText(after).c_str(),
-           bad == -1 ? "arrived in" : "MISSED");
+    printf(
+        "[%s] %s: registrations %llu, rkey %s -> %s, invalidations: %s; "
+        "RDMA WRITE %s the new mapping\n",
+        MonitorName(monitor_), what,
+        static_cast<unsigned long long>(after.registrations),
+        Hex(old_rkey).c_str(), Hex(RkeyOf(h)).c_str(),
+        InvalidationsText(after).c_str(), bad == -1 ? "arrived in" : "MISSED");
     fflush(stdout);
   }
 
@@ -264,8 +265,9 @@ TEST_F(Hazard, WithoutMonitorTheWriteLandsInTheOldPages) {
   ASSERT_NO_FATAL_FAILURE(UnmapAndMapAgain(b));
   AssertWriteWentToTheOldPages(b, old_rkey, 0);
   printf("(device %s)\n", rc_->Describe().c_str());
-  printf("CONTROL (no monitor): stale registration reused, RDMA write went to "
-         "the old pages: new mapping unchanged\n");
+  printf(
+      "CONTROL (no monitor): stale registration reused, RDMA write went to "
+      "the old pages: new mapping unchanged\n");
   fflush(stdout);
 
   // What a monitor-less user must do: invalidate explicitly.
@@ -281,8 +283,9 @@ TEST_F(Hazard, WithoutMonitorDontneedLeavesTheWriteInTheOldPages) {
   ASSERT_NE(b, nullptr);
   ASSERT_NO_FATAL_FAILURE(DropAndTouch(b));
   AssertWriteWentToTheOldPages(b, old_rkey, 0);
-  printf("CONTROL (no monitor): after madvise(DONTNEED) + touch the stale "
-         "registration was reused; the write went to the dropped pages\n");
+  printf(
+      "CONTROL (no monitor): after madvise(DONTNEED) + touch the stale "
+      "registration was reused; the write went to the dropped pages\n");
   fflush(stdout);
   ASSERT_EQ(regcache_invalidate(cache_, b, kLength), 0);
   munmap(b, kLength);
@@ -299,9 +302,10 @@ TEST_F(Hazard, WithoutMonitorMremapAwayTheWriteFollowsTheOldPages) {
   // visible there directly.
   ASSERT_EQ(MismatchAt(away, kLength, kSeed), -1)
       << "the write did not land in the pages moved away";
-  printf("CONTROL (no monitor): after mremap the stale registration was "
-         "reused; the write landed at the pages' new address %p, not at %p\n",
-         static_cast<void*>(away), static_cast<void*>(b));
+  printf(
+      "CONTROL (no monitor): after mremap the stale registration was "
+      "reused; the write landed at the pages' new address %p, not at %p\n",
+      static_cast<void*>(away), static_cast<void*>(b));
   fflush(stdout);
   ASSERT_EQ(regcache_invalidate(cache_, b, kLength), 0);
   munmap(b, kLength);

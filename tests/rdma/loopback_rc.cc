@@ -48,8 +48,9 @@ bool LoopbackRc::AnyDevice(std::string* why_not) {
   ibv_device** list = ibv_get_device_list(&count);
   if (list == nullptr || count == 0) {
     if (list != nullptr) ibv_free_device_list(list);
-    *why_not = "no RDMA device: run in the qemu+rxe rig "
-               "(tests/vm/run-in-vm.sh, ctest -L vm)";
+    *why_not =
+        "no RDMA device: run in the qemu+rxe rig "
+        "(tests/vm/run-in-vm.sh, ctest -L vm)";
     return false;
   }
   ibv_free_device_list(list);
@@ -100,7 +101,8 @@ std::string LoopbackRc::Init(ibv_device* device, ibv_mtu max_mtu,
   context_ = ibv_open_device(device);
   if (context_ == nullptr) {
     const int err = errno;
-    std::string m = Errno(("ibv_open_device(" + device_name_ + ")").c_str(), err);
+    std::string m =
+        Errno(("ibv_open_device(" + device_name_ + ")").c_str(), err);
     if (err == EACCES || err == EPERM)
       m += " (is /dev/infiniband/uverbs* readable and writable by this user?)";
     return m;
@@ -173,8 +175,9 @@ std::string LoopbackRc::FindRoceIpv4Gid() {
     gid_ = fallback_gid;
     return "";
   }
-  return device_name_ + " port 1 has no IPv4 GID (is an address configured "
-                        "on its netdev?)";
+  return device_name_ +
+         " port 1 has no IPv4 GID (is an address configured "
+         "on its netdev?)";
 }
 
 std::string LoopbackRc::Connect() {
@@ -216,7 +219,8 @@ std::string LoopbackRc::Connect() {
     if (ibv_modify_qp(qp, &attr,
                       IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
                           IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-                          IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER) != 0)
+                          IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER) !=
+        0)
       return Errno("ibv_modify_qp(RTR)", errno);
   }
   for (ibv_qp* qp : {qp_a_, qp_b_}) {

@@ -62,11 +62,16 @@ uint64_t EffectiveCaps() {
 
 std::string ErrnoName(int negative) {
   switch (-negative) {
-    case ENOMEM: return "-ENOMEM";
-    case EAGAIN: return "-EAGAIN";
-    case EFAULT: return "-EFAULT";
-    case EINVAL: return "-EINVAL";
-    default: return std::to_string(negative);
+    case ENOMEM:
+      return "-ENOMEM";
+    case EAGAIN:
+      return "-EAGAIN";
+    case EFAULT:
+      return "-EFAULT";
+    case EINVAL:
+      return "-EINVAL";
+    default:
+      return std::to_string(negative);
   }
 }
 
@@ -126,8 +131,8 @@ class Flow {
     const std::string text = regcache_last_error();
     if (rc != -ENOMEM && rc != -EAGAIN) return Fail(what, rc);
     if (text.find("RLIMIT_MEMLOCK") == std::string::npos)
-      return who_ + ": " + what + ": the message does not name RLIMIT_MEMLOCK: " +
-             text;
+      return who_ + ": " + what +
+             ": the message does not name RLIMIT_MEMLOCK: " + text;
     Say(what + " failed as it should: " + ErrnoName(rc) + ": " + text);
     return "";
   }
@@ -158,8 +163,9 @@ class Flow {
     struct regcache_stats s = StatsOf(cache_);
     if (limited_) {
       if (s.evictions == 0)
-        return who_ + ": 96 KiB registered under a 64 KiB limit without "
-                      "an eviction";
+        return who_ +
+               ": 96 KiB registered under a 64 KiB limit without "
+               "an eviction";
       if (s.pinned_bytes_now != 2 * kEntry)
         return who_ + ": " + std::to_string(s.pinned_bytes_now) +
                " bytes pinned after the eviction, expected 64 KiB";
@@ -239,7 +245,8 @@ class Memlock : public ::testing::TestWithParam<regcache_monitor_kind> {
       struct stat st;
       if (stat(path.c_str(), &st) != 0) continue;
       if ((st.st_mode & 0006) != 0006) {
-        ASSERT_EQ(chmod(path.c_str(), 0666), 0) << path << ": " << strerror(errno);
+        ASSERT_EQ(chmod(path.c_str(), 0666), 0)
+            << path << ": " << strerror(errno);
         printf("made %s mode 0666 (was %04o)\n", path.c_str(),
                unsigned(st.st_mode & 07777));
       }
@@ -263,7 +270,8 @@ TEST_P(Memlock, UnprivilegedUserWith64KiBLimitEvictsThenFailsCleanly) {
     rlimit limit{kMemlock, kMemlock};
     if (setrlimit(RLIMIT_MEMLOCK, &limit) != 0)
       return std::string("setrlimit: ") + strerror(errno);
-    if (setgroups(0, nullptr) != 0) return std::string("setgroups: ") + strerror(errno);
+    if (setgroups(0, nullptr) != 0)
+      return std::string("setgroups: ") + strerror(errno);
     if (setgid(kNobody) != 0) return std::string("setgid: ") + strerror(errno);
     if (setuid(kNobody) != 0) return std::string("setuid: ") + strerror(errno);
     if (geteuid() != kNobody || getegid() != kNobody)

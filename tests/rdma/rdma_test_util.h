@@ -118,7 +118,7 @@ inline int CreateIbverbsCache(
 }
 
 inline struct regcache_stats StatsOf(regcache_t* cache) {
-  struct regcache_stats s{};
+  struct regcache_stats s {};
   regcache_stats(cache, &s);
   return s;
 }

@@ -46,7 +46,8 @@ constexpr uint32_t kSeed = 0xF0F0;
 // madvise() over the pages of [addr, addr + length).
 int AdvisePages(const void* addr, size_t length, int advice) {
   const uintptr_t first = Addr(addr) & ~uintptr_t{Page() - 1};
-  const uintptr_t end = (Addr(addr) + length + Page() - 1) & ~uintptr_t{Page() - 1};
+  const uintptr_t end =
+      (Addr(addr) + length + Page() - 1) & ~uintptr_t{Page() - 1};
   return madvise(reinterpret_cast<void*>(first), end - first, advice);
 }
 
@@ -165,12 +166,13 @@ TEST_P(VmaSplit, ARegistrationThatSplitsItsVmaIsCachedAndCarriesData) {
   const struct regcache_stats s = StatsOf(cache_);
   EXPECT_EQ(s.hits, 1u) << "[" << monitor << "] " << InvalidationsText(s);
   EXPECT_EQ(s.entries_now, 1u);
-  printf("[%s] DONTFORK around each registration: registrations %llu, deregistrations %llu, "
-         "hits %llu, %s\n",
-         monitor, static_cast<unsigned long long>(s.registrations),
-         static_cast<unsigned long long>(s.deregistrations),
-         static_cast<unsigned long long>(s.hits),
-         InvalidationsText(s).c_str());
+  printf(
+      "[%s] DONTFORK around each registration: registrations %llu, "
+      "deregistrations %llu, "
+      "hits %llu, %s\n",
+      monitor, static_cast<unsigned long long>(s.registrations),
+      static_cast<unsigned long long>(s.deregistrations),
+      static_cast<unsigned long long>(s.hits), InvalidationsText(s).c_str());
 
   // And the protection still holds: unmapped, the range is dropped.
   ASSERT_EQ(munmap(buffer_, kLength), 0);

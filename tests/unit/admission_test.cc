@@ -69,7 +69,8 @@ TEST(ChurnTable, ProbesBackOffExponentiallyUpToTheCap) {
   uint32_t expected_skip = ChurnTable::kInitialSkip;
   for (int round = 0; round < 8; ++round) {
     for (uint32_t i = 0; i < expected_skip; ++i)
-      ASSERT_EQ(t.OnMiss(a), Decision::kBypass) << "round " << round << " get " << i;
+      ASSERT_EQ(t.OnMiss(a), Decision::kBypass)
+          << "round " << round << " get " << i;
     ASSERT_EQ(t.OnMiss(a), Decision::kProbe) << "round " << round;
     // Until the probe is invalidated, every miss probes.
     ASSERT_EQ(t.OnMiss(a), Decision::kProbe);
@@ -121,8 +122,10 @@ TEST(ChurnTable, InvariantsHoldUnderRandomUse) {
   ChurnTable t;
   for (int i = 0; i < 200000; ++i) {
     const uint64_t k = (rng() % 2048) * kPage;
-    if (rng() % 3 == 0) t.OnInvalidated(k, rng() % 4 == 0);
-    else t.OnMiss(k);
+    if (rng() % 3 == 0)
+      t.OnInvalidated(k, rng() % 4 == 0);
+    else
+      t.OnMiss(k);
   }
   EXPECT_TRUE(t.CheckInvariants());
 }
@@ -144,7 +147,8 @@ TEST(FrequencySketch, NeverUnderCountsBeforeItAges) {
     ++truth[k];
   }
   for (const auto& [k, n] : truth)
-    ASSERT_GE(s.Estimate(k), std::min<uint32_t>(n, FrequencySketch::kMaxCount)) << k;
+    ASSERT_GE(s.Estimate(k), std::min<uint32_t>(n, FrequencySketch::kMaxCount))
+        << k;
 }
 
 TEST(FrequencySketch, AgingHalvesTheCounts) {
@@ -184,7 +188,8 @@ class CacheAdmission : public ::testing::Test {
     cfg.admission = admission;
     cfg.print_stats_at_exit = 0;
     reg_ = fake_.registrar();
-    ASSERT_EQ(regcache_create(&reg_, &cfg, &cache_), 0) << regcache_last_error();
+    ASSERT_EQ(regcache_create(&reg_, &cfg, &cache_), 0)
+        << regcache_last_error();
   }
   void TearDown() override {
     if (cache_ != nullptr) {
@@ -196,14 +201,17 @@ class CacheAdmission : public ::testing::Test {
   }
   void Check() {
     std::string why;
-    EXPECT_TRUE(reinterpret_cast<regcache_internal::Cache*>(cache_)->CheckInvariants(&why))
+    EXPECT_TRUE(
+        reinterpret_cast<regcache_internal::Cache*>(cache_)->CheckInvariants(
+            &why))
         << why;
   }
   // Gets and puts [p, p + len); true if the get was a hit.
   bool Use(const void* p, size_t len = kPage) {
     const uint64_t hits = Stats().hits;
     regcache_handle_t* h = nullptr;
-    EXPECT_EQ(regcache_get(cache_, p, len, kLW, &h), 0) << regcache_last_error();
+    EXPECT_EQ(regcache_get(cache_, p, len, kLW, &h), 0)
+        << regcache_last_error();
     if (h == nullptr) return false;
     CheckingFakeRegistrar::Hold(regcache_handle_mr(h));
     CheckingFakeRegistrar::Unhold(regcache_handle_mr(h));
@@ -302,7 +310,8 @@ TEST_F(CacheAdmission, AlwaysCachesARangeThatChurns) {
 TEST_F(CacheAdmission, CyclicScanLargerThanTheCacheKeepsHalfOfItCached) {
   for (regcache_admission admission :
        {REGCACHE_ADMISSION_ALWAYS, REGCACHE_ADMISSION_ADAPTIVE}) {
-    SCOPED_TRACE(admission == REGCACHE_ADMISSION_ALWAYS ? "always" : "adaptive");
+    SCOPED_TRACE(admission == REGCACHE_ADMISSION_ALWAYS ? "always"
+                                                        : "adaptive");
     Make(admission, /*max_entries=*/32);
     Region r(128 * kPage);
     for (int cycle = 0; cycle < 2; ++cycle)
@@ -423,8 +432,9 @@ TEST(AdmissionConfig, EnvironmentChoosesAndBadValuesAreNamed) {
   EXPECT_EQ(cfg.admission, REGCACHE_ADMISSION_ALWAYS);
   setenv("REGCACHE_ADMISSION", "sometimes", 1);
   EXPECT_EQ(regcache_config_init(&cfg), -EINVAL);
-  EXPECT_NE(strstr(regcache_last_error(), "REGCACHE_ADMISSION=\"sometimes\": expected "
-                                          "adaptive or always"),
+  EXPECT_NE(strstr(regcache_last_error(),
+                   "REGCACHE_ADMISSION=\"sometimes\": expected "
+                   "adaptive or always"),
             nullptr)
       << regcache_last_error();
   unsetenv("REGCACHE_ADMISSION");

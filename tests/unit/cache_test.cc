@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "core/cache.h"
-#include "fake_registrar.h"
 #include "core/fences.h"
+#include "fake_registrar.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "regcache/regcache.h"
@@ -69,7 +69,8 @@ class CacheTest : public ::testing::Test {
     cfg.max_bytes = max_bytes;
     cfg.admission = admission;
     reg_ = fake_.registrar();
-    ASSERT_EQ(regcache_create(&reg_, &cfg, &cache_), 0) << regcache_last_error();
+    ASSERT_EQ(regcache_create(&reg_, &cfg, &cache_), 0)
+        << regcache_last_error();
   }
   void TearDown() override {
     if (cache_ != nullptr) {
@@ -80,7 +81,9 @@ class CacheTest : public ::testing::Test {
   }
   void Check() {
     std::string why;
-    EXPECT_TRUE(reinterpret_cast<regcache_internal::Cache*>(cache_)->CheckInvariants(&why))
+    EXPECT_TRUE(
+        reinterpret_cast<regcache_internal::Cache*>(cache_)->CheckInvariants(
+            &why))
         << why;
   }
   regcache_handle_t* Get(const void* p, size_t len, uint32_t access = kLW) {
@@ -148,7 +151,7 @@ TEST_F(CacheTest, AccessMustBeASubsetOfTheEntrys) {
   Put(Get(r.base, Page(), kLW));
   Put(Get(r.base, Page(), kLW | kRR));  // needs more: miss
   EXPECT_EQ(fake_.regs(), 2u);
-  Put(Get(r.base, Page(), kRR));        // the second covers it: hit
+  Put(Get(r.base, Page(), kRR));  // the second covers it: hit
   Put(Get(r.base, Page(), kLW));
   EXPECT_EQ(fake_.regs(), 2u);
   Check();
@@ -183,7 +186,8 @@ TEST_F(CacheTest, PutOfForeignPointerOrReleasedHandleIsRefused) {
   Make();
   Region r(Page());
   int local = 0;
-  EXPECT_EQ(regcache_put(cache_, reinterpret_cast<regcache_handle_t*>(&local)), -EINVAL);
+  EXPECT_EQ(regcache_put(cache_, reinterpret_cast<regcache_handle_t*>(&local)),
+            -EINVAL);
   EXPECT_NE(strstr(regcache_last_error(), "not a handle"), nullptr);
   EXPECT_EQ(regcache_put(cache_, nullptr), -EINVAL);
   regcache_handle_t* h = Get(r.base, Page());
@@ -363,7 +367,8 @@ TEST_F(CacheTest, FullCacheEvictsBeforeItRegisters) {
   fake_.set_budget(8 * Page());  // RLIMIT_MEMLOCK == max_bytes
   Region r(128 * Page());
   for (int i = 0; i < 16; ++i) Put(Get(r.base + i * 4 * Page(), 2 * Page()));
-  for (int i = 0; i < 16; ++i) Put(Get(r.base + 64 * Page() + i * 2 * Page(), Page()));
+  for (int i = 0; i < 16; ++i)
+    Put(Get(r.base + 64 * Page() + i * 2 * Page(), Page()));
   EXPECT_EQ(fake_.failures(), 0u) << "a registration hit the memlock budget";
   EXPECT_LE(fake_.peak_live_bytes(), 8 * Page());
   EXPECT_LE(fake_.peak_live(), 4u);
@@ -469,7 +474,8 @@ TEST_F(CacheTest, ConcurrentGetPutInvalidateNeverDeregistersAHeldEntry) {
         } else if (rec->addr > uint64_t(p) ||
                    rec->addr + rec->length < uint64_t(p) + pages * Page()) {
           ADD_FAILURE() << "registration [" << rec->addr << ", +" << rec->length
-                        << ") does not cover [" << uint64_t(p) << ", +" << pages * Page() << ")";
+                        << ") does not cover [" << uint64_t(p) << ", +"
+                        << pages * Page() << ")";
           errors++;
         }
         CheckingFakeRegistrar::Unhold(mr);
@@ -495,7 +501,8 @@ TEST_F(CacheTest, ForkedChildCachesAfreshAndNeverDeregistersParentEntries) {
   auto outcome = regcache_test::RunInChild([&]() -> std::string {
     regcache_handle_t* h = nullptr;
     // The inherited entry must not be returned: the child registers again.
-    if (regcache_get(cache_, r.base, Page(), kLW, &h) != 0) return regcache_last_error();
+    if (regcache_get(cache_, r.base, Page(), kLW, &h) != 0)
+      return regcache_last_error();
     if (fake_.regs() != regs_before + 1) return "child hit an inherited entry";
     if (regcache_put(cache_, h) != 0) return regcache_last_error();
     // The handle the forking thread held is still releasable.
@@ -503,7 +510,8 @@ TEST_F(CacheTest, ForkedChildCachesAfreshAndNeverDeregistersParentEntries) {
     if (fake_.deregs() != 0) return "child deregistered an inherited entry";
     struct regcache_stats s;
     regcache_stats(cache_, &s);
-    if (s.invalidations[REGCACHE_INVAL_FORK] != 2) return "fork invalidations not counted";
+    if (s.invalidations[REGCACHE_INVAL_FORK] != 2)
+      return "fork invalidations not counted";
     return "";
   });
   EXPECT_FALSE(outcome.skipped);
@@ -544,12 +552,14 @@ TEST(CacheMonitors, TwoUffdCachesBothCacheASharedBufferAndSeeItsMunmap) {
   }
   ASSERT_NE(a, nullptr) << regcache_last_error();
   ASSERT_EQ(regcache_create(&rb, &cfg, &b), 0) << regcache_last_error();
-  char* buf = static_cast<char*>(mmap(nullptr, 4 * Page(), PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  char* buf =
+      static_cast<char*>(mmap(nullptr, 4 * Page(), PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(buf, MAP_FAILED);
   for (regcache_t* c : {a, b, a, b}) {
     regcache_handle_t* h = nullptr;
-    ASSERT_EQ(regcache_get(c, buf, 4 * Page(), kLW, &h), 0) << regcache_last_error();
+    ASSERT_EQ(regcache_get(c, buf, 4 * Page(), kLW, &h), 0)
+        << regcache_last_error();
     ASSERT_EQ(regcache_put(c, h), 0);
   }
   for (regcache_t* c : {a, b}) {
@@ -562,7 +572,7 @@ TEST(CacheMonitors, TwoUffdCachesBothCacheASharedBufferAndSeeItsMunmap) {
   // The monitor applies events asynchronously (a get after munmap() waits
   // for them; statistics do not): give it up to 10 s.
   auto unmaps = [](regcache_t* c, uint64_t want) {
-    struct regcache_stats s{};
+    struct regcache_stats s {};
     for (int i = 0; i < 10000; ++i) {
       if (regcache_stats(c, &s) != 0) return uint64_t{0};
       if (s.invalidations[REGCACHE_INVAL_UNMAP] >= want) break;
@@ -597,9 +607,11 @@ TEST(CacheLifetime, CreateRejectsBadRegistrarAndFlags) {
   EXPECT_EQ(regcache_create(&reg, &cfg, &c), -EINVAL);
   EXPECT_NE(strstr(regcache_last_error(), "unknown config flags 0x80"), nullptr)
       << regcache_last_error();
-  cfg.flags = REGCACHE_CONFIG_ODP_PREFETCH_SYNC | REGCACHE_CONFIG_ODP_NO_PREFETCH;
+  cfg.flags =
+      REGCACHE_CONFIG_ODP_PREFETCH_SYNC | REGCACHE_CONFIG_ODP_NO_PREFETCH;
   EXPECT_EQ(regcache_create(&reg, &cfg, &c), -EINVAL);
-  EXPECT_NE(strstr(regcache_last_error(), "together"), nullptr) << regcache_last_error();
+  EXPECT_NE(strstr(regcache_last_error(), "together"), nullptr)
+      << regcache_last_error();
   EXPECT_EQ(c, nullptr);
 }
 
@@ -666,14 +678,16 @@ TEST(CacheCxx, EmptyRegistrationAfterAFailedGetReadsAsZeros) {
 TEST_F(CacheTest, HandleMrOfANullOrReleasedHandleIsNullWithAMessage) {
   Make();
   EXPECT_EQ(regcache_handle_mr(nullptr), nullptr);
-  EXPECT_NE(strstr(regcache_last_error(), "NULL handle"), nullptr) << regcache_last_error();
+  EXPECT_NE(strstr(regcache_last_error(), "NULL handle"), nullptr)
+      << regcache_last_error();
   Region r(Page());
   regcache_handle_t* h = nullptr;
   ASSERT_EQ(regcache_get(cache_, r.base, 10, kLW, &h), 0);
   ASSERT_NE(regcache_handle_mr(h), nullptr);
   ASSERT_EQ(regcache_put(cache_, h), 0);
   EXPECT_EQ(regcache_handle_mr(h), nullptr);
-  EXPECT_NE(strstr(regcache_last_error(), "released"), nullptr) << regcache_last_error();
+  EXPECT_NE(strstr(regcache_last_error(), "released"), nullptr)
+      << regcache_last_error();
 }
 
 TEST(CacheStats, PrintedWithEveryField) {
@@ -690,8 +704,9 @@ TEST(CacheStats, PrintedWithEveryField) {
   FILE* f = fmemopen(buf, sizeof buf - 1, "w");
   ASSERT_EQ(regcache_print_stats(c, f), 0);
   fclose(f);
-  for (const char* field : {"monitor=none", "hits=0", "misses=1", "pinned_bytes=",
-                            "invalidations:", "unmap=0", "reg_time_avg_us="})
+  for (const char* field :
+       {"monitor=none", "hits=0", "misses=1",
+        "pinned_bytes=", "invalidations:", "unmap=0", "reg_time_avg_us="})
     EXPECT_NE(strstr(buf, field), nullptr) << field << " missing in: " << buf;
   struct regcache_stats s;
   regcache_stats(c, &s);
@@ -727,7 +742,8 @@ TEST(CacheMemlock, RealMlockLimitEvictsThenFailsWithTheLimitNamed) {
     // Two 32 KiB entries fill the limit; a third fits only by evicting one.
     for (int i = 0; i < 3; ++i) {
       if (regcache_get(c, r.base + i * chunk, chunk, kLW, &h[i]) != 0)
-        return std::string("get ") + std::to_string(i) + ": " + regcache_last_error();
+        return std::string("get ") + std::to_string(i) + ": " +
+               regcache_last_error();
       if (i < 2) regcache_put(c, h[i]);
     }
     struct regcache_stats s;
@@ -739,9 +755,12 @@ TEST(CacheMemlock, RealMlockLimitEvictsThenFailsWithTheLimitNamed) {
       return std::string("second held get: ") + regcache_last_error();
     regcache_handle_t* extra = nullptr;
     const int rc = regcache_get(c, r.base + 6 * chunk, chunk, kLW, &extra);
-    if (rc != -ENOMEM && rc != -EAGAIN) return "over the limit gave " + std::to_string(rc);
-    if (strstr(regcache_last_error(), "RLIMIT_MEMLOCK soft 65536 bytes") == nullptr)
-      return std::string("message does not name the limit: ") + regcache_last_error();
+    if (rc != -ENOMEM && rc != -EAGAIN)
+      return "over the limit gave " + std::to_string(rc);
+    if (strstr(regcache_last_error(), "RLIMIT_MEMLOCK soft 65536 bytes") ==
+        nullptr)
+      return std::string("message does not name the limit: ") +
+             regcache_last_error();
     regcache_put(c, held);
     regcache_put(c, h[2]);
     if (regcache_get(c, r.base + 6 * chunk, chunk, kLW, &extra) != 0)
@@ -788,7 +807,8 @@ std::string StderrOfChildExitingWithStats(const char* value, pid_t* child) {
   std::string err;
   char chunk[512];
   ssize_t n;
-  while ((n = read(fds[0], chunk, sizeof chunk)) > 0) err.append(chunk, size_t(n));
+  while ((n = read(fds[0], chunk, sizeof chunk)) > 0)
+    err.append(chunk, size_t(n));
   close(fds[0]);
   int status = 0;
   EXPECT_EQ(waitpid(pid, &status, 0), pid);
@@ -800,8 +820,10 @@ std::string StderrOfChildExitingWithStats(const char* value, pid_t* child) {
 TEST(CacheStats, PrintedAtExitWithRegcacheStats) {
   pid_t pid = 0;
   const std::string err = StderrOfChildExitingWithStats("1", &pid);
-  EXPECT_NE(err.find("regcache stats: pid=" + std::to_string(pid) + " cache=0x"),
-            std::string::npos) << err;
+  EXPECT_NE(
+      err.find("regcache stats: pid=" + std::to_string(pid) + " cache=0x"),
+      std::string::npos)
+      << err;
   EXPECT_NE(err.find("registrar=fake"), std::string::npos) << err;
   EXPECT_NE(err.find("hits=2 misses=1"), std::string::npos) << err;
 }
@@ -812,7 +834,8 @@ TEST(CacheStats, PrintedAtExitAsOneJsonObjectWithRegcacheStatsJson) {
   ASSERT_FALSE(err.empty());
   ASSERT_EQ(err.back(), '\n');
   ASSERT_EQ(err.find('\n'), err.size() - 1) << "one line: " << err;
-  const nlohmann::json j = nlohmann::json::parse(err, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json j =
+      nlohmann::json::parse(err, nullptr, /*allow_exceptions=*/false);
   ASSERT_TRUE(j.is_object()) << err;
   EXPECT_EQ(j["pid"], pid);
   EXPECT_TRUE(j["cache"].is_string());
@@ -832,18 +855,22 @@ TEST(CacheConfig, RegcacheStatsTakesTextAndJson) {
     const char* value;
     int format;
   };
-  for (const Case& c : {Case{"0", 0}, Case{"1", REGCACHE_STATS_TEXT},
-                        Case{"text", REGCACHE_STATS_TEXT}, Case{"json", REGCACHE_STATS_JSON}}) {
+  for (const Case& c :
+       {Case{"0", 0}, Case{"1", REGCACHE_STATS_TEXT},
+        Case{"text", REGCACHE_STATS_TEXT}, Case{"json", REGCACHE_STATS_JSON}}) {
     setenv("REGCACHE_STATS", c.value, 1);
     regcache_config cfg;
-    EXPECT_EQ(regcache_config_init(&cfg), 0) << c.value << ": " << regcache_last_error();
+    EXPECT_EQ(regcache_config_init(&cfg), 0)
+        << c.value << ": " << regcache_last_error();
     EXPECT_EQ(cfg.print_stats_at_exit, c.format) << c.value;
   }
   setenv("REGCACHE_STATS", "yes", 1);
   regcache_config cfg;
   EXPECT_EQ(regcache_config_init(&cfg), -EINVAL);
-  EXPECT_NE(strstr(regcache_last_error(), "REGCACHE_STATS=\"yes\": expected 0, 1 (or text) or json"),
-            nullptr) << regcache_last_error();
+  EXPECT_NE(strstr(regcache_last_error(),
+                   "REGCACHE_STATS=\"yes\": expected 0, 1 (or text) or json"),
+            nullptr)
+      << regcache_last_error();
   unsetenv("REGCACHE_STATS");
 }
 
@@ -860,33 +887,44 @@ std::string PrintedConfig() {
 }
 
 TEST(CacheConfig, PrintConfigShowsEveryVariableItsValueAndItsSource) {
-  for (const char* v : {"REGCACHE_MAX_ENTRIES", "REGCACHE_MAX_BYTES", "REGCACHE_MONITOR",
-                        "REGCACHE_STATS", "REGCACHE_MODE", "REGCACHE_ODP_IMPLICIT",
-                        "REGCACHE_ODP_PREFETCH", "REGCACHE_ADMISSION"})
+  for (const char* v :
+       {"REGCACHE_MAX_ENTRIES", "REGCACHE_MAX_BYTES", "REGCACHE_MONITOR",
+        "REGCACHE_STATS", "REGCACHE_MODE", "REGCACHE_ODP_IMPLICIT",
+        "REGCACHE_ODP_PREFETCH", "REGCACHE_ADMISSION"})
     unsetenv(v);
   setenv("REGCACHE_MONITOR", "uffd", 1);
   setenv("REGCACHE_MAX_ENTRIES", "4K", 1);
   setenv("REGCACHE_MODE", "sometimes", 1);
   const std::string out = PrintedConfig();
-  for (const char* line :
-       {"REGCACHE_MONITOR=uffd  (environment)\n", "REGCACHE_MAX_ENTRIES=4096  (environment)\n",
-        "REGCACHE_STATS=0  (default)\n", "REGCACHE_ODP_PREFETCH=async  (default)\n",
-        "REGCACHE_ODP_IMPLICIT=0  (default)\n", "REGCACHE_ADMISSION=adaptive  (default)\n",
-        "REGCACHE_MODE=auto  (environment: \"sometimes\" is invalid, expected auto, odp or "
-        "pin; regcache_config_init() fails)\n",
-        "# REGCACHE_MAX_BYTES: "})
-    EXPECT_NE(out.find(line), std::string::npos) << line << " missing in:\n" << out;
+  for (const char* line : {"REGCACHE_MONITOR=uffd  (environment)\n",
+                           "REGCACHE_MAX_ENTRIES=4096  (environment)\n",
+                           "REGCACHE_STATS=0  (default)\n",
+                           "REGCACHE_ODP_PREFETCH=async  (default)\n",
+                           "REGCACHE_ODP_IMPLICIT=0  (default)\n",
+                           "REGCACHE_ADMISSION=adaptive  (default)\n",
+                           "REGCACHE_MODE=auto  (environment: \"sometimes\" is "
+                           "invalid, expected auto, odp or "
+                           "pin; regcache_config_init() fails)\n",
+                           "# REGCACHE_MAX_BYTES: "})
+    EXPECT_NE(out.find(line), std::string::npos) << line << " missing in:\n"
+                                                 << out;
   rlimit rl{};
   ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &rl), 0);
   if (rl.rlim_cur != RLIM_INFINITY) {
     EXPECT_NE(out.find("REGCACHE_MAX_BYTES=" + std::to_string(rl.rlim_cur) +
                        "  (RLIMIT_MEMLOCK soft limit)"),
-              std::string::npos) << out;
+              std::string::npos)
+        << out;
   } else {
-    EXPECT_NE(out.find("REGCACHE_MAX_BYTES=0  (default: RLIMIT_MEMLOCK is unlimited)"),
-              std::string::npos) << out;
+    EXPECT_NE(
+        out.find(
+            "REGCACHE_MAX_BYTES=0  (default: RLIMIT_MEMLOCK is unlimited)"),
+        std::string::npos)
+        << out;
   }
-  for (const char* v : {"REGCACHE_MONITOR", "REGCACHE_MAX_ENTRIES", "REGCACHE_MODE"}) unsetenv(v);
+  for (const char* v :
+       {"REGCACHE_MONITOR", "REGCACHE_MAX_ENTRIES", "REGCACHE_MODE"})
+    unsetenv(v);
 }
 
 }  // namespace

@@ -39,7 +39,8 @@ int ChildSeesItsOwnPid(Fork do_fork) {
 TEST(CurrentPid, IsThisProcessOnceThePageIsMapped) {
   EXPECT_EQ(PrepareCurrentPid(), getpid());
   EXPECT_EQ(CurrentPid(), getpid());
-  EXPECT_EQ(PrepareCurrentPid(), getpid()) << "a second prepare changes nothing";
+  EXPECT_EQ(PrepareCurrentPid(), getpid())
+      << "a second prepare changes nothing";
 }
 
 TEST(CurrentPid, ForkChildSeesItsOwnPid) {

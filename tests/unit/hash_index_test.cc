@@ -19,7 +19,8 @@ constexpr uint64_t kBase = 0x7f1234500000;  // a typical mmap address
 // distinct buckets of a table with `capacity` buckets.
 double DistinctFraction(size_t n, uint64_t stride, size_t capacity) {
   std::set<size_t> buckets;
-  for (size_t i = 0; i < n; ++i) buckets.insert(HashFirst(kBase + i * stride, capacity - 1));
+  for (size_t i = 0; i < n; ++i)
+    buckets.insert(HashFirst(kBase + i * stride, capacity - 1));
   return double(buckets.size()) / double(n);
 }
 
@@ -40,7 +41,8 @@ TEST(HashFirst, StridedBuffersSpreadLikeRandomKeys) {
   // The hash used before gave 17 % at 2 pages; the alternatives tried (the
   // product's top bits, or its bits from 40 up) gave 17-52 % at 2 MiB.
   for (uint64_t pages : {2, 3, 16, 256, 512, 4096}) {
-    EXPECT_GE(DistinctFraction(100000, pages * 4096, size_t{1} << 18), kLikeRandom)
+    EXPECT_GE(DistinctFraction(100000, pages * 4096, size_t{1} << 18),
+              kLikeRandom)
         << "stride " << pages << " pages";
   }
 }
@@ -65,8 +67,8 @@ TEST(HashIndex, FindsEveryKeyAcrossRebuildsAndForgetsRemovedOnes) {
   std::vector<HashTable*> retired;
   for (size_t i = 0; i < entries.size(); ++i) {
     HashTable* r = nullptr;
-    ASSERT_TRUE(index.Insert(kBase + i * 4096, &entries[i], kBase + i * 4096 + 4095,
-                             0x3, &r));
+    ASSERT_TRUE(index.Insert(kBase + i * 4096, &entries[i],
+                             kBase + i * 4096 + 4095, 0x3, &r));
     for (; r != nullptr; r = r->retired_next) retired.push_back(r);
   }
   EXPECT_GT(index.table()->capacity(), 2 * entries.size() - 1);
@@ -80,7 +82,8 @@ TEST(HashIndex, FindsEveryKeyAcrossRebuildsAndForgetsRemovedOnes) {
     EXPECT_TRUE(index.Remove(kBase + i * 4096, &entries[i]));
   }
   for (size_t i = 0; i < entries.size(); ++i) {
-    EXPECT_EQ(index.Find(kBase + i * 4096, &entries[i]) == nullptr, i % 2 == 0) << i;
+    EXPECT_EQ(index.Find(kBase + i * 4096, &entries[i]) == nullptr, i % 2 == 0)
+        << i;
   }
   EXPECT_FALSE(index.Remove(kBase, &entries[0]));  // already gone
   index.DestroyAll();

@@ -401,7 +401,6 @@ TEST(IntervalTree, QueriesNeverExamineSubtreesThatEndBeforeTheQuery) {
   }
 }
 
-
 // A scan of the whole tree costs ~4000x more per query on 2^20 nodes than on
 // 2^8; a logarithmic walk costs ~2.5x, or 10-50x with cache misses. The bound
 // is loose so that a loaded machine does not fail it.

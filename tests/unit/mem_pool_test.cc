@@ -137,7 +137,8 @@ TEST_F(MemPoolTest, AllocReturnsPageAlignedMemoryRegisteredOnceWithFullAccess) {
   memset(p, 0x5a, 10000);  // ours to write
   EXPECT_EQ(fake_.regs(), 1u);
   regcache_handle_t* h = nullptr;
-  ASSERT_EQ(regcache_get(cache_, p, 10000, kPoolAccess, &h), 0) << regcache_last_error();
+  ASSERT_EQ(regcache_get(cache_, p, 10000, kPoolAccess, &h), 0)
+      << regcache_last_error();
   const regcache_mr* mr = regcache_handle_mr(h);
   EXPECT_EQ(mr->addr, p);
   EXPECT_EQ(mr->length, 3 * Page());
@@ -168,7 +169,8 @@ TEST_F(MemPoolTest, EveryGetInsideAnAllocationIsAHitFromTheFirstCall) {
     EXPECT_EQ(Touch(p, 100), serial);
     EXPECT_EQ(Touch(p + 5 * Page() + 17, 3 * Page()), serial);
     EXPECT_EQ(Touch(p + 40 * Page(), 24 * Page()), serial);
-    for (size_t i = 0; i < 64; i += 7) EXPECT_EQ(Touch(p + i * Page(), 1), serial);
+    for (size_t i = 0; i < 64; i += 7)
+      EXPECT_EQ(Touch(p + i * Page(), 1), serial);
     EXPECT_EQ(Touch(p + len - 1, 1, kPoolAccess), serial);
   }
   const auto s = Stats();
@@ -214,7 +216,8 @@ TEST_F(MemPoolTest, FreeAndAllocateAgainCostsNoRegistration) {
   EXPECT_TRUE(Mapped(p, len)) << "a freed block stays mapped";
 }
 
-TEST_F(MemPoolTest, AFreedBlockServesOnlyRequestsOfItsKindThatNeedMoreThanHalfOfIt) {
+TEST_F(MemPoolTest,
+       AFreedBlockServesOnlyRequestsOfItsKindThatNeedMoreThanHalfOfIt) {
   Make();
   char* big = Alloc(16 * Page());
   ASSERT_NE(big, nullptr);
@@ -222,7 +225,8 @@ TEST_F(MemPoolTest, AFreedBlockServesOnlyRequestsOfItsKindThatNeedMoreThanHalfOf
   char* small = Alloc(4 * Page());  // a quarter: a block of its own
   EXPECT_NE(small, big);
   void* huge = nullptr;
-  const int rc = regcache_mem_alloc(cache_, 8 * Page(), REGCACHE_MEM_HUGE, &huge);
+  const int rc =
+      regcache_mem_alloc(cache_, 8 * Page(), REGCACHE_MEM_HUGE, &huge);
   if (rc == 0) {
     EXPECT_NE(huge, big) << "ordinary pages never serve REGCACHE_MEM_HUGE";
     EXPECT_EQ(regcache_mem_free(cache_, huge), 0);
@@ -310,15 +314,18 @@ TEST_F(MemPoolTest, ClockEvictionAndFlushNeverTakePoolMemory) {
   const uint64_t serial = fake_.last_serial();
   // Many other buffers push the cache over max_entries again and again.
   const size_t n = 64;
-  char* other = static_cast<char*>(mmap(nullptr, n * Page(), PROT_READ | PROT_WRITE,
-                                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  char* other =
+      static_cast<char*>(mmap(nullptr, n * Page(), PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(other, MAP_FAILED);
   for (int round = 0; round < 3; ++round)
     for (size_t i = 0; i < n; ++i) Touch(other + i * Page(), Page());
   EXPECT_GT(Stats().evictions, 0u);
-  EXPECT_EQ(Touch(p, 4 * Page()), serial) << "the pool's registration was evicted";
+  EXPECT_EQ(Touch(p, 4 * Page()), serial)
+      << "the pool's registration was evicted";
   ASSERT_EQ(regcache_flush(cache_), 0);
-  EXPECT_EQ(Touch(p, 4 * Page()), serial) << "flush dropped the pool's registration";
+  EXPECT_EQ(Touch(p, 4 * Page()), serial)
+      << "flush dropped the pool's registration";
   Check();
   EXPECT_EQ(regcache_mem_free(cache_, p), 0);
   munmap(other, n * Page());
@@ -327,27 +334,33 @@ TEST_F(MemPoolTest, ClockEvictionAndFlushNeverTakePoolMemory) {
 TEST_F(MemPoolTest, AdaptiveAdmissionNeverServesPoolMemoryUncached) {
   // A full cache under the default admission serves newcomers uncached;
   // the pool's blocks are cached when allocated, whatever it decides.
-  Make(/*max_entries=*/4, 0, REGCACHE_MONITOR_NONE, REGCACHE_ADMISSION_ADAPTIVE);
+  Make(/*max_entries=*/4, 0, REGCACHE_MONITOR_NONE,
+       REGCACHE_ADMISSION_ADAPTIVE);
   const size_t n = 32;
-  char* other = static_cast<char*>(mmap(nullptr, n * Page(), PROT_READ | PROT_WRITE,
-                                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  char* other =
+      static_cast<char*>(mmap(nullptr, n * Page(), PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(other, MAP_FAILED);
   for (int round = 0; round < 2; ++round)
     for (size_t i = 0; i < n; ++i) Touch(other + i * Page(), Page());
-  EXPECT_GT(Stats().uncached_admission, 0u) << "the control: newcomers went uncached";
+  EXPECT_GT(Stats().uncached_admission, 0u)
+      << "the control: newcomers went uncached";
   char* p = Alloc(2 * Page());
   ASSERT_NE(p, nullptr);
   const uint64_t regs = fake_.regs();
-  for (int i = 0; i < 10; ++i) EXPECT_EQ(Touch(p, 2 * Page()), fake_.last_serial());
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(Touch(p, 2 * Page()), fake_.last_serial());
   EXPECT_EQ(fake_.regs(), regs) << "a get inside pool memory registered";
   for (size_t i = 0; i < n; ++i) Touch(other + i * Page(), Page());
-  EXPECT_EQ(Touch(p, 2 * Page()), regs) << "the pool's registration left the cache";
+  EXPECT_EQ(Touch(p, 2 * Page()), regs)
+      << "the pool's registration left the cache";
   Check();
   EXPECT_EQ(regcache_mem_free(cache_, p), 0);
   munmap(other, n * Page());
 }
 
-TEST_F(MemPoolTest, PoolBytesCountAgainstMaxBytesAndMakeClockEvictCachedEntries) {
+TEST_F(MemPoolTest,
+       PoolBytesCountAgainstMaxBytesAndMakeClockEvictCachedEntries) {
   const size_t limit = 64 * Page();
   Make(/*max_entries=*/0, limit);
   char* buf = static_cast<char*>(mmap(nullptr, limit, PROT_READ | PROT_WRITE,
@@ -366,15 +379,18 @@ TEST_F(MemPoolTest, PoolBytesCountAgainstMaxBytesAndMakeClockEvictCachedEntries)
   munmap(buf, limit);
 }
 
-TEST_F(MemPoolTest, AnAllocationPastMaxBytesFailsNamingTheLimitAndLosesNothing) {
+TEST_F(MemPoolTest,
+       AnAllocationPastMaxBytesFailsNamingTheLimitAndLosesNothing) {
   const size_t limit = 32 * Page();
   Make(/*max_entries=*/0, limit);
   char* a = Alloc(20 * Page());
   ASSERT_NE(a, nullptr);
   void* q = reinterpret_cast<void*>(0x1);
   EXPECT_EQ(regcache_mem_alloc(cache_, 20 * Page(), 0, &q), -ENOMEM);
-  EXPECT_TRUE(Contains(regcache_last_error(), "max_bytes")) << regcache_last_error();
-  EXPECT_TRUE(Contains(regcache_last_error(), "REGCACHE_MAX_BYTES")) << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "max_bytes"))
+      << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "REGCACHE_MAX_BYTES"))
+      << regcache_last_error();
   EXPECT_EQ(fake_.regs(), 1u);
   EXPECT_EQ(Stats().mem_bytes_now, 20 * Page());
   Check();
@@ -395,7 +411,8 @@ TEST_F(MemPoolTest, AnAllocationPastMaxEntriesFails) {
   ASSERT_NE(b, nullptr);
   void* q = nullptr;
   EXPECT_EQ(regcache_mem_alloc(cache_, Page(), 0, &q), -ENOMEM);
-  EXPECT_TRUE(Contains(regcache_last_error(), "max_entries")) << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "max_entries"))
+      << regcache_last_error();
   EXPECT_EQ(regcache_mem_free(cache_, a), 0);
   EXPECT_EQ(regcache_mem_free(cache_, b), 0);
 }
@@ -405,9 +422,10 @@ TEST_F(MemPoolTest, ARegistrationOutOfPinnableMemoryReturnsFreeBlocksFirst) {
   char* p = Alloc(32 * Page());
   ASSERT_NE(p, nullptr);
   ASSERT_EQ(regcache_mem_free(cache_, p), 0);  // kept: 32 pages pinned
-  fake_.set_budget(40 * Page());                // as RLIMIT_MEMLOCK would
-  char* buf = static_cast<char*>(mmap(nullptr, 16 * Page(), PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  fake_.set_budget(40 * Page());               // as RLIMIT_MEMLOCK would
+  char* buf =
+      static_cast<char*>(mmap(nullptr, 16 * Page(), PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(buf, MAP_FAILED);
   EXPECT_GT(Touch(buf, 16 * Page()), 0u) << "the free block was not given up";
   EXPECT_EQ(fake_.failures(), 1u);
@@ -416,13 +434,16 @@ TEST_F(MemPoolTest, ARegistrationOutOfPinnableMemoryReturnsFreeBlocksFirst) {
   munmap(buf, 16 * Page());
 }
 
-TEST_F(MemPoolTest, ARegistrarFailureFailsTheAllocationWithItsMessageAndMapsNothing) {
+TEST_F(MemPoolTest,
+       ARegistrarFailureFailsTheAllocationWithItsMessageAndMapsNothing) {
   Make();
   fake_.set_budget(4 * Page());
   void* q = nullptr;
   EXPECT_EQ(regcache_mem_alloc(cache_, 8 * Page(), 0, &q), -ENOMEM);
-  EXPECT_TRUE(Contains(regcache_last_error(), "regcache_mem_alloc:")) << regcache_last_error();
-  EXPECT_TRUE(Contains(regcache_last_error(), "RLIMIT_MEMLOCK")) << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "regcache_mem_alloc:"))
+      << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "RLIMIT_MEMLOCK"))
+      << regcache_last_error();
   EXPECT_EQ(q, nullptr);
   const auto s = Stats();
   EXPECT_EQ(s.mem_allocs, 0u);
@@ -449,9 +470,11 @@ TEST_F(MemPoolTest, BadArgumentsFailWithAMessageAndChangeNothing) {
       {regcache_mem_alloc(cache_, 0, 0, &q), "length is 0"},
       {regcache_mem_alloc(cache_, Page(), 0x8, &q), "unknown flags 0x8"},
       {regcache_mem_alloc(cache_, Page(), 0x80000000u, &q), "unknown flags"},
-      {regcache_mem_alloc(cache_, Page(), REGCACHE_MEM_HUGE | REGCACHE_MEM_CONTIG, &q),
+      {regcache_mem_alloc(cache_, Page(),
+                          REGCACHE_MEM_HUGE | REGCACHE_MEM_CONTIG, &q),
        "REGCACHE_MEM_CONTIG with REGCACHE_MEM_HUGE"},
-      {regcache_mem_alloc(cache_, Page(), REGCACHE_MEM_HUGE_ONLY | REGCACHE_MEM_CONTIG, &q),
+      {regcache_mem_alloc(cache_, Page(),
+                          REGCACHE_MEM_HUGE_ONLY | REGCACHE_MEM_CONTIG, &q),
        "REGCACHE_MEM_CONTIG with REGCACHE_MEM_HUGE_ONLY"},
       {regcache_mem_free(nullptr, p), "NULL cache"},
       {regcache_mem_free(cache_, nullptr), "NULL addr"},
@@ -462,36 +485,45 @@ TEST_F(MemPoolTest, BadArgumentsFailWithAMessageAndChangeNothing) {
   }
   EXPECT_EQ(q, nullptr);
   // The messages, one by one (regcache_last_error is the latest only).
-  EXPECT_EQ(regcache_mem_alloc(cache_, Page(), REGCACHE_MEM_HUGE | REGCACHE_MEM_CONTIG, &q),
+  EXPECT_EQ(regcache_mem_alloc(cache_, Page(),
+                               REGCACHE_MEM_HUGE | REGCACHE_MEM_CONTIG, &q),
             -EINVAL);
-  EXPECT_TRUE(Contains(regcache_last_error(), "REGCACHE_MEM_CONTIG with REGCACHE_MEM_HUGE"))
+  EXPECT_TRUE(Contains(regcache_last_error(),
+                       "REGCACHE_MEM_CONTIG with REGCACHE_MEM_HUGE"))
       << regcache_last_error();
   EXPECT_EQ(regcache_mem_alloc(cache_, 0, 0, &q), -EINVAL);
-  EXPECT_TRUE(Contains(regcache_last_error(), "length is 0")) << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "length is 0"))
+      << regcache_last_error();
   EXPECT_EQ(regcache_mem_alloc(cache_, ~size_t{0}, 0, &q), -ENOMEM);
-  EXPECT_TRUE(Contains(regcache_last_error(), "beyond")) << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "beyond"))
+      << regcache_last_error();
 
   // Pointers the pool did not hand out.
   int on_stack = 0;
   EXPECT_EQ(regcache_mem_free(cache_, &on_stack), -ENOENT);
-  EXPECT_TRUE(Contains(regcache_last_error(), "not allocated by regcache_mem_alloc"))
+  EXPECT_TRUE(
+      Contains(regcache_last_error(), "not allocated by regcache_mem_alloc"))
       << regcache_last_error();
   EXPECT_EQ(regcache_mem_free(cache_, p + Page()), -ENOENT);
-  EXPECT_TRUE(Contains(regcache_last_error(), "inside the block")) << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "inside the block"))
+      << regcache_last_error();
   EXPECT_EQ(regcache_mem_free(cache_, p + 1), -ENOENT);
 
   const auto after = Stats();
   EXPECT_EQ(after.mem_allocs, before.mem_allocs);
   EXPECT_EQ(after.mem_bytes_now, before.mem_bytes_now);
   EXPECT_EQ(after.registrations, before.registrations);
-  EXPECT_EQ(Touch(p, 4 * Page()), fake_.last_serial()) << "the allocation still hits";
+  EXPECT_EQ(Touch(p, 4 * Page()), fake_.last_serial())
+      << "the allocation still hits";
   Check();
 
   // Double free.
   ASSERT_EQ(regcache_mem_free(cache_, p), 0);
   EXPECT_EQ(regcache_mem_free(cache_, p), -ENOENT);
-  EXPECT_TRUE(Contains(regcache_last_error(), "already freed")) << regcache_last_error();
-  EXPECT_EQ(Stats().mem_free_bytes_now, 4 * Page()) << "the block is on the free list once";
+  EXPECT_TRUE(Contains(regcache_last_error(), "already freed"))
+      << regcache_last_error();
+  EXPECT_EQ(Stats().mem_free_bytes_now, 4 * Page())
+      << "the block is on the free list once";
   Check();
   char* again = Alloc(4 * Page());
   EXPECT_EQ(again, p);
@@ -524,10 +556,12 @@ TEST_F(MemPoolTest, AnotherCachesAllocationIsNotThisCaches) {
 
 TEST_F(MemPoolTest, ContigWithoutTheModuleFailsWithEopnotsuppAndSaysWhy) {
   if (access("/dev/regcache", F_OK) == 0)
-    GTEST_SKIP() << "/dev/regcache exists: tests/rdma's pinonce test covers CONTIG";
+    GTEST_SKIP()
+        << "/dev/regcache exists: tests/rdma's pinonce test covers CONTIG";
   Make();
   void* p = nullptr;
-  EXPECT_EQ(regcache_mem_alloc(cache_, Page(), REGCACHE_MEM_CONTIG, &p), -EOPNOTSUPP);
+  EXPECT_EQ(regcache_mem_alloc(cache_, Page(), REGCACHE_MEM_CONTIG, &p),
+            -EOPNOTSUPP);
   EXPECT_TRUE(Contains(regcache_last_error(),
                        "REGCACHE_MEM_CONTIG needs the regcache kernel module"))
       << regcache_last_error();
@@ -536,7 +570,8 @@ TEST_F(MemPoolTest, ContigWithoutTheModuleFailsWithEopnotsuppAndSaysWhy) {
   EXPECT_EQ(fake_.regs(), 0u);
 }
 
-TEST_F(MemPoolTest, HugeGetsHugetlbPagesOrTransparentHugePagesOrSaysWhatToReserve) {
+TEST_F(MemPoolTest,
+       HugeGetsHugetlbPagesOrTransparentHugePagesOrSaysWhatToReserve) {
   Make();
   const size_t len = 3 * kMiB;
   void* p = nullptr;
@@ -544,15 +579,18 @@ TEST_F(MemPoolTest, HugeGetsHugetlbPagesOrTransparentHugePagesOrSaysWhatToReserv
   const auto s = Stats();
   if (rc != 0) {
     EXPECT_EQ(rc, -ENOMEM);
-    EXPECT_TRUE(Contains(regcache_last_error(), "vm.nr_hugepages")) << regcache_last_error();
-    EXPECT_TRUE(Contains(regcache_last_error(), "transparent huge pages are off"))
+    EXPECT_TRUE(Contains(regcache_last_error(), "vm.nr_hugepages"))
+        << regcache_last_error();
+    EXPECT_TRUE(
+        Contains(regcache_last_error(), "transparent huge pages are off"))
         << regcache_last_error();
     EXPECT_EQ(s.mem_bytes_now, 0u);
     return;
   }
   EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % (2 * kMiB), 0u);
   EXPECT_EQ(s.mem_hugetlb_allocs + s.mem_thp_allocs, 1u);
-  EXPECT_EQ(s.mem_hugetlb_bytes + s.mem_thp_bytes, 4 * kMiB) << "rounded to huge pages";
+  EXPECT_EQ(s.mem_hugetlb_bytes + s.mem_thp_bytes, 4 * kMiB)
+      << "rounded to huge pages";
   EXPECT_EQ(s.mem_pages_allocs, 0u);
   memset(p, 1, len);
   EXPECT_EQ(Touch(p, len), fake_.last_serial());
@@ -573,7 +611,8 @@ TEST_F(MemPoolTest, HugeOnlyWithoutReservedPagesFailsNamingVmNrHugepages) {
   void* p = nullptr;
   const int rc = regcache_mem_alloc(cache_, len, REGCACHE_MEM_HUGE_ONLY, &p);
   if (free_pages > 0 && size_kib > 0 &&
-      (unsigned long long)free_pages * (unsigned long long)size_kib * 1024 >= len) {
+      (unsigned long long)free_pages * (unsigned long long)size_kib * 1024 >=
+          len) {
     // Pages are reserved here (the rig does that): the hugetlb path works.
     ASSERT_EQ(rc, 0) << regcache_last_error();
     const auto s = Stats();
@@ -583,9 +622,12 @@ TEST_F(MemPoolTest, HugeOnlyWithoutReservedPagesFailsNamingVmNrHugepages) {
     return;
   }
   EXPECT_EQ(rc, -ENOMEM);
-  EXPECT_TRUE(Contains(regcache_last_error(), "REGCACHE_MEM_HUGE_ONLY")) << regcache_last_error();
-  EXPECT_TRUE(Contains(regcache_last_error(), "vm.nr_hugepages")) << regcache_last_error();
-  EXPECT_FALSE(Contains(regcache_last_error(), "transparent")) << "no THP fallback";
+  EXPECT_TRUE(Contains(regcache_last_error(), "REGCACHE_MEM_HUGE_ONLY"))
+      << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "vm.nr_hugepages"))
+      << regcache_last_error();
+  EXPECT_FALSE(Contains(regcache_last_error(), "transparent"))
+      << "no THP fallback";
   const auto s = Stats();
   EXPECT_EQ(s.mem_allocs, 0u);
   EXPECT_EQ(s.mem_bytes_now, 0u);
@@ -595,7 +637,8 @@ TEST_F(MemPoolTest, HugeOnlyWithoutReservedPagesFailsNamingVmNrHugepages) {
 // ---------------------------------------------------------------------------
 // Memory changed behind the pool's back
 
-TEST_F(MemPoolTest, MemoryUnmappedBehindThePoolsBackIsInvalidatedAndNeverUnmappedByThePool) {
+TEST_F(MemPoolTest,
+       MemoryUnmappedBehindThePoolsBackIsInvalidatedAndNeverUnmappedByThePool) {
   // Monitor none: the application reports the munmap, as it must for any
   // cached memory under that monitor.
   Make();
@@ -608,14 +651,16 @@ TEST_F(MemPoolTest, MemoryUnmappedBehindThePoolsBackIsInvalidatedAndNeverUnmappe
   EXPECT_EQ(Stats().invalidations[REGCACHE_INVAL_EXPLICIT], 1u);
   EXPECT_EQ(fake_.deregs(), 1u);
   // Someone else's memory at the same address.
-  char* mine = static_cast<char*>(mmap(p, len, PROT_READ | PROT_WRITE,
-                                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                                       -1, 0));
+  char* mine = static_cast<char*>(
+      mmap(p, len, PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0));
   if (mine != p) GTEST_SKIP() << "another mapping took the address";
-  EXPECT_GT(Touch(mine, len), old_serial) << "a stale registration was returned";
+  EXPECT_GT(Touch(mine, len), old_serial)
+      << "a stale registration was returned";
   // Freeing the lost block forgets it without unmapping someone else's memory.
   EXPECT_EQ(regcache_mem_free(cache_, p), 0) << regcache_last_error();
-  EXPECT_TRUE(Mapped(mine, len)) << "the pool unmapped memory that is not its own";
+  EXPECT_TRUE(Mapped(mine, len))
+      << "the pool unmapped memory that is not its own";
   EXPECT_EQ(Stats().mem_bytes_now, 0u);
   Check();
   munmap(mine, len);
@@ -629,9 +674,9 @@ TEST_F(MemPoolTest, AFreeBlockUnmappedBehindThePoolsBackIsNeverHandedOut) {
   ASSERT_EQ(regcache_mem_free(cache_, p), 0);
   ASSERT_EQ(munmap(p, len), 0);
   ASSERT_EQ(regcache_invalidate(cache_, p, len), 0);
-  char* mine = static_cast<char*>(mmap(p, len, PROT_READ | PROT_WRITE,
-                                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                                       -1, 0));
+  char* mine = static_cast<char*>(
+      mmap(p, len, PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0));
   char* q = Alloc(len);
   EXPECT_NE(q, p) << "a lost block was handed out again";
   EXPECT_EQ(fake_.regs(), 2u);
@@ -653,15 +698,17 @@ TEST_F(MemPoolTest, TheUffdMonitorInvalidatesPoolMemoryUnmappedBehindItsBack) {
   const uint64_t old_serial = fake_.last_serial();
   EXPECT_EQ(Touch(p, len), old_serial);
   ASSERT_EQ(munmap(p, len), 0);
-  char* mine = static_cast<char*>(mmap(p, len, PROT_READ | PROT_WRITE,
-                                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                                       -1, 0));
+  char* mine = static_cast<char*>(
+      mmap(p, len, PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0));
   if (mine != p) GTEST_SKIP() << "another mapping took the address";
   // A get after munmap() returned sees the monitor's event applied.
-  EXPECT_GT(Touch(mine, len), old_serial) << "a stale registration was returned";
+  EXPECT_GT(Touch(mine, len), old_serial)
+      << "a stale registration was returned";
   EXPECT_EQ(Stats().invalidations[REGCACHE_INVAL_UNMAP], 1u);
   EXPECT_EQ(regcache_mem_free(cache_, p), 0);
-  EXPECT_TRUE(Mapped(mine, len)) << "the pool unmapped memory that is not its own";
+  EXPECT_TRUE(Mapped(mine, len))
+      << "the pool unmapped memory that is not its own";
   munmap(mine, len);
 }
 
@@ -674,21 +721,26 @@ TEST_F(MemPoolTest, InAForkChildTheParentsAllocationIsOrdinaryMemory) {
   char* p = Alloc(len);
   ASSERT_NE(p, nullptr);
   const uint64_t parent_serial = fake_.last_serial();
-  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
-    regcache_handle_t* h = nullptr;
-    if (regcache_get(cache_, p, len, kLW, &h) != 0) return regcache_last_error();
-    const uint64_t serial = CheckingFakeRegistrar::RecordOf(regcache_handle_mr(h))->serial;
-    regcache_put(cache_, h);
-    if (serial == parent_serial) return "the child got the parent's registration";
-    if (regcache_mem_free(cache_, p) != 0) return regcache_last_error();
-    if (!Mapped(p, len)) return "the child unmapped inherited memory";
-    void* q = nullptr;
-    if (regcache_mem_alloc(cache_, len, 0, &q) != 0) return regcache_last_error();
-    if (q == p) return "the child reused a block it does not own";
-    if (regcache_mem_free(cache_, q) != 0) return regcache_last_error();
-    if (regcache_mem_trim(cache_) != 0) return regcache_last_error();
-    return "";
-  });
+  const regcache_test::ChildOutcome child =
+      regcache_test::RunInChild([&]() -> std::string {
+        regcache_handle_t* h = nullptr;
+        if (regcache_get(cache_, p, len, kLW, &h) != 0)
+          return regcache_last_error();
+        const uint64_t serial =
+            CheckingFakeRegistrar::RecordOf(regcache_handle_mr(h))->serial;
+        regcache_put(cache_, h);
+        if (serial == parent_serial)
+          return "the child got the parent's registration";
+        if (regcache_mem_free(cache_, p) != 0) return regcache_last_error();
+        if (!Mapped(p, len)) return "the child unmapped inherited memory";
+        void* q = nullptr;
+        if (regcache_mem_alloc(cache_, len, 0, &q) != 0)
+          return regcache_last_error();
+        if (q == p) return "the child reused a block it does not own";
+        if (regcache_mem_free(cache_, q) != 0) return regcache_last_error();
+        if (regcache_mem_trim(cache_) != 0) return regcache_last_error();
+        return "";
+      });
   EXPECT_TRUE(child.passed) << child.message;
   EXPECT_EQ(Touch(p, len), parent_serial) << "the parent's pool is untouched";
   EXPECT_EQ(regcache_mem_free(cache_, p), 0);
@@ -755,7 +807,9 @@ TEST_F(MemPoolTest, StatisticsShowThePoolInTextAndJson) {
   const std::string out(text, size);
   free(text);
   const std::string pages = "pages=2/" + std::to_string(4 * Page());
-  EXPECT_NE(out.find("regcache mem: allocs=2 reuses=1 " + pages), std::string::npos) << out;
+  EXPECT_NE(out.find("regcache mem: allocs=2 reuses=1 " + pages),
+            std::string::npos)
+      << out;
   const std::string json_line = out.substr(out.find('{'));
   const auto j = nlohmann::json::parse(json_line);
   EXPECT_EQ(j["mem"]["allocs"], 2);
@@ -770,8 +824,10 @@ TEST_F(MemPoolTest, StatisticsShowThePoolInTextAndJson) {
 }
 
 TEST_F(MemPoolTest, CxxMemoryIsMoveOnlyAndFreesInItsDestructor) {
-  static_assert(!std::is_copy_constructible<regcache::Memory>::value, "move-only");
-  static_assert(std::is_nothrow_move_constructible<regcache::Memory>::value, "movable");
+  static_assert(!std::is_copy_constructible<regcache::Memory>::value,
+                "move-only");
+  static_assert(std::is_nothrow_move_constructible<regcache::Memory>::value,
+                "movable");
   Make();
   void* where = nullptr;
   {
@@ -795,7 +851,8 @@ TEST_F(MemPoolTest, CxxMemoryIsMoveOnlyAndFreesInItsDestructor) {
     EXPECT_EQ(outer.data(), where);
     EXPECT_EQ(Stats().mem_free_bytes_now, 0u);
   }
-  EXPECT_EQ(Stats().mem_free_bytes_now, 3 * Page()) << "freed by the destructor";
+  EXPECT_EQ(Stats().mem_free_bytes_now, 3 * Page())
+      << "freed by the destructor";
 }
 
 TEST(MemPoolCxx, CacheAllocateHitsAndTrimMemoryReturnsIt) {
@@ -812,7 +869,9 @@ TEST(MemPoolCxx, CacheAllocateHitsAndTrimMemoryReturnsIt) {
       regcache::Memory mem;
       ASSERT_EQ(cache.Allocate(5000, 0, &mem), 0) << regcache_last_error();
       regcache::Registration reg;
-      ASSERT_EQ(cache.Get(mem.data(), mem.size(), REGCACHE_ACCESS_REMOTE_WRITE, &reg), 0);
+      ASSERT_EQ(
+          cache.Get(mem.data(), mem.size(), REGCACHE_ACCESS_REMOTE_WRITE, &reg),
+          0);
       EXPECT_EQ(cache.Stats().hits, 1u);
       EXPECT_EQ(cache.Stats().misses, 0u);
     }

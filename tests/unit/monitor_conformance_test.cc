@@ -10,9 +10,9 @@
 // The registrar is CheckingFakeRegistrar: a registration's serial tells
 // whether it was made before or after the change ("stale" = before).
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
-#include <linux/magic.h>
 #include <sys/shm.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -78,7 +78,8 @@ class MonitorConformance
     int rc = regcache_get(cache_, p, len, kLW, &h);
     EXPECT_EQ(rc, 0) << regcache_last_error();
     if (rc != 0) return 0;
-    uint64_t serial = CheckingFakeRegistrar::RecordOf(regcache_handle_mr(h))->serial;
+    uint64_t serial =
+        CheckingFakeRegistrar::RecordOf(regcache_handle_mr(h))->serial;
     EXPECT_EQ(regcache_put(cache_, h), 0) << regcache_last_error();
     return serial;
   }
@@ -89,7 +90,8 @@ class MonitorConformance
   }
   // Asserts that the next get of [p, p+len) is not served by a registration
   // made before `before` (the serial at the time of the change).
-  void ExpectFresh(const void* p, size_t len, uint64_t before, const char* what) {
+  void ExpectFresh(const void* p, size_t len, uint64_t before,
+                   const char* what) {
     EXPECT_GT(Touch(p, len), before)
         << what << ": the cache returned a registration of the old pages";
   }
@@ -119,8 +121,8 @@ class MonitorConformance
   // MapFreedAgain), and the next get of [p, p+len) must register anew.
   // `then(p)` checks more before the bytes are unmapped.
   template <typename Change, typename Then>
-  void ExpectInvalidatedBy(const char* what, size_t len, Fill fill, Change change,
-                           Then then) {
+  void ExpectInvalidatedBy(const char* what, size_t len, Fill fill,
+                           Change change, Then then) {
     RetryIfAddressTaken([&] {
       char* p = MapAnon(len);
       ASSERT_NE(p, nullptr);
@@ -135,7 +137,8 @@ class MonitorConformance
     });
   }
   template <typename Change>
-  void ExpectInvalidatedBy(const char* what, size_t len, Fill fill, Change change) {
+  void ExpectInvalidatedBy(const char* what, size_t len, Fill fill,
+                           Change change) {
     ExpectInvalidatedBy(what, len, fill, change, [](char*) {});
   }
 
@@ -164,7 +167,9 @@ TEST_P(MonitorConformance, MunmapThenRemapSameAddressInvalidates) {
         ASSERT_EQ(munmap(p, len), 0);
         MapFreedAgain(p, len);
       },
-      [&](char*) { EXPECT_GE(Stats().invalidations[REGCACHE_INVAL_UNMAP], 1u); });
+      [&](char*) {
+        EXPECT_GE(Stats().invalidations[REGCACHE_INVAL_UNMAP], 1u);
+      });
 }
 
 TEST_P(MonitorConformance, RawSyscallMunmapInvalidates) {
@@ -232,7 +237,8 @@ TEST_P(MonitorConformance, BrkShrinkInvalidates) {
   void* start = sbrk(0);
   const size_t len = 4 * Page();
   char* top = static_cast<char*>(start);
-  char* aligned = reinterpret_cast<char*>((uintptr_t(top) + Page() - 1) & ~(Page() - 1));
+  char* aligned =
+      reinterpret_cast<char*>((uintptr_t(top) + Page() - 1) & ~(Page() - 1));
   const size_t grow = size_t(aligned - top) + len;
   ASSERT_NE(sbrk(intptr_t(grow)), reinterpret_cast<void*>(-1));
   memset(aligned, 1, len);
@@ -264,7 +270,8 @@ TEST_P(MonitorConformance, ShmdtInvalidatesOrIsNotCached) {
 // A temporary file, preferably on a disk filesystem (not tmpfs: a tmpfs
 // file is shmem, which userfaultfd can watch). Returns -1 on failure.
 int OpenTempFile(bool* on_shmem) {
-  const char* dirs[] = {getenv("REGCACHE_TEST_FILE_DIR"), ".", "/var/tmp", "/tmp"};
+  const char* dirs[] = {getenv("REGCACHE_TEST_FILE_DIR"), ".", "/var/tmp",
+                        "/tmp"};
   int fallback = -1;
   for (const char* dir : dirs) {
     if (dir == nullptr) continue;
@@ -279,7 +286,10 @@ int OpenTempFile(bool* on_shmem) {
       *on_shmem = false;
       return fd;
     }
-    if (fallback < 0) fallback = fd; else close(fd);
+    if (fallback < 0)
+      fallback = fd;
+    else
+      close(fd);
   }
   *on_shmem = true;
   return fallback;
@@ -292,7 +302,8 @@ TEST_P(MonitorConformance, FileBackedMappingIsNeverServedStale) {
     ASSERT_GE(fd, 0);
     const size_t len = 4 * Page();
     ASSERT_EQ(ftruncate(fd, off_t(len)), 0);
-    char* p = static_cast<char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    char* p = static_cast<char*>(
+        mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
     ASSERT_NE(p, MAP_FAILED);
     Touch(p, len);
     const uint64_t second = Touch(p, len);
@@ -300,8 +311,10 @@ TEST_P(MonitorConformance, FileBackedMappingIsNeverServedStale) {
     // kmod watches every mapping; uffd cannot watch files on disk filesystems
     // (its blind spot), so the cache registers per use instead: slower, never
     // stale. A tmpfs file is shmem, which uffd watches.
-    std::printf("[ %s ] %s file mapping: %s\n", regcache_monitor_name(GetParam()),
-                on_shmem ? "tmpfs" : "disk", s.uncacheable != 0 ? "not cacheable (registered per use)" : "cached");
+    std::printf(
+        "[ %s ] %s file mapping: %s\n", regcache_monitor_name(GetParam()),
+        on_shmem ? "tmpfs" : "disk",
+        s.uncacheable != 0 ? "not cacheable (registered per use)" : "cached");
     if (GetParam() == REGCACHE_MONITOR_UFFD && !on_shmem) {
       EXPECT_EQ(s.uncacheable, 2u);
     } else {
@@ -356,7 +369,8 @@ TEST_P(MonitorConformance, ForkInTheParentDoesNotInvalidate) {
 TEST_P(MonitorConformance, ConcurrentRemapOfOwnBuffersNeverReturnsStale) {
   ConcurrentRemapOfOwnBuffers();
 }
-TEST_P(MonitorConformanceAdaptive, ConcurrentRemapOfOwnBuffersNeverReturnsStale) {
+TEST_P(MonitorConformanceAdaptive,
+       ConcurrentRemapOfOwnBuffersNeverReturnsStale) {
   ConcurrentRemapOfOwnBuffers();
 }
 
@@ -383,30 +397,46 @@ void MonitorConformance::ConcurrentRemapOfOwnBuffers() {
       const size_t len = (1 + t) * Page();
       char* const p = reserved[t];
       auto map_rw = [&] { return MapAnon(len, p, MAP_FIXED) == p; };
-      if (!map_rw()) { errors++; return; }
+      if (!map_rw()) {
+        errors++;
+        return;
+      }
       for (int i = 0; i < kRounds; ++i) {
         const uint64_t before = fake_.last_serial();
         bool ok = true;
         switch (i % 3) {
-          case 0: ok = map_rw(); break;
-          case 1: ok = madvise(p, len, MADV_DONTNEED) == 0; break;
+          case 0:
+            ok = map_rw();
+            break;
+          case 1:
+            ok = madvise(p, len, MADV_DONTNEED) == 0;
+            break;
           case 2:  // unmap (to a reservation: no hole), then map again
-            ok = mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                      -1, 0) == p && map_rw();
+            ok = mmap(p, len, PROT_NONE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == p &&
+                 map_rw();
             break;
         }
-        if (!ok) { errors++; return; }
+        if (!ok) {
+          errors++;
+          return;
+        }
         for (int k = 0; k < 2; ++k) {
           regcache_handle_t* h = nullptr;
-          if (regcache_get(cache_, p, len, kLW, &h) != 0) { errors++; break; }
+          if (regcache_get(cache_, p, len, kLW, &h) != 0) {
+            errors++;
+            break;
+          }
           auto* rec = CheckingFakeRegistrar::RecordOf(regcache_handle_mr(h));
           if (rec->serial <= before && stale++ == 0) {
-            std::printf("first stale: thread %d round %d (kind %d) get %d: [%p,+%zu) "
-                        "served by registration %llu [0x%llx,+%zu), serial before %llu\n",
-                        t, i, i % 3, k, static_cast<void*>(p), len,
-                        static_cast<unsigned long long>(rec->serial),
-                        static_cast<unsigned long long>(rec->addr), rec->length,
-                        static_cast<unsigned long long>(before));
+            std::printf(
+                "first stale: thread %d round %d (kind %d) get %d: [%p,+%zu) "
+                "served by registration %llu [0x%llx,+%zu), serial before "
+                "%llu\n",
+                t, i, i % 3, k, static_cast<void*>(p), len,
+                static_cast<unsigned long long>(rec->serial),
+                static_cast<unsigned long long>(rec->addr), rec->length,
+                static_cast<unsigned long long>(before));
           }
           regcache_put(cache_, h);
         }
@@ -445,10 +475,19 @@ void MonitorConformance::AddressReusedByAnotherThread() {
       for (int i = 0; i < kRounds; ++i) {
         const uint64_t before = fake_.last_serial();
         char* p = MapAnon(len);
-        if (p == nullptr) { errors++; continue; }
+        if (p == nullptr) {
+          errors++;
+          continue;
+        }
         regcache_handle_t* h = nullptr;
-        if (regcache_get(cache_, p, len, kLW, &h) != 0) { errors++; munmap(p, len); continue; }
-        if (CheckingFakeRegistrar::RecordOf(regcache_handle_mr(h))->serial <= before) stale++;
+        if (regcache_get(cache_, p, len, kLW, &h) != 0) {
+          errors++;
+          munmap(p, len);
+          continue;
+        }
+        if (CheckingFakeRegistrar::RecordOf(regcache_handle_mr(h))->serial <=
+            before)
+          stale++;
         regcache_put(cache_, h);
         munmap(p, len);
       }
@@ -459,15 +498,18 @@ void MonitorConformance::AddressReusedByAnotherThread() {
   EXPECT_EQ(stale.load(), 0);
 }
 
-std::string MonitorName(const ::testing::TestParamInfo<regcache_monitor_kind>& info) {
+std::string MonitorName(
+    const ::testing::TestParamInfo<regcache_monitor_kind>& info) {
   return regcache_monitor_name(info.param);
 }
 
 INSTANTIATE_TEST_SUITE_P(Monitors, MonitorConformance,
-                         ::testing::Values(REGCACHE_MONITOR_UFFD, REGCACHE_MONITOR_KMOD),
+                         ::testing::Values(REGCACHE_MONITOR_UFFD,
+                                           REGCACHE_MONITOR_KMOD),
                          MonitorName);
 INSTANTIATE_TEST_SUITE_P(Monitors, MonitorConformanceAdaptive,
-                         ::testing::Values(REGCACHE_MONITOR_UFFD, REGCACHE_MONITOR_KMOD),
+                         ::testing::Values(REGCACHE_MONITOR_UFFD,
+                                           REGCACHE_MONITOR_KMOD),
                          MonitorName);
 
 }  // namespace

@@ -60,9 +60,10 @@ int KernelVersion() {
 class OdpDevice : public regcache_test::VerbsDeviceTest {
  protected:
   void SetUp() override {
-    OpenDevice("run in the qemu+rxe rig "
-               "(tests/vm/run-in-vm.sh -- build/tests/unit/odp_device_test)",
-               kBufferPages * kPage);
+    OpenDevice(
+        "run in the qemu+rxe rig "
+        "(tests/vm/run-in-vm.sh -- build/tests/unit/odp_device_test)",
+        kBufferPages * kPage);
     if (IsSkipped() || HasFatalFailure()) return;
     ASSERT_EQ(regcache_registrar_ibverbs(pd_, &registrar_), 0);
     ASSERT_EQ(ProbeOdp(context_, DefaultVerbsOps(), &caps_), 0)
@@ -102,8 +103,8 @@ class OdpDevice : public regcache_test::VerbsDeviceTest {
 TEST_F(OdpDevice, RxeBeforeLinux615HasNoOdp) {
   if (!is_rxe_) GTEST_SKIP() << device_ << " is not rxe";
   if (KernelVersion() >= 615) {
-    GTEST_SKIP() << "kernel " << KernelVersion() / 100 << "." << KernelVersion() % 100
-                 << ": rxe may have ODP";
+    GTEST_SKIP() << "kernel " << KernelVersion() / 100 << "."
+                 << KernelVersion() % 100 << ": rxe may have ODP";
   }
   EXPECT_FALSE(caps_.supported()) << DescribeOdp(caps_);
   EXPECT_EQ(caps_.general_caps, 0u);
@@ -118,11 +119,12 @@ TEST_F(OdpDevice, ProbeAgreesWithAnOnDemandRegistration) {
                           IBV_ACCESS_ON_DEMAND | IBV_ACCESS_LOCAL_WRITE);
   const int err = errno;
   if (caps_.supported()) {
-    ASSERT_NE(mr, nullptr) << DescribeOdp(caps_) << ", yet ibv_reg_mr(ON_DEMAND): "
-                           << strerror(err);
+    ASSERT_NE(mr, nullptr) << DescribeOdp(caps_)
+                           << ", yet ibv_reg_mr(ON_DEMAND): " << strerror(err);
     EXPECT_EQ(ibv_dereg_mr(mr), 0);
   } else {
-    EXPECT_EQ(mr, nullptr) << DescribeOdp(caps_) << ", yet ibv_reg_mr(ON_DEMAND) worked";
+    EXPECT_EQ(mr, nullptr) << DescribeOdp(caps_)
+                           << ", yet ibv_reg_mr(ON_DEMAND) worked";
     if (mr != nullptr) ibv_dereg_mr(mr);
     if (is_rxe_) {
       // 6.1 says EINVAL, 6.12 EOPNOTSUPP.
@@ -132,8 +134,10 @@ TEST_F(OdpDevice, ProbeAgreesWithAnOnDemandRegistration) {
 }
 
 TEST_F(OdpDevice, AdviseMrIsUnsupportedWithoutOdp) {
-  if (caps_.supported()) GTEST_SKIP() << device_ << " has ODP: " << DescribeOdp(caps_);
-  ibv_mr* mr = ibv_reg_mr(pd_, buffer_, kPage, static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
+  if (caps_.supported())
+    GTEST_SKIP() << device_ << " has ODP: " << DescribeOdp(caps_);
+  ibv_mr* mr =
+      ibv_reg_mr(pd_, buffer_, kPage, static_cast<int>(IBV_ACCESS_LOCAL_WRITE));
   ASSERT_NE(mr, nullptr) << strerror(errno);
   ibv_sge sge{reinterpret_cast<uintptr_t>(buffer_), uint32_t(kPage), mr->lkey};
   const int ret = ibv_advise_mr(pd_, IBV_ADVISE_MR_ADVICE_PREFETCH, 0, &sge, 1);
@@ -145,7 +149,8 @@ TEST_F(OdpDevice, AdviseMrIsUnsupportedWithoutOdp) {
 }
 
 TEST_F(OdpDevice, AutoPinsWithoutOdpAndSaysWhy) {
-  if (caps_.supported()) GTEST_SKIP() << device_ << " has ODP: " << DescribeOdp(caps_);
+  if (caps_.supported())
+    GTEST_SKIP() << device_ << " has ODP: " << DescribeOdp(caps_);
   ASSERT_EQ(Create(REGCACHE_MODE_AUTO), 0) << regcache_last_error();
   struct regcache_stats s;
   ASSERT_EQ(regcache_stats(cache_, &s), 0);
@@ -155,13 +160,15 @@ TEST_F(OdpDevice, AutoPinsWithoutOdpAndSaysWhy) {
   regcache_print_stats(cache_, stdout);
   // And the pinned path works on this device.
   regcache_handle_t* h = nullptr;
-  ASSERT_EQ(regcache_get(cache_, buffer_, kPage, kRw, &h), 0) << regcache_last_error();
+  ASSERT_EQ(regcache_get(cache_, buffer_, kPage, kRw, &h), 0)
+      << regcache_last_error();
   EXPECT_NE(regcache_handle_mr(h)->rkey, 0u);
   EXPECT_EQ(regcache_put(cache_, h), 0);
 }
 
 TEST_F(OdpDevice, OdpModeFailsWithoutOdp) {
-  if (caps_.supported()) GTEST_SKIP() << device_ << " has ODP: " << DescribeOdp(caps_);
+  if (caps_.supported())
+    GTEST_SKIP() << device_ << " has ODP: " << DescribeOdp(caps_);
   EXPECT_EQ(Create(REGCACHE_MODE_ODP), -EOPNOTSUPP);
   EXPECT_EQ(cache_, nullptr);
   const std::string msg = regcache_last_error();
@@ -202,19 +209,23 @@ TEST_F(OdpDevice, OdpCacheRegistersOnDemandAndSurvivesRemap) {
 TEST_F(OdpDevice, AutoChoosesOdpWhenTheDeviceCoversIt) {
   if (!caps_.supported()) GTEST_SKIP() << NoOdpSkipReason();
   std::string why;
-  const bool covered = OdpCovers(caps_, OdpTransport::kRc, kAutoOdpAccess, &why);
+  const bool covered =
+      OdpCovers(caps_, OdpTransport::kRc, kAutoOdpAccess, &why);
   const OdpQuirk* quirk = FindOdpQuirk(caps_);
   ASSERT_EQ(Create(REGCACHE_MODE_AUTO), 0) << regcache_last_error();
   struct regcache_stats s;
   ASSERT_EQ(regcache_stats(cache_, &s), 0);
-  EXPECT_EQ(s.mode, covered && quirk == nullptr ? REGCACHE_MODE_ODP : REGCACHE_MODE_PIN)
+  EXPECT_EQ(s.mode,
+            covered && quirk == nullptr ? REGCACHE_MODE_ODP : REGCACHE_MODE_PIN)
       << s.mode_reason;
   if (!covered) {
     EXPECT_EQ(std::string(s.mode_reason), why);
   } else if (quirk != nullptr) {
-    EXPECT_TRUE(Contains(s.mode_reason, std::string("known defect ") + quirk->name))
+    EXPECT_TRUE(
+        Contains(s.mode_reason, std::string("known defect ") + quirk->name))
         << s.mode_reason;
-    printf("known device defect %s: %s: auto pinned\n", quirk->name, quirk->defect);
+    printf("known device defect %s: %s: auto pinned\n", quirk->name,
+           quirk->defect);
   }
 }
 

@@ -29,9 +29,9 @@ class FakeVerbs {
   enum class Op { kQueryDeviceEx, kRegMr, kDeregMr, kAdviseMr };
   struct Call {
     Op op = Op::kQueryDeviceEx;
-    void* addr = nullptr;  // reg_mr
-    size_t length = 0;     // reg_mr
-    int access = 0;        // reg_mr: IBV_ACCESS_* as passed
+    void* addr = nullptr;        // reg_mr
+    size_t length = 0;           // reg_mr
+    int access = 0;              // reg_mr: IBV_ACCESS_* as passed
     const ibv_mr* mr = nullptr;  // reg_mr's result, dereg_mr's argument
     int advice = -1;             // advise_mr: IBV_ADVISE_MR_ADVICE_*
     uint32_t flags = 0;          // advise_mr: IBV_ADVISE_MR_FLAG_*
@@ -58,11 +58,16 @@ class FakeVerbs {
 
   // ---- Configuration (set before use) ----
   // Like rxe in Linux 6.1: odp_caps all zero.
-  void SetNoOdp() { odp_ = ibv_odp_caps{}; xrc_caps_ = 0; }
-  // ODP with the given RC (and UD) bits; implicit adds IBV_ODP_SUPPORT_IMPLICIT.
+  void SetNoOdp() {
+    odp_ = ibv_odp_caps{};
+    xrc_caps_ = 0;
+  }
+  // ODP with the given RC (and UD) bits; implicit adds
+  // IBV_ODP_SUPPORT_IMPLICIT.
   void SetOdp(uint32_t rc, bool implicit, uint32_t ud = 0) {
     odp_ = ibv_odp_caps{};
-    odp_.general_caps = IBV_ODP_SUPPORT | (implicit ? IBV_ODP_SUPPORT_IMPLICIT : 0);
+    odp_.general_caps =
+        IBV_ODP_SUPPORT | (implicit ? IBV_ODP_SUPPORT_IMPLICIT : 0);
     odp_.per_transport_caps.rc_odp_caps = rc;
     odp_.per_transport_caps.ud_odp_caps = ud;
   }
@@ -74,7 +79,7 @@ class FakeVerbs {
   }
   void ClearCalls() { calls_.clear(); }  // forget the calls recorded so far
   void set_query_result(int positive_errno) { query_result_ = positive_errno; }
-  void set_reg_errno(int e) { reg_errno_ = e; }       // 0: reg_mr succeeds
+  void set_reg_errno(int e) { reg_errno_ = e; }          // 0: reg_mr succeeds
   void set_advise_result(int r) { advise_result_ = r; }  // positive errno
 
   // ---- What the code under test uses ----

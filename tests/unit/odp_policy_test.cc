@@ -45,8 +45,8 @@ constexpr uint32_t kRcSendRecvWriteRead =
 // What Soft-RoCE (rdma_rxe) reports as its vendor and part, and the RC ODP
 // operations its ODP claims in Linux 7.3.
 constexpr uint32_t kRxeVendorId = 0xFFFFFF, kRxeVendorPartId = 0;
-constexpr uint32_t kRxeRcOdp = kRcSendRecvWriteRead | IBV_ODP_SUPPORT_ATOMIC |
-                               IBV_ODP_SUPPORT_SRQ_RECV;
+constexpr uint32_t kRxeRcOdp =
+    kRcSendRecvWriteRead | IBV_ODP_SUPPORT_ATOMIC | IBV_ODP_SUPPORT_SRQ_RECV;
 
 constexpr uint32_t kRw = REGCACHE_ACCESS_LOCAL_WRITE |
                          REGCACHE_ACCESS_REMOTE_WRITE |
@@ -77,8 +77,8 @@ regcache_registrar IbverbsOver(FakeVerbs& fake) {
 }
 
 // reg as the cache calls it.
-int Reg(const regcache_registrar& r, void* addr, size_t length,
-        uint32_t access, regcache_mr* mr) {
+int Reg(const regcache_registrar& r, void* addr, size_t length, uint32_t access,
+        regcache_mr* mr) {
   *mr = regcache_mr{};
   mr->addr = addr;
   mr->length = length;
@@ -91,12 +91,16 @@ class ScopedEnv {
  public:
   ScopedEnv(const char* name, const char* value) : name_(name) {
     if (const char* old = getenv(name)) old_ = old;
-    if (value != nullptr) setenv(name, value, 1);
-    else unsetenv(name);
+    if (value != nullptr)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
   }
   ~ScopedEnv() {
-    if (old_) setenv(name_, old_->c_str(), 1);
-    else unsetenv(name_);
+    if (old_)
+      setenv(name_, old_->c_str(), 1);
+    else
+      unsetenv(name_);
   }
 
  private:
@@ -113,7 +117,8 @@ TEST(OdpProbe, NoOdpIsDescribedAsSuch) {
   OdpCaps caps = Probe(fake);
   EXPECT_FALSE(caps.supported());
   EXPECT_FALSE(caps.implicit());
-  EXPECT_EQ(DescribeOdp(caps), "rxe0: no on-demand paging (odp_caps.general_caps = 0)");
+  EXPECT_EQ(DescribeOdp(caps),
+            "rxe0: no on-demand paging (odp_caps.general_caps = 0)");
   EXPECT_EQ(fake.count(Op::kQueryDeviceEx), 1u);
 }
 
@@ -126,11 +131,13 @@ TEST(OdpProbe, DescribesExplicitImplicitAndEachTransport) {
   EXPECT_TRUE(caps.implicit());
   EXPECT_EQ(caps.max_mr_size, uint64_t{1} << 40);
   EXPECT_EQ(DescribeOdp(caps),
-            "mlx5_0: ODP explicit+implicit; RC: send recv write read atomic; UD: send");
+            "mlx5_0: ODP explicit+implicit; RC: send recv write read atomic; "
+            "UD: send");
 
   fake.SetOdp(IBV_ODP_SUPPORT_SEND, /*implicit=*/false);
   fake.set_xrc_caps(IBV_ODP_SUPPORT_SRQ_RECV);
-  EXPECT_EQ(DescribeOdp(Probe(fake)), "mlx5_0: ODP explicit; RC: send; XRC: srq_recv");
+  EXPECT_EQ(DescribeOdp(Probe(fake)),
+            "mlx5_0: ODP explicit; RC: send; XRC: srq_recv");
 }
 
 TEST(OdpProbe, QueryFailureIsReportedNotTakenForNoOdp) {
@@ -140,7 +147,8 @@ TEST(OdpProbe, QueryFailureIsReportedNotTakenForNoOdp) {
   EXPECT_EQ(ProbeOdp(fake.context(), *fake.ops(), &caps), -EOPNOTSUPP);
   EXPECT_EQ(caps.query_error, -EOPNOTSUPP);
   EXPECT_FALSE(caps.supported());
-  EXPECT_TRUE(Contains(DescribeOdp(caps), "dev0: cannot query ODP capabilities"))
+  EXPECT_TRUE(
+      Contains(DescribeOdp(caps), "dev0: cannot query ODP capabilities"))
       << DescribeOdp(caps);
 }
 
@@ -152,10 +160,14 @@ TEST(OdpCovers, EachAccessBitNeedsItsRcOperation) {
   };
   const Case cases[] = {
       {0, IBV_ODP_SUPPORT_SEND},
-      {REGCACHE_ACCESS_LOCAL_WRITE, IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_RECV},
-      {REGCACHE_ACCESS_REMOTE_WRITE, IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_WRITE},
-      {REGCACHE_ACCESS_REMOTE_READ, IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_READ},
-      {REGCACHE_ACCESS_REMOTE_ATOMIC, IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_ATOMIC},
+      {REGCACHE_ACCESS_LOCAL_WRITE,
+       IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_RECV},
+      {REGCACHE_ACCESS_REMOTE_WRITE,
+       IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_WRITE},
+      {REGCACHE_ACCESS_REMOTE_READ,
+       IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_READ},
+      {REGCACHE_ACCESS_REMOTE_ATOMIC,
+       IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_ATOMIC},
   };
   for (const Case& c : cases) {
     // Exactly the needed bits cover it; dropping any one of them does not.
@@ -198,14 +210,16 @@ TEST(ModePolicy, AutoWithoutOdpPinsAndSaysWhy) {
   fake.SetNoOdp();
   const regcache_registrar in = IbverbsOver(fake);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(in, fake.pd(), Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_UFFD),
+  ASSERT_EQ(ResolveMode(in, fake.pd(),
+                        Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_UFFD),
                         *fake.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN);
   EXPECT_EQ(d.reason, "rxe0: no on-demand paging (odp_caps.general_caps = 0)");
   EXPECT_EQ(d.registrar.reg, in.reg) << "pin keeps the caller's registrar";
   EXPECT_EQ(d.registrar.ctx, in.ctx);
-  EXPECT_EQ(d.monitor, REGCACHE_MONITOR_UFFD) << "pin keeps the configured monitor";
+  EXPECT_EQ(d.monitor, REGCACHE_MONITOR_UFFD)
+      << "pin keeps the configured monitor";
   EXPECT_EQ(d.odp, nullptr);
   EXPECT_EQ(fake.count(Op::kRegMr), 0u);
 }
@@ -214,7 +228,8 @@ TEST(ModePolicy, OdpRequestedWithoutOdpFailsWithWhatIsMissing) {
   FakeVerbs fake("rxe0");
   fake.SetNoOdp();
   ModeDecision d;
-  EXPECT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_ODP), *fake.ops(), &d),
+  EXPECT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_ODP),
+                        *fake.ops(), &d),
             -EOPNOTSUPP);
   const std::string msg = regcache_last_error();
   EXPECT_TRUE(Contains(msg, "mode odp")) << msg;
@@ -226,11 +241,13 @@ TEST(ModePolicy, AutoChoosesOdpWhenRcWriteAndReadAreCovered) {
   FakeVerbs fake("mlx5_0");
   fake.SetOdp(kRcSendRecvWriteRead, /*implicit=*/false);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_KMOD),
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(),
+                        Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_KMOD),
                         *fake.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_ODP);
-  EXPECT_EQ(d.reason, "mlx5_0 supports ODP for RC send/recv/write/read; explicit MRs");
+  EXPECT_EQ(d.reason,
+            "mlx5_0 supports ODP for RC send/recv/write/read; explicit MRs");
   EXPECT_EQ(d.monitor, REGCACHE_MONITOR_NONE) << "ODP MRs never go stale";
   ASSERT_NE(d.odp, nullptr);
   EXPECT_STREQ(d.registrar.name, "ibverbs-odp");
@@ -240,10 +257,13 @@ TEST(ModePolicy, AutoChoosesOdpWhenRcWriteAndReadAreCovered) {
 
 TEST(ModePolicy, AutoPinsWhenRcWriteIsNotCovered) {
   FakeVerbs fake("mlx5_0");
-  fake.SetOdp(IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_RECV | IBV_ODP_SUPPORT_READ,
-              false, /*ud=*/FakeVerbs::kRcAll);
+  fake.SetOdp(
+      IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_RECV | IBV_ODP_SUPPORT_READ, false,
+      /*ud=*/FakeVerbs::kRcAll);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_AUTO), *fake.ops(), &d), 0);
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(),
+                        Config(REGCACHE_MODE_AUTO), *fake.ops(), &d),
+            0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN);
   EXPECT_EQ(d.reason,
             "mlx5_0: ODP on RC lacks write (needed for remote write); "
@@ -254,14 +274,19 @@ TEST(ModePolicy, OdpRequestedUsesPartialOdp) {
   FakeVerbs fake("mlx5_0");
   fake.SetOdp(IBV_ODP_SUPPORT_SEND | IBV_ODP_SUPPORT_READ, false);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_ODP), *fake.ops(), &d), 0);
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_ODP),
+                        *fake.ops(), &d),
+            0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_ODP);
-  EXPECT_EQ(d.reason, "requested; mlx5_0 supports ODP for RC send/read; explicit MRs");
+  EXPECT_EQ(d.reason,
+            "requested; mlx5_0 supports ODP for RC send/read; explicit MRs");
 
   fake.SetOdp(IBV_ODP_SUPPORT_READ, false);  // not even sends
-  EXPECT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_ODP), *fake.ops(), &d),
+  EXPECT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_ODP),
+                        *fake.ops(), &d),
             -EOPNOTSUPP);
-  EXPECT_TRUE(Contains(regcache_last_error(), "lacks send")) << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "lacks send"))
+      << regcache_last_error();
 }
 
 TEST(ModePolicy, AutoPinsRxeWhoseOdpMisplacesData) {
@@ -270,16 +295,19 @@ TEST(ModePolicy, AutoPinsRxeWhoseOdpMisplacesData) {
   fake.SetOdp(kRxeRcOdp, /*implicit=*/false, /*ud=*/IBV_ODP_SUPPORT_SEND);
   const regcache_registrar in = IbverbsOver(fake);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(in, fake.pd(), Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_KMOD),
+  ASSERT_EQ(ResolveMode(in, fake.pd(),
+                        Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_KMOD),
                         *fake.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN);
   EXPECT_EQ(d.reason,
             "rxe0: ODP not used, known defect rxe-odp-page-offset (unaligned "
             "RDMA lands misplaced); REGCACHE_MODE=odp overrides");
-  EXPECT_LT(d.reason.size(), sizeof(static_cast<struct regcache_stats*>(nullptr)->mode_reason));
+  EXPECT_LT(d.reason.size(),
+            sizeof(static_cast<struct regcache_stats*>(nullptr)->mode_reason));
   EXPECT_EQ(d.registrar.reg, in.reg) << "pin keeps the caller's registrar";
-  EXPECT_EQ(d.monitor, REGCACHE_MONITOR_KMOD) << "pin keeps the configured monitor";
+  EXPECT_EQ(d.monitor, REGCACHE_MONITOR_KMOD)
+      << "pin keeps the configured monitor";
   EXPECT_EQ(d.odp, nullptr);
   EXPECT_EQ(d.warning, "") << "auto quietly avoids the defect";
   EXPECT_EQ(fake.count(Op::kRegMr), 0u);
@@ -290,16 +318,16 @@ TEST(ModePolicy, KnownDefectIsRecognisedByVendorNotByName) {
   renamed.set_vendor(kRxeVendorId, kRxeVendorPartId);
   renamed.SetOdp(kRxeRcOdp, false);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(renamed), renamed.pd(), Config(REGCACHE_MODE_AUTO),
-                        *renamed.ops(), &d),
+  ASSERT_EQ(ResolveMode(IbverbsOver(renamed), renamed.pd(),
+                        Config(REGCACHE_MODE_AUTO), *renamed.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN) << d.reason;
 
   FakeVerbs not_rxe("rxe0");  // named like rxe, but a Mellanox device
   not_rxe.set_vendor(0x02c9, 4123);
   not_rxe.SetOdp(kRxeRcOdp, false);
-  ASSERT_EQ(ResolveMode(IbverbsOver(not_rxe), not_rxe.pd(), Config(REGCACHE_MODE_AUTO),
-                        *not_rxe.ops(), &d),
+  ASSERT_EQ(ResolveMode(IbverbsOver(not_rxe), not_rxe.pd(),
+                        Config(REGCACHE_MODE_AUTO), *not_rxe.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_ODP) << d.reason;
 }
@@ -309,15 +337,17 @@ TEST(ModePolicy, OdpRequestedOnADefectiveDeviceIsHonouredWithAWarning) {
   fake.set_vendor(kRxeVendorId, kRxeVendorPartId);
   fake.SetOdp(kRxeRcOdp, false);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_ODP, REGCACHE_MONITOR_AUTO),
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(),
+                        Config(REGCACHE_MODE_ODP, REGCACHE_MONITOR_AUTO),
                         *fake.ops(), &d),
             0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_ODP);
   EXPECT_EQ(d.reason,
             "requested; known defect rxe-odp-page-offset; rxe0 supports ODP "
             "for RC send/recv/write/read/atomic; explicit MRs");
-  EXPECT_TRUE(Contains(d.warning, "rxe0, whose ODP has a known defect "
-                                  "(rxe-odp-page-offset)"))
+  EXPECT_TRUE(Contains(d.warning,
+                       "rxe0, whose ODP has a known defect "
+                       "(rxe-odp-page-offset)"))
       << d.warning;
   EXPECT_TRUE(Contains(d.warning, "data misplaced")) << d.warning;
   EXPECT_EQ(d.monitor_reason, "") << "auto was asked for: nothing set aside";
@@ -326,23 +356,27 @@ TEST(ModePolicy, OdpRequestedOnADefectiveDeviceIsHonouredWithAWarning) {
 TEST(ModePolicy, OdpSaysWhenItSetsARequestedMonitorAside) {
   FakeVerbs fake("mlx5_0");
   fake.SetOdp(kRcSendRecvWriteRead, false);
-  for (regcache_monitor_kind requested : {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD}) {
+  for (regcache_monitor_kind requested :
+       {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD}) {
     ModeDecision d;
-    ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_AUTO, requested),
-                          *fake.ops(), &d),
-              0);
+    ASSERT_EQ(
+        ResolveMode(IbverbsOver(fake), fake.pd(),
+                    Config(REGCACHE_MODE_AUTO, requested), *fake.ops(), &d),
+        0);
     ASSERT_EQ(d.mode, REGCACHE_MODE_ODP);
     EXPECT_EQ(d.monitor, REGCACHE_MONITOR_NONE);
     const std::string name = regcache_monitor_name(requested);
     EXPECT_EQ(d.monitor_reason, "none, not the requested " + name +
                                     ": ODP registrations never go stale");
-    EXPECT_TRUE(Contains(d.warning, "monitor " + name + " requested, but mode odp uses none"))
+    EXPECT_TRUE(Contains(
+        d.warning, "monitor " + name + " requested, but mode odp uses none"))
         << d.warning;
   }
-  for (regcache_monitor_kind quiet : {REGCACHE_MONITOR_AUTO, REGCACHE_MONITOR_NONE}) {
+  for (regcache_monitor_kind quiet :
+       {REGCACHE_MONITOR_AUTO, REGCACHE_MONITOR_NONE}) {
     ModeDecision d;
-    ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_AUTO, quiet),
-                          *fake.ops(), &d),
+    ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(),
+                          Config(REGCACHE_MODE_AUTO, quiet), *fake.ops(), &d),
               0);
     EXPECT_EQ(d.monitor_reason, "");
     EXPECT_EQ(d.warning, "");
@@ -353,7 +387,9 @@ TEST(ModePolicy, PinNeverProbes) {
   FakeVerbs fake("mlx5_0");
   fake.SetOdp(FakeVerbs::kRcAll, true);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_PIN), *fake.ops(), &d), 0);
+  ASSERT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(REGCACHE_MODE_PIN),
+                        *fake.ops(), &d),
+            0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN);
   EXPECT_EQ(d.reason, "requested");
   EXPECT_EQ(fake.calls().size(), 0u);
@@ -365,21 +401,28 @@ TEST(ModePolicy, OtherRegistrarsAreNotIbverbs) {
   regcache_registrar other{};
   ASSERT_EQ(regcache_registrar_fake(0, &other), 0);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(other, nullptr, Config(REGCACHE_MODE_AUTO), *fake.ops(), &d), 0);
+  ASSERT_EQ(
+      ResolveMode(other, nullptr, Config(REGCACHE_MODE_AUTO), *fake.ops(), &d),
+      0);
   EXPECT_EQ(d.mode, REGCACHE_MODE_PIN);
   EXPECT_EQ(d.reason, std::string("registrar ") + other.name +
                           " is not ibverbs: ODP not applicable");
-  EXPECT_EQ(ResolveMode(other, nullptr, Config(REGCACHE_MODE_ODP), *fake.ops(), &d), -EOPNOTSUPP);
-  EXPECT_TRUE(Contains(regcache_last_error(), "is not ibverbs")) << regcache_last_error();
+  EXPECT_EQ(
+      ResolveMode(other, nullptr, Config(REGCACHE_MODE_ODP), *fake.ops(), &d),
+      -EOPNOTSUPP);
+  EXPECT_TRUE(Contains(regcache_last_error(), "is not ibverbs"))
+      << regcache_last_error();
   EXPECT_EQ(fake.calls().size(), 0u);
 }
 
 TEST(ModePolicy, UnknownModeIsInvalid) {
   FakeVerbs fake("mlx5_0");
   ModeDecision d;
-  EXPECT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(regcache_mode(7)), *fake.ops(), &d),
+  EXPECT_EQ(ResolveMode(IbverbsOver(fake), fake.pd(), Config(regcache_mode(7)),
+                        *fake.ops(), &d),
             -EINVAL);
-  EXPECT_TRUE(Contains(regcache_last_error(), "unknown mode 7")) << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "unknown mode 7"))
+      << regcache_last_error();
 }
 
 // ---------------------------------------------------------------------------
@@ -390,8 +433,8 @@ class OdpRegistrarTest : public ::testing::Test {
   std::unique_ptr<OdpRegistrar> Make(OdpOptions options = OdpOptions{}) {
     std::unique_ptr<OdpRegistrar> r;
     std::string note;
-    EXPECT_EQ(OdpRegistrar::Create(fake_.pd(), Probe(fake_), options, *fake_.ops(),
-                                   &r, &note),
+    EXPECT_EQ(OdpRegistrar::Create(fake_.pd(), Probe(fake_), options,
+                                   *fake_.ops(), &r, &note),
               0)
         << note;
     note_ = note;
@@ -412,9 +455,10 @@ TEST_F(OdpRegistrarTest, ExplicitMrsAreOnDemandWithTheMappedAccess) {
   ASSERT_EQ(regs.size(), 1u);
   EXPECT_EQ(regs[0].addr, addr_);
   EXPECT_EQ(regs[0].length, 4 * kPage);
-  EXPECT_EQ(regs[0].access,
-            IBV_ACCESS_ON_DEMAND | IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
-  EXPECT_EQ(mr.access, REGCACHE_ACCESS_LOCAL_WRITE | REGCACHE_ACCESS_REMOTE_WRITE)
+  EXPECT_EQ(regs[0].access, IBV_ACCESS_ON_DEMAND | IBV_ACCESS_LOCAL_WRITE |
+                                IBV_ACCESS_REMOTE_WRITE);
+  EXPECT_EQ(mr.access,
+            REGCACHE_ACCESS_LOCAL_WRITE | REGCACHE_ACCESS_REMOTE_WRITE)
       << "widened as verbs requires, and reported";
   EXPECT_EQ(mr.lkey, regs[0].mr->lkey);
   EXPECT_EQ(mr.rkey, regs[0].mr->rkey);
@@ -431,8 +475,10 @@ TEST_F(OdpRegistrarTest, PrefetchIsWriteForWritableAccessAndAsyncByDefault) {
   auto odp = Make();
   const regcache_registrar r = odp->registrar();
   regcache_mr writable, readonly;
-  ASSERT_EQ(Reg(r, addr_, 2 * kPage, REGCACHE_ACCESS_LOCAL_WRITE, &writable), 0);
-  ASSERT_EQ(Reg(r, addr_, 2 * kPage, REGCACHE_ACCESS_REMOTE_READ, &readonly), 0);
+  ASSERT_EQ(Reg(r, addr_, 2 * kPage, REGCACHE_ACCESS_LOCAL_WRITE, &writable),
+            0);
+  ASSERT_EQ(Reg(r, addr_, 2 * kPage, REGCACHE_ACCESS_REMOTE_READ, &readonly),
+            0);
   auto advises = fake_.calls(Op::kAdviseMr);
   ASSERT_EQ(advises.size(), 2u);
   EXPECT_EQ(advises[0].advice, IBV_ADVISE_MR_ADVICE_PREFETCH_WRITE);
@@ -520,13 +566,15 @@ TEST_F(OdpRegistrarTest, AtomicsWithoutRcAtomicOdpAreRefusedNotPinned) {
   fake_.SetOdp(kRcSendRecvWriteRead, false);
   auto odp = Make();
   regcache_mr mr;
-  EXPECT_EQ(Reg(odp->registrar(), addr_, kPage, REGCACHE_ACCESS_REMOTE_ATOMIC, &mr),
-            -EOPNOTSUPP);
+  EXPECT_EQ(
+      Reg(odp->registrar(), addr_, kPage, REGCACHE_ACCESS_REMOTE_ATOMIC, &mr),
+      -EOPNOTSUPP);
   const std::string msg = regcache_last_error();
   EXPECT_TRUE(Contains(msg, "lacks atomic")) << msg;
   EXPECT_TRUE(Contains(msg, "REGCACHE_MODE=pin")) << msg;
-  EXPECT_EQ(fake_.count(Op::kRegMr), 0u) << "no pinned fallback: no monitor would "
-                                            "invalidate it";
+  EXPECT_EQ(fake_.count(Op::kRegMr), 0u)
+      << "no pinned fallback: no monitor would "
+         "invalidate it";
 }
 
 TEST_F(OdpRegistrarTest, ImplicitMrIsRegisteredOnceAndServesEveryRequest) {
@@ -538,7 +586,8 @@ TEST_F(OdpRegistrarTest, ImplicitMrIsRegisteredOnceAndServesEveryRequest) {
   EXPECT_EQ(regs[0].addr, nullptr);
   EXPECT_EQ(regs[0].length, SIZE_MAX);
   EXPECT_EQ(regs[0].access, IBV_ACCESS_ON_DEMAND | IBV_ACCESS_LOCAL_WRITE |
-                                IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ |
+                                IBV_ACCESS_REMOTE_WRITE |
+                                IBV_ACCESS_REMOTE_READ |
                                 IBV_ACCESS_REMOTE_ATOMIC);
   const regcache_registrar r = odp->registrar();
   regcache_mr a, b;
@@ -554,7 +603,8 @@ TEST_F(OdpRegistrarTest, ImplicitMrIsRegisteredOnceAndServesEveryRequest) {
   // Each request's range is still prefetched, through the implicit lkey.
   auto advises = fake_.calls(Op::kAdviseMr);
   ASSERT_EQ(advises.size(), 2u);
-  EXPECT_EQ(advises[1].sges[0].addr, reinterpret_cast<uintptr_t>(addr_) + 64 * kPage);
+  EXPECT_EQ(advises[1].sges[0].addr,
+            reinterpret_cast<uintptr_t>(addr_) + 64 * kPage);
   EXPECT_EQ(advises[1].sges[0].lkey, regs[0].mr->lkey);
   // dereg of a request does nothing; the registrar's end deregisters the MR.
   ASSERT_EQ(r.dereg(r.ctx, &a), 0);
@@ -570,11 +620,12 @@ TEST_F(OdpRegistrarTest, ImplicitMrCarriesOnlyTheCoveredRights) {
   auto odp = Make(OdpOptions{true, OdpPrefetch::kNone});
   ASSERT_TRUE(odp->implicit_mode());
   EXPECT_EQ(fake_.calls(Op::kRegMr)[0].access,
-            IBV_ACCESS_ON_DEMAND | IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
-                IBV_ACCESS_REMOTE_READ);
+            IBV_ACCESS_ON_DEMAND | IBV_ACCESS_LOCAL_WRITE |
+                IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ);
   regcache_mr mr;
-  EXPECT_EQ(Reg(odp->registrar(), addr_, kPage, REGCACHE_ACCESS_REMOTE_ATOMIC, &mr),
-            -EOPNOTSUPP);
+  EXPECT_EQ(
+      Reg(odp->registrar(), addr_, kPage, REGCACHE_ACCESS_REMOTE_ATOMIC, &mr),
+      -EOPNOTSUPP);
   EXPECT_EQ(fake_.count(Op::kAdviseMr), 0u) << "prefetch off";
 }
 
@@ -602,8 +653,9 @@ TEST_F(OdpRegistrarTest, ImplicitFallsBackToExplicitAndSaysWhy) {
 class OdpCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    buffer_ = static_cast<char*>(mmap(nullptr, 8 * kPage, PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    buffer_ =
+        static_cast<char*>(mmap(nullptr, 8 * kPage, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     ASSERT_NE(buffer_, MAP_FAILED);
   }
   void TearDown() override {
@@ -640,11 +692,13 @@ TEST_F(OdpCacheTest, AutoWithOdpUsesNoMonitorAndShowsTheMode) {
   ASSERT_EQ(regcache_stats(cache_, &s), 0);
   EXPECT_EQ(s.mode, REGCACHE_MODE_ODP);
   EXPECT_EQ(s.monitor, REGCACHE_MONITOR_NONE);
-  EXPECT_STREQ(s.mode_reason, "mlx5_0 supports ODP for RC send/recv/write/read; explicit MRs");
+  EXPECT_STREQ(s.mode_reason,
+               "mlx5_0 supports ODP for RC send/recv/write/read; explicit MRs");
   const std::string printed = PrintedStats();
-  EXPECT_TRUE(Contains(printed,
-                       "mode=odp (mlx5_0 supports ODP for RC send/recv/write/read; "
-                       "explicit MRs), monitor=none"))
+  EXPECT_TRUE(
+      Contains(printed,
+               "mode=odp (mlx5_0 supports ODP for RC send/recv/write/read; "
+               "explicit MRs), monitor=none"))
       << printed;
 }
 
@@ -659,7 +713,8 @@ TEST_F(OdpCacheTest, AutoOnRxeOdpPinsAndSaysWhy) {
   struct regcache_stats s;
   ASSERT_EQ(regcache_stats(cache_, &s), 0);
   EXPECT_EQ(s.mode, REGCACHE_MODE_PIN);
-  EXPECT_TRUE(Contains(s.mode_reason, "known defect rxe-odp-page-offset")) << s.mode_reason;
+  EXPECT_TRUE(Contains(s.mode_reason, "known defect rxe-odp-page-offset"))
+      << s.mode_reason;
   // (The pinned registrar calls libibverbs itself, which FakeVerbs is not:
   // the cache is not asked to register here.)
   EXPECT_EQ(fake_.count(Op::kRegMr), 0u);
@@ -674,18 +729,23 @@ TEST_F(OdpCacheTest, ForcedOdpOnRxeWarnsAndNamesTheSetAsideMonitor) {
   ASSERT_EQ(regcache_create(&r, &cfg, &cache_), 0) << regcache_last_error();
   const std::string err = testing::internal::GetCapturedStderr();
   // (The fixture's fake device is called mlx5_0; the vendor makes it rxe.)
-  EXPECT_TRUE(Contains(err, "regcache: warning: mode odp (requested) on mlx5_0, whose "
-                            "ODP has a known defect (rxe-odp-page-offset)"))
+  EXPECT_TRUE(
+      Contains(err,
+               "regcache: warning: mode odp (requested) on mlx5_0, whose "
+               "ODP has a known defect (rxe-odp-page-offset)"))
       << err;
-  EXPECT_TRUE(Contains(err, "monitor kmod requested, but mode odp uses none")) << err;
+  EXPECT_TRUE(Contains(err, "monitor kmod requested, but mode odp uses none"))
+      << err;
   struct regcache_stats s;
   ASSERT_EQ(regcache_stats(cache_, &s), 0);
   EXPECT_EQ(s.mode, REGCACHE_MODE_ODP);
   EXPECT_EQ(s.monitor, REGCACHE_MONITOR_NONE);
-  EXPECT_STREQ(s.monitor_reason,
-               "none, not the requested kmod: ODP registrations never go stale");
+  EXPECT_STREQ(
+      s.monitor_reason,
+      "none, not the requested kmod: ODP registrations never go stale");
   const std::string printed = PrintedStats();
-  EXPECT_TRUE(Contains(printed, "monitor=none (none, not the requested kmod")) << printed;
+  EXPECT_TRUE(Contains(printed, "monitor=none (none, not the requested kmod"))
+      << printed;
 }
 
 TEST_F(OdpCacheTest, OdpRegistrationSurvivesMunmapAndRemap) {
@@ -694,7 +754,8 @@ TEST_F(OdpCacheTest, OdpRegistrationSurvivesMunmapAndRemap) {
   regcache_config cfg = Config(REGCACHE_MODE_ODP, REGCACHE_MONITOR_AUTO);
   ASSERT_EQ(regcache_create(&r, &cfg, &cache_), 0) << regcache_last_error();
   regcache_handle_t* h = nullptr;
-  ASSERT_EQ(regcache_get(cache_, buffer_, 4 * kPage, kRw, &h), 0) << regcache_last_error();
+  ASSERT_EQ(regcache_get(cache_, buffer_, 4 * kPage, kRw, &h), 0)
+      << regcache_last_error();
   const uint32_t rkey = regcache_handle_mr(h)->rkey;
   auto regs = fake_.calls(Op::kRegMr);
   ASSERT_EQ(regs.size(), 1u);
@@ -720,15 +781,15 @@ TEST_F(OdpCacheTest, OdpRegistrationSurvivesMunmapAndRemap) {
 TEST_F(OdpCacheTest, ConfigFlagsChooseImplicitMrAndPrefetch) {
   struct Case {
     uint32_t flags;
-    bool implicit;              // one implicit MR, made at create
-    int advises_per_get;        // ibv_advise_mr calls per miss
+    bool implicit;        // one implicit MR, made at create
+    int advises_per_get;  // ibv_advise_mr calls per miss
     uint32_t advise_flags;
   } cases[] = {
       {0, false, 1, 0},
       {REGCACHE_CONFIG_ODP_PREFETCH_SYNC, false, 1, IBV_ADVISE_MR_FLAG_FLUSH},
       {REGCACHE_CONFIG_ODP_NO_PREFETCH, false, 0, 0},
-      {REGCACHE_CONFIG_ODP_IMPLICIT | REGCACHE_CONFIG_ODP_PREFETCH_SYNC, true, 1,
-       IBV_ADVISE_MR_FLAG_FLUSH},
+      {REGCACHE_CONFIG_ODP_IMPLICIT | REGCACHE_CONFIG_ODP_PREFETCH_SYNC, true,
+       1, IBV_ADVISE_MR_FLAG_FLUSH},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE("flags " + std::to_string(c.flags));
@@ -740,11 +801,13 @@ TEST_F(OdpCacheTest, ConfigFlagsChooseImplicitMrAndPrefetch) {
     ASSERT_EQ(regcache_create(&r, &cfg, &cache_), 0) << regcache_last_error();
     struct regcache_stats s;
     ASSERT_EQ(regcache_stats(cache_, &s), 0);
-    EXPECT_EQ(Contains(s.mode_reason, "implicit MR"), c.implicit) << s.mode_reason;
+    EXPECT_EQ(Contains(s.mode_reason, "implicit MR"), c.implicit)
+        << s.mode_reason;
     const size_t regs_at_create = fake_.count(Op::kRegMr);
     EXPECT_EQ(regs_at_create, c.implicit ? 1u : 0u);
     regcache_handle_t* h = nullptr;
-    ASSERT_EQ(regcache_get(cache_, buffer_, 2 * kPage, kRw, &h), 0) << regcache_last_error();
+    ASSERT_EQ(regcache_get(cache_, buffer_, 2 * kPage, kRw, &h), 0)
+        << regcache_last_error();
     ASSERT_EQ(regcache_put(cache_, h), 0);
     EXPECT_EQ(fake_.count(Op::kRegMr), c.implicit ? 1u : 1u + regs_at_create);
     const auto advises = fake_.calls(Op::kAdviseMr);
@@ -763,7 +826,8 @@ TEST(RegcacheOdpEnv, ImplicitAndPrefetchSetTheFlags) {
     ScopedEnv prefetch("REGCACHE_ODP_PREFETCH", "sync");
     regcache_config cfg;
     ASSERT_EQ(regcache_config_init(&cfg), 0);
-    EXPECT_EQ(cfg.flags, REGCACHE_CONFIG_ODP_IMPLICIT | REGCACHE_CONFIG_ODP_PREFETCH_SYNC);
+    EXPECT_EQ(cfg.flags,
+              REGCACHE_CONFIG_ODP_IMPLICIT | REGCACHE_CONFIG_ODP_PREFETCH_SYNC);
   }
   {
     ScopedEnv prefetch("REGCACHE_ODP_PREFETCH", "none");
@@ -775,12 +839,14 @@ TEST(RegcacheOdpEnv, ImplicitAndPrefetchSetTheFlags) {
     ScopedEnv implicit("REGCACHE_ODP_IMPLICIT", bad);
     regcache_config cfg;
     EXPECT_EQ(regcache_config_init(&cfg), -EINVAL) << bad;
-    EXPECT_TRUE(Contains(regcache_last_error(), "REGCACHE_ODP_IMPLICIT")) << regcache_last_error();
+    EXPECT_TRUE(Contains(regcache_last_error(), "REGCACHE_ODP_IMPLICIT"))
+        << regcache_last_error();
   }
   ScopedEnv prefetch("REGCACHE_ODP_PREFETCH", "flush");
   regcache_config cfg;
   EXPECT_EQ(regcache_config_init(&cfg), -EINVAL);
-  EXPECT_TRUE(Contains(regcache_last_error(), "async, sync or none")) << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "async, sync or none"))
+      << regcache_last_error();
 }
 
 TEST_F(OdpCacheTest, ByteLimitDoesNotEvictOdpRegistrations) {
@@ -820,9 +886,11 @@ TEST_F(OdpCacheTest, AtomicGetOnDeviceWithoutRcAtomicOdpFails) {
   regcache_config cfg = Config(REGCACHE_MODE_AUTO);
   ASSERT_EQ(regcache_create(&r, &cfg, &cache_), 0) << regcache_last_error();
   regcache_handle_t* h = nullptr;
-  EXPECT_EQ(regcache_get(cache_, buffer_, kPage, REGCACHE_ACCESS_REMOTE_ATOMIC, &h),
-            -EOPNOTSUPP);
-  EXPECT_TRUE(Contains(regcache_last_error(), "ibverbs-odp")) << regcache_last_error();
+  EXPECT_EQ(
+      regcache_get(cache_, buffer_, kPage, REGCACHE_ACCESS_REMOTE_ATOMIC, &h),
+      -EOPNOTSUPP);
+  EXPECT_TRUE(Contains(regcache_last_error(), "ibverbs-odp"))
+      << regcache_last_error();
   EXPECT_EQ(fake_.count(Op::kRegMr), 0u);
 }
 
@@ -834,7 +902,8 @@ TEST_F(OdpCacheTest, AutoWithoutOdpPinsAndShowsWhy) {
   struct regcache_stats s;
   ASSERT_EQ(regcache_stats(cache_, &s), 0);
   EXPECT_EQ(s.mode, REGCACHE_MODE_PIN);
-  EXPECT_STREQ(s.mode_reason, "mlx5_0: no on-demand paging (odp_caps.general_caps = 0)");
+  EXPECT_STREQ(s.mode_reason,
+               "mlx5_0: no on-demand paging (odp_caps.general_caps = 0)");
   const std::string printed = PrintedStats();
   EXPECT_TRUE(Contains(printed,
                        "mode=pin (mlx5_0: no on-demand paging "
@@ -849,7 +918,8 @@ TEST_F(OdpCacheTest, OdpRequestedWithoutOdpFailsCreate) {
   regcache_config cfg = Config(REGCACHE_MODE_ODP);
   EXPECT_EQ(regcache_create(&r, &cfg, &cache_), -EOPNOTSUPP);
   EXPECT_EQ(cache_, nullptr);
-  EXPECT_TRUE(Contains(regcache_last_error(), "no on-demand paging")) << regcache_last_error();
+  EXPECT_TRUE(Contains(regcache_last_error(), "no on-demand paging"))
+      << regcache_last_error();
 }
 
 TEST_F(OdpCacheTest, OtherRegistrarsStayPinned) {
@@ -860,16 +930,18 @@ TEST_F(OdpCacheTest, OtherRegistrarsStayPinned) {
   struct regcache_stats s;
   ASSERT_EQ(regcache_stats(cache_, &s), 0);
   EXPECT_EQ(s.mode, REGCACHE_MODE_PIN);
-  EXPECT_TRUE(Contains(s.mode_reason, "is not ibverbs: ODP not applicable")) << s.mode_reason;
+  EXPECT_TRUE(Contains(s.mode_reason, "is not ibverbs: ODP not applicable"))
+      << s.mode_reason;
   EXPECT_EQ(fake_.calls().size(), 0u);
 }
 
 TEST_F(OdpCacheTest, ImplicitMrServesEveryGetWithoutRegistering) {
   fake_.SetOdp(FakeVerbs::kRcAll, /*implicit=*/true);
   ModeDecision d;
-  ASSERT_EQ(ResolveMode(IbverbsOver(fake_), fake_.pd(), Config(REGCACHE_MODE_AUTO), *fake_.ops(), &d,
-                        OdpOptions{true, OdpPrefetch::kAsync}),
-            0);
+  ASSERT_EQ(
+      ResolveMode(IbverbsOver(fake_), fake_.pd(), Config(REGCACHE_MODE_AUTO),
+                  *fake_.ops(), &d, OdpOptions{true, OdpPrefetch::kAsync}),
+      0);
   ASSERT_EQ(d.mode, REGCACHE_MODE_ODP);
   EXPECT_TRUE(Contains(d.reason, "implicit MR")) << d.reason;
   ASSERT_EQ(fake_.count(Op::kRegMr), 1u);
@@ -877,7 +949,8 @@ TEST_F(OdpCacheTest, ImplicitMrServesEveryGetWithoutRegistering) {
   // A cache over the decision's registrar (which is not "ibverbs", so the
   // cache's own policy leaves it alone).
   regcache_config cfg = Config(REGCACHE_MODE_AUTO, REGCACHE_MONITOR_NONE);
-  ASSERT_EQ(regcache_create(&d.registrar, &cfg, &cache_), 0) << regcache_last_error();
+  ASSERT_EQ(regcache_create(&d.registrar, &cfg, &cache_), 0)
+      << regcache_last_error();
   for (int i = 0; i < 4; ++i) {
     regcache_handle_t* h = nullptr;
     ASSERT_EQ(regcache_get(cache_, buffer_ + i * kPage, kPage, kRw, &h), 0);
@@ -888,7 +961,8 @@ TEST_F(OdpCacheTest, ImplicitMrServesEveryGetWithoutRegistering) {
   EXPECT_EQ(fake_.count(Op::kRegMr), 1u);
   ASSERT_EQ(regcache_destroy(cache_), 0);
   cache_ = nullptr;
-  EXPECT_EQ(fake_.count(Op::kDeregMr), 0u) << "the implicit MR outlives the entries";
+  EXPECT_EQ(fake_.count(Op::kDeregMr), 0u)
+      << "the implicit MR outlives the entries";
   d.odp.reset();
   EXPECT_EQ(fake_.count(Op::kDeregMr), 1u);
 }
@@ -907,7 +981,8 @@ TEST(RegcacheModeEnv, ParsesEachMode) {
   const struct {
     const char* value;
     regcache_mode mode;
-  } cases[] = {{"auto", REGCACHE_MODE_AUTO}, {"pin", REGCACHE_MODE_PIN},
+  } cases[] = {{"auto", REGCACHE_MODE_AUTO},
+               {"pin", REGCACHE_MODE_PIN},
                {"odp", REGCACHE_MODE_ODP}};
   for (const auto& c : cases) {
     ScopedEnv env("REGCACHE_MODE", c.value);
@@ -924,7 +999,8 @@ TEST(RegcacheModeEnv, BadValueIsInvalidAndNamesTheVariable) {
     regcache_config cfg;
     EXPECT_EQ(regcache_config_init(&cfg), -EINVAL) << '"' << bad << '"';
     const std::string msg = regcache_last_error();
-    EXPECT_TRUE(Contains(msg, std::string("REGCACHE_MODE=\"") + bad + "\"")) << msg;
+    EXPECT_TRUE(Contains(msg, std::string("REGCACHE_MODE=\"") + bad + "\""))
+        << msg;
     EXPECT_TRUE(Contains(msg, "expected auto, odp or pin")) << msg;
     EXPECT_EQ(cfg.mode, REGCACHE_MODE_AUTO) << "the default stays";
   }

@@ -147,7 +147,8 @@ TEST(RangeRefcount, MatchesAnOracleUnderRandomOperations) {
     std::string why;
     ASSERT_TRUE(counts.CheckInvariants(&why)) << "step " << step << ": " << why;
     for (uint64_t b = 0; b < kUniverse; ++b) {
-      ASSERT_EQ(counts.CountAt(b), oracle[b]) << "byte " << b << " step " << step;
+      ASSERT_EQ(counts.CountAt(b), oracle[b])
+          << "byte " << b << " step " << step;
     }
     const uint64_t q_first = rng() % kUniverse;
     const uint64_t q_last = q_first + rng() % (kUniverse - q_first);

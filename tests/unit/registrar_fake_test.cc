@@ -173,9 +173,9 @@ TEST_F(RegistrarFakeMlock, OverlappingRangesStayLockedUntilTheLastDereg) {
   Mapping m(16);
   ASSERT_NE(m.addr(), nullptr);
   regcache_mr a, b, c;
-  ASSERT_EQ(Reg(r_, m.page(0), 8 * kPage, 0, &a), 0);   // pages 0-7
-  ASSERT_EQ(Reg(r_, m.page(4), 8 * kPage, 0, &b), 0);   // pages 4-11
-  ASSERT_EQ(Reg(r_, m.page(4), 8 * kPage, 0, &c), 0);   // the same again
+  ASSERT_EQ(Reg(r_, m.page(0), 8 * kPage, 0, &a), 0);  // pages 0-7
+  ASSERT_EQ(Reg(r_, m.page(4), 8 * kPage, 0, &b), 0);  // pages 4-11
+  ASSERT_EQ(Reg(r_, m.page(4), 8 * kPage, 0, &c), 0);  // the same again
   EXPECT_EQ(LockedPages(), 12);
   EXPECT_EQ(r_.dereg(r_.ctx, &b), 0);
   EXPECT_EQ(LockedPages(), 12) << "c still covers pages 4-11";
@@ -190,8 +190,8 @@ TEST_F(RegistrarFakeMlock, PagesSharedByUnalignedNeighboursStayLocked) {
   ASSERT_NE(m.addr(), nullptr);
   regcache_mr a, b;
   // Both touch page 1 without overlapping byte-wise.
-  ASSERT_EQ(Reg(r_, m.page(0), kPage + 100, 0, &a), 0);        // pages 0-1
-  ASSERT_EQ(Reg(r_, m.page(1) + 200, kPage, 0, &b), 0);        // pages 1-2
+  ASSERT_EQ(Reg(r_, m.page(0), kPage + 100, 0, &a), 0);  // pages 0-1
+  ASSERT_EQ(Reg(r_, m.page(1) + 200, kPage, 0, &b), 0);  // pages 1-2
   EXPECT_EQ(LockedPages(), 3);
   EXPECT_EQ(r_.dereg(r_.ctx, &a), 0);
   EXPECT_EQ(LockedPages(), 2);
@@ -224,8 +224,8 @@ TEST_F(RegistrarFakeMlock, UnmappedRangeFailsWithEfaultLikeIbvRegMr) {
 
 TEST_F(RegistrarFakeMlock, BogusLengthFailsWithEfaultWithoutWalkingIt) {
   // A bogus length must fail like an unmapped range, without walking it
-  // page by page under the registrar's lock. The child's alarm turns a hang into a failure; the
-  // bound is a hang detector, not a speed claim.
+  // page by page under the registrar's lock. The child's alarm turns a hang
+  // into a failure; the bound is a hang detector, not a speed claim.
   const auto outcome = regcache_test::RunInChild([this]() -> std::string {
     alarm(120);
     Mapping m(1);
@@ -350,7 +350,8 @@ TEST(RegistrarFakeMlockLimit, ExceedingRlimitMemlockGivesEnomemOrEagain) {
     if ((ret = Reg(r, m.addr() + 16 * 1024, 48 * 1024, 0, &b)) != 0) {
       return "overlapping reg within the limit returned " + std::to_string(ret);
     }
-    if (VmLckKiB() != 64) return "VmLck " + std::to_string(VmLckKiB()) + " != 64";
+    if (VmLckKiB() != 64)
+      return "VmLck " + std::to_string(VmLckKiB()) + " != 64";
     // One more page is over the limit.
     ret = Reg(r, m.addr() + 64 * 1024, kPage, 0, &c);
     if (ret != -ENOMEM && ret != -EAGAIN) {
@@ -388,14 +389,13 @@ TEST(RegistrarFakeMlockFork, ForkDuringRegDoesNotDeadlockTheChild) {
     });
   }
   for (int i = 0; i < 20; ++i) {
-    const regcache_test::ChildOutcome outcome =
-        regcache_test::RunInChild([&] {
-          alarm(10);  // a deadlock kills the child: reported as a failure
-          regcache_mr mr;
-          if (Reg(r, m.page(60), kPage, 0, &mr) != 0) return std::string("reg");
-          if (r.dereg(r.ctx, &mr) != 0) return std::string("dereg");
-          return std::string();
-        });
+    const regcache_test::ChildOutcome outcome = regcache_test::RunInChild([&] {
+      alarm(10);  // a deadlock kills the child: reported as a failure
+      regcache_mr mr;
+      if (Reg(r, m.page(60), kPage, 0, &mr) != 0) return std::string("reg");
+      if (r.dereg(r.ctx, &mr) != 0) return std::string("dereg");
+      return std::string();
+    });
     EXPECT_TRUE(outcome.passed) << "fork " << i << ": " << outcome.message;
   }
   stop = true;

@@ -2,8 +2,9 @@
 // Tests of regcache_registrar_libfabric() through a real provider on the
 // host. The first of verbs (only in the qemu+rxe rig), tcp, udp, shm,
 // sockets whose domain registers memory without an endpoint is used (a
-// loopback domain where the provider has one); nothing is sent. Without such a provider the tests that need a
-// domain skip with the reasons each provider gave.
+// loopback domain where the provider has one); nothing is sent. Without such a
+// provider the tests that need a domain skip with the reasons each provider
+// gave.
 #include <errno.h>
 #include <rdma/fabric.h>
 #include <rdma/fi_domain.h>
@@ -99,7 +100,8 @@ class RegistrarLibfabric : public ::testing::Test {
     setenv("FI_MR_CACHE_MAX_COUNT", "0", /*overwrite=*/1);
     std::string reasons;
     for (const char* provider : {"verbs", "tcp", "udp", "shm", "sockets"}) {
-      for (const char* node : {"127.0.0.1", static_cast<const char*>(nullptr)}) {
+      for (const char* node :
+           {"127.0.0.1", static_cast<const char*>(nullptr)}) {
         std::string why;
         if (OpenDomain(provider, node, &domain_, &why)) {
           printf("using libfabric provider %s (domain %s, mr_mode 0x%llx)\n",
@@ -121,13 +123,14 @@ class RegistrarLibfabric : public ::testing::Test {
     ASSERT_EQ(regcache_registrar_libfabric(
                   domain_.domain, domain_.info->domain_attr->mr_mode, &r_),
               0);
-    buffer_ = static_cast<char*>(mmap(nullptr, 16 * kPage,
-                                      PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    buffer_ =
+        static_cast<char*>(mmap(nullptr, 16 * kPage, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     ASSERT_NE(buffer_, MAP_FAILED);
   }
   void TearDown() override {
-    if (buffer_ != nullptr && buffer_ != MAP_FAILED) munmap(buffer_, 16 * kPage);
+    if (buffer_ != nullptr && buffer_ != MAP_FAILED)
+      munmap(buffer_, 16 * kPage);
   }
 
   // reg as the cache calls it: the cache fills addr/length/access, then reg.
@@ -251,7 +254,8 @@ TEST(RegistrarLibfabricCreate, RejectsNullDomainAndOutput) {
   regcache_registrar r;
   EXPECT_EQ(regcache_registrar_libfabric(nullptr, 0, &r), -EINVAL);
   auto* not_dereferenced = reinterpret_cast<fid_domain*>(uintptr_t{0x1000});
-  EXPECT_EQ(regcache_registrar_libfabric(not_dereferenced, 0, nullptr), -EINVAL);
+  EXPECT_EQ(regcache_registrar_libfabric(not_dereferenced, 0, nullptr),
+            -EINVAL);
 }
 
 TEST(RegistrarLibfabricCreate, RefusesDomainsThatBindRegionsToEndpoints) {

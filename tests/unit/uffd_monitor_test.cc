@@ -14,10 +14,10 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/magic.h>
-#include <linux/userfaultfd.h>
 #include <linux/seccomp.h>
-#include <stddef.h>
+#include <linux/userfaultfd.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -43,9 +43,9 @@
 
 #include "gtest/gtest.h"
 #include "monitor/monitor.h"
+#include "monitor/uffd.h"
 #include "regcache/regcache.h"
 #include "test_util.h"
-#include "monitor/uffd.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define REGCACHE_TEST_TSAN 1
@@ -247,7 +247,8 @@ class UffdMonitorTest : public ::testing::Test {
 
   int Watch(const void* p, size_t pages) {
     WatchToken token;
-    const int rc = monitor_->Watch(Addr(p), Addr(p) + pages * kPage - 1, &token);
+    const int rc =
+        monitor_->Watch(Addr(p), Addr(p) + pages * kPage - 1, &token);
     if (rc == 0) {
       EXPECT_EQ(token.generation, StaticGeneration());
       EXPECT_EQ(token.expected, token.generation->load());
@@ -284,7 +285,8 @@ int ThreadsNamed(const std::string& name) {
   while (dirent* e = readdir(dir)) {
     if (e->d_name[0] == '.') continue;
     char comm[64] = {};
-    const std::string path = std::string("/proc/self/task/") + e->d_name + "/comm";
+    const std::string path =
+        std::string("/proc/self/task/") + e->d_name + "/comm";
     if (FILE* f = fopen(path.c_str(), "r")) {
       if (fgets(comm, sizeof(comm), f) != nullptr &&
           std::string(comm) == name + "\n") {
@@ -334,8 +336,8 @@ TEST_F(UffdMonitorTest, MunmapSetsGateBeforeReturningAndWaitForPendingApplies) {
   EXPECT_EQ(sink_.size(), 0u);
   sink_.Unblock();
   monitor_->WaitForPending();
-  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + 4 * kPage - 1,
-                               REGCACHE_INVAL_UNMAP));
+  EXPECT_TRUE(
+      sink_.SawExactly(Addr(p), Addr(p) + 4 * kPage - 1, REGCACHE_INVAL_UNMAP));
   EXPECT_FALSE(Pending()) << "WaitForPending() returned with the gate set";
 }
 
@@ -348,8 +350,8 @@ TEST_F(UffdMonitorTest, GateSetOrAppliedWheneverMunmapReturns) {
     const size_t before = sink_.size();
     ASSERT_EQ(munmap(p, 2 * kPage), 0);
     const bool pending = Pending();  // read the gate first, then the sink
-    const bool applied = sink_.SawSince(before, Addr(p), Addr(p) + 2 * kPage - 1,
-                                        REGCACHE_INVAL_UNMAP);
+    const bool applied = sink_.SawSince(
+        before, Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_UNMAP);
     ASSERT_TRUE(pending || applied) << "iteration " << i;
     monitor_->WaitForPending();
     ASSERT_TRUE(sink_.SawSince(before, Addr(p), Addr(p) + 2 * kPage - 1,
@@ -366,8 +368,8 @@ TEST_F(UffdMonitorTest, PartialMunmapInvalidatesOnlyTheUnmappedPages) {
   EXPECT_TRUE(sink_.SawExactly(Addr(p) + 2 * kPage, Addr(p) + 4 * kPage - 1,
                                REGCACHE_INVAL_UNMAP));
   EXPECT_EQ(sink_.CountOverlapping(Addr(p), Addr(p) + 2 * kPage - 1), 0u);
-  EXPECT_EQ(sink_.CountOverlapping(Addr(p) + 4 * kPage, Addr(p) + 8 * kPage - 1),
-            0u);
+  EXPECT_EQ(
+      sink_.CountOverlapping(Addr(p) + 4 * kPage, Addr(p) + 8 * kPage - 1), 0u);
   munmap(p, 2 * kPage);
   munmap(p + 4 * kPage, 4 * kPage);
 }
@@ -377,12 +379,12 @@ TEST_F(UffdMonitorTest, MremapMoveInvalidatesTheOldRangeWithRemapReason) {
   ASSERT_NE(p, nullptr);
   char* target = MapAnon(4, PROT_NONE);  // a place to move to
   ASSERT_NE(target, nullptr);
-  void* moved = mremap(p, 4 * kPage, 4 * kPage, MREMAP_MAYMOVE | MREMAP_FIXED,
-                       target);
+  void* moved =
+      mremap(p, 4 * kPage, 4 * kPage, MREMAP_MAYMOVE | MREMAP_FIXED, target);
   ASSERT_EQ(moved, static_cast<void*>(target));
   monitor_->WaitForPending();
-  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + 4 * kPage - 1,
-                               REGCACHE_INVAL_REMAP));
+  EXPECT_TRUE(
+      sink_.SawExactly(Addr(p), Addr(p) + 4 * kPage - 1, REGCACHE_INVAL_REMAP));
   munmap(target, 4 * kPage);
 }
 
@@ -398,8 +400,8 @@ TEST_F(UffdMonitorTest, MremapGrowThatMovesInvalidatesTheOldRange) {
   ASSERT_NE(moved, MAP_FAILED);
   ASSERT_NE(moved, static_cast<void*>(p));
   monitor_->WaitForPending();
-  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + 2 * kPage - 1,
-                               REGCACHE_INVAL_REMAP));
+  EXPECT_TRUE(
+      sink_.SawExactly(Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_REMAP));
   munmap(moved, 64 * kPage);
   munmap(p + 2 * kPage, kPage);
 }
@@ -477,7 +479,8 @@ TEST_F(UffdMonitorTest, MprotectSendsNothing) {
   // mprotect() calls had produced would have been applied before it.
   ASSERT_EQ(munmap(fence, kPage), 0);
   monitor_->WaitForPending();
-  ASSERT_TRUE(sink_.Saw(Addr(fence), Addr(fence) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  ASSERT_TRUE(
+      sink_.Saw(Addr(fence), Addr(fence) + kPage - 1, REGCACHE_INVAL_UNMAP));
   EXPECT_EQ(sink_.CountOverlapping(Addr(a), Addr(a) + 4 * kPage - 1), 0u);
   munmap(a, 4 * kPage);
 }
@@ -548,14 +551,15 @@ TEST_F(UffdMonitorTest, FileBackedMappingIsUnsupported) {
   EXPECT_EQ(Counters().watch_unsupported, 2u);
 }
 
-TEST_F(UffdMonitorTest, RangeSpanningAFileMappingIsUnsupportedAndRegistersNothing) {
+TEST_F(UffdMonitorTest,
+       RangeSpanningAFileMappingIsUnsupportedAndRegistersNothing) {
   const int fd = DiskFile(1);
   if (fd < 0) GTEST_SKIP() << "no writable directory on a non-tmpfs filesystem";
   char* p = MapAnon(3);
   ASSERT_NE(p, nullptr);
   memset(p, 1, 3 * kPage);
-  ASSERT_NE(mmap(p + kPage, kPage, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-                 fd, 0),
+  ASSERT_NE(mmap(p + kPage, kPage, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_FIXED, fd, 0),
             MAP_FAILED);
   close(fd);
   EXPECT_EQ(Watch(p, 3), -EOPNOTSUPP);
@@ -566,7 +570,8 @@ TEST_F(UffdMonitorTest, RangeSpanningAFileMappingIsUnsupportedAndRegistersNothin
   munmap(p, 3 * kPage);
   munmap(fence, kPage);
   monitor_->WaitForPending();
-  ASSERT_TRUE(sink_.Saw(Addr(fence), Addr(fence) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  ASSERT_TRUE(
+      sink_.Saw(Addr(fence), Addr(fence) + kPage - 1, REGCACHE_INVAL_UNMAP));
   EXPECT_EQ(sink_.CountOverlapping(Addr(p), Addr(p) + 3 * kPage - 1), 0u);
 }
 
@@ -580,7 +585,8 @@ TEST_F(UffdMonitorTest, WatchBeforeStartIsRefused) {
   WatchToken token;
   EXPECT_EQ(idle->Watch(Addr(p), Addr(p) + kPage - 1, &token), -EOPNOTSUPP);
   TimedRun unmapper([&] { munmap(p, kPage); });
-  if (!unmapper.WaitFor(10s)) AbortHung("munmap() of a range watched before Start()");
+  if (!unmapper.WaitFor(10s))
+    AbortHung("munmap() of a range watched before Start()");
 }
 
 TEST_F(UffdMonitorTest, SharedAnonymousMemoryIsWatched) {
@@ -596,14 +602,16 @@ TEST_F(UffdMonitorTest, SharedAnonymousMemoryIsWatched) {
   ASSERT_EQ(madvise(p, kPage, MADV_REMOVE), 0);
   ASSERT_EQ(munmap(p + 2 * kPage, 2 * kPage), 0);
   monitor_->WaitForPending();
-  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + kPage - 1, REGCACHE_INVAL_REMOVE));
+  EXPECT_TRUE(
+      sink_.SawExactly(Addr(p), Addr(p) + kPage - 1, REGCACHE_INVAL_REMOVE));
   EXPECT_TRUE(sink_.SawExactly(Addr(p) + 2 * kPage, Addr(p) + 4 * kPage - 1,
                                REGCACHE_INVAL_UNMAP));
   // Touching the hole MADV_REMOVE punched must not fault to us either.
   {
     TimedRun touch([&] { p[0] = static_cast<char>(p[kPage] + 1); });
     if (!touch.WaitFor(10s)) {
-      ADD_FAILURE() << "a touch after MADV_REMOVE on shmem hung in a uffd fault";
+      ADD_FAILURE()
+          << "a touch after MADV_REMOVE on shmem hung in a uffd fault";
       monitor_->Stop();  // closing the uffd wakes the faulting thread
     }
   }
@@ -631,8 +639,10 @@ TEST_F(UffdMonitorTest, MonitorsShareOneUserfaultfdAndEachSeesEveryEvent) {
   ASSERT_EQ(munmap(p, 2 * kPage), 0);
   other->WaitForPending();
   monitor_->WaitForPending();
-  EXPECT_TRUE(other_sink.SawExactly(Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_UNMAP));
-  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_TRUE(other_sink.SawExactly(Addr(p), Addr(p) + 2 * kPage - 1,
+                                    REGCACHE_INVAL_UNMAP));
+  EXPECT_TRUE(
+      sink_.SawExactly(Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_UNMAP));
 
   // One monitor stopping leaves the other watching: the event threads and
   // the uffd stay for the remaining subscriber.
@@ -641,10 +651,13 @@ TEST_F(UffdMonitorTest, MonitorsShareOneUserfaultfdAndEachSeesEveryEvent) {
   char* q = MapAndWatch(1);
   ASSERT_NE(q, nullptr);
   TimedRun unmapper([&] { munmap(q, kPage); });
-  if (!unmapper.WaitFor(10s)) AbortHung("munmap() after the other monitor stopped");
+  if (!unmapper.WaitFor(10s))
+    AbortHung("munmap() after the other monitor stopped");
   monitor_->WaitForPending();
-  EXPECT_TRUE(sink_.SawExactly(Addr(q), Addr(q) + kPage - 1, REGCACHE_INVAL_UNMAP));
-  EXPECT_EQ(other_sink.size(), calls_of_stopped) << "a stopped monitor's sink was called";
+  EXPECT_TRUE(
+      sink_.SawExactly(Addr(q), Addr(q) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_EQ(other_sink.size(), calls_of_stopped)
+      << "a stopped monitor's sink was called";
 }
 
 TEST_F(UffdMonitorTest, ThirtyThirdSubscriberIsRefusedWithAClearError) {
@@ -669,8 +682,10 @@ TEST_F(UffdMonitorTest, ThirtyThirdSubscriberIsRefusedWithAClearError) {
   ASSERT_NE(p, nullptr);
   ASSERT_EQ(munmap(p, kPage), 0);
   monitor_->WaitForPending();
-  EXPECT_TRUE(sink_.SawExactly(Addr(p), Addr(p) + kPage - 1, REGCACHE_INVAL_UNMAP));
-  EXPECT_TRUE(sinks[0].SawExactly(Addr(p), Addr(p) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_TRUE(
+      sink_.SawExactly(Addr(p), Addr(p) + kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_TRUE(
+      sinks[0].SawExactly(Addr(p), Addr(p) + kPage - 1, REGCACHE_INVAL_UNMAP));
   for (auto& m : others) m->Stop();
 }
 
@@ -696,7 +711,8 @@ TEST_F(UffdMonitorTest, RangeOwnedByAnotherUserfaultfdIsUnsupported) {
   EXPECT_EQ(Watch(p, 2), 0);
   ASSERT_EQ(munmap(p, 2 * kPage), 0);
   monitor_->WaitForPending();
-  EXPECT_TRUE(sink_.Saw(Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_UNMAP));
+  EXPECT_TRUE(
+      sink_.Saw(Addr(p), Addr(p) + 2 * kPage - 1, REGCACHE_INVAL_UNMAP));
 }
 
 TEST_F(UffdMonitorTest, WatchRejectsRangesThatAreNotPageAligned) {
@@ -725,7 +741,8 @@ TEST_F(UffdMonitorTest, ReaderKeepsReleasingMunmapWhileTheSinkIsBlocked) {
       munmap(b, kPage);
     });
     ASSERT_TRUE(sink_.WaitUntilSomeoneWaits(10s)) << "the applier never ran";
-    if (!unmapper.WaitFor(10s)) AbortHung("munmap() while the sink was blocked");
+    if (!unmapper.WaitFor(10s))
+      AbortHung("munmap() while the sink was blocked");
   }
   EXPECT_TRUE(Pending());
   sink_.Unblock();
@@ -745,10 +762,12 @@ TEST_F(UffdMonitorTest, GateStaysSetWhileALaterEpochIsUnapplied) {
   ASSERT_NE(b, nullptr);
   sink_.Block();
   ASSERT_EQ(munmap(a, kPage), 0);
-  ASSERT_TRUE(sink_.WaitUntilSomeoneWaits(10s, 0)) << "a's event never reached the sink";
+  ASSERT_TRUE(sink_.WaitUntilSomeoneWaits(10s, 0))
+      << "a's event never reached the sink";
   ASSERT_EQ(munmap(b, kPage), 0);  // epoch 2: read, not applied
   sink_.Allow(1);                  // a's invalidation completes, then A3
-  ASSERT_TRUE(sink_.WaitUntilSomeoneWaits(10s, 1)) << "b's event never reached the sink";
+  ASSERT_TRUE(sink_.WaitUntilSomeoneWaits(10s, 1))
+      << "b's event never reached the sink";
   EXPECT_TRUE(sink_.Saw(Addr(a), Addr(a) + kPage - 1, REGCACHE_INVAL_UNMAP));
   EXPECT_FALSE(sink_.Saw(Addr(b), Addr(b) + kPage - 1, REGCACHE_INVAL_UNMAP));
   EXPECT_TRUE(Pending()) << "gate cleared while b's invalidation was unapplied";
@@ -804,8 +823,9 @@ TEST_F(UffdMonitorTest, ConcurrentMunmapsEachSeeTheirInvalidation) {
         const size_t before = sink_.size();
         munmap(p, 2 * kPage);
         const bool pending = Pending();
-        if (!pending && !sink_.SawSince(before, Addr(p), Addr(p) + 2 * kPage - 1,
-                                        REGCACHE_INVAL_UNMAP)) {
+        if (!pending &&
+            !sink_.SawSince(before, Addr(p), Addr(p) + 2 * kPage - 1,
+                            REGCACHE_INVAL_UNMAP)) {
           failures.fetch_add(1);
         }
         monitor_->WaitForPending();
@@ -831,7 +851,7 @@ TEST_F(UffdMonitorTest, StopWhileIdleReturnsPromptly) {
   const auto start = std::chrono::steady_clock::now();
   monitor_->Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
-  monitor_->Stop();  // idempotent
+  monitor_->Stop();            // idempotent
   monitor_->WaitForPending();  // returns at once after Stop()
 }
 
@@ -857,47 +877,51 @@ TEST_F(UffdMonitorTest, ForkChildRestartsAndSeesItsOwnEvents) {
   ASSERT_NE(inherited2, nullptr);
   monitor_->WaitForPending();  // nothing in flight while forking
   sink_.Clear();
-  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
-    alarm(20);  // a hang kills the child, which the parent reports
-    // Mapped before anything is unmapped, so it cannot land on (and its
-    // UNMAP overlap) an inherited range's freed addresses.
-    char* own = MapAnon(3);
-    if (own == nullptr) return "mmap failed";
-    // The inherited ranges lost their registration in the child:
-    // unmapping them must neither block nor be reported.
-    if (munmap(inherited, 2 * kPage) != 0) return "munmap inherited failed";
-    std::string why;
-    gate_.fetch_or(kGateForked);  // what the cache's atfork handler does
-    if (int rc = monitor_->RestartInChild(&why); rc != 0) {
-      return "RestartInChild: " + std::to_string(rc) + " " + why;
-    }
-    WatchToken token;
-    if (int rc = monitor_->Watch(Addr(own), Addr(own) + 3 * kPage - 1, &token);
-        rc != 0) {
-      return "Watch in child: " + std::to_string(rc);
-    }
-    if (munmap(inherited2, 2 * kPage) != 0) return "munmap inherited2 failed";
-    sink_.Block();
-    if (munmap(own, 3 * kPage) != 0) return "munmap own failed";
-    if ((gate_.load() & kGateEventsPending) == 0) {
-      return "gate not set when munmap returned in the child";
-    }
-    sink_.Unblock();
-    monitor_->WaitForPending();
-    // Events arrive in order, so own's UNMAP is a fence for inherited2.
-    if (!sink_.SawExactly(Addr(own), Addr(own) + 3 * kPage - 1,
-                          REGCACHE_INVAL_UNMAP)) {
-      return "child missed its UNMAP event";
-    }
-    if (sink_.CountOverlapping(Addr(inherited), Addr(inherited) + 2 * kPage - 1) +
-            sink_.CountOverlapping(Addr(inherited2),
-                                   Addr(inherited2) + 2 * kPage - 1) !=
-        0) {
-      return "child reported an inherited range";
-    }
-    monitor_->Stop();
-    return "";
-  });
+  const regcache_test::ChildOutcome child =
+      regcache_test::RunInChild([&]() -> std::string {
+        alarm(20);  // a hang kills the child, which the parent reports
+        // Mapped before anything is unmapped, so it cannot land on (and its
+        // UNMAP overlap) an inherited range's freed addresses.
+        char* own = MapAnon(3);
+        if (own == nullptr) return "mmap failed";
+        // The inherited ranges lost their registration in the child:
+        // unmapping them must neither block nor be reported.
+        if (munmap(inherited, 2 * kPage) != 0) return "munmap inherited failed";
+        std::string why;
+        gate_.fetch_or(kGateForked);  // what the cache's atfork handler does
+        if (int rc = monitor_->RestartInChild(&why); rc != 0) {
+          return "RestartInChild: " + std::to_string(rc) + " " + why;
+        }
+        WatchToken token;
+        if (int rc =
+                monitor_->Watch(Addr(own), Addr(own) + 3 * kPage - 1, &token);
+            rc != 0) {
+          return "Watch in child: " + std::to_string(rc);
+        }
+        if (munmap(inherited2, 2 * kPage) != 0)
+          return "munmap inherited2 failed";
+        sink_.Block();
+        if (munmap(own, 3 * kPage) != 0) return "munmap own failed";
+        if ((gate_.load() & kGateEventsPending) == 0) {
+          return "gate not set when munmap returned in the child";
+        }
+        sink_.Unblock();
+        monitor_->WaitForPending();
+        // Events arrive in order, so own's UNMAP is a fence for inherited2.
+        if (!sink_.SawExactly(Addr(own), Addr(own) + 3 * kPage - 1,
+                              REGCACHE_INVAL_UNMAP)) {
+          return "child missed its UNMAP event";
+        }
+        if (sink_.CountOverlapping(Addr(inherited),
+                                   Addr(inherited) + 2 * kPage - 1) +
+                sink_.CountOverlapping(Addr(inherited2),
+                                       Addr(inherited2) + 2 * kPage - 1) !=
+            0) {
+          return "child reported an inherited range";
+        }
+        monitor_->Stop();
+        return "";
+      });
   if (child.skipped) GTEST_SKIP() << child.message;
   EXPECT_TRUE(child.passed) << child.message;
   // The parent's registrations are intact.
@@ -906,7 +930,8 @@ TEST_F(UffdMonitorTest, ForkChildRestartsAndSeesItsOwnEvents) {
   monitor_->WaitForPending();
   EXPECT_TRUE(sink_.SawExactly(Addr(inherited), Addr(inherited) + 2 * kPage - 1,
                                REGCACHE_INVAL_UNMAP));
-  EXPECT_TRUE(sink_.SawExactly(Addr(inherited2), Addr(inherited2) + 2 * kPage - 1,
+  EXPECT_TRUE(sink_.SawExactly(Addr(inherited2),
+                               Addr(inherited2) + 2 * kPage - 1,
                                REGCACHE_INVAL_UNMAP));
 }
 
@@ -964,14 +989,15 @@ std::string FilterUserfaultfd(uint32_t user_mode_only, uint32_t full_form) {
   sock_filter filter[] = {
       /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
       /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_userfaultfd, 0, 4),
-      /* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[0])),
+      /* 2 */
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[0])),
       /* 3 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, UFFD_USER_MODE_ONLY, 0, 1),
       /* 4 */ BPF_STMT(BPF_RET | BPF_K, user_mode_only),
       /* 5 */ BPF_STMT(BPF_RET | BPF_K, full_form),
       /* 6 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
-  sock_fprog program{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])),
-                     filter};
+  sock_fprog program{
+      static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])), filter};
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     return std::string("PR_SET_NO_NEW_PRIVS: ") + strerror(errno);
   }
@@ -983,7 +1009,8 @@ std::string FilterUserfaultfd(uint32_t user_mode_only, uint32_t full_form) {
 
 // Switches the (child) process to uid/gid nobody; "" on success.
 std::string BecomeNobody() {
-  if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) {
+  if (setresgid(65534, 65534, 65534) != 0 ||
+      setresuid(65534, 65534, 65534) != 0) {
     return std::string("cannot become nobody: ") + strerror(errno);
   }
   return "";
@@ -1016,7 +1043,8 @@ std::string ExerciseMonitor(Monitor* monitor) {
   if (monitor->Start(&sink, &gate, &why) != 0) return "Start: " + why;
   char* p = MapAnon(1);
   WatchToken token;
-  if (p == nullptr || monitor->Watch(Addr(p), Addr(p) + kPage - 1, &token) != 0) {
+  if (p == nullptr ||
+      monitor->Watch(Addr(p), Addr(p) + kPage - 1, &token) != 0) {
     return "Watch failed";
   }
   munmap(p, kPage);
@@ -1033,21 +1061,24 @@ TEST(UffdMonitorOpen, WorksWithoutCapSysPtraceWhateverTheSysctlSays) {
   // vm.unprivileged_userfaultfd=0; the full form then needs CAP_SYS_PTRACE.
   const int sysctl = ReadSysctl("/proc/sys/vm/unprivileged_userfaultfd");
   std::string why;
-  if (!CreateUffdMonitor(&why)) GTEST_SKIP() << "userfaultfd unavailable here: " << why;
-  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
-    if (std::string err = DropPtraceCapability(); !err.empty()) return err;
-    const long full = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    const int full_errno = errno;
-    if (full >= 0) close(static_cast<int>(full));
-    if (sysctl == 0 && !(full < 0 && full_errno == EPERM)) {
-      return "full-form userfaultfd(2) did not fail with EPERM although "
-             "vm.unprivileged_userfaultfd=0 and CAP_SYS_PTRACE is dropped";
-    }
-    std::string child_why;
-    std::unique_ptr<Monitor> monitor = CreateUffdMonitor(&child_why);
-    if (!monitor) return "CreateUffdMonitor without CAP_SYS_PTRACE: " + child_why;
-    return ExerciseMonitor(monitor.get());
-  });
+  if (!CreateUffdMonitor(&why))
+    GTEST_SKIP() << "userfaultfd unavailable here: " << why;
+  const regcache_test::ChildOutcome child =
+      regcache_test::RunInChild([&]() -> std::string {
+        if (std::string err = DropPtraceCapability(); !err.empty()) return err;
+        const long full = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+        const int full_errno = errno;
+        if (full >= 0) close(static_cast<int>(full));
+        if (sysctl == 0 && !(full < 0 && full_errno == EPERM)) {
+          return "full-form userfaultfd(2) did not fail with EPERM although "
+                 "vm.unprivileged_userfaultfd=0 and CAP_SYS_PTRACE is dropped";
+        }
+        std::string child_why;
+        std::unique_ptr<Monitor> monitor = CreateUffdMonitor(&child_why);
+        if (!monitor)
+          return "CreateUffdMonitor without CAP_SYS_PTRACE: " + child_why;
+        return ExerciseMonitor(monitor.get());
+      });
   if (child.skipped) GTEST_SKIP() << child.message;
   EXPECT_TRUE(child.passed) << child.message;
   RecordProperty("vm.unprivileged_userfaultfd", sysctl);
@@ -1055,39 +1086,48 @@ TEST(UffdMonitorOpen, WorksWithoutCapSysPtraceWhateverTheSysctlSays) {
 
 TEST(UffdMonitorOpen, RetriesWithoutUserModeOnlyOnKernelsOlderThan5_11) {
   std::string why;
-  if (!CreateUffdMonitor(&why)) GTEST_SKIP() << "userfaultfd unavailable here: " << why;
-  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
-    // A pre-5.11 kernel rejects the flag; root may use the full form.
-    if (std::string err = FilterUserfaultfd(Fail(EINVAL), kAllow); !err.empty()) {
-      return regcache_test::kChildSkip + err;
-    }
-    std::string child_why;
-    std::unique_ptr<Monitor> monitor = CreateUffdMonitor(&child_why);
-    if (!monitor) return "no retry without UFFD_USER_MODE_ONLY: " + child_why;
-    return ExerciseMonitor(monitor.get());
-  });
+  if (!CreateUffdMonitor(&why))
+    GTEST_SKIP() << "userfaultfd unavailable here: " << why;
+  const regcache_test::ChildOutcome child =
+      regcache_test::RunInChild([&]() -> std::string {
+        // A pre-5.11 kernel rejects the flag; root may use the full form.
+        if (std::string err = FilterUserfaultfd(Fail(EINVAL), kAllow);
+            !err.empty()) {
+          return regcache_test::kChildSkip + err;
+        }
+        std::string child_why;
+        std::unique_ptr<Monitor> monitor = CreateUffdMonitor(&child_why);
+        if (!monitor)
+          return "no retry without UFFD_USER_MODE_ONLY: " + child_why;
+        return ExerciseMonitor(monitor.get());
+      });
   if (child.skipped) GTEST_SKIP() << child.message;
   EXPECT_TRUE(child.passed) << child.message;
 }
 
 TEST(UffdMonitorOpen, FallsBackToDevUserfaultfdWhenTheSyscallIsRefused) {
   std::string why;
-  if (!CreateUffdMonitor(&why)) GTEST_SKIP() << "userfaultfd unavailable here: " << why;
+  if (!CreateUffdMonitor(&why))
+    GTEST_SKIP() << "userfaultfd unavailable here: " << why;
   if (access("/dev/userfaultfd", R_OK | W_OK) != 0) {
-    GTEST_SKIP() << "/dev/userfaultfd is not usable here (Linux < 6.1 or permissions)";
+    GTEST_SKIP()
+        << "/dev/userfaultfd is not usable here (Linux < 6.1 or permissions)";
   }
-  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
-    if (std::string err = FilterUserfaultfd(Fail(EPERM), Fail(EPERM)); !err.empty()) {
-      return regcache_test::kChildSkip + err;
-    }
-    if (syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY) >= 0 || errno != EPERM) {
-      return "the seccomp filter did not take";
-    }
-    std::string child_why;
-    std::unique_ptr<Monitor> monitor = CreateUffdMonitor(&child_why);
-    if (!monitor) return "no fallback to /dev/userfaultfd: " + child_why;
-    return ExerciseMonitor(monitor.get());
-  });
+  const regcache_test::ChildOutcome child =
+      regcache_test::RunInChild([&]() -> std::string {
+        if (std::string err = FilterUserfaultfd(Fail(EPERM), Fail(EPERM));
+            !err.empty()) {
+          return regcache_test::kChildSkip + err;
+        }
+        if (syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY) >= 0 ||
+            errno != EPERM) {
+          return "the seccomp filter did not take";
+        }
+        std::string child_why;
+        std::unique_ptr<Monitor> monitor = CreateUffdMonitor(&child_why);
+        if (!monitor) return "no fallback to /dev/userfaultfd: " + child_why;
+        return ExerciseMonitor(monitor.get());
+      });
   if (child.skipped) GTEST_SKIP() << child.message;
   EXPECT_TRUE(child.passed) << child.message;
 }
@@ -1101,47 +1141,56 @@ void ExpectRefusalMessage(uint32_t user_mode_only, uint32_t full_form,
       (st.st_mode & S_IWOTH)) {
     GTEST_SKIP() << "/dev/userfaultfd is world-accessible here";
   }
-  if (getuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged uid";
-  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
-    if (std::string err = FilterUserfaultfd(user_mode_only, full_form); !err.empty()) {
-      return regcache_test::kChildSkip + err;
-    }
-    if (std::string err = BecomeNobody(); !err.empty()) {
-      return regcache_test::kChildSkip + err;
-    }
-    std::string why;
-    if (CreateUffdMonitor(&why)) return "created a monitor although everything was refused";
-    for (const std::string& needle : needles) {
-      if (why.find(needle) == std::string::npos) {
-        return "the message lacks \"" + needle + "\": " + why;
-      }
-    }
-    return "";
-  });
+  if (getuid() != 0)
+    GTEST_SKIP() << "needs root to switch to an unprivileged uid";
+  const regcache_test::ChildOutcome child =
+      regcache_test::RunInChild([&]() -> std::string {
+        if (std::string err = FilterUserfaultfd(user_mode_only, full_form);
+            !err.empty()) {
+          return regcache_test::kChildSkip + err;
+        }
+        if (std::string err = BecomeNobody(); !err.empty()) {
+          return regcache_test::kChildSkip + err;
+        }
+        std::string why;
+        if (CreateUffdMonitor(&why))
+          return "created a monitor although everything was refused";
+        for (const std::string& needle : needles) {
+          if (why.find(needle) == std::string::npos) {
+            return "the message lacks \"" + needle + "\": " + why;
+          }
+        }
+        return "";
+      });
   if (child.skipped) GTEST_SKIP() << child.message;
   EXPECT_TRUE(child.passed) << child.message;
 }
 
 TEST(UffdMonitorOpen, SaysHowToFixTheSysctlRefusalOfOldKernels) {
-  ExpectRefusalMessage(Fail(EINVAL), Fail(EPERM),
-                       {"vm.unprivileged_userfaultfd=1", "/dev/userfaultfd",
-                        "CAP_SYS_PTRACE"});
+  ExpectRefusalMessage(
+      Fail(EINVAL), Fail(EPERM),
+      {"vm.unprivileged_userfaultfd=1", "/dev/userfaultfd", "CAP_SYS_PTRACE"});
 }
 
 TEST(UffdMonitorOpen, SaysHowToFixAPolicyRefusal) {
-  ExpectRefusalMessage(Fail(EPERM), Fail(EPERM), {"seccomp", "/dev/userfaultfd"});
+  ExpectRefusalMessage(Fail(EPERM), Fail(EPERM),
+                       {"seccomp", "/dev/userfaultfd"});
 }
 
 TEST(UffdMonitorOpen, NamesSeccompWhenTheSyscallIsBlocked) {
-  const regcache_test::ChildOutcome child = regcache_test::RunInChild([&]() -> std::string {
-    if (std::string err = FilterUserfaultfd(Fail(ENOSYS), Fail(ENOSYS)); !err.empty()) {
-      return regcache_test::kChildSkip + err;
-    }
-    std::string why;
-    if (CreateUffdMonitor(&why)) return "created a monitor although the syscall is blocked";
-    if (why.find("seccomp") == std::string::npos) return "no mention of seccomp: " + why;
-    return "";
-  });
+  const regcache_test::ChildOutcome child =
+      regcache_test::RunInChild([&]() -> std::string {
+        if (std::string err = FilterUserfaultfd(Fail(ENOSYS), Fail(ENOSYS));
+            !err.empty()) {
+          return regcache_test::kChildSkip + err;
+        }
+        std::string why;
+        if (CreateUffdMonitor(&why))
+          return "created a monitor although the syscall is blocked";
+        if (why.find("seccomp") == std::string::npos)
+          return "no mention of seccomp: " + why;
+        return "";
+      });
   if (child.skipped) GTEST_SKIP() << child.message;
   EXPECT_TRUE(child.passed) << child.message;
 }

@@ -29,9 +29,9 @@ class VerbsDeviceTest : public ::testing::Test {
       GTEST_SKIP() << "no RDMA device: " << where_to_run;
     }
     context_ = ibv_open_device(devices_[0]);
-    ASSERT_NE(context_, nullptr) << "ibv_open_device("
-                                 << ibv_get_device_name(devices_[0])
-                                 << "): " << strerror(errno);
+    ASSERT_NE(context_, nullptr)
+        << "ibv_open_device(" << ibv_get_device_name(devices_[0])
+        << "): " << strerror(errno);
     pd_ = ibv_alloc_pd(context_);
     ASSERT_NE(pd_, nullptr) << "ibv_alloc_pd: " << strerror(errno);
     void* p = mmap(nullptr, buffer_bytes, PROT_READ | PROT_WRITE,

@@ -112,7 +112,7 @@ struct Options {
   bool help = false;
   bool version = false;
   bool json = false;
-  bool all = false;                        // list processes by VmPin
+  bool all = false;  // list processes by VmPin
   bool env = false;  // print the REGCACHE_* variables in effect instead
   uint32_t top = kDefaultTop;              // how many --all lists
   std::optional<uint32_t> ranks_per_node;  // default: online CPUs
@@ -121,7 +121,8 @@ struct Options {
 };
 
 // Parses argv[1..] (options.cc): --json, --all, --top N, --ranks-per-node N,
-// --reserve PCT, --mem-total SIZE, --env, --version, -h/--help; "--flag=value" or
+// --reserve PCT, --mem-total SIZE, --env, --version, -h/--help; "--flag=value"
+// or
 // "--flag value"; given twice, the last counts. Returns false with *error
 // set (naming the option and what it accepts) on an unknown option, a
 // missing value or a bad one.

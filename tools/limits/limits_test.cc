@@ -829,11 +829,15 @@ TEST(Program, EnvPrintsEveryVariableWithItsValueAndSource) {
       &status);
   ASSERT_EQ(status, 0) << out;
   for (const char* line :
-       {"REGCACHE_MODE=pin  (environment)\n", "REGCACHE_MONITOR=auto  (default)\n",
-        "REGCACHE_STATS=0  (environment: \"nope\" is invalid", "# REGCACHE_MAX_ENTRIES: ",
-        "REGCACHE_MAX_BYTES=", "REGCACHE_ODP_IMPLICIT=", "REGCACHE_ODP_PREFETCH="})
-    EXPECT_NE(out.find(line), std::string::npos) << line << " missing in:\n" << out;
-  EXPECT_EQ(out.find("memlock"), std::string::npos) << "--env prints only the variables";
+       {"REGCACHE_MODE=pin  (environment)\n",
+        "REGCACHE_MONITOR=auto  (default)\n",
+        "REGCACHE_STATS=0  (environment: \"nope\" is invalid",
+        "# REGCACHE_MAX_ENTRIES: ", "REGCACHE_MAX_BYTES=",
+        "REGCACHE_ODP_IMPLICIT=", "REGCACHE_ODP_PREFETCH="})
+    EXPECT_NE(out.find(line), std::string::npos) << line << " missing in:\n"
+                                                 << out;
+  EXPECT_EQ(out.find("memlock"), std::string::npos)
+      << "--env prints only the variables";
 }
 
 TEST(Program, UsageErrorsExitWithTwo) {

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "command_line.h"
-#include "regcache/regcache.h"
 #include "limits.h"
+#include "regcache/regcache.h"
 #include "report.h"
 
 int main(int argc, char** argv) {

@@ -355,7 +355,8 @@ ModuleInfo ProbeModule(const Paths& paths) {
     const int err = errno;
     m.contig_error = std::string("REGCACHE_IOC_CONTIG_INFO: ") + strerror(err);
     if (err == ENOTTY)
-      m.contig_error += " (this module has no contiguous memory: an older build)";
+      m.contig_error +=
+          " (this module has no contiguous memory: an older build)";
   }
   if (head != MAP_FAILED) munmap(head, page);
   if (stats_rc == 0) {

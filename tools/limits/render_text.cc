@@ -65,7 +65,8 @@ bool Limited(const Report& r) {
 // The module's contiguous memory: its limits, the sizes this kernel can
 // allocate, and what all processes hold now.
 std::string ContigRows(const ModuleInfo& mod) {
-  if (!mod.contig_read) return Row("contiguous", "unknown: " + mod.contig_error);
+  if (!mod.contig_read)
+    return Row("contiguous", "unknown: " + mod.contig_error);
   const regcache_kmod_contig_info& c = mod.contig;
   std::string limits = FormatBytes(c.max_process_bytes) + " per process, " +
                        FormatBytes(c.max_total_bytes) +

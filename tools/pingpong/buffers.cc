@@ -28,8 +28,10 @@ void* MapAnonymous(void* hint, size_t length, int extra_flags) {
 void Buffers::Release() {
   std::string ignored;
   for (void* p : buffers_) {
-    if (allocator_ != nullptr) allocator_->Free(p, &ignored);
-    else munmap(p, mapped_);
+    if (allocator_ != nullptr)
+      allocator_->Free(p, &ignored);
+    else
+      munmap(p, mapped_);
   }
   buffers_.clear();
 }

@@ -23,10 +23,9 @@ enum class Mode {
   kPool,        // buffers from regcache_mem_alloc (pin-once memory), freed
                 // to the pool and allocated again in realloc
 };
-inline constexpr Mode kAllModes[] = {Mode::kPerMessage, Mode::kKmod,
-                                     Mode::kUffd,       Mode::kNone,
-                                     Mode::kOnce,       Mode::kPool,
-                                     Mode::kOdp};
+inline constexpr Mode kAllModes[] = {
+    Mode::kPerMessage, Mode::kKmod, Mode::kUffd, Mode::kNone,
+    Mode::kOnce,       Mode::kPool, Mode::kOdp};
 const char* ModeName(Mode mode);  // "register-per-message", "regcache-kmod"...
 bool ParseMode(const std::string& text, Mode* out);
 bool IsCacheMode(Mode mode);      // hits mean something

@@ -558,7 +558,8 @@ TEST(Targets, PoolInReallocIsComparedWithRegisterOnceInReuse) {
       Named(passing, "realloc: regcache-pool bandwidth within 5%");
   EXPECT_EQ(pass.verdict, TargetResult::Verdict::kPass) << pass.detail;
   EXPECT_NE(pass.detail.find("97.0% of it"), std::string::npos) << pass.detail;
-  EXPECT_NE(pass.detail.find("0.00 registrations per message"), std::string::npos)
+  EXPECT_NE(pass.detail.find("0.00 registrations per message"),
+            std::string::npos)
       << pass.detail;
   EXPECT_FALSE(pass.correctness);
   points[10].bandwidth_mbs = 40;  // 80% of register-once

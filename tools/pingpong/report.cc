@@ -165,10 +165,12 @@ std::vector<TargetResult> EvaluateTargets(
   // cost the pool no registration, so realloc should run as fast as
   // register-once's reuse.
   {
-    const PointResult* pool = Find(points, "realloc", Mode::kPool, reference_size);
+    const PointResult* pool =
+        Find(points, "realloc", Mode::kPool, reference_size);
     TargetResult near;
     near.name = Format(
-        "%s realloc: regcache-pool bandwidth within 5%% of register-once in reuse",
+        "%s realloc: regcache-pool bandwidth within 5%% of register-once in "
+        "reuse",
         ref.c_str());
     if (pool == nullptr || once == nullptr) {
       near.detail = "not measured";

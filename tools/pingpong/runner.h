@@ -35,8 +35,9 @@ int RunServer(Channel* channel, const DeviceOptions& device,
               std::string* error);
 
 // Runs `plan` as the client and fills `report` (points, device). Each
-// point about to run goes to `progress` (may be empty). Returns false with *error set
-// when the run itself failed (the report then holds the points so far).
+// point about to run goes to `progress` (may be empty). Returns false with
+// *error set when the run itself failed (the report then holds the points so
+// far).
 bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
                const std::function<void(const ProgressStep&)>& progress,
                Report* report, std::string* error);

@@ -40,8 +40,8 @@
 #include <memory>
 #include <string>
 
-#include "integrations/libfabric/subscriptions.h"
 #include "integrations/libfabric/plugin_config.h"
+#include "integrations/libfabric/subscriptions.h"
 #include "monitor/fds.h"
 #include "monitor/monitor.h"
 
@@ -100,9 +100,9 @@ State* NewState(std::unique_ptr<regcache_internal::Monitor> monitor) {
   auto* s = new State;
   s->pid = regcache_internal::PrepareCurrentPid();
   s->monitor = std::move(monitor);
-  s->table = std::make_unique<Subscriptions>(
-      s->monitor.get(), g_plugin->config.max_subscriptions,
-      g_plugin->page_size);
+  s->table = std::make_unique<Subscriptions>(s->monitor.get(),
+                                             g_plugin->config.max_subscriptions,
+                                             g_plugin->page_size);
   return s;
 }
 
@@ -168,7 +168,8 @@ int MonitorSubscribe(fid_mem_monitor*, const void* addr, size_t len) {
 
 void MonitorUnsubscribe(fid_mem_monitor*, const void* addr, size_t len) {
   State* s = CurrentState();
-  if (s != nullptr) s->table->Unsubscribe(reinterpret_cast<uint64_t>(addr), len);
+  if (s != nullptr)
+    s->table->Unsubscribe(reinterpret_cast<uint64_t>(addr), len);
 }
 
 bool MonitorValid(fid_mem_monitor*, const void* addr, size_t len) {
@@ -252,13 +253,13 @@ void ImportOnce() {
   m.fid.context = nullptr;
   m.fid.ops = &g_fid_ops;
   m.export_ops = &g_plugin->ops;
-  const int rc = fi_import(FI_VERSION(1, 13), "mr_cache", nullptr, 0, 0,
-                           &m.fid, nullptr);
+  const int rc =
+      fi_import(FI_VERSION(1, 13), "mr_cache", nullptr, 0, 0, &m.fid, nullptr);
   if (rc != 0) {
     // -FI_EBUSY: the program imported a monitor of its own before
     // libfabric initialised; libfabric uses that one, ours stays unused.
-    Log(FI_LOG_WARN,
-        "fi_import of the regcache memory monitor failed: %s%s", fi_strerror(-rc),
+    Log(FI_LOG_WARN, "fi_import of the regcache memory monitor failed: %s%s",
+        fi_strerror(-rc),
         rc == -FI_EBUSY ? " (the program imported a monitor of its own "
                           "first; libfabric uses that one)"
                         : "");

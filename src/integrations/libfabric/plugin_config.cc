@@ -25,10 +25,11 @@ bool ReadPluginConfig(PluginConfig* out, std::string* error,
   *out = PluginConfig{};
   error->clear();
   if (const char* v = getenv_fn("REGCACHE_FI"); v != nullptr) {
-    if (strcmp(v, "0") == 0) out->enabled = false;
+    if (strcmp(v, "0") == 0)
+      out->enabled = false;
     else if (strcmp(v, "1") != 0)
-      AddError(error, std::string("REGCACHE_FI='") + v +
-                          "' is not 0 or 1; using 1");
+      AddError(error,
+               std::string("REGCACHE_FI='") + v + "' is not 0 or 1; using 1");
   }
   if (const char* v = getenv_fn("REGCACHE_FI_MAX_SUBSCRIPTIONS");
       v != nullptr) {

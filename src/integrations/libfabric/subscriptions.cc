@@ -230,10 +230,14 @@ void Subscriptions::LinkNewestLocked(Record* r) {
 }
 
 void Subscriptions::UnlinkLocked(Record* r) {
-  if (r->older != nullptr) r->older->newer = r->newer;
-  else clock_head_ = r->newer;
-  if (r->newer != nullptr) r->newer->older = r->older;
-  else clock_tail_ = r->older;
+  if (r->older != nullptr)
+    r->older->newer = r->newer;
+  else
+    clock_head_ = r->newer;
+  if (r->newer != nullptr)
+    r->newer->older = r->older;
+  else
+    clock_tail_ = r->older;
   r->older = r->newer = nullptr;
 }
 

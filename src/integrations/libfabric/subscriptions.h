@@ -65,15 +65,15 @@ namespace regcache_fi {
 // Counters for REGCACHE_STATS and the tests. Relaxed: a snapshot may be a
 // few operations behind.
 struct SubscriptionStats {
-  uint64_t subscribes = 0;       // subscribe() calls
-  uint64_t watches = 0;          // of those, new monitor watches
-  uint64_t subscribe_errors = 0; // the monitor could not watch
+  uint64_t subscribes = 0;        // subscribe() calls
+  uint64_t watches = 0;           // of those, new monitor watches
+  uint64_t subscribe_errors = 0;  // the monitor could not watch
   uint64_t unsubscribes = 0;
   uint64_t valid_calls = 0;
-  uint64_t valid_false = 0;      // of those, answered "not valid"
-  uint64_t retired_stale = 0;    // records whose range changed
-  uint64_t retired_full = 0;     // records CLOCK dropped at max_subscriptions
-  uint64_t notifies = 0;         // notify() calls made
+  uint64_t valid_false = 0;    // of those, answered "not valid"
+  uint64_t retired_stale = 0;  // records whose range changed
+  uint64_t retired_full = 0;   // records CLOCK dropped at max_subscriptions
+  uint64_t notifies = 0;       // notify() calls made
   uint64_t records_now = 0;
   uint64_t pending_now = 0;
 };
@@ -104,8 +104,7 @@ class Subscriptions final : public regcache_internal::InvalidationSink {
 
   // The monitor's event thread: the watch of [first, last] fired.
   void InvalidateRange(uint64_t first, uint64_t last,
-                       regcache_inval_reason reason) override
-      RC_EXCLUDES(mu_);
+                       regcache_inval_reason reason) override RC_EXCLUDES(mu_);
 
   // Blocks until every range retired so far has been notified (tests).
   void WaitForNotifier() RC_EXCLUDES(mu_);

@@ -56,10 +56,10 @@ void Init() {
   RealVerbs real;
   real.reg_mr_iova2 = reinterpret_cast<decltype(real.reg_mr_iova2)>(
       Next("ibv_reg_mr_iova2", "IBVERBS_1.8"));
-  real.dereg_mr =
-      reinterpret_cast<decltype(real.dereg_mr)>(Next("ibv_dereg_mr", "IBVERBS_1.1"));
-  real.rereg_mr =
-      reinterpret_cast<decltype(real.rereg_mr)>(Next("ibv_rereg_mr", "IBVERBS_1.1"));
+  real.dereg_mr = reinterpret_cast<decltype(real.dereg_mr)>(
+      Next("ibv_dereg_mr", "IBVERBS_1.1"));
+  real.rereg_mr = reinterpret_cast<decltype(real.rereg_mr)>(
+      Next("ibv_rereg_mr", "IBVERBS_1.1"));
   real.dealloc_pd = reinterpret_cast<decltype(real.dealloc_pd)>(
       Next("ibv_dealloc_pd", "IBVERBS_1.1"));
   real.close_device = reinterpret_cast<decltype(real.close_device)>(
@@ -151,9 +151,7 @@ RC_EXPORT int rc_ibv_rereg_mr(ibv_mr* mr, int flags, ibv_pd* pd, void* addr,
 }
 __asm__(".symver rc_ibv_rereg_mr, ibv_rereg_mr@@IBVERBS_1.1");
 
-RC_EXPORT int rc_ibv_dealloc_pd(ibv_pd* pd) {
-  return Caches()->DeallocPd(pd);
-}
+RC_EXPORT int rc_ibv_dealloc_pd(ibv_pd* pd) { return Caches()->DeallocPd(pd); }
 __asm__(".symver rc_ibv_dealloc_pd, ibv_dealloc_pd@@IBVERBS_1.1");
 
 RC_EXPORT int rc_ibv_close_device(ibv_context* context) {

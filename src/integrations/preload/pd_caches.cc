@@ -125,7 +125,8 @@ ibv_mr* PdCaches::PassThrough(ibv_pd* pd, void* addr, size_t length,
     mr = real_.reg_mr_iova2(pd, addr, length, iova, access);
     if (mr == nullptr && errno == 0) errno = saved;
   }
-  if (mr == nullptr) counters_.pass_errors.fetch_add(1, std::memory_order_relaxed);
+  if (mr == nullptr)
+    counters_.pass_errors.fetch_add(1, std::memory_order_relaxed);
   return mr;
 }
 
@@ -138,8 +139,8 @@ void PdCaches::FlushAllForMemory() {
   for (PdCache* pc : all) regcache_flush(pc->cache);
 }
 
-ibv_mr* PdCaches::Register(ibv_pd* pd, void* addr, size_t length,
-                           uint64_t iova, unsigned int access) {
+ibv_mr* PdCaches::Register(ibv_pd* pd, void* addr, size_t length, uint64_t iova,
+                           unsigned int access) {
   counters_.reg_calls.fetch_add(1, std::memory_order_relaxed);
   if (config_.print_stats && !started_.exchange(true)) PrintSummary("start");
   uint32_t regcache_access = 0;
@@ -285,7 +286,8 @@ int PdCaches::Rereg(ibv_mr* mr, int flags, ibv_pd* pd, void* addr,
         mr->length != 0) {
       MutexLock l(&pds_mu_);
       auto it = pds_.find(mr->pd);
-      if (it != pds_.end()) regcache_invalidate(it->second->cache, mr->addr, mr->length);
+      if (it != pds_.end())
+        regcache_invalidate(it->second->cache, mr->addr, mr->length);
     }
     return real_.rereg_mr(mr, flags, pd, addr, length, access);
   }
@@ -399,8 +401,8 @@ void PdCaches::AddTotals(PdCache* pc, CacheTotals* totals) {
   totals->hits += st.hits;
   for (uint64_t n : st.invalidations) totals->invalidations += n;
   regcache_internal::KernelCounts k;
-  if (reinterpret_cast<regcache_internal::Cache*>(pc->cache)
-          ->KernelCounters(&k) == 0) {
+  if (reinterpret_cast<regcache_internal::Cache*>(pc->cache)->KernelCounters(
+          &k) == 0) {
     totals->kernel_watches += k.watched;
     totals->kernel_unmapped += k.unmapped;
     totals->kernel_cleared += k.cleared;
@@ -439,7 +441,7 @@ void PdCaches::PrintSummary(const char* when) {
     passed += PassReasonName(static_cast<PassReason>(i));
     passed += "=" + std::to_string(n);
   }
-  const char* mode = !config_.enabled      ? "REGCACHE_PRELOAD=0 (counting only)"
+  const char* mode = !config_.enabled ? "REGCACHE_PRELOAD=0 (counting only)"
                      : caching_off_.load() ? "not caching"
                                            : "caching per PD";
   if (strcmp(when, "start") == 0) {

@@ -80,11 +80,11 @@ struct PreloadCounters {
 // What the caches did, summed (those alive and those already destroyed).
 struct CacheTotals {
   uint64_t caches = 0;
-  uint64_t registrations = 0;   // the caches' registrar calls
+  uint64_t registrations = 0;  // the caches' registrar calls
   uint64_t hits = 0;
   uint64_t invalidations = 0;
-  uint64_t kernel_watches = 0;  // the module's count of watched ranges
-  uint64_t kernel_unmapped = 0; // ... and of those it made stale
+  uint64_t kernel_watches = 0;   // the module's count of watched ranges
+  uint64_t kernel_unmapped = 0;  // ... and of those it made stale
   uint64_t kernel_cleared = 0;
   uint64_t kernel_late = 0;
 };

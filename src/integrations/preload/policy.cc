@@ -46,17 +46,28 @@ bool ReadPreloadConfig(PreloadConfig* out, std::string* error,
 
 const char* PassReasonName(PassReason reason) {
   switch (reason) {
-    case PassReason::kCached: return "cached";
-    case PassReason::kDisabled: return "disabled";
-    case PassReason::kOnDemand: return "on_demand";
-    case PassReason::kZeroBased: return "zero_based";
-    case PassReason::kMwBind: return "mw_bind";
-    case PassReason::kIova: return "iova";
-    case PassReason::kOptionalAccess: return "optional_access";
-    case PassReason::kUnknownAccess: return "unknown_access";
-    case PassReason::kRemote: return "remote";
-    case PassReason::kBadArgument: return "bad_argument";
-    case PassReason::kCount: break;
+    case PassReason::kCached:
+      return "cached";
+    case PassReason::kDisabled:
+      return "disabled";
+    case PassReason::kOnDemand:
+      return "on_demand";
+    case PassReason::kZeroBased:
+      return "zero_based";
+    case PassReason::kMwBind:
+      return "mw_bind";
+    case PassReason::kIova:
+      return "iova";
+    case PassReason::kOptionalAccess:
+      return "optional_access";
+    case PassReason::kUnknownAccess:
+      return "unknown_access";
+    case PassReason::kRemote:
+      return "remote";
+    case PassReason::kBadArgument:
+      return "bad_argument";
+    case PassReason::kCount:
+      break;
   }
   return "?";
 }

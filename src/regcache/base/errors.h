@@ -8,7 +8,8 @@ namespace regcache_internal {
 
 // Formats the message and returns `rc` (a negative errno), so callers can
 // write `return SetError(-EINVAL, "...", ...)`.
-int SetError(int rc, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+int SetError(int rc, const char* fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void ClearError();
 const char* LastError();
 

@@ -80,8 +80,8 @@ class Arena {
 
   // True if `p` points at the start of an object this arena handed out.
   bool Contains(const void* p) const {
-    uintptr_t off = reinterpret_cast<uintptr_t>(p) -
-                    reinterpret_cast<uintptr_t>(base_);
+    uintptr_t off =
+        reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(base_);
     return off < used_ * sizeof(T) && off % sizeof(T) == 0;
   }
 

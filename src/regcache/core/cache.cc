@@ -52,7 +52,8 @@ constexpr int kMaxMissRetries = 8;
 int Cache::Create(const CacheSetup& setup, const regcache_config& config,
                   Cache** out) {
   if (setup.registrar.reg == nullptr || setup.registrar.dereg == nullptr) {
-    return SetError(-EINVAL, "regcache_create: the registrar has no %s callback",
+    return SetError(-EINVAL,
+                    "regcache_create: the registrar has no %s callback",
                     setup.registrar.reg == nullptr ? "reg" : "dereg");
   }
   std::unique_ptr<Cache> c(new Cache());
@@ -106,14 +107,16 @@ int Cache::Create(const CacheSetup& setup, const regcache_config& config,
     case REGCACHE_MONITOR_KMOD:
       c->monitor_ = CreateKmodMonitor(&why_kmod);
       if (!c->monitor_) {
-        return SetError(-ENODEV, "regcache_create: monitor kmod unavailable: %s",
+        return SetError(-ENODEV,
+                        "regcache_create: monitor kmod unavailable: %s",
                         why_kmod.c_str());
       }
       break;
     case REGCACHE_MONITOR_UFFD:
       c->monitor_ = CreateUffdMonitor(&why_uffd);
       if (!c->monitor_) {
-        return SetError(-ENODEV, "regcache_create: monitor uffd unavailable: %s",
+        return SetError(-ENODEV,
+                        "regcache_create: monitor uffd unavailable: %s",
                         why_uffd.c_str());
       }
       break;
@@ -128,11 +131,12 @@ int Cache::Create(const CacheSetup& setup, const regcache_config& config,
         c->monitor_note_ = "auto: uffd (kmod unavailable: " + why_kmod + ")";
         break;
       }
-      return SetError(-ENODEV,
-                      "regcache_create: no invalidation monitor works here "
-                      "(kmod: %s; uffd: %s); set REGCACHE_MONITOR=none to cache "
-                      "with explicit invalidation only",
-                      why_kmod.c_str(), why_uffd.c_str());
+      return SetError(
+          -ENODEV,
+          "regcache_create: no invalidation monitor works here "
+          "(kmod: %s; uffd: %s); set REGCACHE_MONITOR=none to cache "
+          "with explicit invalidation only",
+          why_kmod.c_str(), why_uffd.c_str());
     default:
       return SetError(-EINVAL, "regcache_create: unknown monitor %d",
                       int(setup.monitor));
@@ -140,8 +144,8 @@ int Cache::Create(const CacheSetup& setup, const regcache_config& config,
   c->monitor_kind_ = c->monitor_->kind();
   c->range_generations_ = c->monitor_kind_ == REGCACHE_MONITOR_KMOD;
   if (c->monitor_note_.empty())
-    c->monitor_note_ = std::string(regcache_monitor_name(c->monitor_kind_)) +
-                       " (requested)";
+    c->monitor_note_ =
+        std::string(regcache_monitor_name(c->monitor_kind_)) + " (requested)";
   std::string why;
   rc = c->monitor_->Start(c.get(), &c->gate_, &why);
   if (rc != 0) {
@@ -222,7 +226,8 @@ int Cache::Destroy() {
 int Cache::BadRequest(const void* addr, size_t length, uint32_t access) {
   if (length == 0) return SetError(-EINVAL, "regcache_get: length is 0");
   if (addr == nullptr)
-    return SetError(-EINVAL, "regcache_get: addr is NULL with length %zu", length);
+    return SetError(-EINVAL, "regcache_get: addr is NULL with length %zu",
+                    length);
   if (access & ~uint32_t{REGCACHE_ACCESS_ALL}) {
     return SetError(-EINVAL, "regcache_get: unknown access bits 0x%x",
                     access & ~uint32_t{REGCACHE_ACCESS_ALL});
@@ -368,7 +373,8 @@ int Cache::GetAnnouncingTable(ThreadState* ts, uint64_t first, uint64_t last,
   if (index_.table() != t) return GetSlow(first, last, access, out);
   // Announced: the hit path can read t now. last | page_mask_ == last, so
   // re-entering Get() with [first, last] asks for the same pages.
-  return Get(reinterpret_cast<const void*>(first), last - first + 1, access, out);
+  return Get(reinterpret_cast<const void*>(first), last - first + 1, access,
+             out);
 }
 
 int Cache::GetWithBusyHint(ThreadState* ts, uint64_t first, uint64_t last,
@@ -380,7 +386,8 @@ int Cache::GetWithBusyHint(ThreadState* ts, uint64_t first, uint64_t last,
   }
   // ts came from this thread's way for the cache (Get() found it there).
   FindTlsRef()->hint = slot;
-  return Get(reinterpret_cast<const void*>(first), last - first + 1, access, out);
+  return Get(reinterpret_cast<const void*>(first), last - first + 1, access,
+             out);
 }
 
 int Cache::GetProbing(HoldSlot* slot, uint64_t first, uint64_t last,
@@ -458,8 +465,8 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
     Entry* own_victims = nullptr;
     {
       MutexLock l(&mu_);
-      Entry* e = caching_disabled_ ? nullptr
-                                   : FindCoveringLocked(first, last, access);
+      Entry* e =
+          caching_disabled_ ? nullptr : FindCoveringLocked(first, last, access);
       if (e != nullptr) {
         HoldSlot* slot = TakeSlotLocked(ts, e);
         if (slot != nullptr) {
@@ -475,10 +482,10 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
       // A retried miss keeps its first decision (only evicting again if
       // needed): the signals counted this get already.
       if (!caching_disabled_ && (attempt == 0 || admit == Admit::kCache)) {
-        Entry** own = OverLimitsLocked(1, last - first + 1) &&
-                              !OtherThreadsMayHitLocked()
-                          ? &own_victims
-                          : nullptr;
+        Entry** own =
+            OverLimitsLocked(1, last - first + 1) && !OtherThreadsMayHitLocked()
+                ? &own_victims
+                : nullptr;
         admit = AdmitLocked(first, last, attempt == 0, own, &evicted);
       }
     }
@@ -538,18 +545,25 @@ int Cache::RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
     rlimit rl{};
     getrlimit(RLIMIT_MEMLOCK, &rl);
     char soft[32], hard[32];
-    if (rl.rlim_cur == RLIM_INFINITY) snprintf(soft, sizeof soft, "unlimited");
-    else snprintf(soft, sizeof soft, "%llu bytes", (unsigned long long)rl.rlim_cur);
-    if (rl.rlim_max == RLIM_INFINITY) snprintf(hard, sizeof hard, "unlimited");
-    else snprintf(hard, sizeof hard, "%llu bytes", (unsigned long long)rl.rlim_max);
+    if (rl.rlim_cur == RLIM_INFINITY)
+      snprintf(soft, sizeof soft, "unlimited");
+    else
+      snprintf(soft, sizeof soft, "%llu bytes",
+               (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_max == RLIM_INFINITY)
+      snprintf(hard, sizeof hard, "unlimited");
+    else
+      snprintf(hard, sizeof hard, "%llu bytes",
+               (unsigned long long)rl.rlim_max);
     const uint64_t pinned = pinned_bytes_now_.load();
-    const bool memlock = rl.rlim_cur != RLIM_INFINITY &&
-                         pinned + length > rl.rlim_cur;
+    const bool memlock =
+        rl.rlim_cur != RLIM_INFINITY && pinned + length > rl.rlim_cur;
     return SetError(
         rc,
         "%s: %s registering %zu bytes at 0x%" PRIx64
         " failed (%s) after evicting every unused registration; this cache "
-        "pins %" PRIu64 " bytes in %" PRIu64 " registrations; %s; "
+        "pins %" PRIu64 " bytes in %" PRIu64
+        " registrations; %s; "
         "RLIMIT_MEMLOCK soft %s, hard %s (see docs/operators.md)",
         fn, registrar_.name ? registrar_.name : "registrar", length, first,
         strerror(-rc), pinned, entries_now_.load(),
@@ -557,8 +571,8 @@ int Cache::RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
                 : "the device or kernel ran out of registration resources",
         soft, hard);
   }
-  return SetError(rc, "%s: %s registering %zu bytes at 0x%" PRIx64
-                      " failed: %s",
+  return SetError(rc,
+                  "%s: %s registering %zu bytes at 0x%" PRIx64 " failed: %s",
                   fn, registrar_.name ? registrar_.name : "registrar", length,
                   first, strerror(-rc));
 }
@@ -577,7 +591,8 @@ Cache::Admit Cache::AdmitLocked(uint64_t first, uint64_t last, bool count,
   // would not fit beside the cached entries makes room first, whether it
   // is kept or not. max_entries bounds what is kept, so an uncached get
   // only needs the cache back within it.
-  const bool bytes_bind = config_.max_bytes != 0 && mode_ != REGCACHE_MODE_ODP &&
+  const bool bytes_bind = config_.max_bytes != 0 &&
+                          mode_ != REGCACHE_MODE_ODP &&
                           valid_bytes_ + bytes > config_.max_bytes;
   size_t n = 0;
   if (admit != Admit::kCache) {
@@ -649,10 +664,9 @@ void Cache::DropRaced(RacedRegistration* raced) {
   deregistrations_.fetch_add(1, std::memory_order_relaxed);
 }
 
-int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
-                ThreadState* ts, uint64_t inval_seq_at_start, Admit admit,
-                Entry* own_victims, RacedRegistration* raced_before,
-                HoldSlot** out) {
+int Cache::Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
+                uint64_t inval_seq_at_start, Admit admit, Entry* own_victims,
+                RacedRegistration* raced_before, HoldSlot** out) {
   misses_.fetch_add(1, std::memory_order_relaxed);
   // Watch BEFORE registering: an unmap between the two is then seen either
   // through the token's generation or through InvalidatedSinceLocked().
@@ -669,8 +683,9 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
         MutexLock l(&mu_);
         FreeListLocked(own_victims);
       }
-      return SetError(rc, "regcache_get: monitor %s cannot watch [0x%" PRIx64
-                          ", 0x%" PRIx64 "]: %s",
+      return SetError(rc,
+                      "regcache_get: monitor %s cannot watch [0x%" PRIx64
+                      ", 0x%" PRIx64 "]: %s",
                       regcache_monitor_name(monitor_kind_), first, last,
                       strerror(-rc));
     }
@@ -711,10 +726,10 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
   {
     MutexLock l(&mu_);
     FreeListLocked(own_victims);
-    raced = cacheable &&
-            (InvalidatedSinceLocked(inval_seq_at_start, first, last) ||
-             token.generation->load(std::memory_order_acquire) !=
-                 token.expected);
+    raced =
+        cacheable &&
+        (InvalidatedSinceLocked(inval_seq_at_start, first, last) ||
+         token.generation->load(std::memory_order_acquire) != token.expected);
     // A raced registration gets no entry: GetSlow() keeps it until its
     // retry has registered again (RacedRegistration).
     e = raced ? nullptr : entries_.Allocate();
@@ -770,8 +785,10 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access,
     registrar_.dereg(registrar_.ctx, &mr);
     deregistrations_.fetch_add(1, std::memory_order_relaxed);
     if (cacheable) monitor_->Unwatch(first, last, token);
-    return SetError(-ENOMEM, "regcache_get: the cache's entry table is full "
-                             "(%zu entries)", table_capacity);
+    return SetError(-ENOMEM,
+                    "regcache_get: the cache's entry table is full "
+                    "(%zu entries)",
+                    table_capacity);
   }
   if (retired != nullptr) FreeRetiredTables();
   if (unwatchable || caching_disabled_)
@@ -809,10 +826,14 @@ void Cache::KillLocked(Entry* e, Entry** own_list) {
   if (e->pool) {
     --pool_entries_;  // never on lru_
   } else {
-    if (e->lru_prev != nullptr) e->lru_prev->lru_next = e->lru_next;
-    else lru_head_ = e->lru_next;
-    if (e->lru_next != nullptr) e->lru_next->lru_prev = e->lru_prev;
-    else lru_tail_ = e->lru_prev;
+    if (e->lru_prev != nullptr)
+      e->lru_prev->lru_next = e->lru_next;
+    else
+      lru_head_ = e->lru_next;
+    if (e->lru_next != nullptr)
+      e->lru_next->lru_prev = e->lru_prev;
+    else
+      lru_tail_ = e->lru_prev;
     e->lru_prev = e->lru_next = nullptr;
   }
   --valid_entries_;
@@ -873,8 +894,10 @@ void Cache::InvalidateRange(uint64_t first, uint64_t last,
   }
   if (killed != 0) {
     invalidations_[reason].fetch_add(killed, std::memory_order_relaxed);
-    if (t_applying_for == this) t_applied_kills = true;
-    else WakeReaper();
+    if (t_applying_for == this)
+      t_applied_kills = true;
+    else
+      WakeReaper();
   }
 }
 
@@ -942,8 +965,10 @@ void Cache::MoveToHeadLocked(Entry* e) {
   if (e == lru_head_) return;
   Entry* prev = e->lru_prev;
   if (prev != nullptr) prev->lru_next = e->lru_next;
-  if (e->lru_next != nullptr) e->lru_next->lru_prev = prev;
-  else lru_tail_ = prev;
+  if (e->lru_next != nullptr)
+    e->lru_next->lru_prev = prev;
+  else
+    lru_tail_ = prev;
   e->lru_prev = nullptr;
   e->lru_next = lru_head_;
   lru_head_->lru_prev = e;
@@ -1166,7 +1191,8 @@ void Cache::FreeRetiredTables() {
     candidates = t->retired_next;
     bool in_use = false;
     for (size_t i = 0; i < threads_.used() && !in_use; ++i) {
-      in_use = threads_.At(i)->table_hazard.load(std::memory_order_acquire) == t;
+      in_use =
+          threads_.At(i)->table_hazard.load(std::memory_order_acquire) == t;
     }
     if (in_use) {
       t->retired_next = keep;
@@ -1273,7 +1299,8 @@ void Cache::Stats(struct regcache_stats* out) {
   out->mem_free_bytes_now = mem_free_bytes_now_.load();
   out->monitor = monitor_kind_;
   out->mode = mode_;  // ODP mode policy
-  snprintf(out->mode_reason, sizeof out->mode_reason, "%s", mode_reason_.c_str());
+  snprintf(out->mode_reason, sizeof out->mode_reason, "%s",
+           mode_reason_.c_str());
   snprintf(out->monitor_reason, sizeof out->monitor_reason, "%s",
            monitor_note_.c_str());
 }
@@ -1298,7 +1325,8 @@ bool Cache::CheckInvariants(std::string* why) {
     if (e->pool) {
       ++pool_n;
       bytes += e->mr.length;
-      pool_ok &= e->lru_prev == nullptr && e->lru_next == nullptr && e != lru_head;
+      pool_ok &=
+          e->lru_prev == nullptr && e->lru_next == nullptr && e != lru_head;
     }
     return true;
   });
@@ -1308,8 +1336,9 @@ bool Cache::CheckInvariants(std::string* why) {
   }
   if (pool_n != pool_entries_ || n + pool_n != valid_entries_ ||
       n + pool_n != tree_.size() || bytes != valid_bytes_) {
-    *why = "valid_entries_/valid_bytes_/pool_entries_ disagree with the LRU "
-           "list or tree";
+    *why =
+        "valid_entries_/valid_bytes_/pool_entries_ disagree with the LRU "
+        "list or tree";
     return false;
   }
   size_t z = 0;

@@ -43,6 +43,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "core/admission.h"
 #include "core/arena.h"
 #include "core/entry.h"
@@ -50,10 +51,9 @@
 #include "core/hash_index.h"
 #include "core/interval_tree.h"
 #include "core/pool.h"
+#include "core/thread_state.h"
 #include "monitor/monitor.h"
 #include "regcache/regcache.h"
-#include "base/thread_annotations.h"
-#include "core/thread_state.h"
 
 namespace regcache_internal {
 
@@ -109,8 +109,8 @@ class Cache final : public InvalidationSink {
   int Destroy();
 
   // The hit path (cache_hit.h). Thread-safe.
-  __attribute__((always_inline)) inline int Get(const void* addr,
-                                                size_t length, uint32_t access,
+  __attribute__((always_inline)) inline int Get(const void* addr, size_t length,
+                                                uint32_t access,
                                                 HoldSlot** out);
   __attribute__((always_inline)) inline int Put(HoldSlot* slot);
   inline bool WatchStillValid(const Entry* e);
@@ -139,8 +139,7 @@ class Cache final : public InvalidationSink {
   // InvalidationSink: called by monitor event threads and by Invalidate().
   // Takes mu_, never allocates, never deregisters.
   void InvalidateRange(uint64_t first, uint64_t last,
-                       regcache_inval_reason reason) override
-      RC_EXCLUDES(mu_);
+                       regcache_inval_reason reason) override RC_EXCLUDES(mu_);
 
   // Fork handling (see cache_fork.cc).
   void ForkPrepare();
@@ -215,12 +214,16 @@ class Cache final : public InvalidationSink {
   void ApplyPendingInline() RC_EXCLUDES(mu_);
   // Cold continuations of Get(), each reached by a tail call so the hit
   // path itself needs no stack frame.
-  __attribute__((noinline, cold)) int GetAnnouncingTable(
-      ThreadState* ts, uint64_t first, uint64_t last, uint32_t access,
-      HoldSlot** out);
-  __attribute__((noinline, cold)) int GetWithBusyHint(
-      ThreadState* ts, uint64_t first, uint64_t last, uint32_t access,
-      HoldSlot** out);
+  __attribute__((noinline, cold)) int GetAnnouncingTable(ThreadState* ts,
+                                                         uint64_t first,
+                                                         uint64_t last,
+                                                         uint32_t access,
+                                                         HoldSlot** out);
+  __attribute__((noinline, cold)) int GetWithBusyHint(ThreadState* ts,
+                                                      uint64_t first,
+                                                      uint64_t last,
+                                                      uint32_t access,
+                                                      HoldSlot** out);
   // The hit path's probe of one bucket (R1-R5 in cache_hit.h). kRaced:
   // the hold was taken on *raced but the bucket changed under it; release
   // and back off.
@@ -232,8 +235,8 @@ class Cache final : public InvalidationSink {
                                            uint64_t last, uint32_t access,
                                            HoldSlot** out);
   __attribute__((noinline, cold)) int BackOffAndGetSlow(
-      HoldSlot* slot, Entry* e, uint64_t first, uint64_t last,
-      uint32_t access, HoldSlot** out);
+      HoldSlot* slot, Entry* e, uint64_t first, uint64_t last, uint32_t access,
+      HoldSlot** out);
 
   ThreadState* ThreadStateForCaller();
   TlsCacheRef* FindTlsRef() const;  // this thread's way for the cache, or null
@@ -253,8 +256,7 @@ class Cache final : public InvalidationSink {
   // kValid -> kZombie: out of tree, index and LRU, onto zombies_ (or onto
   // *own_list, for a caller that reclaims it itself: see GetSlow()).
   void KillLocked(Entry* e, Entry** own_list = nullptr) RC_REQUIRES(mu_);
-  void RecordInvalidationLocked(uint64_t first, uint64_t last)
-      RC_REQUIRES(mu_);
+  void RecordInvalidationLocked(uint64_t first, uint64_t last) RC_REQUIRES(mu_);
   bool InvalidatedSinceLocked(uint64_t seq, uint64_t first, uint64_t last)
       RC_REQUIRES(mu_);
   // Whether the cached entries, plus `extra_entries` more of `extra_bytes`
@@ -272,8 +274,7 @@ class Cache final : public InvalidationSink {
   // (held per `hold_mark`, or referenced: the bit is cleared and the hit
   // credited in sketch_) to the head, and returns the first entry that may
   // be evicted, left in place; nullptr when *budget steps found none.
-  Entry* ClockVictimLocked(uint64_t hold_mark, size_t* budget)
-      RC_REQUIRES(mu_);
+  Entry* ClockVictimLocked(uint64_t hold_mark, size_t* budget) RC_REQUIRES(mu_);
   void MoveToHeadLocked(Entry* e) RC_REQUIRES(mu_);
   // A fresh mark with every held entry's evict_mark set to it.
   uint64_t MarkHeldLocked() RC_REQUIRES(mu_);
@@ -408,10 +409,9 @@ class Cache final : public InvalidationSink {
   bool adaptive_ = true;
 
   // Statistics updated outside the hit path.
-  std::atomic<uint64_t> misses_{0}, registrations_{0},
-      deregistrations_{0}, registration_errors_{0}, evictions_{0},
-      uncacheable_{0}, uncached_churn_{0}, uncached_admission_{0},
-      registration_ns_{0};
+  std::atomic<uint64_t> misses_{0}, registrations_{0}, deregistrations_{0},
+      registration_errors_{0}, evictions_{0}, uncacheable_{0},
+      uncached_churn_{0}, uncached_admission_{0}, registration_ns_{0};
   std::atomic<uint64_t> invalidations_[REGCACHE_INVAL_NREASONS] = {};
   std::atomic<uint64_t> entries_now_{0}, pinned_bytes_now_{0};
   std::atomic<uint64_t> mem_allocs_{0}, mem_reuses_{0};

@@ -12,8 +12,8 @@
 #include <cstdio>
 #include <new>
 
-#include "core/cache.h"
 #include "base/errors.h"
+#include "core/cache.h"
 
 namespace regcache_internal {
 

@@ -82,14 +82,16 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
     slot = t_cache_refs[0].hint;
   } else {
     const TlsCacheRef* ref = FindTlsRef();
-    if (__builtin_expect(ref == nullptr, 0)) return GetSlow(first, last, access, out);
+    if (__builtin_expect(ref == nullptr, 0))
+      return GetSlow(first, last, access, out);
     slot = ref->hint;
   }
   ThreadState* ts = OwnerOf(slot);
 
   // The table must be announced before it is read (see hash_index.h).
   HashTable* t = index_.table();
-  if (__builtin_expect(ts->table_hazard.load(std::memory_order_relaxed) != t, 0)) {
+  if (__builtin_expect(ts->table_hazard.load(std::memory_order_relaxed) != t,
+                       0)) {
     return GetAnnouncingTable(ts, first, last, access, out);
   }
   // Acquire: a foreign put's clearing of slot->flags happens before (see
@@ -103,7 +105,8 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
   // this function needs few registers and no stack frame.
   const size_t i = HashFirst(first, t->mask);
   Entry* raced;
-  switch (TryBucket(t->bucket(i), BucketKey(first), last, access, slot, &raced)) {
+  switch (
+      TryBucket(t->bucket(i), BucketKey(first), last, access, slot, &raced)) {
     case Probe::kHit:
       slot->AddHit();
       *out = slot;
@@ -121,18 +124,18 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
 inline Cache::Probe Cache::TryBucket(Bucket& b, uint64_t key, uint64_t last,
                                      uint32_t access, HoldSlot* slot,
                                      Entry** raced) {
-  const uint64_t k1 = b.key.load(std::memory_order_acquire);        // R1
+  const uint64_t k1 = b.key.load(std::memory_order_acquire);  // R1
   if (k1 == kBucketEmpty) return Probe::kEnd;
   if (k1 != key) return Probe::kNext;
   const uint64_t t1 = b.tag.load(std::memory_order_acquire);
   Entry* e = b.entry.load(std::memory_order_relaxed);
-  if (b.last.load(std::memory_order_relaxed) < last ||              // R2
+  if (b.last.load(std::memory_order_relaxed) < last ||  // R2
       (access & ~uint32_t(t1 & kTagAccessMask)) != 0) {
     return Probe::kNext;
   }
-  slot->entry.store(e, std::memory_order_relaxed);                  // R3
+  slot->entry.store(e, std::memory_order_relaxed);  // R3
   slot->held.store(1, std::memory_order_release);
-  LightFence();                                                      // R4
+  LightFence();  // R4
   std::atomic_thread_fence(std::memory_order_acquire);
   if (__builtin_expect(b.key.load(std::memory_order_acquire) != key ||  // R5
                            TagVersion(b.tag.load(std::memory_order_acquire)) !=
@@ -173,7 +176,7 @@ inline int Cache::Put(HoldSlot* slot) {
     if (__builtin_expect(slot->held.load(std::memory_order_relaxed) != 1, 0)) {
       return BadHandle(slot, true);
     }
-    slot->held.store(0, std::memory_order_release);                 // P1
+    slot->held.store(0, std::memory_order_release);  // P1
   } else {
     uint32_t one = 1;
     if (!slot->held.compare_exchange_strong(one, 0,
@@ -181,10 +184,11 @@ inline int Cache::Put(HoldSlot* slot) {
       return BadHandle(slot, true);
     }
   }
-  LightFence();                                                      // P2
+  LightFence();  // P2
   // A tail call, like every way off this path: Put() needs no stack frame.
   if (__builtin_expect(flags & kSlotPrivate, 0)) return ReleasePrivate(e);
-  if (__builtin_expect(zombies_now_.load(std::memory_order_acquire) != 0, 0) &&  // P3
+  if (__builtin_expect(zombies_now_.load(std::memory_order_acquire) != 0,
+                       0) &&  // P3
       SeqState(e->seq.load(std::memory_order_acquire)) != kValid) {
     ReclaimZombies();  // the last put of an invalidated entry deregisters it
   }

@@ -22,7 +22,8 @@ namespace regcache_internal {
 //   kFree --(miss path registers, under mu_)--> kValid
 //   kValid --(invalidate / evict / flush, under mu_)--> kZombie
 //   kZombie --(reclaim: no hold seen after HeavyFence)--> dereg --> kFree
-//   kFree --(uncached get, under mu_)--> kPrivate --(its put)--> dereg --> kFree
+//   kFree --(uncached get, under mu_)--> kPrivate --(its put)--> dereg -->
+//   kFree
 //
 // Every transition out of kFree increments the generation, so a reader
 // holding a sequence snapshot of an earlier life of the same memory never
@@ -70,15 +71,15 @@ struct alignas(64) Entry {
   regcache_mr mr{};
 
   // ---- Guarded by the cache mutex ----
-  IntervalNode node;               // in Cache::tree_ while kValid
-  Entry* lru_prev = nullptr;       // Cache::lru_ list while kValid
+  IntervalNode node;          // in Cache::tree_ while kValid
+  Entry* lru_prev = nullptr;  // Cache::lru_ list while kValid
   Entry* lru_next = nullptr;
-  Entry* zombie_next = nullptr;    // Cache::zombies_ / scratch lists
-  WatchToken token;                // from Monitor::Watch()
+  Entry* zombie_next = nullptr;             // Cache::zombies_ / scratch lists
+  WatchToken token;                         // from Monitor::Watch()
   uint64_t alias_firsts[kMaxAliases] = {};  // extra index keys (page starts)
   uint8_t alias_count = 0;
-  bool watched = false;            // token is live: Unwatch() at reclaim
-  bool inherited = false;          // from the parent process: never dereg
+  bool watched = false;    // token is live: Unwatch() at reclaim
+  bool inherited = false;  // from the parent process: never dereg
   // Was ever in the tree and the index, so a lock-free reader may hold it
   // without the mutex knowing (born zombies never were: see W5).
   bool published = false;
@@ -96,7 +97,7 @@ struct alignas(64) Entry {
   // reclaim deregister a held entry.
   std::atomic<uint64_t> held_mark{0};
   std::atomic<uint64_t> evict_mark{0};
-  Entry* arena_next = nullptr;     // Arena free list
+  Entry* arena_next = nullptr;  // Arena free list
 };
 
 // The next state of `e`, in a new generation. Under the cache mutex; the

@@ -19,7 +19,9 @@ long Membarrier(int cmd) { return syscall(SYS_membarrier, cmd, 0, 0); }
 std::atomic<uint64_t> g_heavy_fences{0};
 }  // namespace
 
-uint64_t HeavyFenceCount() { return g_heavy_fences.load(std::memory_order_relaxed); }
+uint64_t HeavyFenceCount() {
+  return g_heavy_fences.load(std::memory_order_relaxed);
+}
 
 void InitFences() {
 #if !defined(REGCACHE_SYMMETRIC_FENCES)

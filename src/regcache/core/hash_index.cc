@@ -39,9 +39,7 @@ int HashIndex::Init(size_t initial_capacity) {
   return 0;
 }
 
-void HashIndex::DestroyAll() {
-  HashTable::Destroy(table_.exchange(nullptr));
-}
+void HashIndex::DestroyAll() { HashTable::Destroy(table_.exchange(nullptr)); }
 
 bool HashIndex::Rebuild(size_t capacity, HashTable** retired) {
   HashTable* old = table();
@@ -53,9 +51,12 @@ bool HashIndex::Rebuild(size_t capacity, HashTable** retired) {
     size_t j = HashFirst(key - 2, t->mask);
     while (t->buckets[j].key.load(std::memory_order_relaxed) != kBucketEmpty)
       j = (j + 1) & t->mask;
-    t->buckets[j].entry.store(old->buckets[i].entry.load(), std::memory_order_relaxed);
-    t->buckets[j].last.store(old->buckets[i].last.load(), std::memory_order_relaxed);
-    t->buckets[j].tag.store(old->buckets[i].tag.load(), std::memory_order_relaxed);
+    t->buckets[j].entry.store(old->buckets[i].entry.load(),
+                              std::memory_order_relaxed);
+    t->buckets[j].last.store(old->buckets[i].last.load(),
+                             std::memory_order_relaxed);
+    t->buckets[j].tag.store(old->buckets[i].tag.load(),
+                            std::memory_order_relaxed);
     t->buckets[j].key.store(key, std::memory_order_relaxed);
     ++t->used;
   }
@@ -72,8 +73,8 @@ bool HashIndex::Rebuild(size_t capacity, HashTable** retired) {
   return true;
 }
 
-bool HashIndex::Insert(uint64_t first, Entry* e, uint64_t last,
-                       uint32_t access, HashTable** retired) {
+bool HashIndex::Insert(uint64_t first, Entry* e, uint64_t last, uint32_t access,
+                       HashTable** retired) {
   HashTable* t = table();
   // Keep live + dead buckets under half the capacity: probes stay short and
   // every probe sequence reaches an empty bucket.
@@ -93,8 +94,9 @@ bool HashIndex::Insert(uint64_t first, Entry* e, uint64_t last,
       Bucket& b = t->buckets[i];
       b.entry.store(e, std::memory_order_relaxed);
       b.last.store(last, std::memory_order_relaxed);
-      b.tag.store((next_serial_++ << kTagSerialShift) | (access & kTagAccessMask),
-                  std::memory_order_release);
+      b.tag.store(
+          (next_serial_++ << kTagSerialShift) | (access & kTagAccessMask),
+          std::memory_order_release);
       b.key.store(key, std::memory_order_release);
       ++t->used;
       return true;

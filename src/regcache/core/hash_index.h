@@ -62,12 +62,12 @@ struct alignas(32) Bucket {
 };
 
 struct HashTable {
-  size_t mask = 0;     // capacity - 1; capacity is a power of two
-  size_t used = 0;     // live buckets (writers only)
-  size_t dead = 0;     // tombstones (writers only)
+  size_t mask = 0;  // capacity - 1; capacity is a power of two
+  size_t used = 0;  // live buckets (writers only)
+  size_t dead = 0;  // tombstones (writers only)
   size_t map_bytes = 0;
   HashTable* retired_next = nullptr;
-  Bucket buckets[1];   // capacity buckets follow (allocated with mmap)
+  Bucket buckets[1];  // capacity buckets follow (allocated with mmap)
 
   static HashTable* Create(size_t capacity);  // nullptr on failure
   static void Destroy(HashTable* t);

@@ -76,7 +76,8 @@ int Cache::PoolPrologue(const char* fn) {
   if (gate & kGateForked) HandleForkInChild();
   // Apply what the monitor has seen, so a block unmapped behind the pool's
   // back is known to be lost before the pool hands it out or unmaps it.
-  if ((gate & kGateEventsPending) || range_generations_) monitor_->WaitForPending();
+  if ((gate & kGateEventsPending) || range_generations_)
+    monitor_->WaitForPending();
   return 0;
 }
 
@@ -224,10 +225,11 @@ int Cache::RegisterPoolBlock(const PoolMapping& m, PoolBlock* block) {
       if (rc == -EOPNOTSUPP) {
         watched = false;
       } else if (rc != 0) {
-        return SetError(rc, "regcache_mem_alloc: monitor %s cannot watch [0x%" PRIx64
-                            ", 0x%" PRIx64 "]: %s",
-                        regcache_monitor_name(monitor_kind_), first, last,
-                        strerror(-rc));
+        return SetError(
+            rc,
+            "regcache_mem_alloc: monitor %s cannot watch [0x%" PRIx64
+            ", 0x%" PRIx64 "]: %s",
+            regcache_monitor_name(monitor_kind_), first, last, strerror(-rc));
       }
     }
     if (!watched) {
@@ -236,11 +238,13 @@ int Cache::RegisterPoolBlock(const PoolMapping& m, PoolBlock* block) {
       token.expected = token.generation->load();
     }
     regcache_mr mr;
-    int rc = RegisterWithEviction(first, last, kPoolAccess, &mr, "regcache_mem_alloc");
+    int rc = RegisterWithEviction(first, last, kPoolAccess, &mr,
+                                  "regcache_mem_alloc");
     if (raced_before.live) {
       DropRaced(&raced_before);
       if (rc == -ENOMEM || rc == -EAGAIN)
-        rc = RegisterWithEviction(first, last, kPoolAccess, &mr, "regcache_mem_alloc");
+        rc = RegisterWithEviction(first, last, kPoolAccess, &mr,
+                                  "regcache_mem_alloc");
     }
     if (rc != 0) {
       if (watched) monitor_->Unwatch(first, last, token);
@@ -252,9 +256,9 @@ int Cache::RegisterPoolBlock(const PoolMapping& m, PoolBlock* block) {
     Entry* e = nullptr;
     {
       MutexLock l(&mu_);
-      raced = watched &&
-              (InvalidatedSinceLocked(inval_seq, first, last) ||
-               token.generation->load(std::memory_order_acquire) != token.expected);
+      raced = watched && (InvalidatedSinceLocked(inval_seq, first, last) ||
+                          token.generation->load(std::memory_order_acquire) !=
+                              token.expected);
       e = raced ? nullptr : entries_.Allocate();
       if (e != nullptr) {
         e->first.store(first, std::memory_order_relaxed);
@@ -283,7 +287,8 @@ int Cache::RegisterPoolBlock(const PoolMapping& m, PoolBlock* block) {
         SetState(e, kValid);
         block->entry = e;
         block->entry_seq = e->seq.load(std::memory_order_relaxed);
-        if (OverLimitsLocked()) evicted = EvictLocked(/*all_unused=*/false) != 0;
+        if (OverLimitsLocked())
+          evicted = EvictLocked(/*all_unused=*/false) != 0;
       }
       AdoptRetiredLocked(retired);
     }
@@ -297,7 +302,8 @@ int Cache::RegisterPoolBlock(const PoolMapping& m, PoolBlock* block) {
       registrar_.dereg(registrar_.ctx, &mr);
       deregistrations_.fetch_add(1, std::memory_order_relaxed);
       if (watched) monitor_->Unwatch(first, last, token);
-      return SetError(-ENOMEM, "regcache_mem_alloc: the cache's entry table is full");
+      return SetError(-ENOMEM,
+                      "regcache_mem_alloc: the cache's entry table is full");
     }
     if (retired != nullptr) FreeRetiredTables();
     if (evicted) ReclaimZombies();
@@ -311,8 +317,9 @@ int Cache::RegisterPoolBlock(const PoolMapping& m, PoolBlock* block) {
 
 int Cache::MemAlloc(size_t length, uint32_t flags, void** out) {
   if (length > kMaxLength) {
-    return SetError(-ENOMEM, "regcache_mem_alloc: %zu bytes is beyond any machine's memory",
-                    length);
+    return SetError(
+        -ENOMEM, "regcache_mem_alloc: %zu bytes is beyond any machine's memory",
+        length);
   }
   int rc = PoolPrologue("regcache_mem_alloc");
   if (rc != 0) return rc;
@@ -320,7 +327,8 @@ int Cache::MemAlloc(size_t length, uint32_t flags, void** out) {
     mem_allocs_.fetch_add(1, std::memory_order_relaxed);
     mem_reuses_.fetch_add(1, std::memory_order_relaxed);
     mem_kind_allocs_[int(b->kind)].fetch_add(1, std::memory_order_relaxed);
-    mem_kind_bytes_[int(b->kind)].fetch_add(b->length, std::memory_order_relaxed);
+    mem_kind_bytes_[int(b->kind)].fetch_add(b->length,
+                                            std::memory_order_relaxed);
     *out = reinterpret_cast<void*>(b->base);
     return 0;
   }
@@ -378,10 +386,11 @@ int Cache::MemFree(void* addr) {
       if (next != pool_blocks_.begin()) {
         const PoolBlock* b = std::prev(next)->second;
         if (a - b->base < b->length) {
-          return SetError(-ENOENT,
-                          "regcache_mem_free: %p is inside the block at %p, not "
-                          "an address regcache_mem_alloc() returned",
-                          addr, reinterpret_cast<void*>(b->base));
+          return SetError(
+              -ENOENT,
+              "regcache_mem_free: %p is inside the block at %p, not "
+              "an address regcache_mem_alloc() returned",
+              addr, reinterpret_cast<void*>(b->base));
         }
       }
       return SetError(-ENOENT,
@@ -479,7 +488,8 @@ std::vector<PoolMapping> Cache::DetachPoolAtDestroy() {
     {
       MutexLock l(&mu_);
       for (auto& [base, b] : pool_blocks_) {
-        if (BlockIsOursLocked(b)) mappings.push_back(PoolMapping{b->base, b->length, b->kind});
+        if (BlockIsOursLocked(b))
+          mappings.push_back(PoolMapping{b->base, b->length, b->kind});
         blocks.push_back(b);
       }
     }
@@ -509,8 +519,9 @@ bool Cache::CheckPoolInvariants(std::string* why) {
     }
   }
   if (bytes != pool_bytes_ || pool_blocks_.size() != pool_count_) {
-    *why = "pool_bytes_/pool_count_ disagree with the blocks (or an "
-           "allocation is under way)";
+    *why =
+        "pool_bytes_/pool_count_ disagree with the blocks (or an "
+        "allocation is under way)";
     return false;
   }
   if (free_count != pool_free_.size()) {
@@ -524,7 +535,8 @@ bool Cache::CheckPoolInvariants(std::string* why) {
       return false;
     }
   }
-  if (mem_bytes_now_.load() != bytes || mem_free_bytes_now_.load() != free_bytes) {
+  if (mem_bytes_now_.load() != bytes ||
+      mem_free_bytes_now_.load() != free_bytes) {
     *why = "mem_bytes_now/mem_free_bytes_now disagree with the blocks";
     return false;
   }

@@ -28,8 +28,8 @@ const char* PoolKindName(PoolKind kind);  // "pages", "hugetlb", "thp", "contig"
 
 // One mapping of the pool: allocated, or freed and kept for reuse.
 struct PoolBlock {
-  uint64_t base = 0;    // what regcache_mem_alloc() returned
-  size_t length = 0;    // bytes mapped and registered (whole pages)
+  uint64_t base = 0;  // what regcache_mem_alloc() returned
+  size_t length = 0;  // bytes mapped and registered (whole pages)
   PoolKind kind = PoolKind::kPages;
   // The block's cache entry and its seq while valid: the registration is
   // the pool's as long as entry->seq == entry_seq. Anything else (an

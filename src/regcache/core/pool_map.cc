@@ -60,7 +60,8 @@ std::string ReadLine(const char* path) {
   return line;
 }
 
-constexpr const char* kThpEnabled = "/sys/kernel/mm/transparent_hugepage/enabled";
+constexpr const char* kThpEnabled =
+    "/sys/kernel/mm/transparent_hugepage/enabled";
 
 // Whether MADV_HUGEPAGE gets huge pages: THP "always" or "madvise".
 bool ThpAvailable(std::string* setting) {
@@ -107,8 +108,9 @@ int MapPages(size_t length, PoolMapping* out, std::string* why) {
 int MapHugetlb(size_t length, PoolMapping* out, std::string* why) {
   const size_t huge = HugetlbPageSize();
   const size_t len = RoundUp(length, huge);
-  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
+  void* p =
+      mmap(nullptr, len, PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) {
     const int err = errno;
     const long long total = MeminfoValue("HugePages_Total");
@@ -135,8 +137,8 @@ int MapHugetlb(size_t length, PoolMapping* out, std::string* why) {
 int MapThp(size_t length, PoolMapping* out, std::string* why) {
   std::string setting;
   if (!ThpAvailable(&setting)) {
-    *why = std::string("transparent huge pages are off (") + kThpEnabled + ": " +
-           (setting.empty() ? "unreadable" : setting) + ")";
+    *why = std::string("transparent huge pages are off (") + kThpEnabled +
+           ": " + (setting.empty() ? "unreadable" : setting) + ")";
     return -ENOMEM;
   }
   const size_t huge = ThpPageSize();
@@ -188,10 +190,14 @@ size_t HugeSizeFrom(long long kib) {
 
 const char* PoolKindName(PoolKind kind) {
   switch (kind) {
-    case PoolKind::kPages: return "pages";
-    case PoolKind::kHugetlb: return "hugetlb";
-    case PoolKind::kThp: return "thp";
-    case PoolKind::kContig: return "contig";
+    case PoolKind::kPages:
+      return "pages";
+    case PoolKind::kHugetlb:
+      return "hugetlb";
+    case PoolKind::kThp:
+      return "thp";
+    case PoolKind::kContig:
+      return "contig";
   }
   return "unknown";
 }
@@ -205,8 +211,10 @@ size_t ThpPageSize() {
   static const size_t size = [] {
     const std::string text =
         ReadLine("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
-    const long long bytes = text.empty() ? 0 : strtoll(text.c_str(), nullptr, 10);
-    return bytes > 0 && (bytes & (bytes - 1)) == 0 ? size_t(bytes) : kDefaultHugeSize;
+    const long long bytes =
+        text.empty() ? 0 : strtoll(text.c_str(), nullptr, 10);
+    return bytes > 0 && (bytes & (bytes - 1)) == 0 ? size_t(bytes)
+                                                   : kDefaultHugeSize;
   }();
   return size;
 }
@@ -214,7 +222,8 @@ size_t ThpPageSize() {
 int MapPoolMemory(size_t length, uint32_t flags, PoolMapping* out,
                   std::string* why) {
   if (length > kMaxLength) {
-    *why = "length " + std::to_string(length) + " is beyond any machine's memory";
+    *why =
+        "length " + std::to_string(length) + " is beyond any machine's memory";
     return -ENOMEM;
   }
   if (flags & REGCACHE_MEM_CONTIG) return MapContig(length, out, why);

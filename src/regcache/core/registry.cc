@@ -32,7 +32,8 @@ bool LiveLocked(uint64_t id) {
 
 void ForkPrepare() {
   g_registry_mu.lock();
-  for (Cache* c = g_caches; c != nullptr; c = c->registry_next) c->ForkPrepare();
+  for (Cache* c = g_caches; c != nullptr; c = c->registry_next)
+    c->ForkPrepare();
 }
 
 void ForkParent() {
@@ -47,7 +48,8 @@ void ForkChild() {
 
 void PrintStatsAtExit() {
   std::lock_guard<std::mutex> l(g_registry_mu);
-  for (Cache* c = g_caches; c != nullptr; c = c->registry_next) c->PrintStatsIfAsked();
+  for (Cache* c = g_caches; c != nullptr; c = c->registry_next)
+    c->PrintStatsIfAsked();
 }
 
 // Orphans the thread's ThreadStates when it exits. Only touched on slow

@@ -22,8 +22,8 @@
 #include <system_error>
 #include <thread>
 
-#include "monitor/monitor.h"
 #include "monitor/fds.h"
+#include "monitor/monitor.h"
 
 namespace regcache_internal {
 
@@ -160,7 +160,8 @@ std::atomic<PidPage*> g_pid_page{nullptr};
 }  // namespace
 
 pid_t PrepareCurrentPid() {
-  if (g_pid_page.load(std::memory_order_acquire) != nullptr) return CurrentPid();
+  if (g_pid_page.load(std::memory_order_acquire) != nullptr)
+    return CurrentPid();
   const size_t size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   void* page = mmap(nullptr, size, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -22,19 +22,22 @@ int MapKmodContig(size_t length, uint64_t* base, std::string* why) {
 #ifndef REGCACHE_MMAP_CONTIG_OFFSET
   (void)length;
   (void)base;
-  *why = "REGCACHE_MEM_CONTIG needs the regcache kernel module's contiguous "
-         "memory, which this build of libregcache does not have (its "
-         "regcache/kmod_uapi.h has no REGCACHE_MMAP_CONTIG_OFFSET)";
+  *why =
+      "REGCACHE_MEM_CONTIG needs the regcache kernel module's contiguous "
+      "memory, which this build of libregcache does not have (its "
+      "regcache/kmod_uapi.h has no REGCACHE_MMAP_CONTIG_OFFSET)";
   return -EOPNOTSUPP;
 #else
   const int fd = open(REGCACHE_KMOD_DEVICE_PATH, O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    *why = std::string("REGCACHE_MEM_CONTIG needs the regcache kernel module: ") +
-           REGCACHE_KMOD_DEVICE_PATH + ": " + strerror(err) +
-           (err == ENOENT || err == ENODEV || err == ENXIO
-                ? " (is the module loaded? see docs/operators.md)"
-                : err == EACCES ? " (who may open it: docs/operators.md)" : "");
+    *why =
+        std::string("REGCACHE_MEM_CONTIG needs the regcache kernel module: ") +
+        REGCACHE_KMOD_DEVICE_PATH + ": " + strerror(err) +
+        (err == ENOENT || err == ENODEV || err == ENXIO
+             ? " (is the module loaded? see docs/operators.md)"
+         : err == EACCES ? " (who may open it: docs/operators.md)"
+                         : "");
     return -EOPNOTSUPP;
   }
   void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
@@ -46,13 +49,14 @@ int MapKmodContig(size_t length, uint64_t* base, std::string* why) {
     return 0;
   }
   const std::string what = "mmap of " + std::to_string(length) +
-                           " contiguous bytes from " + REGCACHE_KMOD_DEVICE_PATH +
-                           ": " + strerror(err);
+                           " contiguous bytes from " +
+                           REGCACHE_KMOD_DEVICE_PATH + ": " + strerror(err);
   switch (err) {
     case EINVAL:
     case ENODEV:
-      *why = what + " (the loaded module has no contiguous memory: load a "
-                    "module as new as this library)";
+      *why = what +
+             " (the loaded module has no contiguous memory: load a "
+             "module as new as this library)";
       return -EOPNOTSUPP;
     case EPERM:
       *why = what + " (RLIMIT_MEMLOCK is 0 and the process lacks CAP_IPC_LOCK)";
@@ -61,8 +65,9 @@ int MapKmodContig(size_t length, uint64_t* base, std::string* why) {
       *why = what + " (over RLIMIT_MEMLOCK: raise it, docs/operators.md)";
       return -EAGAIN;
     case ENOMEM:
-      *why = what + " (no contiguous block of that size, or over the module's "
-                    "contig_max_per_process_mb/contig_max_total_mb)";
+      *why = what +
+             " (no contiguous block of that size, or over the module's "
+             "contig_max_per_process_mb/contig_max_total_mb)";
       return -ENOMEM;
     default:
       *why = what;

@@ -57,10 +57,10 @@
 #include <thread>
 #include <vector>
 
-#include "monitor/monitor.h"
-#include "monitor/fds.h"
-#include "regcache/kmod_uapi.h"
 #include "base/thread_annotations.h"
+#include "monitor/fds.h"
+#include "monitor/monitor.h"
+#include "regcache/kmod_uapi.h"
 
 namespace regcache_internal {
 namespace {
@@ -257,7 +257,8 @@ class KmodMonitor final : public Monitor {
   }
 
   void WaitForPending() override {
-    if (CurrentPid() == owner_pid_.load(std::memory_order_relaxed)) ApplyPending();
+    if (CurrentPid() == owner_pid_.load(std::memory_order_relaxed))
+      ApplyPending();
   }
 
   int RestartInChild(std::string* why) override {
@@ -365,7 +366,8 @@ class KmodMonitor final : public Monitor {
       if (set[w].stamp < way->stamp) way = &set[w];
     }
     *evicted = *way;
-    if (evicted->first <= evicted->last) ForgetSlotLocked(evicted->slot, evicted->expected);
+    if (evicted->first <= evicted->last)
+      ForgetSlotLocked(evicted->slot, evicted->expected);
     p.stamp = ++park_clock_;
     *way = p;
   }
@@ -456,9 +458,9 @@ class KmodMonitor final : public Monitor {
       state_->pending.reserve(ring_entries_);
     }
     applied_seq_.store(Seq(), std::memory_order_release);
-    return StartEventThread("regcache-kmod",
-                            [this, state = state_.get()] { Run(state); },
-                            &state_->thread, why);
+    return StartEventThread(
+        "regcache-kmod", [this, state = state_.get()] { Run(state); },
+        &state_->thread, why);
   }
 
   void Run(EventState* state) {
@@ -559,7 +561,7 @@ class KmodMonitor final : public Monitor {
   const uint64_t page_size_;
   std::atomic<pid_t> owner_pid_;
   std::atomic<uint32_t> epoch_{1};  // which context a token's cookie names
-  MonitorFds own_fds_;                // when the fork-slot table is full
+  MonitorFds own_fds_;              // when the fork-slot table is full
   MonitorFds* fork_slot_ = nullptr;
 
   const char* area_ = nullptr;

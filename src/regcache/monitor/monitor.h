@@ -53,11 +53,11 @@ struct WatchToken {
 
 // Counters a monitor's kernel side keeps (see Monitor::KernelCounters).
 struct KernelCounts {
-  uint64_t watched = 0;        // ranges it was asked to watch
-  uint64_t invalidated = 0;    // ranges it made stale, any reason
-  uint64_t unmapped = 0;       // ... of those, by munmap/mremap/exit
-  uint64_t cleared = 0;        // ... by madvise, COW, migration, zaps
-  uint64_t late = 0;           // ... found at the end of an invalidation
+  uint64_t watched = 0;      // ranges it was asked to watch
+  uint64_t invalidated = 0;  // ranges it made stale, any reason
+  uint64_t unmapped = 0;     // ... of those, by munmap/mremap/exit
+  uint64_t cleared = 0;      // ... by madvise, COW, migration, zaps
+  uint64_t late = 0;         // ... found at the end of an invalidation
 };
 
 class Monitor {

@@ -73,9 +73,9 @@
 #include <string>
 #include <thread>
 
-#include "monitor/monitor.h"
-#include "monitor/fds.h"
 #include "base/thread_annotations.h"
+#include "monitor/fds.h"
+#include "monitor/monitor.h"
 #include "monitor/uffd.h"
 
 #ifndef UFFD_USER_MODE_ONLY
@@ -199,7 +199,8 @@ std::string ErrnoText(int err) { return std::string(strerror(err)); }
 // fd or -errno with *why saying what failed and how to fix it.
 int OpenUserfaultfd(std::string* why) {
   const int flags = O_CLOEXEC | O_NONBLOCK;
-  int fd = static_cast<int>(syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY));
+  int fd =
+      static_cast<int>(syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY));
   if (fd >= 0) return fd;
   int err = errno;
   // EPERM for the user-mode-only form, which needs no privilege, means a
@@ -330,11 +331,12 @@ int OpenHubFds(int* uffd, int* wake, std::string* why) {
 // not call malloc).
 void ReportFromEventThread(const char* what, int err) {
   char buf[160];  // errno as a number: strerror() may allocate
-  const int n = snprintf(buf, sizeof(buf),
-                         "regcache: uffd monitor: %s failed, errno %d\n", what,
-                         err);
+  const int n =
+      snprintf(buf, sizeof(buf),
+               "regcache: uffd monitor: %s failed, errno %d\n", what, err);
   if (n > 0) {
-    ssize_t unused = write(STDERR_FILENO, buf, std::min<size_t>(n, sizeof(buf) - 1));
+    ssize_t unused =
+        write(STDERR_FILENO, buf, std::min<size_t>(n, sizeof(buf) - 1));
     (void)unused;
   }
 }
@@ -516,7 +518,8 @@ class UffdHub {
   }
 
   void WaitForPending() {
-    if (!started_ || CurrentPid() != owner_pid_.load(std::memory_order_relaxed)) {
+    if (!started_ ||
+        CurrentPid() != owner_pid_.load(std::memory_order_relaxed)) {
       return;  // nothing runs to apply events (or a child not yet restarted)
     }
     EventState* st = state_.get();
@@ -635,8 +638,10 @@ class UffdHub {
   void SetGatesLocked(bool pending) {
     for (std::atomic<uint32_t>* gate : gates_) {
       if (gate == nullptr) continue;
-      if (pending) gate->fetch_or(kGateEventsPending);
-      else gate->fetch_and(~kGateEventsPending);
+      if (pending)
+        gate->fetch_or(kGateEventsPending);
+      else
+        gate->fetch_and(~kGateEventsPending);
     }
   }
 
@@ -650,11 +655,13 @@ class UffdHub {
     const int uffd = fds_->primary.load();
     const int wake = fds_->wake.load();
     int rc = StartEventThread(
-        "regcache-uffd-r", [this, st, uffd, wake] { ReaderLoop(st, uffd, wake); },
-        &st->reader, why);
+        "regcache-uffd-r",
+        [this, st, uffd, wake] { ReaderLoop(st, uffd, wake); }, &st->reader,
+        why);
     if (rc == 0) {
-      rc = StartEventThread("regcache-uffd-a", [this, st] { ApplierLoop(st); },
-                            &st->applier, why);
+      rc = StartEventThread(
+          "regcache-uffd-a", [this, st] { ApplierLoop(st); }, &st->applier,
+          why);
     }
     if (rc != 0) StopThreads(st);
     return rc;
@@ -820,7 +827,8 @@ class UffdHub {
           for (size_t i = 0; i < count; ++i) {
             sink->InvalidateRange(work[i].first, work[i].last, work[i].reason);
           }
-          if (has_merged) sink->InvalidateRange(merged.first, merged.last, merged.reason);
+          if (has_merged)
+            sink->InvalidateRange(merged.first, merged.last, merged.reason);
         }
       }
       {  // A3
@@ -852,8 +860,8 @@ class UffdHub {
   std::unique_ptr<EventState> state_;
 
   std::atomic<uint64_t> unmap_events_{0}, remove_events_{0}, remap_events_{0},
-      unexpected_faults_{0}, unknown_events_{0}, merged_events_{0},
-      wakeups_{0}, watch_unsupported_{0}, watch_busy_{0};
+      unexpected_faults_{0}, unknown_events_{0}, merged_events_{0}, wakeups_{0},
+      watch_unsupported_{0}, watch_busy_{0};
 };
 
 // The hub and who uses it. g_hub_mu is never held across a fork by a
@@ -871,7 +879,8 @@ void ResetHubMutexInChild() RC_NO_TSA {
 
 // Takes a user reference on the process's hub, creating it if needed.
 UffdHub* AcquireHub(std::string* why) {
-  static const int installed = pthread_atfork(nullptr, nullptr, &ResetHubMutexInChild);
+  static const int installed =
+      pthread_atfork(nullptr, nullptr, &ResetHubMutexInChild);
   (void)installed;
   MutexLock l(&g_hub_mu);
   if (g_hub == nullptr) {

@@ -23,9 +23,9 @@
 #include <vector>
 
 #include "base/errors.h"
-#include "registrar/range_refcount.h"
-#include "regcache/regcache.h"
 #include "base/thread_annotations.h"
+#include "regcache/regcache.h"
+#include "registrar/range_refcount.h"
 
 namespace regcache_internal {
 namespace {
@@ -73,7 +73,8 @@ int SysMunlock(const void* addr, size_t length) {
 }
 
 uint64_t PageSize() {
-  static const uint64_t page_size = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  static const uint64_t page_size =
+      static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   return page_size;
 }
 
@@ -173,7 +174,8 @@ int FakeMlockReg(void* ctx, void* addr, size_t length, uint32_t access,
     int err = errno;
     // mlock() may have locked a prefix before failing; undo the part no
     // other registration holds.
-    for (const ClosedRange& gap : state.locked.Uncovered(range.first, range.last)) {
+    for (const ClosedRange& gap :
+         state.locked.Uncovered(range.first, range.last)) {
       MunlockMapped(gap);
     }
     // ENOMEM also means "not mapped" (unmapped since the check above).
@@ -214,7 +216,8 @@ extern "C" int regcache_registrar_fake(int lock_memory,
     // during that initialisation left the child waiting for ever on the
     // static's guard.
     GetMlockState();
-    *out = regcache_registrar{"fake-mlock", FakeMlockReg, FakeMlockDereg, nullptr};
+    *out =
+        regcache_registrar{"fake-mlock", FakeMlockReg, FakeMlockDereg, nullptr};
   } else {
     *out = regcache_registrar{"fake", FakeReg, FakeDereg, nullptr};
   }

@@ -21,12 +21,13 @@ namespace {
 
 int IbverbsReg(void* ctx, void* addr, size_t length, uint32_t access,
                regcache_mr* out) {
-  if ((access & ~static_cast<uint32_t>(REGCACHE_ACCESS_ALL)) != 0) return -EINVAL;
+  if ((access & ~static_cast<uint32_t>(REGCACHE_ACCESS_ALL)) != 0)
+    return -EINVAL;
   access = WidenForVerbs(access);
 
   errno = 0;
-  ibv_mr* mr = ibv_reg_mr(static_cast<ibv_pd*>(ctx), addr, length,
-                          IbvAccessOf(access));
+  ibv_mr* mr =
+      ibv_reg_mr(static_cast<ibv_pd*>(ctx), addr, length, IbvAccessOf(access));
   if (mr == nullptr) return errno != 0 ? -errno : -EIO;
 
   // The cache set out->access to the requested bits before this call and

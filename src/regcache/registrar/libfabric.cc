@@ -32,7 +32,8 @@ constexpr int kKeyAttempts = 16;
 
 int LibfabricReg(void* ctx, void* addr, size_t length, uint32_t access,
                  regcache_mr* out) {
-  if ((access & ~static_cast<uint32_t>(REGCACHE_ACCESS_ALL)) != 0) return -EINVAL;
+  if ((access & ~static_cast<uint32_t>(REGCACHE_ACCESS_ALL)) != 0)
+    return -EINVAL;
   if (access & REGCACHE_ACCESS_REMOTE_ATOMIC) {
     access |= REGCACHE_ACCESS_REMOTE_READ | REGCACHE_ACCESS_REMOTE_WRITE;
   }
@@ -46,11 +47,13 @@ int LibfabricReg(void* ctx, void* addr, size_t length, uint32_t access,
   auto* domain = static_cast<fid_domain*>(ctx);
   fid_mr* mr = nullptr;
   int ret = -FI_ENOKEY;
-  for (int attempt = 0; attempt < kKeyAttempts && ret == -FI_ENOKEY; ++attempt) {
+  for (int attempt = 0; attempt < kKeyAttempts && ret == -FI_ENOKEY;
+       ++attempt) {
     const uint64_t requested_key =
         g_next_requested_key.fetch_add(1, std::memory_order_relaxed);
-    ret = fi_mr_reg(domain, addr, length, fi_access, /*offset=*/0, requested_key,
-                    /*flags=*/0, &mr, /*context=*/nullptr);
+    ret =
+        fi_mr_reg(domain, addr, length, fi_access, /*offset=*/0, requested_key,
+                  /*flags=*/0, &mr, /*context=*/nullptr);
   }
   if (ret != 0) return ret < 0 ? ret : -ret;
   if (mr == nullptr) return -EIO;

@@ -22,7 +22,8 @@ void RangeRefcount::SplitAt(uint64_t addr) {
   if (it == runs_.begin()) return;
   --it;
   if (it->first < addr && it->second.last >= addr) {
-    runs_.emplace_hint(std::next(it), addr, Run{it->second.last, it->second.count});
+    runs_.emplace_hint(std::next(it), addr,
+                       Run{it->second.last, it->second.count});
     it->second.last = addr - 1;
   }
 }

@@ -38,7 +38,8 @@ class RangeRefcount {
   // `released` the maximal sub-ranges whose count fell to zero, ascending.
   // Returns false and changes nothing if some byte of the range has no
   // reference (a Remove without a matching Add).
-  bool Remove(uint64_t first, uint64_t last, std::vector<ClosedRange>* released);
+  bool Remove(uint64_t first, uint64_t last,
+              std::vector<ClosedRange>* released);
 
   // The maximal sub-ranges of [first, last] with no reference, ascending.
   std::vector<ClosedRange> Uncovered(uint64_t first, uint64_t last) const;

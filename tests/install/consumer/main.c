@@ -21,7 +21,8 @@ int main(void) {
     return 1;
   }
   for (i = 0; i < 2; ++i) {
-    if (regcache_get(cache, buf, sizeof buf, REGCACHE_ACCESS_LOCAL_WRITE, &h) != 0)
+    if (regcache_get(cache, buf, sizeof buf, REGCACHE_ACCESS_LOCAL_WRITE, &h) !=
+        0)
       return 1;
     regcache_put(cache, h);
   }

@@ -19,7 +19,8 @@ int main() {
   std::vector<char> buf(1 << 16);
   for (int i = 0; i < 2; ++i) {
     regcache::Registration r;
-    if (cache.Get(buf.data(), buf.size(), REGCACHE_ACCESS_LOCAL_WRITE, &r) != 0) return 1;
+    if (cache.Get(buf.data(), buf.size(), REGCACHE_ACCESS_LOCAL_WRITE, &r) != 0)
+      return 1;
   }
   const auto s = cache.Stats();
   std::printf("consumer: hits=%llu misses=%llu\n", (unsigned long long)s.hits,
