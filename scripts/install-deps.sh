@@ -15,7 +15,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config clang
+  build-essential cmake pkg-config clang clang-format
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
   libibverbs-dev librdmacm-dev libfabric-dev libfabric-bin libucx-dev
   ucx-utils openmpi-bin libopenmpi-dev
