@@ -307,15 +307,7 @@ HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e, uint32_t flags) {
 }
 
 int Cache::ReleasePrivate(Entry* e) {
-  if (!e->inherited) {
-    const int rc = registrar_.dereg(registrar_.ctx, &e->mr);
-    deregistrations_.fetch_add(1, std::memory_order_relaxed);
-    if (rc != 0) {
-      fprintf(stderr, "regcache: %s dereg of %p+%zu failed: %s\n",
-              registrar_.name ? registrar_.name : "registrar", e->mr.addr,
-              e->mr.length, strerror(rc < 0 ? -rc : rc));
-    }
-  }
+  Deregister(e);  // never watched
   MutexLock l(&mu_);
   entries_now_.fetch_sub(1, std::memory_order_relaxed);
   pinned_bytes_now_.fetch_sub(e->mr.length, std::memory_order_relaxed);
@@ -626,21 +618,22 @@ Cache::Admit Cache::AdmitLocked(uint64_t first, uint64_t last, bool count,
   return Admit::kCache;
 }
 
-void Cache::DeregisterList(Entry* list) {
-  for (Entry* e = list; e != nullptr; e = e->zombie_next) {
-    if (e->watched)
-      monitor_->Unwatch(e->first.load(std::memory_order_relaxed),
-                        e->last.load(std::memory_order_relaxed), e->token);
-    if (!e->inherited) {
-      int rc = registrar_.dereg(registrar_.ctx, &e->mr);
-      deregistrations_.fetch_add(1, std::memory_order_relaxed);
-      if (rc != 0) {
-        fprintf(stderr, "regcache: %s dereg of %p+%zu failed: %s\n",
-                registrar_.name ? registrar_.name : "registrar", e->mr.addr,
-                e->mr.length, strerror(rc < 0 ? -rc : rc));
-      }
-    }
+void Cache::Deregister(Entry* e) {
+  if (e->watched)
+    monitor_->Unwatch(e->first.load(std::memory_order_relaxed),
+                      e->last.load(std::memory_order_relaxed), e->token);
+  if (e->inherited) return;
+  const int rc = registrar_.dereg(registrar_.ctx, &e->mr);
+  deregistrations_.fetch_add(1, std::memory_order_relaxed);
+  if (rc != 0) {
+    fprintf(stderr, "regcache: %s dereg of %p+%zu failed: %s\n",
+            registrar_.name ? registrar_.name : "registrar", e->mr.addr,
+            e->mr.length, strerror(rc < 0 ? -rc : rc));
   }
+}
+
+void Cache::DeregisterList(Entry* list) {
+  for (Entry* e = list; e != nullptr; e = e->zombie_next) Deregister(e);
 }
 
 void Cache::FreeListLocked(Entry* list) {
@@ -1115,20 +1108,7 @@ void Cache::ReclaimZombies() {
   }
   if (drop == nullptr) return;
   // No lock but reclaim_mu_ here: dereg may free and munmap.
-  for (Entry* e = drop; e != nullptr; e = e->zombie_next) {
-    if (e->watched)
-      monitor_->Unwatch(e->first.load(std::memory_order_relaxed),
-                        e->last.load(std::memory_order_relaxed), e->token);
-    if (!e->inherited) {
-      int rc = registrar_.dereg(registrar_.ctx, &e->mr);
-      deregistrations_.fetch_add(1, std::memory_order_relaxed);
-      if (rc != 0) {
-        fprintf(stderr, "regcache: %s dereg of %p+%zu failed: %s\n",
-                registrar_.name ? registrar_.name : "registrar", e->mr.addr,
-                e->mr.length, strerror(rc < 0 ? -rc : rc));
-      }
-    }
-  }
+  DeregisterList(drop);
   MutexLock l(&mu_);
   while (drop != nullptr) {
     Entry* e = drop;

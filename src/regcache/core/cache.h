@@ -201,7 +201,10 @@ class Cache final : public InvalidationSink {
   int Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
            uint64_t inval_seq_at_start, Admit admit, Entry* own_victims,
            RacedRegistration* raced, HoldSlot** out);
-  // Unwatches and deregisters a list of unheld zombies (no lock held).
+  // Unwatches (if watched) and deregisters (unless inherited) one unheld
+  // entry, saying on stderr if the registrar failed (no lock held).
+  void Deregister(Entry* e) RC_EXCLUDES(mu_);
+  // Deregister() for each entry of a list of unheld zombies.
   void DeregisterList(Entry* list) RC_EXCLUDES(mu_);
   // Returns a deregistered list's entries to the arena.
   void FreeListLocked(Entry* list) RC_REQUIRES(mu_);
