@@ -739,7 +739,6 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
       e->token = token;
       e->watched = cacheable;
       e->inherited = false;
-      e->published = false;
       e->hit_seen = false;
       e->alias_count = 0;
       e->node.first = first;
@@ -759,7 +758,6 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
         if (lru_tail_ == nullptr) lru_tail_ = e;
         ++valid_entries_;
         valid_bytes_ += mr.length;
-        e->published = true;
         SetState(e, kValid);
       }
       slot = TakeSlotLocked(ts, e, cacheable ? 0 : kSlotPrivate);
@@ -1066,20 +1064,15 @@ void Cache::ReclaimZombies() {
   MutexLock reclaim(&reclaim_mu_);
   Entry* batch;
   bool other_threads;
-  bool published = false;
   {
     MutexLock l(&mu_);
     batch = zombies_;
     zombies_ = nullptr;
     zombie_count_ = 0;
-    for (Entry* e = batch; e != nullptr && !published; e = e->zombie_next)
-      published = e->published;
-    other_threads = published && OtherThreadsMayHitLocked();
+    other_threads = OtherThreadsMayHitLocked();
   }
   if (batch == nullptr) return;
-  // W5 (cache_hit.h). A batch of entries never published needs no
-  // fence: no lock-free reader ever found them, so every
-  // hold on them was taken under mu_, before this batch was.
+  // W5 (cache_hit.h).
   FenceAgainstHitPaths(other_threads);
   const uint64_t mark = mark_counter_.fetch_add(1) + 1;
   ScanHolds(mark, &Entry::held_mark);

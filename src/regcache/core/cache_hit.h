@@ -23,10 +23,8 @@
 // kept until the reader's Put) or before R5 (then R5 sees W1's tombstone and
 // the reader backs off, never using e). A reader that backs off may have
 // been seen by W6; it calls ReclaimZombies() itself so e is not stranded.
-// A batch of entries that were never published (born zombies: misses that
-// raced with an invalidation, which skip W1 because no bucket ever named
-// them) needs no W5: no reader can have found them, so every hold on them was
-// taken under mu_ by the miss that made them, before W4 took the batch.
+// Every zombie was valid in the index first (a miss that raced with an
+// invalidation makes no entry), so every batch needs W5.
 //
 // Put() is the mirror: P0 read slot->flags, P1 slot->held = 0, P2
 // LightFence(), P3 load the cache's zombie count and, only if it is

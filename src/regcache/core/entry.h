@@ -80,9 +80,6 @@ struct alignas(64) Entry {
   uint8_t alias_count = 0;
   bool watched = false;    // token is live: Unwatch() at reclaim
   bool inherited = false;  // from the parent process: never dereg
-  // Was ever in the tree and the index, so a lock-free reader may hold it
-  // without the mutex knowing (born zombies never were: see W5).
-  bool published = false;
   // A CLOCK pass found it referenced at least once (admission.h: an entry
   // invalidated without any hit was a wasted registration).
   bool hit_seen = false;

@@ -283,7 +283,6 @@ int Cache::RegisterPoolBlock(const PoolMapping& m, PoolBlock* block) {
         ++valid_entries_;
         valid_bytes_ += mr.length;
         ++pool_entries_;
-        e->published = true;
         SetState(e, kValid);
         block->entry = e;
         block->entry_seq = e->seq.load(std::memory_order_relaxed);
