@@ -27,9 +27,13 @@ namespace {
 std::atomic<uint64_t> g_next_cache_id{1};
 
 // The cache whose pending invalidations this thread is applying inline
-// (ApplyPendingInline), and whether any of them killed an entry.
-thread_local const Cache* t_applying_for = nullptr;
-thread_local bool t_applied_kills = false;
+// (ApplyPendingInline), and whether any of them killed an entry. Initial-exec
+// like t_cache_refs: every miss reads them, and the general model would make
+// each access a call to __tls_get_addr.
+__thread const Cache* t_applying_for
+    __attribute__((tls_model("initial-exec"))) = nullptr;
+__thread bool t_applied_kills __attribute__((tls_model("initial-exec"))) =
+    false;
 
 uint64_t NowNs() {
   timespec ts;
@@ -899,6 +903,7 @@ void Cache::ApplyPendingInline() {
   // ibv_dereg_mr() would, without waking the reaper (a thread switch)
   // and, in a single-threaded program, without a membarrier() (only the
   // reaper, which owns no hold slots, needs one there).
+  if (!monitor_->HasPending()) return;
   t_applying_for = this;
   t_applied_kills = false;
   monitor_->WaitForPending();

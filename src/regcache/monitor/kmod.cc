@@ -261,6 +261,16 @@ class KmodMonitor final : public Monitor {
       ApplyPending();
   }
 
+  bool HasPending() override {
+    // A fork child before RestartInChild() must not read area_ (the
+    // parent's mapping is not in the child): WaitForPending() does nothing
+    // there either.
+    if (CurrentPid() != owner_pid_.load(std::memory_order_relaxed))
+      return false;
+    return state_ != nullptr && area_ != nullptr &&
+           Seq() != applied_seq_.load(std::memory_order_acquire);
+  }
+
   int RestartInChild(std::string* why) override {
     if (CurrentPid() == owner_pid_.load(std::memory_order_relaxed)) return 0;
     // mu_ may have been held at fork() by a thread that does not exist

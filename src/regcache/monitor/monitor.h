@@ -92,6 +92,12 @@ class Monitor {
   // counted before its range is registered again.
   virtual void WaitForPending() = 0;
 
+  // False only if WaitForPending() would find nothing to apply right now;
+  // true may be spurious. Lets the cache skip its bookkeeping around
+  // WaitForPending() on a slow path that nothing was published for. Called
+  // like WaitForPending().
+  virtual bool HasPending() { return true; }
+
   // In a fork child: drop inherited state and start again (new fd, new
   // thread). Returns 0 or -errno with *why set.
   virtual int RestartInChild(std::string* why) = 0;
