@@ -54,6 +54,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -199,14 +200,15 @@ class HelperSettings {
 // ---------------------------------------------------------------------------
 // Memory
 
-// The region's hole: [guard page][region][guard page], the guards PROT_NONE.
-// Placed low in the address space, far below where mmap() puts things, so
-// that nothing else the process maps lands in the hole between iterations.
-char* RegionHole() {
-  static char* const region = [] {
+// A hole for a region: [guard page][region][guard page], the guards
+// PROT_NONE. Placed low in the address space, far below where mmap() puts
+// things, so that nothing else the process maps lands in the hole between
+// iterations. `offset` keeps the two holes apart.
+char* MakeHole(uintptr_t offset) {
+  {
     const size_t span = kRegionLength + 2 * kPageSize;
     void* p = MAP_FAILED;
-    for (uintptr_t hint = uintptr_t{1} << 44;
+    for (uintptr_t hint = (uintptr_t{1} << 44) + offset;
          hint < (uintptr_t{1} << 46) && p == MAP_FAILED;
          hint += uintptr_t{1} << 40) {
       p = mmap(
@@ -230,8 +232,20 @@ char* RegionHole() {
     char* r = static_cast<char*>(p) + kPageSize;
     munmap(r, kRegionLength);  // the hole the iterations fill and empty
     return r;
-  }();
+  }
+}
+
+// The region each case unmaps (monitored, cached, hooked: what the case is
+// about), and the control region unmapped next to it in every iteration,
+// never cached and always by the raw system call, so that no hook sees it
+// (MunmapTimer::TimePair()).
+char* RegionHole() {
+  static char* const region = MakeHole(0);
   return region;
+}
+char* ControlHole() {
+  static char* const control = MakeHole(uintptr_t{1} << 39);
+  return control;
 }
 
 // Maps the region into its hole and touches one page. False on failure.
@@ -384,9 +398,19 @@ bool WaitQuiescent(regcache_t* cache, uint64_t unmaps, uint64_t entries) {
 // on its CPU, e.g. a monitor thread it had just woken) or blocked (it
 // waited, e.g. for the uffd reader). getrusage() runs outside the timed
 // window.
+//
+// TimePair() also unmaps the control region in the same iteration, by the
+// raw system call (no libc wrapper, so no munmap() hook sees it) and never
+// cached, in alternating order with the region. The median of the
+// per-iteration differences (`paired_added_ns`) is what the case adds to a
+// munmap() measured against one made in the same process at the same
+// moment: slow drifts of the machine, which move whole cases run minutes
+// apart by several microseconds in the VM, cancel out. In a case with a
+// kmod monitor the control still runs the notifier (which finds nothing
+// there); kmod/0 against plain measures that part.
 class MunmapTimer {
  public:
-  void Time(benchmark::State& state, char* region) {
+  uint64_t Time(benchmark::State& state, char* region) {
     if (g_pace_us > 0) usleep(useconds_t(g_pace_us));
     if (g_warm) WarmUp();
     rusage before, after;
@@ -399,10 +423,27 @@ class MunmapTimer {
     ++calls_;
     if (after.ru_nivcsw != before.ru_nivcsw) ++preempted_;
     if (after.ru_nvcsw != before.ru_nvcsw) ++blocked_;
+    return t1 - t0;
+  }
+
+  void TimePair(benchmark::State& state, char* region, char* control) {
+    const bool control_first = (calls_ & 1) != 0;
+    uint64_t c = control_first ? TimeControl(control) : 0;
+    const uint64_t r = Time(state, region);
+    if (!control_first) c = TimeControl(control);
+    control_.Record(c);
+    if (differences_.size() < differences_.capacity())
+      differences_.push_back(int64_t(r) - int64_t(c));
   }
 
   void Report(benchmark::State& state) {
     samples_.Report(state, "munmap");
+    control_.Report(state, "control");
+    if (!differences_.empty()) {
+      std::sort(differences_.begin(), differences_.end());
+      state.counters["paired_added_ns"] =
+          double(differences_[differences_.size() / 2]);
+    }
     if (calls_ == 0) return;
     state.counters["preempted_pct"] =
         100.0 * double(preempted_) / double(calls_);
@@ -410,9 +451,31 @@ class MunmapTimer {
   }
 
  private:
+  uint64_t TimeControl(char* control) {
+    if (g_pace_us > 0) usleep(useconds_t(g_pace_us));
+    if (g_warm) WarmUp();
+    const uint64_t t0 = NowNs();
+    syscall(SYS_munmap, control, kRegionLength);
+    return NowNs() - t0;
+  }
+
   Samples samples_;
+  Samples control_;
+  std::vector<int64_t> differences_ = [] {
+    std::vector<int64_t> v;
+    v.reserve(size_t{1} << 20);
+    return v;
+  }();
   uint64_t calls_ = 0, preempted_ = 0, blocked_ = 0;
 };
+
+// Maps both holes for one TimePair(). False (with the case skipped) on
+// failure.
+bool MapPair(benchmark::State& state, char* region, char* control) {
+  if (MapRegion(region) && MapRegion(control)) return true;
+  state.SkipWithError("mmap into the region's or the control's hole failed");
+  return false;
+}
 
 bool RefuseAfterUcx(benchmark::State& state) {
   if (!g_ucm_hooks_installed) return false;
@@ -426,13 +489,11 @@ void BM_MunmapPlain(benchmark::State& state) {
   if (RefuseAfterUcx(state)) return;
   DropFixtures();  // no cache, no monitor thread
   char* const region = RegionHole();
+  char* const control = ControlHole();
   MunmapTimer timer;
   for (auto _ : state) {
-    if (!MapRegion(region)) {
-      state.SkipWithError("mmap into the region's hole failed");
-      break;
-    }
-    timer.Time(state, region);
+    if (!MapPair(state, region, control)) break;
+    timer.TimePair(state, region, control);
   }
   state.SetItemsProcessed(int64_t(state.iterations()));
   timer.Report(state);
@@ -452,15 +513,13 @@ void BM_MunmapMonitored(benchmark::State& state,
   const bool cache_region = others > 0;
   regcache_t* const cache = fx->cache;
   char* const region = RegionHole();
+  char* const control = ControlHole();
   struct regcache_stats before;
   regcache_stats(cache, &before);
   uint64_t unmaps = before.invalidations[REGCACHE_INVAL_UNMAP];
   MunmapTimer timer;
   for (auto _ : state) {
-    if (!MapRegion(region)) {
-      state.SkipWithError("mmap into the region's hole failed");
-      break;
-    }
+    if (!MapPair(state, region, control)) break;
     if (cache_region) {
       regcache_handle_t* h = nullptr;
       const int rc = regcache_get(cache, region, kRegionLength, kAccess, &h);
@@ -470,7 +529,7 @@ void BM_MunmapMonitored(benchmark::State& state,
       }
       regcache_put(cache, h);
     }
-    timer.Time(state, region);
+    timer.TimePair(state, region, control);
     if (cache_region) {
       ++unmaps;
       if (!WaitQuiescent(cache, unmaps, others)) {
@@ -623,15 +682,13 @@ void BM_MunmapKmodAbi(benchmark::State& state, bool with_reader) {
     return;
   }
   char* const region = RegionHole();
+  char* const control = ControlHole();
   regcache_kmod_stats before{};
   ioctl(fx->fd, REGCACHE_IOC_STATS, &before);
   MunmapTimer timer;
   uint64_t events = before.events;  // one ring event per munmap()
   for (auto _ : state) {
-    if (!MapRegion(region)) {
-      state.SkipWithError("mmap into the region's hole failed");
-      break;
-    }
+    if (!MapPair(state, region, control)) break;
     regcache_kmod_range r{};
     r.start = uint64_t(uintptr_t(region));
     r.length = kRegionLength;
@@ -641,7 +698,7 @@ void BM_MunmapKmodAbi(benchmark::State& state, bool with_reader) {
           (std::string("REGCACHE_IOC_MONITOR: ") + strerror(errno)).c_str());
       break;
     }
-    timer.Time(state, region);
+    timer.TimePair(state, region, control);
     regcache_kmod_unmonitor u{};
     u.slot = r.slot;
     u.generation = r.generation;
@@ -752,13 +809,11 @@ void BM_MunmapUcxHooks(benchmark::State& state) {
     return;
   }
   char* const region = RegionHole();
+  char* const control = ControlHole();
   const uint64_t deregs_before = ucx->deregistrations;
   MunmapTimer timer;
   for (auto _ : state) {
-    if (!MapRegion(region)) {
-      state.SkipWithError("mmap into the region's hole failed");
-      break;
-    }
+    if (!MapPair(state, region, control)) break;
     // The get also processes the unmap event of the previous iteration.
     ucs_rcache_region_t* r = nullptr;
     if (ucs_rcache_get(ucx->rcache, region, kRegionLength,
@@ -767,7 +822,7 @@ void BM_MunmapUcxHooks(benchmark::State& state) {
       break;
     }
     ucs_rcache_region_put(ucx->rcache, r);
-    timer.Time(state, region);
+    timer.TimePair(state, region, control);
   }
   // Process the last event too: one deregistration per munmap().
   if (MapRegion(region)) {
