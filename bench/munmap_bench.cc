@@ -205,34 +205,31 @@ class HelperSettings {
 // things, so that nothing else the process maps lands in the hole between
 // iterations. `offset` keeps the two holes apart.
 char* MakeHole(uintptr_t offset) {
-  {
-    const size_t span = kRegionLength + 2 * kPageSize;
-    void* p = MAP_FAILED;
-    for (uintptr_t hint = (uintptr_t{1} << 44) + offset;
-         hint < (uintptr_t{1} << 46) && p == MAP_FAILED;
-         hint += uintptr_t{1} << 40) {
-      p = mmap(
-          reinterpret_cast<void*>(hint), span, PROT_NONE,
-          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1,
-          0);
-      if (p != MAP_FAILED && p != reinterpret_cast<void*>(hint)) {
-        munmap(p, span);  // a kernel that ignored NOREPLACE: try the next
-        p = MAP_FAILED;
-      }
+  const size_t span = kRegionLength + 2 * kPageSize;
+  void* p = MAP_FAILED;
+  for (uintptr_t hint = (uintptr_t{1} << 44) + offset;
+       hint < (uintptr_t{1} << 46) && p == MAP_FAILED;
+       hint += uintptr_t{1} << 40) {
+    p = mmap(reinterpret_cast<void*>(hint), span, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+             -1, 0);
+    if (p != MAP_FAILED && p != reinterpret_cast<void*>(hint)) {
+      munmap(p, span);  // a kernel that ignored NOREPLACE: try the next
+      p = MAP_FAILED;
     }
-    if (p == MAP_FAILED) {
-      p = mmap(nullptr, span, PROT_NONE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    }
-    if (p == MAP_FAILED) {
-      fprintf(stderr, "munmap_bench: mmap of the region hole: %s\n",
-              strerror(errno));
-      abort();
-    }
-    char* r = static_cast<char*>(p) + kPageSize;
-    munmap(r, kRegionLength);  // the hole the iterations fill and empty
-    return r;
   }
+  if (p == MAP_FAILED) {
+    p = mmap(nullptr, span, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  }
+  if (p == MAP_FAILED) {
+    fprintf(stderr, "munmap_bench: mmap of the region hole: %s\n",
+            strerror(errno));
+    abort();
+  }
+  char* r = static_cast<char*>(p) + kPageSize;
+  munmap(r, kRegionLength);  // the hole the iterations fill and empty
+  return r;
 }
 
 // The region each case unmaps (monitored, cached, hooked: what the case is
@@ -411,8 +408,7 @@ bool WaitQuiescent(regcache_t* cache, uint64_t unmaps, uint64_t entries) {
 class MunmapTimer {
  public:
   uint64_t Time(benchmark::State& state, char* region) {
-    if (g_pace_us > 0) usleep(useconds_t(g_pace_us));
-    if (g_warm) WarmUp();
+    BeforeTimedMunmap();
     rusage before, after;
     getrusage(RUSAGE_THREAD, &before);
     const uint64_t t0 = NowNs();
@@ -451,9 +447,15 @@ class MunmapTimer {
   }
 
  private:
-  uint64_t TimeControl(char* control) {
+  // What every timed munmap() is preceded by (REGCACHE_BENCH_PACE_US,
+  // REGCACHE_BENCH_WARM).
+  static void BeforeTimedMunmap() {
     if (g_pace_us > 0) usleep(useconds_t(g_pace_us));
     if (g_warm) WarmUp();
+  }
+
+  uint64_t TimeControl(char* control) {
+    BeforeTimedMunmap();
     const uint64_t t0 = NowNs();
     syscall(SYS_munmap, control, kRegionLength);
     return NowNs() - t0;

@@ -262,13 +262,8 @@ class KmodMonitor final : public Monitor {
   }
 
   bool HasPending() override {
-    // A fork child before RestartInChild() must not read area_ (the
-    // parent's mapping is not in the child): WaitForPending() does nothing
-    // there either.
-    if (CurrentPid() != owner_pid_.load(std::memory_order_relaxed))
-      return false;
-    return state_ != nullptr && area_ != nullptr &&
-           Seq() != applied_seq_.load(std::memory_order_acquire);
+    return CurrentPid() == owner_pid_.load(std::memory_order_relaxed) &&
+           PublishedUnapplied();
   }
 
   int RestartInChild(std::string* why) override {
@@ -494,11 +489,18 @@ class KmodMonitor final : public Monitor {
     }
   }
 
+  // Whether the kernel published invalidations nobody applied yet. Only in
+  // the owner process: a fork child before RestartInChild() must not read
+  // area_ (the parent's mapping is not in the child).
+  bool PublishedUnapplied() const {
+    return state_ != nullptr && area_ != nullptr &&
+           Seq() != applied_seq_.load(std::memory_order_acquire);
+  }
+
   // Applies, in this thread, what the kernel published and nobody applied.
   void ApplyPending() {
+    if (!PublishedUnapplied()) return;
     EventState* state = state_.get();
-    if (state == nullptr || area_ == nullptr) return;
-    if (Seq() == applied_seq_.load(std::memory_order_acquire)) return;
     MutexLock l(&state->drain_mu);
     DrainAndApplyLocked(state);
   }
