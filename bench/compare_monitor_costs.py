@@ -9,9 +9,13 @@ of docs/benchmarks.md ("Monitor costs"):
              BM_Munmap/plain of the same run, that cost relative to plain,
              and for the kmod cases relative to the cost UCX's hooks add
              (BM_Munmap/ucx_hooks). Target: kmod's added cost at most 1/4 of
-             UCX's. Taken from one run when it holds both; otherwise (and as
-             a second opinion) each side relative to its own run's plain
-             munmap, i.e. (kmod_added / plain)_guest / (ucx_added / plain)_host.
+             UCX's. When the cases report `paired_added_ns` (each iteration
+             also timed a control munmap), the verdict uses it: a case's
+             paired cost less plain's, against ucx_hooks' paired cost less
+             plain's, which the machine's drift between cases does not move.
+             Otherwise it is taken from one run when it holds both, else
+             each side relative to its own run's plain munmap, i.e.
+             (kmod_added / plain)_guest / (ucx_added / plain)_host.
   miss path: per size the median of regcache_get+put (a miss) against the
              raw calls that miss makes, in its order (ibv_dereg_mr of the
              previous buffer, then ibv_reg_mr of the next), measured
@@ -23,7 +27,9 @@ of docs/benchmarks.md ("Monitor costs"):
              them.
   uncached:  the adaptive admission's uncached get (a range that churns)
              against a raw ibv_reg_mr + ibv_dereg_mr, interleaved
-             (BM_UncachedPaired), with the same targets.
+             (BM_UncachedPaired), with the same targets; for information
+             the same right after a process switch
+             (BM_UncachedPairedSwitched).
 
 Times are the per-operation medians the benchmarks report as counters
 (`munmap_median_ns`, `iteration_median_ns`); with --benchmark_repetitions
@@ -96,6 +102,14 @@ def op_ns(run, counter):
     return run["real_time"] * _NS_PER_UNIT[run.get("time_unit", "ns")]
 
 
+def paired_ns(run):
+    """The case's munmap less the control munmap of the same iterations
+    (median of the differences), in ns, or None."""
+    if not usable(run) or "paired_added_ns" not in run:
+        return None
+    return float(run["paired_added_ns"])
+
+
 def why_missing(name, run):
     if run is None:
         return f"{name}: not in the file"
@@ -163,6 +177,10 @@ def munmap_section(label, runs, host_runs, expect_kmod, verdicts):
     plain = op_ns(runs.get("BM_Munmap/plain"), "munmap_median_ns")
     ucx = op_ns(runs.get("BM_Munmap/ucx_hooks"), "munmap_median_ns")
     ucx_added = None if plain is None or ucx is None else ucx - plain
+    plain_paired = paired_ns(runs.get("BM_Munmap/plain"))
+    ucx_paired = paired_ns(runs.get("BM_Munmap/ucx_hooks"))
+    ucx_paired_added = (None if plain_paired is None or ucx_paired is None
+                        else ucx_paired - plain_paired)
     host_ucx_rel = None
     if host_runs is not None:
         hp = op_ns(host_runs.get("BM_Munmap/plain"), "munmap_median_ns")
@@ -195,20 +213,29 @@ def munmap_section(label, runs, host_runs, expect_kmod, verdicts):
         vs_host = (None if rel is None or not host_ucx_rel or
                    name in ("BM_Munmap/plain", "BM_Munmap/ucx_hooks")
                    else rel / host_ucx_rel)
+        p = paired_ns(run)
+        p_added = None if p is None or plain_paired is None else p - plain_paired
+        p_vs_ucx = (None if p_added is None or not ucx_paired_added or
+                    name in ("BM_Munmap/plain", "BM_Munmap/ucx_hooks")
+                    else p_added / ucx_paired_added)
         target, verdict = "", ""
         if name.startswith("BM_Munmap/kmod/"):
             target = f"added <= {KMOD_VS_UCX_BOUND:.2f} x ucx's"
-            # Same run when it has UCX; else normalised to the host's UCX.
-            basis = vs_ucx if vs_ucx is not None else vs_host
+            # Paired when both sides have it; else the same run's medians
+            # when it has UCX; else normalised to the host's UCX.
+            basis = next((b for b in (p_vs_ucx, vs_ucx, vs_host)
+                          if b is not None), None)
             verdict = verdicts.check(f"{label} {name}", basis,
                                      KMOD_VS_UCX_BOUND)
         rows.append([name.replace("BM_Munmap/", ""), fmt_us(t),
                      fmt_signed_us(added), fmt_pct(rel), fmt_ratio(vs_ucx),
-                     fmt_ratio(vs_host), target, verdict])
+                     fmt_ratio(vs_host), fmt_signed_us(p_added),
+                     fmt_ratio(p_vs_ucx), target, verdict])
     print()
     print(f"munmap() of 64 KiB, {label}: median per munmap")
     header = ["case", "time", "added", "added/plain", "added/ucx_added",
-              "vs host ucx", "target", "verdict"]
+              "vs host ucx", "paired added", "paired/ucx", "target",
+              "verdict"]
     if rows:
         print_table(header, rows)
     for note in notes:
@@ -301,13 +328,25 @@ def uncached_section(runs, verdicts):
                          f"{100 * float(run.get('uncached_per_iter', 0)):.0f} %",
                          "" if bound is None else f"<= +{100 * bound:.0f} %",
                          verdict])
+            switched = runs.get(f"BM_UncachedPairedSwitched/{monitor}/{size}")
+            if usable(switched) and "overhead_pct" in switched:
+                rows.append([
+                    size_label, monitor + ", switched",
+                    fmt_us(float(switched["raw_median_ns"])),
+                    fmt_us(float(switched["cache_median_ns"])),
+                    fmt_pct(float(switched["overhead_pct"]) / 100),
+                    fmt_signed_us(float(switched["around_registrar_median_ns"])),
+                    f"{100 * float(switched.get('uncached_per_iter', 0)):.0f} %",
+                    "", "(information)"])
     if not rows and not notes:
         return
     print()
     print("Adaptive path: an uncached get + put (a range that churns: "
           "BM_UncachedPaired) vs ibv_reg_mr + ibv_dereg_mr, medians, "
           "interleaved in one run; around = per get, its time less its reg "
-          "and dereg calls")
+          "and dereg calls; switched = each right after a switch to another "
+          "process and back (BM_UncachedPairedSwitched), as between the main "
+          "job's endpoints")
     if rows:
         print_table(["size", "monitor", "raw", "uncached", "overhead",
                      "around", "served uncached", "target", "verdict"], rows)
@@ -408,8 +447,13 @@ def main():
     print()
     print("Columns: added = case - plain of the same run; added/ucx_added: "
           "same run; vs host ucx = (added/plain) / (host ucx added / host "
-          "plain). The kmod verdict uses the same-run ratio when the run has "
-          "ucx_hooks, else the host-normalised one.")
+          "plain); paired added = the case's munmap less its control munmap "
+          "in the same iterations, less the same for plain; paired/ucx = "
+          "that against ucx_hooks' paired added. The kmod verdict uses "
+          "paired/ucx when the cases have it, else added/ucx_added when the "
+          "run has ucx_hooks, else the host-normalised ratio. The paired "
+          "figures leave out what the module's notifier costs every munmap "
+          "of the process, the control's included (kmod/0's added).")
     if verdicts.failed:
         print("FAILED: " + "; ".join(verdicts.failed))
     for m in verdicts.missing:

@@ -26,6 +26,9 @@
 //                                       get (a range that churns) against
 //                                       raw ibv_reg_mr + ibv_dereg_mr,
 //                                       interleaved in one run
+//   BM_UncachedPairedSwitched/<monitor>/<bytes>  the same, each of the two
+//                                       right after a switch to another
+//                                       process and back (4 KiB and 1 MiB)
 //
 // The cached-miss cases force admission (REGCACHE_ADMISSION_ALWAYS): they
 // measure a miss that is kept. Every such case alternates between two
@@ -47,12 +50,14 @@
 // BM_RegDereg needs an RDMA device (rxe0 in the VM rig); without one those
 // cases are skipped with the reason. REGCACHE_BENCH_DEVICE=name picks a device.
 #include <errno.h>
+#include <fcntl.h>
 #include <infiniband/verbs.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -542,6 +547,70 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
   if (rc == 0) cache.Check(state, uint64_t(state.iterations()));
 }
 
+// Hands the CPU to another process and takes it back: a child blocked in
+// read() on one pipe answers each byte on another. On one CPU (the rig runs
+// the benchmarks on one vCPU) every Switch() is two context switches, as
+// between the two endpoints of the main job, which share a CPU; under qemu's
+// TCG each switch of address space empties the emulated TLB, so the next
+// call pays for the first touch of every page of code and data it uses
+// again. Not a fake: the child is a real process doing nothing else.
+class ProcessSwitch {
+ public:
+  ProcessSwitch() = default;
+  ProcessSwitch(const ProcessSwitch&) = delete;
+  ProcessSwitch& operator=(const ProcessSwitch&) = delete;
+  ~ProcessSwitch() {
+    if (to_child_ >= 0) close(to_child_);  // the child's read() sees EOF
+    if (from_child_ >= 0) close(from_child_);
+    if (child_ > 0) waitpid(child_, nullptr, 0);
+  }
+
+  // False with *why set when the pipes or the child cannot be made.
+  bool Start(std::string* why) {
+    int down[2], up[2];
+    if (pipe2(down, O_CLOEXEC) != 0) {
+      *why = std::string("pipe2: ") + strerror(errno);
+      return false;
+    }
+    if (pipe2(up, O_CLOEXEC) != 0) {
+      *why = std::string("pipe2: ") + strerror(errno);
+      close(down[0]);
+      close(down[1]);
+      return false;
+    }
+    child_ = fork();
+    if (child_ < 0) {
+      *why = std::string("fork: ") + strerror(errno);
+      for (int fd : {down[0], down[1], up[0], up[1]}) close(fd);
+      return false;
+    }
+    if (child_ == 0) {
+      close(down[1]);
+      close(up[0]);
+      char c;
+      while (read(down[0], &c, 1) == 1 && write(up[1], &c, 1) == 1) {
+      }
+      _exit(0);
+    }
+    close(down[0]);
+    close(up[1]);
+    to_child_ = down[1];
+    from_child_ = up[0];
+    return true;
+  }
+
+  // False when the child is gone.
+  bool Switch() {
+    char c = 's';
+    return write(to_child_, &c, 1) == 1 && read(from_child_, &c, 1) == 1;
+  }
+
+ private:
+  pid_t child_ = -1;
+  int to_child_ = -1;
+  int from_child_ = -1;
+};
+
 // BM_UncachedPaired/<monitor>/<bytes>: the adaptive admission's way out, a
 // get served uncached (registered for the use, deregistered at its put,
 // never watched), which is what a range that churns (freed and reallocated
@@ -552,12 +621,20 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
 // registrations the range churns and its gets are served uncached, with a
 // cached probe every 8, 16, 32 and then 64 gets (a probe's median-free
 // share: under 2 %). Each iteration times, in rotating order, one such get
-// + put and one raw ibv_reg_mr + ibv_dereg_mr of another buffer:
+// + put and one raw ibv_reg_mr + ibv_dereg_mr of another buffer, and the
+// two sides swap buffers every iteration: which pages (and which virtual
+// addresses) a registration gets moved its cost by up to a third at 1 MiB
+// in the rig, whoever registered them, and the swap gives both sides the
+// same pages in equal shares:
 //   overhead_pct   uncached get + put / raw reg + dereg - 1 (the verdict)
 //   around_registrar_median_ns  per get, its time less its reg and dereg
 // and the run fails unless nearly every get was served uncached.
+// BM_UncachedPairedSwitched/<monitor>/<bytes> (`switched`): the same with a
+// ProcessSwitch before each of the two, outside the timed part: the get and
+// the raw calls each start as they do in the main job, right after the
+// other endpoint ran.
 void BM_UncachedPaired(benchmark::State& state, size_t bytes,
-                       regcache_monitor_kind monitor) {
+                       regcache_monitor_kind monitor, bool switched) {
   BufferPair *cache_bufs = nullptr, *raw_bufs = nullptr;
   Device* dev = DeviceAndBuffers(state, bytes, {&cache_bufs, &raw_bufs});
   if (dev == nullptr) return;
@@ -571,6 +648,12 @@ void BM_UncachedPaired(benchmark::State& state, size_t bytes,
   int rc = regcache_registrar_ibverbs(dev->pd, &ibverbs);
   if (rc != 0) {
     state.SkipWithError(Describe("regcache_registrar_ibverbs", rc).c_str());
+    return;
+  }
+  ProcessSwitch other;
+  std::string why;
+  if (switched && !other.Start(&why)) {
+    state.SkipWithError(why.c_str());
     return;
   }
   TimedRegistrar timed(ibverbs);
@@ -592,17 +675,17 @@ void BM_UncachedPaired(benchmark::State& state, size_t bytes,
     state.SkipWithError(Describe("regcache_create", rc).c_str());
     return;
   }
-  char* const buf = cache_bufs->buffer[0];
-  auto get_put = [&] {
+  char* const bufs[2] = {cache_bufs->buffer[0], raw_bufs->buffer[0]};
+  auto get_put = [&](char* buf) {
     regcache_handle_t* h = nullptr;
     const int r = regcache_get(cache, buf, bytes, kCacheAccess, &h);
     if (r == 0) regcache_put(cache, h);
     return r;
   };
-  // Two wasted registrations: from now on the range churns.
-  for (int i = 0; i < 2 && rc == 0; ++i) {
-    rc = get_put();
-    regcache_invalidate(cache, buf, bytes);
+  // Two wasted registrations each: from now on both ranges churn.
+  for (int i = 0; i < 4 && rc == 0; ++i) {
+    rc = get_put(bufs[i & 1]);
+    regcache_invalidate(cache, bufs[i & 1], bytes);
   }
   struct regcache_stats before {};
   regcache_stats(cache, &before);
@@ -610,14 +693,21 @@ void BM_UncachedPaired(benchmark::State& state, size_t bytes,
   size_t i = 0;
   for (auto _ : state) {
     if (rc != 0) break;
-    regcache_invalidate(cache, buf, bytes);  // a probe's entry, if any
-    uint64_t ns[2] = {0, 0};                 // raw, cache
+    char* const buf = bufs[i & 1];
+    char* const raw_buf = bufs[(i + 1) & 1];
+    // A probe's entry, if any, of either.
+    regcache_invalidate(cache, buf, bytes);
+    regcache_invalidate(cache, raw_buf, bytes);
+    uint64_t ns[2] = {0, 0};  // raw, cache
     for (int step = 0; step < 2 && rc == 0; ++step) {
       const int kind = int((step + i) % 2);
+      if (switched && !other.Switch()) {
+        rc = -ECHILD;
+        break;
+      }
       const uint64_t t0 = NowNs();
       if (kind == 0) {
-        ibv_mr* mr =
-            ibv_reg_mr(dev->pd, raw_bufs->buffer[0], bytes, kIbvAccess);
+        ibv_mr* mr = ibv_reg_mr(dev->pd, raw_buf, bytes, kIbvAccess);
         if (mr == nullptr) {
           rc = errno != 0 ? -errno : -EIO;
           break;
@@ -625,7 +715,7 @@ void BM_UncachedPaired(benchmark::State& state, size_t bytes,
         ibv_dereg_mr(mr);
       } else {
         const uint64_t in_calls = timed.ns_in_calls();
-        rc = get_put();
+        rc = get_put(buf);
         if (rc != 0) break;
         around.Record(NowNs() - t0 - (timed.ns_in_calls() - in_calls));
       }
@@ -704,18 +794,23 @@ void RegisterAll() {
       // or a few preemptions of the VM decide the median.
       if (bytes >= (size_t{64} << 20)) b->MinTime(1.0);
     }
-    for (regcache_monitor_kind monitor :
-         {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD,
-          REGCACHE_MONITOR_NONE}) {
-      benchmark::internal::Benchmark* b =
-          benchmark::RegisterBenchmark((std::string("BM_UncachedPaired/") +
-                                        regcache_monitor_name(monitor) + size)
-                                           .c_str(),
-                                       [bytes, monitor](benchmark::State& s) {
-                                         BM_UncachedPaired(s, bytes, monitor);
-                                       });
-      b->UseManualTime()->Unit(benchmark::kMicrosecond);
-      if (bytes >= (size_t{64} << 20)) b->MinTime(1.0);
+    for (bool switched : {false, true}) {
+      // Between processes only where registering is as cheap as switching.
+      if (switched && bytes > (size_t{1} << 20)) continue;
+      for (regcache_monitor_kind monitor :
+           {REGCACHE_MONITOR_KMOD, REGCACHE_MONITOR_UFFD,
+            REGCACHE_MONITOR_NONE}) {
+        const std::string name =
+            std::string(switched ? "BM_UncachedPairedSwitched/"
+                                 : "BM_UncachedPaired/") +
+            regcache_monitor_name(monitor) + size;
+        benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(
+            name.c_str(), [bytes, monitor, switched](benchmark::State& s) {
+              BM_UncachedPaired(s, bytes, monitor, switched);
+            });
+        b->UseManualTime()->Unit(benchmark::kMicrosecond);
+        if (bytes >= (size_t{64} << 20)) b->MinTime(1.0);
+      }
     }
   }
   for (regcache_monitor_kind monitor :
