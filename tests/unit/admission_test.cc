@@ -20,6 +20,7 @@
 #include "core/admission.h"
 #include "core/cache.h"
 #include "core/fences.h"
+#include "core/thread_state.h"
 #include "fake_registrar.h"
 #include "gtest/gtest.h"
 #include "regcache/regcache.h"
@@ -255,6 +256,34 @@ TEST_F(CacheAdmission, ARangeReallocatedWithoutHitsIsServedUncached) {
   // Other ranges are cached as before.
   Use(r.base + 2 * kPage);
   EXPECT_TRUE(Use(r.base + 2 * kPage));
+}
+
+// An uncached get takes its entry and hold before it registers; when the
+// registration fails, both go back: more failures than a thread has hold
+// slots leave nothing held or allocated, and the range is served again once
+// memory is available.
+TEST_F(CacheAdmission, AFailedUncachedGetGivesItsEntryAndHoldBack) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE);
+  Region r(2 * kPage);
+  UseAndRealloc(r.base);
+  UseAndRealloc(r.base);  // r.base churns from now on
+  fake_.set_budget(kPage);
+  regcache_handle_t* fill = nullptr;  // held: no eviction makes room
+  ASSERT_EQ(regcache_get(cache_, r.base + kPage, kPage, kLW, &fill), 0)
+      << regcache_last_error();
+  const uint64_t failures = fake_.failures();
+  for (int i = 0; i < 3 * regcache_internal::kSlotsPerThread; ++i) {
+    regcache_handle_t* h = nullptr;
+    EXPECT_EQ(regcache_get(cache_, r.base, kPage, kLW, &h), -ENOMEM);
+    EXPECT_EQ(h, nullptr);
+  }
+  EXPECT_GT(fake_.failures(), failures);
+  EXPECT_EQ(Stats().entries_now, 1u) << "only the held registration";
+  Check();
+  ASSERT_EQ(regcache_put(cache_, fill), 0) << regcache_last_error();
+  const uint64_t regs = fake_.regs();
+  Use(r.base);
+  EXPECT_EQ(fake_.regs(), regs + 1);
 }
 
 TEST_F(CacheAdmission, AChurningRangeIsProbedWithBackoff) {

@@ -459,6 +459,8 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
     HashTable* retired = nullptr;
     bool evicted = false;
     Entry* own_victims = nullptr;
+    Entry* uncached = nullptr;
+    HoldSlot* uncached_slot = nullptr;
     {
       MutexLock l(&mu_);
       Entry* e =
@@ -484,6 +486,25 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
                 : nullptr;
         admit = AdmitLocked(first, last, attempt == 0, own, &evicted);
       }
+      // An uncached get that evicted nothing itself takes mu_ only here:
+      // its entry and hold now, its registration outside (GetUncached()).
+      if (admit != Admit::kCache && own_victims == nullptr) {
+        uncached = entries_.Allocate();
+        if (uncached != nullptr) {
+          uncached_slot = TakeSlotLocked(ts, uncached, kSlotPrivate);
+          if (uncached_slot == nullptr) {
+            entries_.Free(uncached);
+            uncached = nullptr;
+          } else {
+            SetState(uncached, kPrivate);
+          }
+        }
+      }
+    }
+    if (uncached != nullptr) {
+      if (evicted) ReclaimZombies();
+      return GetUncached(uncached, uncached_slot, first, last, access, admit,
+                         out);
     }
     // A full cache evicts before it registers, not after: the pinned memory
     // never exceeds max_bytes by the new range (max_bytes is how a cache
@@ -659,6 +680,35 @@ void Cache::DropRaced(RacedRegistration* raced) {
   raced->live = false;
   registrar_.dereg(registrar_.ctx, &raced->mr);
   deregistrations_.fetch_add(1, std::memory_order_relaxed);
+}
+
+int Cache::GetUncached(Entry* e, HoldSlot* slot, uint64_t first, uint64_t last,
+                       uint32_t access, Admit admit, HoldSlot** out) {
+  misses_.fetch_add(1, std::memory_order_relaxed);
+  regcache_mr mr;
+  const int rc = RegisterWithEviction(first, last, access, &mr);
+  if (rc != 0) {
+    slot->held.store(0, std::memory_order_release);
+    slot->flags.store(0, std::memory_order_relaxed);
+    MutexLock l(&mu_);
+    SetState(e, kFree);
+    entries_.Free(e);
+    return rc;
+  }
+  // Only this get's handle reaches a kPrivate entry, and its put reads
+  // these fields in this thread after the get returns.
+  e->first.store(first, std::memory_order_relaxed);
+  e->last.store(last, std::memory_order_relaxed);
+  e->access.store(mr.access, std::memory_order_relaxed);
+  e->mr = mr;
+  entries_now_.fetch_add(1, std::memory_order_relaxed);
+  pinned_bytes_now_.fetch_add(mr.length, std::memory_order_relaxed);
+  if (admit == Admit::kBypassChurn)
+    uncached_churn_.fetch_add(1, std::memory_order_relaxed);
+  else
+    uncached_admission_.fetch_add(1, std::memory_order_relaxed);
+  *out = slot;
+  return 0;
 }
 
 int Cache::Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
@@ -1329,6 +1379,30 @@ bool Cache::CheckInvariants(std::string* why) {
   }
   if (z != zombie_count_) {
     *why = "zombie_count_ disagrees with the zombie list";
+    return false;
+  }
+  size_t private_holds = 0;
+  for (size_t i = 0; i < threads_.used(); ++i) {
+    const ThreadState* ts = threads_.At(i);
+    for (int j = 0; j < kSlotsPerThread; ++j) {
+      const HoldSlot& slot = ts->slots[j];
+      if (slot.held.load() != 1) continue;
+      const uint64_t state = SeqState(slot.entry.load()->seq.load());
+      if (state == kFree) {
+        *why = "a held slot points at a free entry";
+        return false;
+      }
+      if (state == kPrivate && !slot.entry.load()->inherited) ++private_holds;
+    }
+  }
+  // A fork child keeps its parent's private entries allocated for good.
+  size_t privates = 0;
+  for (size_t i = 0; i < entries_.used(); ++i) {
+    const Entry* e = entries_.At(i);
+    privates += SeqState(e->seq.load()) == kPrivate && !e->inherited;
+  }
+  if (privates != private_holds) {
+    *why = "an uncached get's entry is not held by exactly one handle";
     return false;
   }
   return true;

@@ -146,7 +146,9 @@ class Cache final : public InvalidationSink {
   void ForkParent();
   void ForkChild();
 
-  // Test hooks.
+  // Test hooks. CheckInvariants() is for quiescent points (no get or put
+  // running): a hit in progress may hold a slot on an entry it is about to
+  // find stale.
   bool CheckInvariants(std::string* why) RC_EXCLUDES(mu_);
   bool CheckPoolInvariants(std::string* why) RC_EXCLUDES(pool_mu_, mu_);
   size_t zombie_count() RC_EXCLUDES(mu_);
@@ -201,6 +203,13 @@ class Cache final : public InvalidationSink {
   int Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
            uint64_t inval_seq_at_start, Admit admit, Entry* own_victims,
            RacedRegistration* raced, HoldSlot** out);
+  // The rest of a get that admission serves uncached: `e` (kPrivate) and
+  // `slot` (holding it, kSlotPrivate) were taken in GetSlow()'s critical
+  // section; this registers and fills them in without mu_, which the
+  // entry's single holder makes safe. On failure both go back.
+  int GetUncached(Entry* e, HoldSlot* slot, uint64_t first, uint64_t last,
+                  uint32_t access, Admit admit, HoldSlot** out)
+      RC_EXCLUDES(mu_);
   // Unwatches (if watched) and deregisters (unless inherited) one unheld
   // entry, saying on stderr if the registrar failed (no lock held).
   void Deregister(Entry* e) RC_EXCLUDES(mu_);
