@@ -269,10 +269,11 @@ class MissCache {
   }
 
   // Gets (a miss) and puts buffer i % 2. 0 or a negative errno.
-  int Miss(size_t i) {
+  int Miss(size_t i) { return Miss(bufs_->buffer[i & 1]); }
+  // The same for `buf`, which must not be the buffer cached now.
+  int Miss(char* buf) {
     regcache_handle_t* h = nullptr;
-    const int rc =
-        regcache_get(cache_, bufs_->buffer[i & 1], bytes_, kCacheAccess, &h);
+    const int rc = regcache_get(cache_, buf, bytes_, kCacheAccess, &h);
     if (rc == 0) regcache_put(cache_, h);
     return rc;
   }
@@ -421,8 +422,14 @@ class TimedRegistrar {
 // one iteration earlier, then ibv_reg_mr of the other buffer, which is what
 // the miss does around its bookkeeping (a full cache evicts, then
 // registers: one registration of the size stays alive between misses).
-// Each kind has its own buffers. All medians come from the same seconds of
-// the same run, which takes the machine's drift out of their ratios:
+// The three kinds take turns with the three buffer sets: in iteration i,
+// kind k registers buffer i % 2 of set (k + i) % 3, so each kind registers
+// every buffer equally often (which pages, and at which addresses, moves a
+// registration's cost by up to a third at 1 MiB in the rig, whoever makes
+// it), and no buffer is registered by two kinds at once: the cache and the
+// raw-in-order side hold the other buffer of the set they used one
+// iteration earlier. All medians come from the same seconds of the same
+// run, which takes the machine's drift out of their ratios:
 //   overhead_pct          cache / raw in the cache's order - 1 (the
 //                         target: the same registrations, in the same
 //                         order and memory state, with and without the
@@ -446,10 +453,13 @@ class TimedRegistrar {
 // without any monitor.
 void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
                        regcache_monitor_kind monitor) {
-  BufferPair *cache_bufs = nullptr, *raw_bufs = nullptr, *order_bufs = nullptr;
-  Device* dev =
-      DeviceAndBuffers(state, bytes, {&cache_bufs, &raw_bufs, &order_bufs});
+  BufferPair* sets[3] = {nullptr, nullptr, nullptr};
+  Device* dev = DeviceAndBuffers(state, bytes, {&sets[0], &sets[1], &sets[2]});
   if (dev == nullptr) return;
+  // Kind k's buffer in iteration i (0: raw, 1: cache, 2: raw in order).
+  auto buffer = [&](int kind, size_t i) {
+    return sets[(size_t(kind) + i) % 3]->buffer[i & 1];
+  };
   regcache_registrar ibverbs;
   int rc = regcache_registrar_ibverbs(dev->pd, &ibverbs);
   if (rc != 0) {
@@ -459,12 +469,13 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
   TimedRegistrar timed(ibverbs);
   MissCache cache;
   std::string why;
-  if (!cache.Create(timed.Get(), bytes, monitor, cache_bufs, &why)) {
+  // Both start where iteration -1 left them: the cache with buffer 1 of
+  // set 0, the raw-in-cache-order side with buffer 1 of set 1.
+  if (!cache.Create(timed.Get(), bytes, monitor, sets[0], &why)) {
     state.SkipWithError(why.c_str());
     return;
   }
-  // The raw-in-cache-order side starts like the cache: buffer 1 registered.
-  ibv_mr* held = ibv_reg_mr(dev->pd, order_bufs->buffer[1], bytes, kIbvAccess);
+  ibv_mr* held = ibv_reg_mr(dev->pd, sets[1]->buffer[1], bytes, kIbvAccess);
   if (held == nullptr) {
     state.SkipWithError(Describe("ibv_reg_mr", -errno).c_str());
     return;
@@ -480,8 +491,7 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
       const int kind = int((step + i) % 3);  // rotate which goes first
       const uint64_t t0 = NowNs();
       if (kind == 0) {
-        ibv_mr* mr =
-            ibv_reg_mr(dev->pd, raw_bufs->buffer[i & 1], bytes, kIbvAccess);
+        ibv_mr* mr = ibv_reg_mr(dev->pd, buffer(0, i), bytes, kIbvAccess);
         if (mr == nullptr) {
           rc = errno != 0 ? -errno : -EIO;
           break;
@@ -489,14 +499,13 @@ void BM_RegDeregPaired(benchmark::State& state, size_t bytes,
         ibv_dereg_mr(mr);
       } else if (kind == 1) {
         const uint64_t in_calls = timed.ns_in_calls();
-        rc = cache.Miss(i);
+        rc = cache.Miss(buffer(1, i));
         if (rc != 0) break;
         around.Record(NowNs() - t0 - (timed.ns_in_calls() - in_calls));
       } else {
         ibv_dereg_mr(held);
         const uint64_t t1 = NowNs();
-        held =
-            ibv_reg_mr(dev->pd, order_bufs->buffer[i & 1], bytes, kIbvAccess);
+        held = ibv_reg_mr(dev->pd, buffer(2, i), bytes, kIbvAccess);
         if (held == nullptr) {
           rc = errno != 0 ? -errno : -EIO;
           break;
