@@ -711,6 +711,28 @@ int Cache::GetUncached(Entry* e, HoldSlot* slot, uint64_t first, uint64_t last,
   return 0;
 }
 
+void Cache::FillEntryLocked(Entry* e, uint64_t first, uint64_t last,
+                            const regcache_mr& mr, const WatchToken& token,
+                            bool watched) {
+  e->first.store(first, std::memory_order_relaxed);
+  e->last.store(last, std::memory_order_relaxed);
+  e->access.store(mr.access, std::memory_order_relaxed);
+  e->watch_generation.store(token.generation, std::memory_order_relaxed);
+  e->watch_expected.store(token.expected, std::memory_order_relaxed);
+  // Unreferenced: its place at the head already protects a new entry.
+  e->lru_epoch.store(0, std::memory_order_relaxed);
+  e->mr = mr;
+  e->token = token;
+  e->watched = watched;
+  e->inherited = false;
+  e->hit_seen = false;
+  e->alias_count = 0;
+  e->node.first = first;
+  e->node.last = last;
+  entries_now_.fetch_add(1, std::memory_order_relaxed);
+  pinned_bytes_now_.fetch_add(mr.length, std::memory_order_relaxed);
+}
+
 int Cache::Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
                 uint64_t inval_seq_at_start, Admit admit, Entry* own_victims,
                 RacedRegistration* raced_before, HoldSlot** out) {
@@ -782,23 +804,7 @@ int Cache::Miss(uint64_t first, uint64_t last, uint32_t access, ThreadState* ts,
     e = raced ? nullptr : entries_.Allocate();
     if (e == nullptr && !raced) table_capacity = entries_.capacity();
     if (e != nullptr) {
-      e->first.store(first, std::memory_order_relaxed);
-      e->last.store(last, std::memory_order_relaxed);
-      e->access.store(mr.access, std::memory_order_relaxed);
-      e->watch_generation.store(token.generation, std::memory_order_relaxed);
-      e->watch_expected.store(token.expected, std::memory_order_relaxed);
-      // Unreferenced: its place at the head already protects a new entry.
-      e->lru_epoch.store(0, std::memory_order_relaxed);
-      e->mr = mr;
-      e->token = token;
-      e->watched = cacheable;
-      e->inherited = false;
-      e->hit_seen = false;
-      e->alias_count = 0;
-      e->node.first = first;
-      e->node.last = last;
-      entries_now_.fetch_add(1, std::memory_order_relaxed);
-      pinned_bytes_now_.fetch_add(mr.length, std::memory_order_relaxed);
+      FillEntryLocked(e, first, last, mr, token, cacheable);
       if (!cacheable) {
         // Served once: held by this get's handle only, released by its put.
         SetState(e, kPrivate);

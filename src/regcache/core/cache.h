@@ -217,6 +217,12 @@ class Cache final : public InvalidationSink {
   void DeregisterList(Entry* list) RC_EXCLUDES(mu_);
   // Returns a deregistered list's entries to the arena.
   void FreeListLocked(Entry* list) RC_REQUIRES(mu_);
+  // A newly allocated entry's new life: its range, registration and watch,
+  // unreferenced, no aliases, counted in entries_now_ and
+  // pinned_bytes_now_. The caller then sets its state (and e->pool).
+  void FillEntryLocked(Entry* e, uint64_t first, uint64_t last,
+                       const regcache_mr& mr, const WatchToken& token,
+                       bool watched) RC_REQUIRES(mu_);
   // `fn` names the API call in messages.
   int RegisterWithEviction(uint64_t first, uint64_t last, uint32_t access,
                            regcache_mr* mr, const char* fn = "regcache_get");

@@ -261,23 +261,8 @@ int Cache::RegisterPoolBlock(const PoolMapping& m, PoolBlock* block) {
                               token.expected);
       e = raced ? nullptr : entries_.Allocate();
       if (e != nullptr) {
-        e->first.store(first, std::memory_order_relaxed);
-        e->last.store(last, std::memory_order_relaxed);
-        e->access.store(mr.access, std::memory_order_relaxed);
-        e->watch_generation.store(token.generation, std::memory_order_relaxed);
-        e->watch_expected.store(token.expected, std::memory_order_relaxed);
-        e->lru_epoch.store(0, std::memory_order_relaxed);
-        e->mr = mr;
-        e->token = token;
-        e->watched = watched;
-        e->inherited = false;
-        e->hit_seen = false;
+        FillEntryLocked(e, first, last, mr, token, watched);
         e->pool = true;
-        e->alias_count = 0;
-        e->node.first = first;
-        e->node.last = last;
-        entries_now_.fetch_add(1, std::memory_order_relaxed);
-        pinned_bytes_now_.fetch_add(mr.length, std::memory_order_relaxed);
         tree_.Insert(&e->node);
         index_.Insert(first, e, last, mr.access, &retired);
         ++valid_entries_;
