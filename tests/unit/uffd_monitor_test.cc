@@ -74,6 +74,9 @@ const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 
 uint64_t Addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
 
+// A transparent huge page with 4 KiB pages (x86-64, arm64).
+constexpr size_t kThpWindowBytes = size_t{2} << 20;
+
 // A fake sink that records every InvalidateRange() call. Block() makes
 // calls wait (as if for a lock) until Unblock(); `waiting_` counts callers
 // so a test can tell the applier is stuck inside the sink.
@@ -339,6 +342,67 @@ TEST_F(UffdMonitorTest, MunmapSetsGateBeforeReturningAndWaitForPendingApplies) {
   EXPECT_TRUE(
       sink_.SawExactly(Addr(p), Addr(p) + 4 * kPage - 1, REGCACHE_INVAL_UNMAP));
   EXPECT_FALSE(Pending()) << "WaitForPending() returned with the gate set";
+}
+
+// The lines of /proc/self/maps (VMAs) that overlap [first, last], or -1.
+int MappingsOverlapping(uint64_t first, uint64_t last) {
+  FILE* f = fopen("/proc/self/maps", "re");
+  if (f == nullptr) return -1;
+  int n = 0;
+  unsigned long lo, hi;
+  while (fscanf(f, "%lx-%lx%*[^\n]\n", &lo, &hi) == 2) {
+    if (lo <= last && hi > first) ++n;
+  }
+  fclose(f);
+  return n;
+}
+
+// A 2 MiB-aligned window of anonymous memory inside a larger mapping (one
+// VMA), or nullptr.
+char* MapHugePageWindow() {
+  char* p = MapAnon(3 * (kThpWindowBytes / kPage));
+  if (p == nullptr) return nullptr;
+  return reinterpret_cast<char*>((Addr(p) + kThpWindowBytes - 1) &
+                                 ~uint64_t{kThpWindowBytes - 1});
+}
+
+// Watch() registers the 2 MiB window around a range when it can: a VMA
+// split inside the window would cost that memory its transparent huge
+// pages (design.md, "uffd").
+TEST_F(UffdMonitorTest, WatchLeavesTheHugePageWindowAroundTheRangeWhole) {
+  char* w = MapHugePageWindow();
+  ASSERT_NE(w, nullptr);
+  const uint64_t first = Addr(w), last = first + kThpWindowBytes - 1;
+  ASSERT_EQ(MappingsOverlapping(first, last), 1);
+  char* range = w + 16 * kPage;
+  memset(range, 0x5a, 16 * kPage);
+  ASSERT_EQ(Watch(range, 16), 0);
+  EXPECT_EQ(MappingsOverlapping(first, last), 1)
+      << "registering the range split the VMA inside its 2 MiB window";
+  ASSERT_EQ(munmap(range, 16 * kPage), 0);
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(range), Addr(range) + 16 * kPage - 1,
+                               REGCACHE_INVAL_UNMAP));
+}
+
+// Where the window cannot be registered (here a private mapping of a
+// regular file inside it), Watch() registers the range alone.
+TEST_F(UffdMonitorTest, WatchFallsBackToTheRangeWhenItsWindowHasAFileMapping) {
+  char* w = MapHugePageWindow();
+  ASSERT_NE(w, nullptr);
+  const int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  void* file = mmap(w + kThpWindowBytes / 2, kPage, PROT_READ,
+                    MAP_PRIVATE | MAP_FIXED, fd, 0);
+  close(fd);
+  ASSERT_NE(file, MAP_FAILED) << strerror(errno);
+  char* range = w + 16 * kPage;
+  memset(range, 0x5a, 16 * kPage);
+  ASSERT_EQ(Watch(range, 16), 0) << "the range alone can be registered";
+  ASSERT_EQ(munmap(range, 16 * kPage), 0);
+  monitor_->WaitForPending();
+  EXPECT_TRUE(sink_.SawExactly(Addr(range), Addr(range) + 16 * kPage - 1,
+                               REGCACHE_INVAL_UNMAP));
 }
 
 TEST_F(UffdMonitorTest, GateSetOrAppliedWheneverMunmapReturns) {

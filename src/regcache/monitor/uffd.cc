@@ -5,7 +5,8 @@
 // the protocol that keeps a thread returning from munmap() from hitting a
 // stale entry is described at "The stale window" below.
 //
-// How it watches: Watch() registers the range with UFFDIO_REGISTER_MODE_WP
+// How it watches: Watch() registers the range (with the 2 MiB window around
+// it when it can, see Watch()) with UFFDIO_REGISTER_MODE_WP
 // and the uffd is set up (UFFDIO_API) for UFFD_FEATURE_EVENT_UNMAP, _REMOVE
 // and _REMAP. Write-protect mode, not MISSING: with MISSING, the first touch
 // of a page after madvise(MADV_DONTNEED) would sleep until we resolved the
@@ -171,8 +172,9 @@ namespace {
 // waiting for. The queue between them is bounded and preallocated: when it
 // is full the reader merges further invalidations into one range covering
 // them all (over-invalidation is only a performance cost). Neither thread
-// allocates, frees, unmaps or deregisters anything, so neither can block on
-// itself through an event of its own making.
+// allocates, frees, unmaps or deregisters anything while it runs, so neither
+// can block on itself through an event of its own making; what glibc
+// releases when they exit is StopThreads()'s business.
 //
 // Why Unwatch() does not UFFDIO_UNREGISTER. A registration belongs to VMAs,
 // not to cache entries: entries may overlap (two entries covering one page),
@@ -186,6 +188,9 @@ namespace {
 // ---------------------------------------------------------------------------
 
 constexpr size_t kReadBatch = 64;  // uffd_msg per read(); 2 KiB of stack
+// What Watch() registers around a range when it can: the size of a
+// transparent huge page with 4 KiB pages (x86-64, arm64).
+constexpr uint64_t kThpWindow = uint64_t{2} << 20;
 
 // The uffd and the wake eventfd live in a MonitorFds pair that every fork
 // child closes at once (fds.h says why: a child keeping the parent's
@@ -365,7 +370,10 @@ struct EventState {
   uint64_t seen RC_GUARDED_BY(mu) = 0;
   uint64_t read_done RC_GUARDED_BY(mu) = 0;
   uint64_t applied RC_GUARDED_BY(mu) = 0;
-  bool stopping RC_GUARDED_BY(mu) = false;      // applier: drain, then exit
+  bool stopping RC_GUARDED_BY(mu) = false;  // applier: drain, then exit
+  // The reader has left its loop and never touches the uffd again.
+  bool reader_done RC_GUARDED_BY(mu) = false;
+  std::condition_variable reader_done_cv;
   bool threads_gone RC_GUARDED_BY(mu) = false;  // nobody will apply anything
 
   // Read but not yet applied. INVARIANT: queued <= kUffdApplyQueueCapacity;
@@ -493,11 +501,30 @@ class UffdHub {
       watch_unsupported_.fetch_add(1, std::memory_order_relaxed);
       return -EOPNOTSUPP;
     }
+    // The 2 MiB-aligned window around the range if the kernel accepts it
+    // (every VMA in it can be registered), else the range alone. A
+    // registration splits VMAs at its ends, and anonymous memory whose
+    // 2 MiB window is split can no longer be backed by a transparent huge
+    // page: registering exactly the buffer cost it its huge pages (more TLB
+    // misses on every access, dearer pinning). Registrations are never
+    // removed (see "Why Unwatch() does not UFFDIO_UNREGISTER"), so a larger
+    // one only means that a munmap() near a cached range also waits for
+    // the reader -- and that the window may hold memory the event threads
+    // themselves release, which is why StopThreads() closes the uffd
+    // before it joins them.
     uffdio_register reg{};
-    reg.range.start = first;
-    reg.range.len = last - first + 1;
+    reg.range.start = first & ~(kThpWindow - 1);
+    reg.range.len = (last | (kThpWindow - 1)) - reg.range.start + 1;
     reg.mode = UFFDIO_REGISTER_MODE_WP;
-    if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) {
+    bool registered = ioctl(uffd, UFFDIO_REGISTER, &reg) == 0;
+    if (!registered) {
+      reg = uffdio_register{};
+      reg.range.start = first;
+      reg.range.len = last - first + 1;
+      reg.mode = UFFDIO_REGISTER_MODE_WP;
+      registered = ioctl(uffd, UFFDIO_REGISTER, &reg) == 0;
+    }
+    if (!registered) {
       // The kernel checks every VMA in the range before changing any, so a
       // failure normally registers nothing. If a VMA split fails part way
       // (ENOMEM), a prefix stays registered: harmless, see Unwatch().
@@ -584,7 +611,7 @@ class UffdHub {
       state_ = std::make_unique<EventState>();
       st = state_.get();
     } else {
-      StopThreads(st);
+      StopThreads(st, /*release_uffd=*/true);
     }
     {
       MutexLock lock(&st->mu);
@@ -663,15 +690,29 @@ class UffdHub {
           "regcache-uffd-a", [this, st] { ApplierLoop(st); }, &st->applier,
           why);
     }
-    if (rc != 0) StopThreads(st);
+    if (rc != 0) StopThreads(st, /*release_uffd=*/false);
     return rc;
   }
 
-  void StopThreads(EventState* st) {
+  // `release_uffd`: close the uffd as soon as the reader has left its loop,
+  // before joining either thread. From then on nobody reads events, and any
+  // thread still to cause one -- these two as they exit (glibc releases a
+  // thread's stack with madvise(MADV_DONTNEED), frees its thread-local
+  // storage), or one in the application -- would sleep until the close
+  // releases the context; a join before the close could wait for ever.
+  // Watch() registers whole 2 MiB windows, which may hold such memory.
+  void StopThreads(EventState* st, bool release_uffd) {
     if (st->reader.joinable()) {
       const uint64_t one = 1;
       ssize_t unused = write(fds_->wake.load(), &one, sizeof(one));
       (void)unused;
+      if (release_uffd) {
+        {
+          MutexLock lock(&st->mu);
+          while (!st->reader_done) WaitLocked(&st->reader_done_cv, &st->mu);
+        }
+        CloseExchanged(&fds_->primary);
+      }
       st->reader.join();
     }
     if (st->applier.joinable()) {
@@ -759,7 +800,14 @@ class UffdHub {
         }
         continue;
       }
-      if (fds[1].revents != 0) return;  // Stop()
+      if (fds[1].revents != 0) {  // Stop()
+        {
+          MutexLock lock(&st->mu);
+          st->reader_done = true;
+        }
+        st->reader_done_cv.notify_all();
+        return;
+      }
       if (fds[0].revents == 0) continue;
       uint64_t epoch;
       {  // R1
