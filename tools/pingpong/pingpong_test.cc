@@ -451,6 +451,7 @@ PointResult Measured(const std::string& workload, Mode mode, uint64_t size,
   p.same_address = same;
   p.gets = 20;
   p.hits = IsCacheMode(mode) ? 18 : 0;
+  p.uncached = IsCacheMode(mode) ? 1 : 0;
   if (errors) p.first_error = "message 3: 1 of 2 words wrong";
   return p;
 }
@@ -757,6 +758,7 @@ TEST(Render, JsonCarriesEveryPointWithTheKeysScriptsRead) {
                                                "registrations",
                                                "gets",
                                                "hits",
+                                               "uncached",
                                                "hit_rate",
                                                "reg_us_per_message",
                                                "messages_checked",
@@ -777,6 +779,8 @@ TEST(Render, JsonCarriesEveryPointWithTheKeysScriptsRead) {
   // register-per-message is no cache: no hit rate; ODP is unavailable.
   EXPECT_TRUE(j["points"][0]["hit_rate"].is_null());
   EXPECT_EQ(j["points"][1]["hit_rate"], 0.9);
+  EXPECT_EQ(j["points"][0]["uncached"], 0u);
+  EXPECT_EQ(j["points"][1]["uncached"], 1u);
   EXPECT_EQ(j["points"][4]["status"], "unavailable");
   EXPECT_EQ(j["correctness_failure"], false);
   ASSERT_EQ(j["targets"].size(), r.targets.size());

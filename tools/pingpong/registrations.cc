@@ -209,6 +209,7 @@ class Cached : public Registrations {
     c.registrations = stats.registrations;
     c.hits = stats.hits;
     c.gets = stats.hits + stats.misses;
+    c.uncached = stats.uncached_churn + stats.uncached_admission;
     return c;
   }
 

@@ -33,6 +33,9 @@ struct RegCounters {
   uint64_t registrations = 0;  // ibv_reg_mr calls that succeeded
   uint64_t gets = 0;           // Acquire calls
   uint64_t hits = 0;           // Acquires served without registering
+  // Acquires a cache served with a registration it did not keep (its
+  // admission policy: regcache_stats' uncached_churn + uncached_admission).
+  uint64_t uncached = 0;
 };
 
 class Registrations {

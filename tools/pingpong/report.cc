@@ -473,6 +473,7 @@ Json PointJson(const PointResult& p) {
           {"registrations", p.registrations},
           {"gets", p.gets},
           {"hits", p.hits},
+          {"uncached", p.uncached},
           {"hit_rate", IsCacheMode(p.mode) && p.measured()
                            ? Json(Rounded(p.hit_rate()))
                            : Json(nullptr)},

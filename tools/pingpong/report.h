@@ -37,6 +37,7 @@ struct PointResult {
   uint64_t registrations = 0;     // ibv_reg_mr calls
   uint64_t gets = 0;              // registrations asked for (2 per message)
   uint64_t hits = 0;              // of those, served from a cache
+  uint64_t uncached = 0;          // of the misses, registered but not kept
   double reg_us_per_message = 0;  // obtaining + releasing, both ends
   // Both endpoints, over every message of the point (warm-up included).
   uint64_t messages_checked = 0;

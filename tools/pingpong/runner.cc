@@ -38,8 +38,9 @@ struct SideStats {
   std::string ToText() const {
     std::ostringstream out;
     out << "stats " << regs.registrations << ' ' << regs.gets << ' '
-        << regs.hits << ' ' << reg_ns << ' ' << checked << ' ' << errors << ' '
-        << reallocations << ' ' << same_address << ' ' << first_error;
+        << regs.hits << ' ' << regs.uncached << ' ' << reg_ns << ' ' << checked
+        << ' ' << errors << ' ' << reallocations << ' ' << same_address << ' '
+        << first_error;
     return out.str();
   }
   static bool FromText(const std::string& text, SideStats* out) {
@@ -47,8 +48,8 @@ struct SideStats {
     std::string word;
     SideStats s;
     if (!(in >> word >> s.regs.registrations >> s.regs.gets >> s.regs.hits >>
-          s.reg_ns >> s.checked >> s.errors >> s.reallocations >>
-          s.same_address) ||
+          s.regs.uncached >> s.reg_ns >> s.checked >> s.errors >>
+          s.reallocations >> s.same_address) ||
         word != "stats")
       return false;
     std::getline(in, s.first_error);
@@ -119,6 +120,7 @@ class PointRun {
     stats_.regs.registrations = now.registrations - at_start_.registrations;
     stats_.regs.gets = now.gets - at_start_.gets;
     stats_.regs.hits = now.hits - at_start_.hits;
+    stats_.regs.uncached = now.uncached - at_start_.uncached;
   }
 
   // S's half of one message of `bytes` (the whole buffer is registered).
@@ -467,6 +469,7 @@ bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
         client.regs.registrations + server.regs.registrations;
     result.gets += client.regs.gets + server.regs.gets;
     result.hits += client.regs.hits + server.regs.hits;
+    result.uncached += client.regs.uncached + server.regs.uncached;
     acc.reg_ns += client.reg_ns + server.reg_ns;
     result.messages_checked += client.checked + server.checked;
     result.data_errors += client.errors + server.errors;
