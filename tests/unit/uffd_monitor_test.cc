@@ -399,10 +399,40 @@ TEST_F(UffdMonitorTest, WatchFallsBackToTheRangeWhenItsWindowHasAFileMapping) {
   char* range = w + 16 * kPage;
   memset(range, 0x5a, 16 * kPage);
   ASSERT_EQ(Watch(range, 16), 0) << "the range alone can be registered";
+  EXPECT_EQ(Counters().window_refused, 1u);
   ASSERT_EQ(munmap(range, 16 * kPage), 0);
   monitor_->WaitForPending();
   EXPECT_TRUE(sink_.SawExactly(Addr(range), Addr(range) + 16 * kPage - 1,
                                REGCACHE_INVAL_UNMAP));
+}
+
+// A refused window is remembered: the next ranges in it are registered
+// alone at once, without another failed attempt at the window each.
+TEST_F(UffdMonitorTest, ARefusedWindowIsNotTriedAgainForEachRangeInIt) {
+  char* w = MapHugePageWindow();
+  ASSERT_NE(w, nullptr);
+  const int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  void* file = mmap(w + kThpWindowBytes / 2, kPage, PROT_READ,
+                    MAP_PRIVATE | MAP_FIXED, fd, 0);
+  close(fd);
+  ASSERT_NE(file, MAP_FAILED) << strerror(errno);
+  char* ranges[] = {w + 16 * kPage, w + 64 * kPage, w + 16 * kPage};
+  for (char* range : ranges) {
+    memset(range, 0x5a, 16 * kPage);
+    ASSERT_EQ(Watch(range, 16), 0);
+  }
+  EXPECT_EQ(Counters().window_refused, 1u);
+  // ... for a while: what was in the way may go, so every few hundred
+  // ranges registered alone the window is tried again.
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(Watch(ranges[0], 16), 0);
+  EXPECT_EQ(Counters().window_refused, 2u);
+  for (char* range : {ranges[0], ranges[1]}) {
+    ASSERT_EQ(munmap(range, 16 * kPage), 0);
+    monitor_->WaitForPending();
+    EXPECT_TRUE(sink_.SawExactly(Addr(range), Addr(range) + 16 * kPage - 1,
+                                 REGCACHE_INVAL_UNMAP));
+  }
 }
 
 TEST_F(UffdMonitorTest, GateSetOrAppliedWheneverMunmapReturns) {

@@ -192,6 +192,48 @@ constexpr size_t kReadBatch = 64;  // uffd_msg per read(); 2 KiB of stack
 // transparent huge page with 4 KiB pages (x86-64, arm64).
 constexpr uint64_t kThpWindow = uint64_t{2} << 20;
 
+// The 2 MiB windows whose registration the kernel refused lately (a file
+// mapping or another uffd's range in them), so that Watch() registers the
+// range alone there at once instead of paying a failed UFFDIO_REGISTER
+// first on every miss. Direct-mapped by window number: a slot holds the
+// window's number + 1 (0: empty) above kSkipBits bits that count the ranges
+// registered alone since; after 2^kSkipBits of them the window is tried
+// again, since whatever was in the way may be gone. Thread-safe and
+// lock-free: a race costs at most one more failed ioctl, or one window not
+// tried, never a wrong registration.
+class RefusedWindows {
+ public:
+  // Whether Watch() should try the window at `window_first`; counts a skip.
+  bool ShouldTry(uint64_t window_first) {
+    std::atomic<uint64_t>& slot = SlotOf(window_first);
+    const uint64_t v = slot.load(std::memory_order_relaxed);
+    if ((v >> kSkipBits) != Tag(window_first)) return true;
+    const uint64_t skips = v & kSkipMask;
+    if (skips == kSkipMask) {
+      slot.store(0, std::memory_order_relaxed);  // retry now, forget it
+      return true;
+    }
+    slot.store(v + 1, std::memory_order_relaxed);
+    return false;
+  }
+  void Refused(uint64_t window_first) {
+    SlotOf(window_first)
+        .store(Tag(window_first) << kSkipBits, std::memory_order_relaxed);
+  }
+
+ private:
+  static constexpr int kSkipBits = 8;
+  static constexpr uint64_t kSkipMask = (uint64_t{1} << kSkipBits) - 1;
+  static constexpr size_t kSlots = 64;
+  static uint64_t Tag(uint64_t window_first) {
+    return window_first / kThpWindow + 1;
+  }
+  std::atomic<uint64_t>& SlotOf(uint64_t window_first) {
+    return slots_[(window_first / kThpWindow) % kSlots];
+  }
+  std::array<std::atomic<uint64_t>, kSlots> slots_{};
+};
+
 // The uffd and the wake eventfd live in a MonitorFds pair that every fork
 // child closes at once (fds.h says why: a child keeping the parent's
 // uffd makes the parent's later munmap() of watched memory sleep for ever).
@@ -485,6 +527,14 @@ class UffdHub {
     return restarted_.load() && owner_pid() == CurrentPid();
   }
 
+  static bool Register(int uffd, uint64_t first, uint64_t last) {
+    uffdio_register reg{};
+    reg.range.start = first;
+    reg.range.len = last - first + 1;
+    reg.mode = UFFDIO_REGISTER_MODE_WP;
+    return ioctl(uffd, UFFDIO_REGISTER, &reg) == 0;
+  }
+
   int Watch(uint64_t first, uint64_t last, WatchToken* token) {
     if (first > last || (first & (page_size_ - 1)) != 0 ||
         ((last + 1) & (page_size_ - 1)) != 0) {
@@ -512,18 +562,21 @@ class UffdHub {
     // the reader -- and that the window may hold memory the event threads
     // themselves release, which is why StopThreads() closes the uffd
     // before it joins them.
-    uffdio_register reg{};
-    reg.range.start = first & ~(kThpWindow - 1);
-    reg.range.len = (last | (kThpWindow - 1)) - reg.range.start + 1;
-    reg.mode = UFFDIO_REGISTER_MODE_WP;
-    bool registered = ioctl(uffd, UFFDIO_REGISTER, &reg) == 0;
-    if (!registered) {
-      reg = uffdio_register{};
-      reg.range.start = first;
-      reg.range.len = last - first + 1;
-      reg.mode = UFFDIO_REGISTER_MODE_WP;
-      registered = ioctl(uffd, UFFDIO_REGISTER, &reg) == 0;
+    // A window the kernel refused is remembered (RefusedWindows), so that
+    // the misses there do not each pay a failed ioctl before the real one.
+    const uint64_t window_first = first & ~(kThpWindow - 1);
+    const uint64_t window_last = last | (kThpWindow - 1);
+    const bool window_is_range = window_first == first && window_last == last;
+    bool registered = false;
+    if (window_is_range || refused_windows_.ShouldTry(window_first)) {
+      registered = Register(uffd, window_first, window_last);
+      if (!registered && !window_is_range) {
+        window_refused_.fetch_add(1, std::memory_order_relaxed);
+        refused_windows_.Refused(window_first);
+      }
     }
+    if (!registered && !window_is_range)
+      registered = Register(uffd, first, last);
     if (!registered) {
       // The kernel checks every VMA in the range before changing any, so a
       // failure normally registers nothing. If a VMA split fails part way
@@ -641,6 +694,7 @@ class UffdHub {
     out->wakeups = wakeups_.load(std::memory_order_relaxed);
     out->watch_unsupported = watch_unsupported_.load(std::memory_order_relaxed);
     out->watch_busy = watch_busy_.load(std::memory_order_relaxed);
+    out->window_refused = window_refused_.load(std::memory_order_relaxed);
   }
 
  private:
@@ -909,7 +963,8 @@ class UffdHub {
 
   std::atomic<uint64_t> unmap_events_{0}, remove_events_{0}, remap_events_{0},
       unexpected_faults_{0}, unknown_events_{0}, merged_events_{0}, wakeups_{0},
-      watch_unsupported_{0}, watch_busy_{0};
+      watch_unsupported_{0}, watch_busy_{0}, window_refused_{0};
+  RefusedWindows refused_windows_;
 };
 
 // The hub and who uses it. g_hub_mu is never held across a fork by a

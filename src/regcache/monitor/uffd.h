@@ -32,6 +32,9 @@ struct UffdMonitorCounters {
   uint64_t wakeups = 0;            // reader wake-ups ("seen" epochs)
   uint64_t watch_unsupported = 0;  // Watch() answered -EOPNOTSUPP
   uint64_t watch_busy = 0;         // ... of which: range owned by another uffd
+  // Registrations of the 2 MiB window around a range that the kernel
+  // refused (the range alone was then tried).
+  uint64_t window_refused = 0;
 };
 
 // Fills *out and returns true if `monitor` is a userfaultfd monitor.
