@@ -385,17 +385,27 @@ TEST_F(UffdMonitorTest, WatchLeavesTheHugePageWindowAroundTheRangeWhole) {
                                REGCACHE_INVAL_UNMAP));
 }
 
+// A window as MapHugePageWindow() makes it, with one page in its middle a
+// private mapping of a regular file (which userfaultfd cannot register in
+// write-protect mode), or nullptr with errno set.
+char* MapHugePageWindowWithAFileMapping() {
+  char* w = MapHugePageWindow();
+  if (w == nullptr) return nullptr;
+  const int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  void* file = mmap(w + kThpWindowBytes / 2, kPage, PROT_READ,
+                    MAP_PRIVATE | MAP_FIXED, fd, 0);
+  const int err = errno;
+  close(fd);
+  errno = err;
+  return file == MAP_FAILED ? nullptr : w;
+}
+
 // Where the window cannot be registered (here a private mapping of a
 // regular file inside it), Watch() registers the range alone.
 TEST_F(UffdMonitorTest, WatchFallsBackToTheRangeWhenItsWindowHasAFileMapping) {
-  char* w = MapHugePageWindow();
-  ASSERT_NE(w, nullptr);
-  const int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0) << strerror(errno);
-  void* file = mmap(w + kThpWindowBytes / 2, kPage, PROT_READ,
-                    MAP_PRIVATE | MAP_FIXED, fd, 0);
-  close(fd);
-  ASSERT_NE(file, MAP_FAILED) << strerror(errno);
+  char* w = MapHugePageWindowWithAFileMapping();
+  ASSERT_NE(w, nullptr) << strerror(errno);
   char* range = w + 16 * kPage;
   memset(range, 0x5a, 16 * kPage);
   ASSERT_EQ(Watch(range, 16), 0) << "the range alone can be registered";
@@ -409,14 +419,8 @@ TEST_F(UffdMonitorTest, WatchFallsBackToTheRangeWhenItsWindowHasAFileMapping) {
 // A refused window is remembered: the next ranges in it are registered
 // alone at once, without another failed attempt at the window each.
 TEST_F(UffdMonitorTest, ARefusedWindowIsNotTriedAgainForEachRangeInIt) {
-  char* w = MapHugePageWindow();
-  ASSERT_NE(w, nullptr);
-  const int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0) << strerror(errno);
-  void* file = mmap(w + kThpWindowBytes / 2, kPage, PROT_READ,
-                    MAP_PRIVATE | MAP_FIXED, fd, 0);
-  close(fd);
-  ASSERT_NE(file, MAP_FAILED) << strerror(errno);
+  char* w = MapHugePageWindowWithAFileMapping();
+  ASSERT_NE(w, nullptr) << strerror(errno);
   char* ranges[] = {w + 16 * kPage, w + 64 * kPage, w + 16 * kPage};
   for (char* range : ranges) {
     memset(range, 0x5a, 16 * kPage);
