@@ -566,17 +566,19 @@ class UffdHub {
     // the misses there do not each pay a failed ioctl before the real one.
     const uint64_t window_first = first & ~(kThpWindow - 1);
     const uint64_t window_last = last | (kThpWindow - 1);
-    const bool window_is_range = window_first == first && window_last == last;
     bool registered = false;
-    if (window_is_range || refused_windows_.ShouldTry(window_first)) {
-      registered = Register(uffd, window_first, window_last);
-      if (!registered && !window_is_range) {
-        window_refused_.fetch_add(1, std::memory_order_relaxed);
-        refused_windows_.Refused(window_first);
+    if (window_first == first && window_last == last) {
+      registered = Register(uffd, first, last);  // the range is its window
+    } else {
+      if (refused_windows_.ShouldTry(window_first)) {
+        registered = Register(uffd, window_first, window_last);
+        if (!registered) {
+          window_refused_.fetch_add(1, std::memory_order_relaxed);
+          refused_windows_.Refused(window_first);
+        }
       }
+      if (!registered) registered = Register(uffd, first, last);
     }
-    if (!registered && !window_is_range)
-      registered = Register(uffd, first, last);
     if (!registered) {
       // The kernel checks every VMA in the range before changing any, so a
       // failure normally registers nothing. If a VMA split fails part way
