@@ -380,6 +380,43 @@ TEST_F(CacheAdmission, ANewWorkingSetReplacesAnIdleOne) {
   EXPECT_EQ(hits, 16) << "the new set did not replace the old one";
 }
 
+// A count-min sketch over-counts a range whose counters all collide with
+// busier ranges: such an entry ties with every newcomer of the new set
+// without a hit of its own. It may keep them out for a few passes of the
+// CLOCK hand, not for good. The page is chosen so that its counters in a
+// sketch of the cache's width (four per entry) are all the new set's.
+TEST_F(CacheAdmission, AnIdleEntryTheSketchOverCountsDoesNotKeepANewSetOut) {
+  constexpr size_t kEntries = 16;
+  Make(REGCACHE_ADMISSION_ADAPTIVE, kEntries);
+  Region r(16384 * kPage);  // address space only: few pages are touched
+  auto page = [&](size_t i) { return r.base + i * kPage; };
+  std::vector<char*> new_set, old_set;
+  FrequencySketch same_width;
+  ASSERT_TRUE(same_width.Init(4 * kEntries));
+  for (size_t i = 0; i < kEntries; ++i) {
+    new_set.push_back(page(2 * i));
+    same_width.Increment(reinterpret_cast<uint64_t>(new_set.back()));
+  }
+  // About one page in 400 collides in all four rows.
+  for (size_t i = 64; i < 8192 && old_set.empty(); ++i) {
+    if (same_width.Estimate(reinterpret_cast<uint64_t>(page(i))) > 0)
+      old_set.push_back(page(i));
+  }
+  ASSERT_FALSE(old_set.empty()) << "no page collides with the new set";
+  for (size_t i = 1; i < kEntries; ++i) old_set.push_back(page(8192 + 2 * i));
+
+  for (int cycle = 0; cycle < 3; ++cycle)
+    for (char* p : old_set) Use(p);
+  for (int cycle = 0; cycle < 20; ++cycle)
+    for (char* p : new_set) Use(p);
+  int hits = 0;
+  for (char* p : new_set) hits += Use(p) ? 1 : 0;
+  EXPECT_EQ(hits, int(kEntries)) << "the over-counted idle entry kept "
+                                 << kEntries - hits << " newcomers out";
+  EXPECT_GT(Stats().uncached_admission, 0u) << "no duel was ever won";
+  Check();
+}
+
 // max_bytes bounds pinned memory, uncached gets included: at the memlock
 // budget, neither kind of uncached get makes a registration fail.
 TEST_F(CacheAdmission, UncachedGetsStayWithinMaxBytes) {

@@ -625,15 +625,20 @@ Cache::Admit Cache::AdmitLocked(uint64_t first, uint64_t last, bool count,
     // Only the entry limit binds: TinyLFU. The newcomer replaces CLOCK's
     // victim only if it was asked for more often; a tie keeps the
     // incumbent, so a cyclic scan larger than the cache keeps part of it
-    // cached instead of evicting each range before its next use.
+    // cached instead of evicting each range before its next use. The
+    // winner is passed by the hand like a referenced entry, so the next
+    // newcomer meets another incumbent, and one that keeps winning without
+    // a hit loses after kMaxDuelsWithoutHit duels (entry.h).
     n = OverLimitsLocked()
             ? EvictLocked(/*all_unused=*/false, 0, 0, mark, own_victims)
             : 0;
     size_t budget = 2 * valid_entries_ + 1;
-    const Entry* victim = ClockVictimLocked(mark, &budget);
-    if (victim != nullptr &&
+    Entry* victim = ClockVictimLocked(mark, &budget);
+    if (victim != nullptr && victim->duels_won < kMaxDuelsWithoutHit &&
         sketch_.Estimate(first) <=
             sketch_.Estimate(victim->first.load(std::memory_order_relaxed))) {
+      ++victim->duels_won;
+      MoveToHeadLocked(victim);
       *evicted = n != 0 && own_victims == nullptr;
       return Admit::kBypassFrequency;
     }
@@ -726,6 +731,7 @@ void Cache::FillEntryLocked(Entry* e, uint64_t first, uint64_t last,
   e->watched = watched;
   e->inherited = false;
   e->hit_seen = false;
+  e->duels_won = 0;
   e->alias_count = 0;
   e->node.first = first;
   e->node.last = last;
@@ -989,7 +995,10 @@ bool Cache::TestAndClearReferencedLocked(Entry* e) {
   };
   test(e->first.load(std::memory_order_relaxed));
   for (int i = 0; i < e->alias_count; ++i) test(e->alias_firsts[i]);
-  if (referenced) e->hit_seen = true;
+  if (referenced) {
+    e->hit_seen = true;
+    e->duels_won = 0;
+  }
   return referenced;
 }
 
@@ -1346,6 +1355,10 @@ bool Cache::CheckInvariants(std::string* why) {
   for (Entry* e = lru_head_; e != nullptr; e = e->lru_next) {
     if (SeqState(e->seq.load()) != kValid) {
       *why = "a non-valid entry is on the LRU list";
+      return false;
+    }
+    if (e->duels_won > kMaxDuelsWithoutHit) {
+      *why = "an entry won more admission duels than kMaxDuelsWithoutHit";
       return false;
     }
     ++n;

@@ -45,6 +45,14 @@ inline uint64_t SeqGeneration(uint64_t seq) { return seq >> 2; }
 
 inline constexpr int kMaxAliases = 3;
 
+// How many newcomers an entry that is not hit may keep out of a full cache
+// (Cache::AdmitLocked). A count-min sketch over-counts a range whose
+// counters all collide with busier ranges; without this bound such an
+// entry would win every duel, a tie included, and keep a new working set
+// out for good. An entry hit between two passes of the CLOCK hand starts
+// again from 0, so a cyclic scan's incumbents keep their places.
+inline constexpr uint8_t kMaxDuelsWithoutHit = 8;
+
 struct alignas(64) Entry {
   // ---- Read by the lock-free hit path (first cache line) ----
   // Generation and state (see EntryState). Written under mu_ with release
@@ -83,6 +91,10 @@ struct alignas(64) Entry {
   // A CLOCK pass found it referenced at least once (admission.h: an entry
   // invalidated without any hit was a wasted registration).
   bool hit_seen = false;
+  // Admission duels (Cache::AdmitLocked) this entry won as CLOCK's victim
+  // since the hand last found it referenced. INVARIANT: at most
+  // kMaxDuelsWithoutHit; reset to 0 by a referenced pass and at kValid.
+  uint8_t duels_won = 0;
   // Pin-once memory's registration (Cache::MemAlloc): never on lru_, so
   // CLOCK eviction and regcache_flush() never take it; it leaves the cache
   // by invalidation, the pool's release or destroy. Cleared at kFree.
