@@ -225,6 +225,18 @@ class CacheAdmission : public ::testing::Test {
     Use(p);
     ASSERT_EQ(regcache_invalidate(cache_, p, kPage), 0);
   }
+  // The old set used 3 times, then the new set 20 times: how many of the
+  // new set's next gets are hits.
+  int NewSetHitsAfterSwitch(const std::vector<char*>& old_set,
+                            const std::vector<char*>& new_set) {
+    for (int cycle = 0; cycle < 3; ++cycle)
+      for (char* p : old_set) Use(p);
+    for (int cycle = 0; cycle < 20; ++cycle)
+      for (char* p : new_set) Use(p);
+    int hits = 0;
+    for (char* p : new_set) hits += Use(p) ? 1 : 0;
+    return hits;
+  }
   struct regcache_stats Stats() {
     struct regcache_stats s;
     EXPECT_EQ(regcache_stats(cache_, &s), 0);
@@ -369,15 +381,13 @@ TEST_F(CacheAdmission, CyclicScanLargerThanTheCacheKeepsHalfOfItCached) {
 TEST_F(CacheAdmission, ANewWorkingSetReplacesAnIdleOne) {
   Make(REGCACHE_ADMISSION_ADAPTIVE, /*max_entries=*/16);
   Region r(128 * kPage);
-  char* old_set = r.base;
-  char* new_set = r.base + 64 * kPage;
-  for (int cycle = 0; cycle < 3; ++cycle)
-    for (int i = 0; i < 16; ++i) Use(old_set + 2 * i * kPage);
-  for (int cycle = 0; cycle < 20; ++cycle)
-    for (int i = 0; i < 16; ++i) Use(new_set + 2 * i * kPage);
-  int hits = 0;
-  for (int i = 0; i < 16; ++i) hits += Use(new_set + 2 * i * kPage) ? 1 : 0;
-  EXPECT_EQ(hits, 16) << "the new set did not replace the old one";
+  std::vector<char*> old_set, new_set;
+  for (int i = 0; i < 16; ++i) {
+    old_set.push_back(r.base + 2 * i * kPage);
+    new_set.push_back(r.base + (64 + 2 * i) * kPage);
+  }
+  EXPECT_EQ(NewSetHitsAfterSwitch(old_set, new_set), 16)
+      << "the new set did not replace the old one";
 }
 
 // A count-min sketch over-counts a range whose counters all collide with
@@ -405,12 +415,7 @@ TEST_F(CacheAdmission, AnIdleEntryTheSketchOverCountsDoesNotKeepANewSetOut) {
   ASSERT_FALSE(old_set.empty()) << "no page collides with the new set";
   for (size_t i = 1; i < kEntries; ++i) old_set.push_back(page(8192 + 2 * i));
 
-  for (int cycle = 0; cycle < 3; ++cycle)
-    for (char* p : old_set) Use(p);
-  for (int cycle = 0; cycle < 20; ++cycle)
-    for (char* p : new_set) Use(p);
-  int hits = 0;
-  for (char* p : new_set) hits += Use(p) ? 1 : 0;
+  const int hits = NewSetHitsAfterSwitch(old_set, new_set);
   EXPECT_EQ(hits, int(kEntries)) << "the over-counted idle entry kept "
                                  << kEntries - hits << " newcomers out";
   EXPECT_GT(Stats().uncached_admission, 0u) << "no duel was ever won";
