@@ -19,6 +19,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$here/../src/kmod_notifier
 
+# Under a parallel make (cmake --build -j) the inherited MAKEFLAGS name a
+# jobserver whose descriptors do not reach the makes below, which then warn
+# "jobserver unavailable"; the warning check at the end would fail the
+# build on that. The module's build is its own make: start it afresh.
+unset MAKEFLAGS MFLAGS MAKELEVEL
+
 bad_usage() { echo "build-kmod: $*" >&2; echo "see: $0 --help" >&2; exit 2; }
 die() { echo "build-kmod: $*" >&2; exit 1; }
 
