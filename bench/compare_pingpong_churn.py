@@ -17,8 +17,8 @@ Given several JSON files (runs of the same plan), a point's ratio is the
 median of its per-run ratios, and every run's ratio is printed next to it.
 
 Usage: compare_pingpong_churn.py [--strict] PINGPONG.json [MORE.json ...]
-Exit status: 0; with --strict 1 when a target fails; 2 when a file cannot
-be read.
+Exit status: 0; with --strict 1 when a target fails or no point could be
+compared; 2 when a file cannot be read or is not the tool's JSON.
 """
 
 import argparse
@@ -41,6 +41,21 @@ def size_label(n):
     return str(n)
 
 
+def not_pingpong_json(run):
+    """Why `run` is not a regcache-pingpong --json document, or None."""
+    if not isinstance(run, dict) or not isinstance(run.get("points"), list):
+        return "no \"points\" list"
+    for p in run["points"]:
+        if not isinstance(p, dict):
+            return "a point that is not an object"
+        for key, kind, what in (("workload", str, "a string"),
+                                ("mode", str, "a string"),
+                                ("size", int, "an integer")):
+            if not isinstance(p.get(key), kind):
+                return f"a point whose \"{key}\" is not {what}"
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+")
@@ -50,11 +65,17 @@ def main():
     for path in args.files:
         try:
             with open(path) as f:
-                runs.append(json.load(f))
+                run = json.load(f)
         except (OSError, ValueError) as e:
             print(f"compare_pingpong_churn: cannot read {path}: {e}",
                   file=sys.stderr)
             return 2
+        why = not_pingpong_json(run)
+        if why:
+            print(f"compare_pingpong_churn: {path} is not regcache-pingpong's "
+                  f"JSON: {why}", file=sys.stderr)
+            return 2
+        runs.append(run)
 
     ratios = {}  # (workload, size, mode) -> [ratio per run]
     errors, checked = 0, 0
@@ -96,6 +117,12 @@ def main():
           f"messages checked" + (" (" + "; ".join(bad) + ")" if bad else ""))
     if errors:
         failed.append("data errors")
+    if not ratios:
+        # Nothing compared is not a pass: the runs lacked the cache modes or
+        # their peers (e.g. --modes without per-message or once).
+        failed.append("no point had regcache-kmod or regcache-uffd next to "
+                      "its peer (register-per-message for realloc and "
+                      "rotate-64, register-once for reuse and rotate-8)")
     print("FAILED: " + "; ".join(failed) if failed else
           "All targets that could be checked passed.")
     return 1 if args.strict and failed else 0
