@@ -51,8 +51,12 @@ def not_pingpong_json(run):
         for key, kind, what in (("workload", str, "a string"),
                                 ("mode", str, "a string"),
                                 ("size", int, "an integer")):
-            if not isinstance(p.get(key), kind):
+            if not isinstance(p.get(key), kind) or isinstance(p[key], bool):
                 return f"a point whose \"{key}\" is not {what}"
+        for key in ("bandwidth_mbs", "messages_checked", "data_errors"):
+            v = p.get(key, 0)
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                return f"a point whose \"{key}\" is not a number"
     return None
 
 

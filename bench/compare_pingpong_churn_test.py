@@ -108,7 +108,10 @@ class ComparePingpongChurn(unittest.TestCase):
                          ({"points": [{"workload": "realloc",
                                        "mode": "regcache-kmod",
                                        "size": "4K"}]},
-                          '"size" is not an integer')):
+                          '"size" is not an integer'),
+                         ({"points": [point("realloc", "regcache-kmod", K4,
+                                            "fast")]},
+                          '"bandwidth_mbs" is not a number')):
             rc, out, err = self.compare(self.write(doc))
             self.assertEqual(rc, 2, (doc, out, err))
             self.assertIn(why, err)
