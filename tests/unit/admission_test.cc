@@ -475,6 +475,153 @@ TEST_F(CacheAdmission, UncachedGetsNeedNoReclaimFence) {
   other.join();
 }
 
+// ---------------------------------------------------------------------------
+// The churn lane: a thread serves a churning range's uncached gets between
+// two probes without asking the churn table again.
+
+// Which of `n` reallocations of each range in `ranges` (used in turn, as a
+// ping-pong's send and receive buffers are) were cached, per range.
+std::vector<std::vector<int>> CachedAtOverReallocations(
+    regcache_t* cache, const std::vector<char*>& ranges, int n) {
+  std::vector<std::vector<int>> cached_at(ranges.size());
+  for (int i = 0; i < n; ++i) {
+    for (size_t r = 0; r < ranges.size(); ++r) {
+      struct regcache_stats before, after;
+      EXPECT_EQ(regcache_stats(cache, &before), 0);
+      regcache_handle_t* h = nullptr;
+      EXPECT_EQ(regcache_get(cache, ranges[r], kPage, kLW, &h), 0)
+          << regcache_last_error();
+      if (h == nullptr) return cached_at;
+      CheckingFakeRegistrar::Hold(regcache_handle_mr(h));
+      CheckingFakeRegistrar::Unhold(regcache_handle_mr(h));
+      EXPECT_EQ(regcache_put(cache, h), 0) << regcache_last_error();
+      EXPECT_EQ(regcache_stats(cache, &after), 0);
+      if (after.uncached_churn == before.uncached_churn)
+        cached_at[r].push_back(i);
+      EXPECT_EQ(regcache_invalidate(cache, ranges[r], kPage), 0);
+    }
+  }
+  return cached_at;
+}
+
+uint64_t LaneGets(regcache_t* cache) {
+  return reinterpret_cast<regcache_internal::Cache*>(cache)->lane_gets();
+}
+
+// The probes of AChurningRangeIsProbedWithBackoff (after 8, 16 and 32
+// uncached gets) come at the same gets however many ranges churn in one
+// thread: more than the thread has lanes makes them take lanes over and
+// give the unused gets back.
+TEST_F(CacheAdmission, LanesKeepTheProbesWhereTheChurnTablePutsThem) {
+  const std::vector<int> expected = {8, 8 + 1 + 16, 8 + 1 + 16 + 1 + 32};
+  for (size_t ranges : {size_t{1}, size_t{regcache_internal::kChurnLanes},
+                        size_t{regcache_internal::kChurnLanes + 1}}) {
+    SCOPED_TRACE(std::to_string(ranges) + " churning ranges");
+    Make(REGCACHE_ADMISSION_ADAPTIVE);
+    Region r(16 * kPage);
+    std::vector<char*> set;
+    for (size_t i = 0; i < ranges; ++i) set.push_back(r.base + 2 * i * kPage);
+    for (int i = 0; i < 2; ++i)
+      for (char* p : set) UseAndRealloc(p);
+    const uint64_t regs = fake_.regs(), deregs = fake_.deregs();
+    const auto cached_at = CachedAtOverReallocations(cache_, set, 100);
+    for (size_t i = 0; i < ranges; ++i)
+      EXPECT_EQ(cached_at[i], expected) << "range " << i;
+    const struct regcache_stats s = Stats();
+    EXPECT_EQ(s.uncached_churn, ranges * (100 - expected.size()));
+    EXPECT_EQ(fake_.regs() - regs, ranges * 100);
+    EXPECT_EQ(fake_.deregs() - deregs, ranges * 100);
+    EXPECT_EQ(s.entries_now, 0u);
+    if (ranges <= size_t{regcache_internal::kChurnLanes}) {
+      // Four windows of uncached gets (8, 16, 32 and the first 41 of 64);
+      // the slow path serves the first get of each and grants the rest.
+      EXPECT_EQ(LaneGets(cache_), s.uncached_churn - 4 * ranges);
+    }
+    // With more ranges than lanes, used in turn, each grant takes over the
+    // lane of the range used next: the slow path serves them all.
+    Check();
+    EXPECT_EQ(regcache_destroy(cache_), 0);
+    cache_ = nullptr;
+  }
+}
+
+// A second get of the range while the lane's entry is held goes the slow
+// way; both are registrations of their own, and a put from another thread
+// gives the lane's entry back.
+TEST_F(CacheAdmission, ALaneEntryIsHeldByOneHandleAtATime) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE);
+  Region r(2 * kPage);
+  UseAndRealloc(r.base);
+  UseAndRealloc(r.base);
+  UseAndRealloc(r.base);  // the slow path's uncached get grants the lane
+  const uint64_t lane = LaneGets(cache_);
+  regcache_handle_t* a = nullptr;
+  regcache_handle_t* b = nullptr;
+  ASSERT_EQ(regcache_get(cache_, r.base, kPage, kLW, &a), 0);
+  EXPECT_EQ(LaneGets(cache_), lane + 1) << "the lane served the first";
+  ASSERT_EQ(regcache_get(cache_, r.base, kPage, kLW, &b), 0);
+  EXPECT_EQ(LaneGets(cache_), lane + 1) << "and not the second";
+  EXPECT_NE(regcache_handle_mr(a)->lkey, regcache_handle_mr(b)->lkey);
+  EXPECT_EQ(Stats().entries_now, 2u);
+  Check();
+  std::thread other([&] { EXPECT_EQ(regcache_put(cache_, a), 0); });
+  other.join();
+  ASSERT_EQ(regcache_put(cache_, b), 0);
+  EXPECT_NE(regcache_put(cache_, a), 0) << "a put twice";
+  Use(r.base);
+  EXPECT_EQ(LaneGets(cache_), lane + 2) << "the entry came back to the lane";
+  EXPECT_EQ(Stats().entries_now, 0u);
+  EXPECT_EQ(fake_.live(), 0u);
+}
+
+// A registration that fails in the lane gives the entry and the hold back
+// and fails the get, as the slow path's uncached get does.
+TEST_F(CacheAdmission, AFailedLaneGetGivesItsEntryBack) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE);
+  Region r(2 * kPage);
+  UseAndRealloc(r.base);
+  UseAndRealloc(r.base);
+  UseAndRealloc(r.base);
+  const uint64_t lane = LaneGets(cache_);
+  fake_.set_budget(kPage / 2);
+  regcache_handle_t* h = nullptr;
+  EXPECT_EQ(regcache_get(cache_, r.base, kPage, kLW, &h), -ENOMEM);
+  EXPECT_EQ(h, nullptr);
+  EXPECT_EQ(LaneGets(cache_), lane + 1);
+  EXPECT_EQ(Stats().entries_now, 0u);
+  Check();
+  fake_.set_budget(0);  // no memlock budget
+  Use(r.base);
+  EXPECT_EQ(LaneGets(cache_), lane + 2);
+  EXPECT_EQ(fake_.live(), 0u);
+}
+
+// Near max_bytes the lane steps aside: the slow path makes room first.
+TEST_F(CacheAdmission, TheLaneLeavesGetsThatMayNeedEvictionToTheSlowPath) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE, /*max_entries=*/0, /*max_bytes=*/4 * kPage);
+  fake_.set_budget(4 * kPage);  // RLIMIT_MEMLOCK == max_bytes
+  Region r(16 * kPage);
+  auto use_and_realloc = [&] {
+    Use(r.base, 2 * kPage);
+    ASSERT_EQ(regcache_invalidate(cache_, r.base, 2 * kPage), 0);
+  };
+  for (int i = 0; i < 3; ++i) use_and_realloc();  // the third grants a lane
+  const uint64_t lane = LaneGets(cache_);
+  const uint64_t churn = Stats().uncached_churn;
+  use_and_realloc();  // 2 pages pinned of 4: the lane
+  EXPECT_EQ(LaneGets(cache_), lane + 1);
+  Use(r.base + 8 * kPage, 3 * kPage);  // cached, unheld
+  EXPECT_EQ(Stats().entries_now, 1u);
+  use_and_realloc();  // 3 + 2 > 4: the slow path evicts, then registers
+  EXPECT_EQ(LaneGets(cache_), lane + 1) << "the lane did not step aside";
+  EXPECT_EQ(Stats().entries_now, 0u) << "the cached range was not evicted";
+  EXPECT_EQ(Stats().uncached_churn, churn + 2);
+  use_and_realloc();  // room again: the lane, with the gets it had left
+  EXPECT_EQ(LaneGets(cache_), lane + 2);
+  EXPECT_EQ(fake_.failures(), 0u) << "a registration hit the memlock budget";
+  EXPECT_LE(fake_.peak_live_bytes(), 4 * kPage);
+}
+
 TEST_F(CacheAdmission, StatisticsNameBothKinds) {
   Make(REGCACHE_ADMISSION_ADAPTIVE, /*max_entries=*/1);
   Region r(8 * kPage);

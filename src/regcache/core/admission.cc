@@ -82,6 +82,20 @@ ChurnTable::Decision ChurnTable::OnMiss(uint64_t first) {
   return Decision::kBypass;
 }
 
+uint32_t ChurnTable::TakeSkip(uint64_t first) {
+  Slot* s = Find(first);
+  if (s == nullptr) return 0;
+  const uint32_t taken = s->skip_left;
+  s->skip_left = 0;
+  return taken;
+}
+
+void ChurnTable::GiveBackSkip(uint64_t first, uint32_t unused) {
+  Slot* s = Find(first);
+  if (s == nullptr) return;
+  s->skip_left = std::min(s->skip_left + unused, s->skip);
+}
+
 bool ChurnTable::Churning(uint64_t first, uint32_t* skip_left) const {
   const Slot* s = Find(first);
   if (s == nullptr || s->skip == 0) return false;

@@ -60,6 +60,14 @@ class ChurnTable {
   // A get of a range starting at `first` missed. Counts an uncached get
   // against the range's backoff.
   Decision OnMiss(uint64_t first);
+  // After OnMiss(first) said kBypass: hands the rest of the range's
+  // uncached gets before its next probe to the caller, who serves them
+  // without asking again (the cache's churn lane), and returns how many.
+  // The next OnMiss(first) is then the probe, as it would have been.
+  uint32_t TakeSkip(uint64_t first);
+  // Gives back `unused` of what TakeSkip(first) handed out (at most up to
+  // the range's current skip): the caller stopped serving the range.
+  void GiveBackSkip(uint64_t first, uint32_t unused);
 
   // For tests: whether `first` is churning, and the uncached gets left
   // before its next probe.

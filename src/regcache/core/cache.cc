@@ -312,10 +312,14 @@ HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e, uint32_t flags) {
 
 int Cache::ReleasePrivate(Entry* e) {
   Deregister(e);  // never watched
-  MutexLock l(&mu_);
   entries_now_.fetch_sub(1, std::memory_order_relaxed);
   pinned_bytes_now_.fetch_sub(e->mr.length, std::memory_order_relaxed);
   e->inherited = false;
+  if (e->lane) {
+    SetState(e, kFree);  // release: its thread may take it again
+    return 0;
+  }
+  MutexLock l(&mu_);
   SetState(e, kFree);
   entries_.Free(e);
   return 0;
@@ -404,9 +408,93 @@ int Cache::GetProbing(HoldSlot* slot, uint64_t first, uint64_t last,
       case Probe::kRaced:
         return BackOffAndGetSlow(slot, raced, first, last, access, out);
       case Probe::kEnd:
-        return GetSlow(first, last, access, out);
+        return GetMiss(OwnerOf(slot), slot, first, last, access, out);
     }
   }
+}
+
+// The churn lane. realloc's pattern (free a message buffer, allocate it
+// again at the same address, register it) makes the churn table serve the
+// range uncached for up to kMaxSkip gets between probes. Asking the table
+// for each of them costs the mutex, the tree lookup and the admission
+// bookkeeping on every get and put, for a decision known in advance. So
+// when admission serves a churning range uncached, GrantLaneLocked() hands
+// the calling thread the range's remaining gets before its next probe; the
+// thread serves them here with no lock: its lane's own entry (only this
+// thread takes it, only the put of its handle gives it back), a free slot
+// of its own, and the registrar. The probes come when they would have
+// come, since the table's count was taken, not copied. What the lane skips
+// is what an uncached get does not need: it inserts nothing, so pending
+// invalidations can wait for the next slow get, and nothing is evicted for
+// it, so it runs only while max_bytes leaves room for it. A range that
+// stops churning meanwhile (another thread's probe was hit) is served
+// uncached until the lane runs out, at most kMaxSkip gets.
+int Cache::GetMiss(ThreadState* ts, HoldSlot* slot, uint64_t first,
+                   uint64_t last, uint32_t access, HoldSlot** out) {
+  for (ChurnLane& lane : ts->lanes) {
+    if (lane.left != 0 && lane.first == first)
+      return GetChurnLane(&lane, slot, first, last, access, out);
+  }
+  return GetSlow(first, last, access, out);
+}
+
+int Cache::GetChurnLane(ChurnLane* lane, HoldSlot* slot, uint64_t first,
+                        uint64_t last, uint32_t access, HoldSlot** out) {
+  Entry* e = lane->entry;
+  // Acquire: the last put's deregistration happens before this reuse.
+  if (SeqState(e->seq.load(std::memory_order_acquire)) != kFree ||
+      (config_.max_bytes != 0 && mode_ != REGCACHE_MODE_ODP &&
+       pinned_bytes_now_.load(std::memory_order_relaxed) + (last - first + 1) >
+           config_.max_bytes)) {
+    // Its entry is held (two gets of the range at once), or the pinned
+    // memory is near max_bytes, where a get may have to evict first.
+    return GetSlow(first, last, access, out);
+  }
+  --lane->left;
+  ThreadState* ts = OwnerOf(slot);
+  ts->lane_gets.store(ts->lane_gets.load(std::memory_order_relaxed) + 1,
+                      std::memory_order_relaxed);
+  SetState(e, kPrivate);
+  slot->entry.store(e, std::memory_order_relaxed);
+  slot->flags.store(kSlotPrivate, std::memory_order_relaxed);
+  slot->held.store(1, std::memory_order_release);
+  return GetUncached(e, slot, first, last, access, Admit::kBypassChurn, out);
+}
+
+void Cache::ReturnLaneLocked(ThreadState* ts, uint64_t first) {
+  for (ChurnLane& lane : ts->lanes) {
+    if (lane.first == first && lane.left != 0) {
+      churn_.GiveBackSkip(first, lane.left);
+      lane.left = 0;
+    }
+  }
+}
+
+void Cache::GrantLaneLocked(ThreadState* ts, uint64_t first) {
+  ChurnLane* lane = nullptr;
+  for (ChurnLane& l : ts->lanes) {
+    if (l.first == first) lane = &l;
+  }
+  if (lane == nullptr) {
+    lane = &ts->lanes[ts->lane_next];
+    ts->lane_next = (ts->lane_next + 1) % kChurnLanes;
+    if (lane->left != 0) churn_.GiveBackSkip(lane->first, lane->left);
+  }
+  if (lane->entry == nullptr) {
+    Entry* e = entries_.Allocate();
+    if (e == nullptr) return;  // no lane; the slow path serves the range
+    e->lane = true;
+    lane->entry = e;
+  }
+  lane->first = first;
+  lane->left = churn_.TakeSkip(first);
+}
+
+uint64_t Cache::lane_gets() const {
+  uint64_t n = 0;
+  for (size_t i = 0; i < threads_.used(); ++i)
+    n += threads_.At(i)->lane_gets.load(std::memory_order_relaxed);
+  return n;
 }
 
 int Cache::BackOffAndGetSlow(HoldSlot* slot, Entry* e, uint64_t first,
@@ -484,7 +572,11 @@ int Cache::GetSlow(uint64_t first, uint64_t last, uint32_t access,
             OverLimitsLocked(1, last - first + 1) && !OtherThreadsMayHitLocked()
                 ? &own_victims
                 : nullptr;
+        // A lane that stepped aside gives its gets back first, so that the
+        // churn table decides this get as if the lane had never been.
+        if (attempt == 0) ReturnLaneLocked(ts, first);
         admit = AdmitLocked(first, last, attempt == 0, own, &evicted);
+        if (admit == Admit::kBypassChurn) GrantLaneLocked(ts, first);
       }
       // An uncached get that evicted nothing itself takes mu_ only here:
       // its entry and hold now, its registration outside (GetUncached()).
@@ -695,6 +787,10 @@ int Cache::GetUncached(Entry* e, HoldSlot* slot, uint64_t first, uint64_t last,
   if (rc != 0) {
     slot->held.store(0, std::memory_order_release);
     slot->flags.store(0, std::memory_order_relaxed);
+    if (e->lane) {
+      SetState(e, kFree);
+      return rc;
+    }
     MutexLock l(&mu_);
     SetState(e, kFree);
     entries_.Free(e);
@@ -1422,6 +1518,36 @@ bool Cache::CheckInvariants(std::string* why) {
   }
   if (privates != private_holds) {
     *why = "an uncached get's entry is not held by exactly one handle";
+    return false;
+  }
+  // Every lane entry is one lane's, and only kFree or kPrivate.
+  size_t lane_entries = 0, lanes_with_entry = 0;
+  for (size_t i = 0; i < entries_.used(); ++i) {
+    const Entry* e = entries_.At(i);
+    if (!e->lane) continue;
+    ++lane_entries;
+    const uint64_t state = SeqState(e->seq.load());
+    if (state != kFree && state != kPrivate) {
+      *why = "a lane entry is neither free nor private";
+      return false;
+    }
+  }
+  for (size_t i = 0; i < threads_.used(); ++i) {
+    for (const ChurnLane& lane : threads_.At(i)->lanes) {
+      if (lane.entry != nullptr) {
+        ++lanes_with_entry;
+        if (!lane.entry->lane) {
+          *why = "a churn lane's entry is not marked as one";
+          return false;
+        }
+      } else if (lane.left != 0) {
+        *why = "a churn lane has gets left but no entry";
+        return false;
+      }
+    }
+  }
+  if (lane_entries != lanes_with_entry) {
+    *why = "a lane entry belongs to no lane, or to two";
     return false;
   }
   return true;

@@ -152,6 +152,8 @@ class Cache final : public InvalidationSink {
   bool CheckInvariants(std::string* why) RC_EXCLUDES(mu_);
   bool CheckPoolInvariants(std::string* why) RC_EXCLUDES(pool_mu_, mu_);
   size_t zombie_count() RC_EXCLUDES(mu_);
+  // Gets the churn lanes served, over every thread.
+  uint64_t lane_gets() const;
   Cache* registry_next = nullptr;  // guarded by the global registry mutex
   uint64_t id() const { return id_; }
   const regcache_config& config() const { return config_; }
@@ -252,6 +254,23 @@ class Cache final : public InvalidationSink {
   __attribute__((noinline)) int GetProbing(HoldSlot* slot, uint64_t first,
                                            uint64_t last, uint32_t access,
                                            HoldSlot** out);
+  // Get() found no cached range: a churn lane of the calling thread serves
+  // it if one has the range, else GetSlow().
+  __attribute__((noinline)) int GetMiss(ThreadState* ts, HoldSlot* slot,
+                                        uint64_t first, uint64_t last,
+                                        uint32_t access, HoldSlot** out);
+  // An uncached get of a churning range without mu_ (docs/design.md,
+  // "The churn lane"): `lane` of `ts` has gets left for `first`, and
+  // `slot`, a free slot of `ts`, will hold its entry.
+  int GetChurnLane(ChurnLane* lane, HoldSlot* slot, uint64_t first,
+                   uint64_t last, uint32_t access, HoldSlot** out)
+      RC_EXCLUDES(mu_);
+  // After admission served a get of `first` uncached for churn: gives
+  // `ts` a lane with the range's gets up to its next probe, taking over a
+  // way (and giving its unused gets back to the churn table) if needed.
+  void GrantLaneLocked(ThreadState* ts, uint64_t first) RC_REQUIRES(mu_);
+  // Gives the churn table back what a lane of `ts` has left for `first`.
+  void ReturnLaneLocked(ThreadState* ts, uint64_t first) RC_REQUIRES(mu_);
   __attribute__((noinline, cold)) int BackOffAndGetSlow(
       HoldSlot* slot, Entry* e, uint64_t first, uint64_t last, uint32_t access,
       HoldSlot** out);

@@ -116,7 +116,7 @@ inline int Cache::Get(const void* addr, size_t length, uint32_t access,
     case Probe::kEnd:
       break;
   }
-  return GetSlow(first, last, access, out);
+  return GetMiss(ts, slot, first, last, access, out);
 }
 
 inline Cache::Probe Cache::TryBucket(Bucket& b, uint64_t key, uint64_t last,

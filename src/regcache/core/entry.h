@@ -24,6 +24,9 @@ namespace regcache_internal {
 //   kZombie --(reclaim: no hold seen after HeavyFence)--> dereg --> kFree
 //   kFree --(uncached get, under mu_)--> kPrivate --(its put)--> dereg -->
 //   kFree
+//   A lane entry (Entry::lane) makes the last two moves without mu_: only
+//   its thread takes it (kFree -> kPrivate), only its handle's put gives
+//   it back.
 //
 // Every transition out of kFree increments the generation, so a reader
 // holding a sequence snapshot of an earlier life of the same memory never
@@ -99,6 +102,10 @@ struct alignas(64) Entry {
   // CLOCK eviction and regcache_flush() never take it; it leaves the cache
   // by invalidation, the pool's release or destroy. Cleared at kFree.
   bool pool = false;
+  // A ThreadState's lane entry (ThreadState::lane_entry): set once when
+  // allocated and never cleared; it never returns to the arena, and moves
+  // only between kFree and kPrivate, outside mu_ (Cache::GetChurnLane()).
+  bool lane = false;
   // Hold-scan marks: set to the scan's unique number when a hold on this
   // entry was seen. Reclaim scans (serialised by reclaim_mu_) and eviction
   // scans (under mu_) run concurrently, so each kind has its own field: a
@@ -109,7 +116,8 @@ struct alignas(64) Entry {
   Entry* arena_next = nullptr;  // Arena free list
 };
 
-// The next state of `e`, in a new generation. Under the cache mutex; the
+// The next state of `e`, in a new generation. Under the cache mutex (a lane
+// entry's own moves excepted, see above); the
 // release store publishes every field written before it.
 inline void SetState(Entry* e, EntryState state) {
   const uint64_t s = e->seq.load(std::memory_order_relaxed);

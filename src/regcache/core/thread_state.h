@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Per-thread state of a cache: hold slots (the handles regcache_get returns),
-// the table hazard; per-slot hit counts.
+// the table hazard, the churn lanes; per-slot hit counts.
 //
 // A hold is a slot whose `held` word is 1 and whose `entry` names the entry
 // held. Only the owning thread takes a free slot (held 0 -> 1), so taking a
@@ -52,9 +52,24 @@ struct alignas(32) HoldSlot {
 static_assert(sizeof(HoldSlot) == 32);
 
 inline constexpr uint32_t kSlotPrivate = 1;
-inline constexpr int kSlotsPerThread = 30;
+inline constexpr int kSlotsPerThread = 28;
 inline constexpr size_t kThreadStateBytes = 1024;
-inline constexpr size_t kSlotsOffset = 64;
+inline constexpr size_t kSlotsOffset = 128;
+
+// One churning range whose next `left` gets this thread may serve
+// uncached without asking the churn table (ChurnTable::TakeSkip() granted
+// them under mu_; GetSlow() gives back what is left when another range
+// takes the way over or a get of the range comes its way). `entry` is the
+// lane's own entry (Entry::lane): kFree while no handle holds it, kPrivate
+// while one does. Only the owning thread writes `first`, `left` and `entry`,
+// and takes the entry (kFree -> kPrivate); whoever puts the handle gives it
+// back (kPrivate -> kFree, release).
+struct ChurnLane {
+  uint64_t first = 0;  // the range's first page
+  uint32_t left = 0;   // 0: the lane is empty
+  Entry* entry = nullptr;
+};
+inline constexpr int kChurnLanes = 2;
 
 struct alignas(kThreadStateBytes) ThreadState {
   // ---- Header line: written by the owner, read by scanners ----
@@ -67,6 +82,14 @@ struct alignas(kThreadStateBytes) ThreadState {
   std::atomic<uint32_t> live{0};
   ThreadState* arena_next = nullptr;  // Arena free list (unused: states are
                                       // recycled through `live`)
+  // ---- The churn lanes (second line), written by the owner ----
+  // Uncached gets of churning ranges that this state's thread serves
+  // without the cache mutex (Cache::GetChurnLane()); see ChurnLane.
+  alignas(64) ChurnLane lanes[kChurnLanes];
+  // The way the next grant replaces when no lane has its range.
+  uint32_t lane_next = 0;
+  // Gets the lanes served (load + store; summed for tests).
+  std::atomic<uint64_t> lane_gets{0};
   // ---- Slots, from kSlotsOffset ----
   alignas(64) HoldSlot slots[kSlotsPerThread];
 
