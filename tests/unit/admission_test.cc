@@ -24,6 +24,7 @@
 #include "fake_registrar.h"
 #include "gtest/gtest.h"
 #include "regcache/regcache.h"
+#include "test_util.h"
 
 namespace {
 
@@ -572,6 +573,50 @@ TEST_F(CacheAdmission, ALaneEntryIsHeldByOneHandleAtATime) {
   EXPECT_EQ(LaneGets(cache_), lane + 2) << "the entry came back to the lane";
   EXPECT_EQ(Stats().entries_now, 0u);
   EXPECT_EQ(fake_.live(), 0u);
+}
+
+// A fork child owns none of its parent's registrations, uncached ones
+// included: putting a handle the forking thread held, before the child
+// does anything else with the cache, must not deregister the parent's
+// registration (the device's objects are shared through the inherited
+// file descriptor). Both kinds: a lane's and the slow path's.
+TEST_F(CacheAdmission, AForkChildPutsItsParentsUncachedHandlesWithoutDereg) {
+  Make(REGCACHE_ADMISSION_ADAPTIVE);
+  Region r(2 * kPage);
+  UseAndRealloc(r.base);
+  UseAndRealloc(r.base);
+  UseAndRealloc(r.base);  // grants the lane
+  const uint64_t lane = LaneGets(cache_);
+  regcache_handle_t* in_lane = nullptr;
+  regcache_handle_t* slow = nullptr;
+  ASSERT_EQ(regcache_get(cache_, r.base, kPage, kLW, &in_lane), 0);
+  ASSERT_EQ(regcache_get(cache_, r.base, kPage, kLW, &slow), 0);
+  ASSERT_EQ(LaneGets(cache_), lane + 1);
+  ASSERT_EQ(Stats().uncached_churn, 3u);
+  const uint64_t deregs = fake_.deregs();
+  auto outcome = regcache_test::RunInChild([&]() -> std::string {
+    if (regcache_put(cache_, in_lane) != 0) return regcache_last_error();
+    if (regcache_put(cache_, slow) != 0) return regcache_last_error();
+    if (fake_.deregs() != deregs)
+      return "the child deregistered its parent's registration";
+    const uint64_t regs = fake_.regs();
+    regcache_handle_t* h = nullptr;
+    if (regcache_get(cache_, r.base, kPage, kLW, &h) != 0)
+      return regcache_last_error();
+    if (regcache_put(cache_, h) != 0) return regcache_last_error();
+    if (fake_.regs() != regs + 1 || fake_.deregs() != deregs + 1)
+      return "the child's own get was not registered and deregistered";
+    std::string why;
+    if (!reinterpret_cast<regcache_internal::Cache*>(cache_)->CheckInvariants(
+            &why))
+      return why;
+    return "";
+  });
+  EXPECT_FALSE(outcome.skipped);
+  EXPECT_EQ(outcome.message, "");
+  EXPECT_EQ(regcache_put(cache_, in_lane), 0);
+  EXPECT_EQ(regcache_put(cache_, slow), 0);
+  EXPECT_EQ(fake_.deregs(), deregs + 2) << "the parent's puts deregister";
 }
 
 // A registration that fails in the lane gives the entry and the hold back

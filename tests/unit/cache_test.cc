@@ -522,6 +522,64 @@ TEST_F(CacheTest, ForkedChildCachesAfreshAndNeverDeregistersParentEntries) {
   Put(held);
 }
 
+// The child's first call is the put of a handle on an entry invalidated
+// before the fork: the last put of a zombie reclaims it, but in a child it
+// is the parent's, so it is forgotten, not deregistered.
+TEST_F(CacheTest, ForkedChildPutsAnInvalidatedParentEntryWithoutDereg) {
+  Make();
+  Region r(4 * Page());
+  regcache_handle_t* held = Get(r.base, Page());
+  ASSERT_EQ(regcache_invalidate(cache_, r.base, Page()), 0);  // a held zombie
+  const uint64_t deregs = fake_.deregs();
+  auto outcome = regcache_test::RunInChild([&]() -> std::string {
+    if (regcache_put(cache_, held) != 0) return regcache_last_error();
+    if (fake_.deregs() != deregs)
+      return "the child deregistered its parent's registration";
+    return "";
+  });
+  EXPECT_FALSE(outcome.skipped);
+  EXPECT_EQ(outcome.message, "");
+  Put(held);
+  EXPECT_EQ(fake_.deregs(), deregs + 1) << "the parent's put deregisters it";
+}
+
+// A child whose first call destroys the cache (a forked helper that
+// cleans up before it exits) leaves its parent's registrations alone.
+TEST(CacheFork, ChildDestroysTheCacheWithoutDeregisteringParentEntries) {
+  for (regcache_monitor_kind monitor :
+       {REGCACHE_MONITOR_NONE, REGCACHE_MONITOR_UFFD}) {
+    SCOPED_TRACE(regcache_monitor_name(monitor));
+    CheckingFakeRegistrar fake;
+    const regcache_registrar reg = fake.registrar();
+    regcache_config cfg = NoMonitorConfig();
+    cfg.monitor = monitor;
+    regcache_t* c = nullptr;
+    if (regcache_create(&reg, &cfg, &c) == -ENODEV) {
+      GTEST_SKIP() << "no userfaultfd here: " << regcache_last_error();
+    }
+    ASSERT_NE(c, nullptr) << regcache_last_error();
+    Region r(4 * Page());
+    regcache_handle_t* h = nullptr;
+    ASSERT_EQ(regcache_get(c, r.base, Page(), kLW, &h), 0);
+    ASSERT_EQ(regcache_put(c, h), 0);
+    regcache_handle_t* held = nullptr;
+    ASSERT_EQ(regcache_get(c, r.base + 2 * Page(), Page(), kLW, &held), 0);
+    const uint64_t deregs = fake.deregs();
+    auto outcome = regcache_test::RunInChild([&]() -> std::string {
+      alarm(20);  // a hang (joining a thread the child does not have) fails
+      regcache_destroy(c);
+      if (fake.deregs() != deregs)
+        return "the child deregistered its parent's registrations";
+      return "";
+    });
+    EXPECT_FALSE(outcome.skipped);
+    EXPECT_EQ(outcome.message, "");
+    EXPECT_EQ(regcache_put(c, held), 0);
+    EXPECT_EQ(regcache_destroy(c), 0) << regcache_last_error();
+    EXPECT_EQ(fake.live(), 0u);
+  }
+}
+
 TEST(CacheLifetime, DestroyWithHeldHandlesDeregistersAndReportsBusy) {
   CheckingFakeRegistrar fake;
   regcache_registrar reg = fake.registrar();

@@ -165,6 +165,10 @@ int Cache::Create(const CacheSetup& setup, const regcache_config& config,
 Cache::~Cache() = default;
 
 int Cache::Destroy() {
+  // A fork child that destroys the cache before any other call forgets
+  // its parent's entries and threads first, as any first call does: the
+  // registrations are the parent's, the threads do not exist here.
+  if (gate_.load(std::memory_order_acquire) & kGateForked) HandleForkInChild();
   gate_.fetch_or(kGateDestroying);
   UnregisterCache(this);
   PrintStatsIfAsked();
@@ -311,6 +315,11 @@ HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e, uint32_t flags) {
 }
 
 int Cache::ReleasePrivate(Entry* e) {
+  // In a fork child whose cache has not yet forgotten its parent's entries,
+  // `e` may be the parent's: forget them first, so that it is inherited
+  // and not deregistered (the device's objects are shared through the
+  // inherited file descriptor).
+  if (gate_.load(std::memory_order_acquire) & kGateForked) HandleForkInChild();
   Deregister(e);  // never watched
   entries_now_.fetch_sub(1, std::memory_order_relaxed);
   pinned_bytes_now_.fetch_sub(e->mr.length, std::memory_order_relaxed);
@@ -1227,6 +1236,9 @@ size_t Cache::zombie_count() {
 }
 
 void Cache::ReclaimZombies() {
+  // The parent's zombies are not a fork child's to deregister (see
+  // ReleasePrivate()); HandleForkInChild() marks them inherited.
+  if (gate_.load(std::memory_order_acquire) & kGateForked) HandleForkInChild();
   MutexLock reclaim(&reclaim_mu_);
   Entry* batch;
   bool other_threads;
