@@ -24,6 +24,16 @@
 #include <functional>
 #include <string>
 
+// Defined when built with ThreadSanitizer, which cannot follow threads
+// started in the child of a multi-threaded fork().
+#if defined(__SANITIZE_THREAD__)
+#define REGCACHE_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define REGCACHE_TEST_TSAN 1
+#endif
+#endif
+
 namespace regcache_test {
 
 // Removes CAP_IPC_LOCK from the calling thread's effective capability set,

@@ -47,14 +47,6 @@
 #include "regcache/regcache.h"
 #include "test_util.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define REGCACHE_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define REGCACHE_TEST_TSAN 1
-#endif
-#endif
-
 namespace {
 
 using regcache_internal::CreateNullMonitor;
