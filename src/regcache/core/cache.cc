@@ -166,9 +166,8 @@ Cache::~Cache() = default;
 
 int Cache::Destroy() {
   // A fork child that destroys the cache before any other call forgets
-  // its parent's entries and threads first, as any first call does: the
-  // registrations are the parent's, the threads do not exist here.
-  if (gate_.load(std::memory_order_acquire) & kGateForked) HandleForkInChild();
+  // its parent's entries and threads first: the threads do not exist here.
+  ForgetParentIfForked();
   gate_.fetch_or(kGateDestroying);
   UnregisterCache(this);
   PrintStatsIfAsked();
@@ -315,23 +314,23 @@ HoldSlot* Cache::TakeSlotLocked(ThreadState* ts, Entry* e, uint32_t flags) {
 }
 
 int Cache::ReleasePrivate(Entry* e) {
-  // In a fork child whose cache has not yet forgotten its parent's entries,
-  // `e` may be the parent's: forget them first, so that it is inherited
-  // and not deregistered (the device's objects are shared through the
-  // inherited file descriptor).
-  if (gate_.load(std::memory_order_acquire) & kGateForked) HandleForkInChild();
-  Deregister(e);  // never watched
+  ForgetParentIfForked();  // `e` may be the parent's
+  Deregister(e);           // never watched
   entries_now_.fetch_sub(1, std::memory_order_relaxed);
   pinned_bytes_now_.fetch_sub(e->mr.length, std::memory_order_relaxed);
   e->inherited = false;
+  FreePrivate(e);
+  return 0;
+}
+
+void Cache::FreePrivate(Entry* e) {
   if (e->lane) {
     SetState(e, kFree);  // release: its thread may take it again
-    return 0;
+    return;
   }
   MutexLock l(&mu_);
   SetState(e, kFree);
   entries_.Free(e);
-  return 0;
 }
 
 void Cache::ScanHolds(uint64_t mark, std::atomic<uint64_t> Entry::*field) {
@@ -796,13 +795,7 @@ int Cache::GetUncached(Entry* e, HoldSlot* slot, uint64_t first, uint64_t last,
   if (rc != 0) {
     slot->held.store(0, std::memory_order_release);
     slot->flags.store(0, std::memory_order_relaxed);
-    if (e->lane) {
-      SetState(e, kFree);
-      return rc;
-    }
-    MutexLock l(&mu_);
-    SetState(e, kFree);
-    entries_.Free(e);
+    FreePrivate(e);
     return rc;
   }
   // Only this get's handle reaches a kPrivate entry, and its put reads
@@ -1236,9 +1229,7 @@ size_t Cache::zombie_count() {
 }
 
 void Cache::ReclaimZombies() {
-  // The parent's zombies are not a fork child's to deregister (see
-  // ReleasePrivate()); HandleForkInChild() marks them inherited.
-  if (gate_.load(std::memory_order_acquire) & kGateForked) HandleForkInChild();
+  ForgetParentIfForked();  // the parent's zombies are not ours to dereg
   MutexLock reclaim(&reclaim_mu_);
   Entry* batch;
   bool other_threads;

@@ -285,6 +285,10 @@ class Cache final : public InvalidationSink {
   // The put of an uncached get: deregisters its kPrivate entry and frees
   // it. Returns 0 (Put()'s result).
   __attribute__((noinline)) int ReleasePrivate(Entry* e) RC_EXCLUDES(mu_);
+  // A kPrivate entry whose registration is gone (or was never made) goes
+  // back: a lane's to kFree for its thread to take again, any other to
+  // the arena.
+  void FreePrivate(Entry* e) RC_EXCLUDES(mu_);
 
   Entry* FindCoveringLocked(uint64_t first, uint64_t last, uint32_t access)
       RC_REQUIRES(mu_);
@@ -337,6 +341,14 @@ class Cache final : public InvalidationSink {
   void StopReaper();
   void StartReaper();
   void HandleForkInChild() RC_EXCLUDES(mu_);
+  // HandleForkInChild() if this is a fork child that has not yet forgotten
+  // its parent's entries. Before anything that may deregister outside the
+  // slow get and the pool calls (which read the gate for more than this):
+  // the registrations are the parent's, shared through the inherited fd.
+  void ForgetParentIfForked() RC_EXCLUDES(mu_) {
+    if (gate_.load(std::memory_order_acquire) & kGateForked)
+      HandleForkInChild();
+  }
 
   // The pool (pool.cc).
   // Applies monitor events, a pending fork or destroy before a pool call:

@@ -102,7 +102,7 @@ struct alignas(64) Entry {
   // CLOCK eviction and regcache_flush() never take it; it leaves the cache
   // by invalidation, the pool's release or destroy. Cleared at kFree.
   bool pool = false;
-  // A ThreadState's lane entry (ThreadState::lane_entry): set once when
+  // A churn lane's own entry (ChurnLane::entry): set once when
   // allocated and never cleared; it never returns to the arena, and moves
   // only between kFree and kPrivate, outside mu_ (Cache::GetChurnLane()).
   bool lane = false;
