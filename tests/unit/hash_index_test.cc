@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Tests of the hit path's hash index: how the hash spreads the keys real
-// workloads produce (runs of consecutive buffers), and Insert/Find/Remove
-// across table rebuilds.
+// workloads produce (runs of consecutive buffers), Insert/Find/Remove
+// across table rebuilds, and which removals leave tombstones.
 #include "core/hash_index.h"
 
 #include <cstdint>
@@ -86,6 +86,112 @@ TEST(HashIndex, FindsEveryKeyAcrossRebuildsAndForgetsRemovedOnes) {
         << i;
   }
   EXPECT_FALSE(index.Remove(kBase, &entries[0]));  // already gone
+  index.DestroyAll();
+  for (HashTable* t : retired) HashTable::Destroy(t);
+}
+
+// Keys whose first bucket in a table of `capacity` is `home`.
+std::vector<uint64_t> KeysHomedAt(size_t home, size_t capacity, size_t n) {
+  std::vector<uint64_t> keys;
+  for (uint64_t first = kBase; keys.size() < n; first += 4096) {
+    if (HashFirst(first, capacity - 1) == home) keys.push_back(first);
+  }
+  return keys;
+}
+
+uint64_t KeyAt(const HashIndex& index, size_t i) {
+  return index.table()->buckets[i].key.load();
+}
+
+TEST(HashIndex, ARangeRemovedAndInsertedAgainLeavesNoTombstone) {
+  // realloc's pattern: the same first page inserted and removed over and
+  // over. With tombstones the lookup of that page would probe past one.
+  HashIndex index;
+  ASSERT_EQ(index.Init(64), 0);
+  Entry e;
+  const size_t home = HashFirst(kBase, index.table()->mask);
+  for (int round = 0; round < 100; ++round) {
+    HashTable* retired = nullptr;
+    ASSERT_TRUE(index.Insert(kBase, &e, kBase + 4095, 0, &retired));
+    ASSERT_EQ(retired, nullptr);
+    EXPECT_EQ(KeyAt(index, home), BucketKey(kBase));
+    ASSERT_TRUE(index.Remove(kBase, &e));
+    EXPECT_EQ(KeyAt(index, home), kBucketEmpty) << "round " << round;
+    EXPECT_EQ(index.table()->dead, 0u);
+  }
+  index.DestroyAll();
+}
+
+TEST(HashIndex, ARemovedBucketThatAProbePassesStaysATombstone) {
+  HashIndex index;
+  ASSERT_EQ(index.Init(64), 0);
+  const size_t cap = index.table()->capacity();
+  const size_t home = 5;
+  const std::vector<uint64_t> keys = KeysHomedAt(home, cap, 3);
+  Entry e[3];
+  HashTable* retired = nullptr;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(index.Insert(keys[i], &e[i], keys[i] + 4095, 0, &retired));
+    ASSERT_EQ(KeyAt(index, home + i), BucketKey(keys[i]));
+  }
+  // The first two sit in the probe sequence of the third: tombstones.
+  ASSERT_TRUE(index.Remove(keys[0], &e[0]));
+  ASSERT_TRUE(index.Remove(keys[1], &e[1]));
+  EXPECT_EQ(KeyAt(index, home), kBucketTombstone);
+  EXPECT_EQ(KeyAt(index, home + 1), kBucketTombstone);
+  EXPECT_EQ(index.table()->dead, 2u);
+  EXPECT_NE(index.Find(keys[2], &e[2]), nullptr);
+  // The last one empties its bucket and the run of tombstones before it.
+  ASSERT_TRUE(index.Remove(keys[2], &e[2]));
+  for (size_t i = home; i < home + 3; ++i)
+    EXPECT_EQ(KeyAt(index, i), kBucketEmpty) << i;
+  EXPECT_EQ(index.table()->dead, 0u);
+  EXPECT_EQ(index.table()->used, 0u);
+  index.DestroyAll();
+}
+
+TEST(HashIndex, RandomInsertsAndRemovesAgreeWithAModel) {
+  // Keys crowded into a few homes of a small table, so that runs of
+  // tombstones form, wrap around the end and are emptied.
+  HashIndex index;
+  ASSERT_EQ(index.Init(64), 0);
+  std::vector<HashTable*> retired;
+  std::vector<uint64_t> pool;
+  for (size_t home : {0, 1, 30, 62, 63}) {
+    for (uint64_t k : KeysHomedAt(home, 64, 6)) pool.push_back(k);
+  }
+  std::vector<Entry> entries(pool.size());
+  std::vector<bool> live(pool.size(), false);
+  uint64_t rng = 12345;
+  for (int step = 0; step < 20000; ++step) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    const size_t i = (rng >> 33) % pool.size();
+    if (live[i]) {
+      ASSERT_TRUE(index.Remove(pool[i], &entries[i]));
+      live[i] = false;
+    } else {
+      HashTable* r = nullptr;
+      ASSERT_TRUE(index.Insert(pool[i], &entries[i], pool[i] + 4095, 0, &r));
+      for (; r != nullptr; r = r->retired_next) retired.push_back(r);
+      live[i] = true;
+    }
+    if (step % 97 != 0) continue;
+    size_t used = 0, dead = 0;
+    const HashTable* t = index.table();
+    for (size_t b = 0; b <= t->mask; ++b) {
+      const uint64_t k = t->buckets[b].key.load();
+      if (k == kBucketTombstone)
+        ++dead;
+      else if (k != kBucketEmpty)
+        ++used;
+    }
+    ASSERT_EQ(t->used, used) << "step " << step;
+    ASSERT_EQ(t->dead, dead) << "step " << step;
+    for (size_t j = 0; j < pool.size(); ++j) {
+      ASSERT_EQ(index.Find(pool[j], &entries[j]) != nullptr, bool(live[j]))
+          << "key " << j << " step " << step;
+    }
+  }
   index.DestroyAll();
   for (HashTable* t : retired) HashTable::Destroy(t);
 }

@@ -1289,7 +1289,7 @@ void Cache::ReclaimZombies() {
 // A thread can only reach the hit path's R3 with a live ThreadState, and it
 // gets one under mu_. So when, under mu_, every live state is the caller's,
 // any other thread that registers later does so after this critical
-// section, hence after W1 tombstoned every bucket of the batch (and after
+// section, hence after W1 removed every bucket of the batch (and after
 // the batch's tables were replaced): it cannot hold a zombie of the batch
 // or announce a retired table. A thread that exited stored live = 0 after
 // its last hold (release), so its holds are visible to the scan. Then no

@@ -8,7 +8,7 @@
 //
 //   Reader (Get)                          Invalidator (under mu_) / reclaimer
 //   ------------                          ----------------------------------
-//   R1 k1,t1 = bucket key, tag            W1 tombstone e's buckets, erase e
+//   R1 k1,t1 = bucket key, tag            W1 remove e's buckets, erase e
 //   R2 bucket's last/access cover the        from the tree
 //      request                            W2 e->seq = (g+1, zombie)
 //   R3 slot->entry = e; slot->held = 1    W3 push e on zombies_
@@ -20,7 +20,7 @@
 //
 // HeavyFence() acts as a full barrier in every running thread. For a given
 // reader, that barrier falls either after R3 (then W6 sees the hold and e is
-// kept until the reader's Put) or before R5 (then R5 sees W1's tombstone and
+// kept until the reader's Put) or before R5 (then R5 sees W1's changed key and
 // the reader backs off, never using e). A reader that backs off may have
 // been seen by W6; it calls ReclaimZombies() itself so e is not stranded.
 // Every zombie was valid in the index first (a miss that raced with an

@@ -113,9 +113,24 @@ bool HashIndex::Remove(uint64_t first, Entry* e) {
     uint64_t k = t->buckets[i].key.load(std::memory_order_relaxed);
     if (k == kBucketEmpty) return false;
     if (k == key && t->buckets[i].entry.load(std::memory_order_relaxed) == e) {
-      t->buckets[i].key.store(kBucketTombstone, std::memory_order_release);
       --t->used;
-      ++t->dead;
+      const size_t next = (i + 1) & t->mask;
+      if (t->buckets[next].key.load(std::memory_order_relaxed) !=
+          kBucketEmpty) {
+        t->buckets[i].key.store(kBucketTombstone, std::memory_order_release);
+        ++t->dead;
+        return true;
+      }
+      // Nothing probes past bucket i (see "Removal" in hash_index.h): it
+      // becomes empty, and so do the tombstones right before it.
+      t->buckets[i].key.store(kBucketEmpty, std::memory_order_release);
+      for (size_t j = (i - 1) & t->mask;
+           t->buckets[j].key.load(std::memory_order_relaxed) ==
+           kBucketTombstone;
+           j = (j - 1) & t->mask) {
+        t->buckets[j].key.store(kBucketEmpty, std::memory_order_release);
+        --t->dead;
+      }
       return true;
     }
     i = (i + 1) & t->mask;

@@ -13,7 +13,8 @@
 // seqlock whose version is the pair (key, tag):
 //
 //   Writer (cache mutex held)            Reader (no lock)
-//   remove: key = TOMBSTONE (release)    k1 = key (acquire); t1 = tag (acquire)
+//   remove: key = TOMBSTONE or EMPTY     k1 = key (acquire); t1 = tag (acquire)
+//           (release; see Removal)
 //   insert into an empty/tombstone       e = entry; l = last
 //   bucket: entry = e; last = l;         ... take a hold on e, fence ...
 //           tag = new serial (release);  k2 = key (acquire); t2 = tag (acquire)
@@ -21,8 +22,20 @@
 //
 // Serials never repeat, so a bucket rewritten between the two reads always
 // shows a different tag or key. An entry is removed from the index (its
-// buckets tombstoned) before it is marked a zombie and before the reclaimer's
-// HeavyFence(), which is what the hold protocol in cache_hit.h needs.
+// buckets tombstoned or emptied) before it is marked a zombie and before the
+// reclaimer's HeavyFence(), which is what the hold protocol in cache_hit.h
+// needs.
+//
+// Removal. A probe for a key stops at the first empty bucket, so the
+// INVARIANT is that no live key sits past an empty bucket in its probe
+// sequence. Remove() therefore tombstones a bucket whose successor is not
+// empty, and empties one whose successor is, together with the run of
+// tombstones before it: no probe sequence can pass an empty successor to
+// reach a key beyond. A range freed and registered again and again (realloc
+// at one address) thus leaves its bucket empty, and the next get of the
+// range stops at its first bucket instead of probing past a tombstone. For
+// a reader, a bucket that turns from K to empty is a changed key, like one
+// turned to a tombstone.
 //
 // Writers (Insert/Remove/Rebuild) hold the cache mutex; the reader is the
 // hit path in cache_hit.h. Buckets are never moved; a reader racing with a
