@@ -16,6 +16,14 @@ inverse ratio of median latencies):
 Given several JSON files (runs of the same plan), a point's ratio is the
 median of its per-run ratios, and every run's ratio is printed next to it.
 
+For the realloc and rotate-64 points it then prints where a cache's time
+went, per message against register-per-message in the same run (medians
+over the runs, microseconds): the median one-way latency, the time in gets
+and puts (reg_us_per_message), realloc's munmap + mmap
+(remap_us_per_message) and the CPU of the cache's own threads
+(other_threads_us_per_message); "-" where the JSON lacks a field (a tool
+older than it).
+
 Usage: compare_pingpong_churn.py [--strict] PINGPONG.json [MORE.json ...]
 Exit status: 0; with --strict 1 when a target fails or no point could be
 compared; 2 when a file cannot be read or is not the tool's JSON.
@@ -30,6 +38,10 @@ CHURN = {"realloc": ("register-per-message", 0.97),
          "rotate-64": ("register-per-message", 0.97)}
 HITS = {"reuse": ("register-once", 0.95), "rotate-8": ("register-once", 0.95)}
 CACHES = ("regcache-kmod", "regcache-uffd")
+# Per-message fields of a point, and their column names in the breakdown.
+BREAKDOWN = {"latency_us": "latency", "reg_us_per_message": "reg",
+             "remap_us_per_message": "remap",
+             "other_threads_us_per_message": "threads"}
 SAFE_MODES = ("register-per-message", "register-once", "regcache-kmod",
               "regcache-uffd", "odp")
 
@@ -82,6 +94,7 @@ def main():
         runs.append(run)
 
     ratios = {}  # (workload, size, mode) -> [ratio per run]
+    added = {}  # (workload, size, mode) -> {field: [cache - peer per run]}
     errors, checked = 0, 0
     bad = []
     for run in runs:
@@ -102,6 +115,13 @@ def main():
                 continue
             ratios.setdefault((workload, size, mode), []).append(
                 p["bandwidth_mbs"] / peer["bandwidth_mbs"])
+            if workload in CHURN:
+                fields = added.setdefault((workload, size, mode), {})
+                for field in BREAKDOWN:
+                    a, b = p.get(field), peer.get(field)
+                    if (isinstance(a, (int, float)) and
+                            isinstance(b, (int, float))):
+                        fields.setdefault(field, []).append(a - b)
 
     failed = []
     print(f"{'workload':10} {'size':>5} {'mode':14} {'peer':21} "
@@ -117,6 +137,22 @@ def main():
         each = " ".join(f"{x:.2f}" for x in ratios[key])
         print(f"{workload:10} {size_label(size):>5} {mode:14} {peer:21} "
               f"{r:6.3f} {'>= ' + format(bound, '.2f'):>7} {verdict:7}  {each}")
+    if added:
+        print("\nadded per message against register-per-message (us, "
+              "median over the runs): latency (median one way), reg (gets "
+              "and puts), remap (munmap + mmap), threads (the cache's own)")
+        print(f"{'workload':10} {'size':>5} {'mode':14} "
+              + " ".join(f"{BREAKDOWN[f]:>9}" for f in BREAKDOWN))
+        for key in sorted(added, key=lambda k: (order.index(k[0]), k[1], k[2])):
+            workload, size, mode = key
+            cells = []
+            for field in BREAKDOWN:
+                values = added[key].get(field)
+                cells.append(f"{statistics.median(values):+9.1f}" if values
+                             else f"{'-':>9}")
+            print(f"{workload:10} {size_label(size):>5} {mode:14} "
+                  + " ".join(cells))
+        print()
     print(f"data errors in modes with invalidation: {errors} of {checked} "
           f"messages checked" + (" (" + "; ".join(bad) + ")" if bad else ""))
     if errors:

@@ -87,6 +87,32 @@ class ComparePingpongChurn(unittest.TestCase):
         self.assertIn("0.980", line)
         self.assertIn("0.90 0.99 0.98", line)
 
+    def test_the_breakdown_is_the_median_of_what_each_run_added(self):
+        paths = []
+        for reg, remap in ((30.0, 5.0), (10.0, 9.0), (11.0, 6.0)):
+            doc = run_json()
+            for p in doc["points"]:
+                p.update(latency_us=100.0, reg_us_per_message=50.0,
+                         remap_us_per_message=40.0,
+                         other_threads_us_per_message=0.0)
+                if p["workload"] == "realloc" and p["mode"] == "regcache-kmod":
+                    p.update(latency_us=130.0, reg_us_per_message=50.0 + reg,
+                             remap_us_per_message=40.0 + remap,
+                             other_threads_us_per_message=2.5)
+                if p["mode"] == "regcache-uffd":
+                    del p["remap_us_per_message"]  # as from an older tool
+            paths.append(self.write(doc))
+        rc, out, _ = self.compare(*paths)
+        self.assertEqual(rc, 0, out)
+        rows = {tuple(l.split()[:3]): l.split()[3:] for l in
+                out.split("added per message")[1].splitlines()[2:] if l}
+        self.assertEqual(rows[("realloc", "4K", "regcache-kmod")],
+                         ["+30.0", "+11.0", "+6.0", "+2.5"])
+        self.assertEqual(rows[("realloc", "4K", "regcache-uffd")],
+                         ["+0.0", "+0.0", "-", "+0.0"])
+        # Only the points a cache cannot help have a breakdown.
+        self.assertNotIn(("reuse", "4K", "regcache-kmod"), rows)
+
     def test_a_data_error_fails_whatever_the_ratios(self):
         rc, out, _ = self.compare("--strict", self.write(run_json(errors=1)))
         self.assertEqual(rc, 1, out)

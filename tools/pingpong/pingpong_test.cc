@@ -731,6 +731,11 @@ TEST(Render, JsonCarriesEveryPointWithTheKeysScriptsRead) {
   Report r = SampleReport();
   r.points[0].first_error = "quote \" backslash \\ newline \n tab \t \x01";
   r.wall_seconds = 12.34567;
+  PointResult& realloc_kmod = r.points[11];
+  ASSERT_EQ(realloc_kmod.workload, "realloc");
+  ASSERT_EQ(realloc_kmod.mode, Mode::kKmod);
+  realloc_kmod.remap_us_per_message = 12.5;
+  realloc_kmod.other_threads_us_per_message = 3.25;
   const nlohmann::ordered_json j =
       nlohmann::ordered_json::parse(RenderJson(r), nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << RenderJson(r);
@@ -761,6 +766,8 @@ TEST(Render, JsonCarriesEveryPointWithTheKeysScriptsRead) {
                                                "uncached",
                                                "hit_rate",
                                                "reg_us_per_message",
+                                               "remap_us_per_message",
+                                               "other_threads_us_per_message",
                                                "messages_checked",
                                                "data_errors",
                                                "safe",
@@ -782,6 +789,11 @@ TEST(Render, JsonCarriesEveryPointWithTheKeysScriptsRead) {
   EXPECT_EQ(j["points"][0]["uncached"], 0u);
   EXPECT_EQ(j["points"][1]["uncached"], 1u);
   EXPECT_EQ(j["points"][4]["status"], "unavailable");
+  // Time in munmap + mmap only where buffers are reallocated.
+  EXPECT_TRUE(j["points"][1]["remap_us_per_message"].is_null());
+  EXPECT_EQ(j["points"][11]["remap_us_per_message"], 12.5);
+  EXPECT_EQ(j["points"][1]["other_threads_us_per_message"], 0.0);
+  EXPECT_EQ(j["points"][11]["other_threads_us_per_message"], 3.25);
   EXPECT_EQ(j["correctness_failure"], false);
   ASSERT_EQ(j["targets"].size(), r.targets.size());
   EXPECT_EQ(j["targets"][0]["verdict"], VerdictName(r.targets[0].verdict));

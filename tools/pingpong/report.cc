@@ -460,30 +460,35 @@ double Rounded(double value) {
 }
 
 Json PointJson(const PointResult& p) {
-  return {{"workload", p.workload},
-          {"mode", ModeName(p.mode)},
-          {"size", p.size},
-          {"status", StatusName(p.status)},
-          {"note", p.note},
-          {"round_trips", p.round_trips},
-          {"latency_us", Rounded(p.latency_us)},
-          {"latency_min_us", Rounded(p.latency_min_us)},
-          {"latency_mean_us", Rounded(p.latency_mean_us)},
-          {"bandwidth_mbs", Rounded(p.bandwidth_mbs)},
-          {"registrations", p.registrations},
-          {"gets", p.gets},
-          {"hits", p.hits},
-          {"uncached", p.uncached},
-          {"hit_rate", IsCacheMode(p.mode) && p.measured()
-                           ? Json(Rounded(p.hit_rate()))
-                           : Json(nullptr)},
-          {"reg_us_per_message", Rounded(p.reg_us_per_message)},
-          {"messages_checked", p.messages_checked},
-          {"data_errors", p.data_errors},
-          {"safe", p.safe()},
-          {"first_error", p.first_error},
-          {"reallocations", p.reallocations},
-          {"same_address", p.same_address}};
+  return {
+      {"workload", p.workload},
+      {"mode", ModeName(p.mode)},
+      {"size", p.size},
+      {"status", StatusName(p.status)},
+      {"note", p.note},
+      {"round_trips", p.round_trips},
+      {"latency_us", Rounded(p.latency_us)},
+      {"latency_min_us", Rounded(p.latency_min_us)},
+      {"latency_mean_us", Rounded(p.latency_mean_us)},
+      {"bandwidth_mbs", Rounded(p.bandwidth_mbs)},
+      {"registrations", p.registrations},
+      {"gets", p.gets},
+      {"hits", p.hits},
+      {"uncached", p.uncached},
+      {"hit_rate", IsCacheMode(p.mode) && p.measured()
+                       ? Json(Rounded(p.hit_rate()))
+                       : Json(nullptr)},
+      {"reg_us_per_message", Rounded(p.reg_us_per_message)},
+      {"remap_us_per_message", p.reallocations != 0
+                                   ? Json(Rounded(p.remap_us_per_message))
+                                   : Json(nullptr)},
+      {"other_threads_us_per_message", Rounded(p.other_threads_us_per_message)},
+      {"messages_checked", p.messages_checked},
+      {"data_errors", p.data_errors},
+      {"safe", p.safe()},
+      {"first_error", p.first_error},
+      {"reallocations", p.reallocations},
+      {"same_address", p.same_address}};
 }
 
 }  // namespace

@@ -39,6 +39,11 @@ struct PointResult {
   uint64_t hits = 0;              // of those, served from a cache
   uint64_t uncached = 0;          // of the misses, registered but not kept
   double reg_us_per_message = 0;  // obtaining + releasing, both ends
+  // realloc: munmap + mmap of the buffers, both ends (0 for the others).
+  double remap_us_per_message = 0;
+  // CPU time of the threads besides the endpoints' own (a cache's monitor
+  // and reaper threads), both ends.
+  double other_threads_us_per_message = 0;
   // Both endpoints, over every message of the point (warm-up included).
   uint64_t messages_checked = 0;
   uint64_t data_errors = 0;  // messages whose pattern was wrong

@@ -5,11 +5,17 @@
 
 #include "runner.h"
 
+#include <dirent.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 
@@ -27,10 +33,43 @@ constexpr double kArrivalTimeout = 120;   // seconds for one control message
 constexpr double kChannelTimeout = 1800;  // seconds for a point's counters
 constexpr uint32_t kMinMeasuredRounds = 2;
 
+// CPU time, in nanoseconds, of each thread of this process but the calling
+// one (the endpoint's own): the cache's monitor and reaper threads, since
+// the tool starts none. Empty if /proc cannot say.
+std::map<pid_t, uint64_t> OtherThreadsCpuNs() {
+  std::map<pid_t, uint64_t> cpu;
+  const pid_t self = static_cast<pid_t>(syscall(SYS_gettid));
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return cpu;
+  while (const dirent* d = readdir(dir)) {
+    const pid_t tid = static_cast<pid_t>(atoi(d->d_name));
+    if (tid <= 0 || tid == self) continue;
+    // schedstat: time on a CPU (ns), time waiting for one, timeslices.
+    std::ifstream f(std::string("/proc/self/task/") + d->d_name + "/schedstat");
+    uint64_t on_cpu = 0;
+    if (f >> on_cpu) cpu[tid] = on_cpu;
+  }
+  closedir(dir);
+  return cpu;
+}
+
+// What the threads in `before` and those started since used from then on.
+uint64_t CpuNsSince(const std::map<pid_t, uint64_t>& before) {
+  uint64_t ns = 0;
+  for (const auto& [tid, now] : OtherThreadsCpuNs()) {
+    const auto it = before.find(tid);
+    const uint64_t then = it == before.end() ? 0 : it->second;
+    if (now > then) ns += now - then;
+  }
+  return ns;
+}
+
 // One endpoint's counters for a point.
 struct SideStats {
   RegCounters regs;  // over the measured round trips
   uint64_t reg_ns = 0;
+  uint64_t remap_ns = 0;             // realloc's munmap + mmap (Buffers::Remap)
+  uint64_t other_threads_ns = 0;     // CPU of the threads but the endpoint's
   uint64_t checked = 0, errors = 0;  // over every message received
   uint64_t reallocations = 0, same_address = 0;
   std::string first_error;
@@ -38,9 +77,9 @@ struct SideStats {
   std::string ToText() const {
     std::ostringstream out;
     out << "stats " << regs.registrations << ' ' << regs.gets << ' '
-        << regs.hits << ' ' << regs.uncached << ' ' << reg_ns << ' ' << checked
-        << ' ' << errors << ' ' << reallocations << ' ' << same_address << ' '
-        << first_error;
+        << regs.hits << ' ' << regs.uncached << ' ' << reg_ns << ' ' << remap_ns
+        << ' ' << other_threads_ns << ' ' << checked << ' ' << errors << ' '
+        << reallocations << ' ' << same_address << ' ' << first_error;
     return out.str();
   }
   static bool FromText(const std::string& text, SideStats* out) {
@@ -48,8 +87,8 @@ struct SideStats {
     std::string word;
     SideStats s;
     if (!(in >> word >> s.regs.registrations >> s.regs.gets >> s.regs.hits >>
-          s.regs.uncached >> s.reg_ns >> s.checked >> s.errors >>
-          s.reallocations >> s.same_address) ||
+          s.regs.uncached >> s.reg_ns >> s.remap_ns >> s.other_threads_ns >>
+          s.checked >> s.errors >> s.reallocations >> s.same_address) ||
         word != "stats")
       return false;
     std::getline(in, s.first_error);
@@ -112,10 +151,12 @@ class PointRun {
   void StartMeasuring() {
     measuring_ = true;
     at_start_ = regs_->Counters();
+    threads_at_start_ = OtherThreadsCpuNs();
   }
   void StopMeasuring() {
     if (!measuring_) return;
     measuring_ = false;
+    stats_.other_threads_ns = CpuNsSince(threads_at_start_);
     const RegCounters now = regs_->Counters();
     stats_.regs.registrations = now.registrations - at_start_.registrations;
     stats_.regs.gets = now.gets - at_start_.gets;
@@ -236,7 +277,9 @@ class PointRun {
   bool Reallocate(Buffers* set, uint32_t index, std::string* error) {
     if (spec_.workload.kind != Workload::Kind::kRealloc) return true;
     bool same = false;
+    const uint64_t t0 = NowNs();
     if (!set->Remap(index, &same, error)) return false;
+    if (measuring_) stats_.remap_ns += NowNs() - t0;
     ++stats_.reallocations;
     if (same) ++stats_.same_address;
     return true;
@@ -250,6 +293,7 @@ class PointRun {
   std::unique_ptr<Registrations> regs_;
   bool measuring_ = false;
   RegCounters at_start_;
+  std::map<pid_t, uint64_t> threads_at_start_;
   SideStats stats_;
 };
 
@@ -385,6 +429,8 @@ bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
     std::vector<uint64_t> round_trip_ns;
     uint64_t wall_ns = 0;
     uint64_t reg_ns = 0;
+    uint64_t remap_ns = 0;
+    uint64_t other_threads_ns = 0;
   };
   std::deque<Accumulated> points;  // stable references
   auto find = [&](const PointSpec& spec) -> Accumulated& {
@@ -471,6 +517,8 @@ bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
     result.hits += client.regs.hits + server.regs.hits;
     result.uncached += client.regs.uncached + server.regs.uncached;
     acc.reg_ns += client.reg_ns + server.reg_ns;
+    acc.remap_ns += client.remap_ns + server.remap_ns;
+    acc.other_threads_ns += client.other_threads_ns + server.other_threads_ns;
     result.messages_checked += client.checked + server.checked;
     result.data_errors += client.errors + server.errors;
     if (result.first_error.empty())
@@ -498,6 +546,9 @@ bool RunClient(Channel* channel, const DeviceOptions& device, const Plan& plan,
       result.latency_mean_us = double(acc.wall_ns) / 1000.0 / messages;
       result.bandwidth_mbs = double(result.size) / result.latency_us;
       result.reg_us_per_message = double(acc.reg_ns) / 1000.0 / messages;
+      result.remap_us_per_message = double(acc.remap_ns) / 1000.0 / messages;
+      result.other_threads_us_per_message =
+          double(acc.other_threads_ns) / 1000.0 / messages;
     }
     report->points.push_back(result);
   }
