@@ -3,6 +3,7 @@
 // superset and access-superset hits, reference counts, invalidation of
 // entries in use, CLOCK eviction, memlock exhaustion, bad input, handles
 // across threads, thread exit, fork, destroy, configuration and statistics.
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -602,6 +603,35 @@ TEST(CacheLifetime, DestroyWithHeldHandlesDeregistersAndReportsBusy) {
   EXPECT_EQ(regcache_destroy(c), -EBUSY);
   EXPECT_NE(strstr(regcache_last_error(), "still held"), nullptr);
   EXPECT_EQ(fake.live(), 0u);
+}
+
+TEST(CacheMonitors, TheReaperIsNamedBlocksSignalsAndRunsOnceCreateReturns) {
+  // Like a monitor's event threads: no application signal handler (which
+  // might munmap or take a lock) runs on it, top -H names it, and it is
+  // past its start-up when regcache_create() returns (a fork right after
+  // must not find it inside the thread library).
+  CheckingFakeRegistrar fake;
+  const regcache_registrar reg = fake.registrar();
+  regcache_config cfg = NoMonitorConfig();
+  regcache_t* c = nullptr;
+  ASSERT_EQ(regcache_create(&reg, &cfg, &c), 0);
+  EXPECT_EQ(regcache_test::ThreadsNamed("regcache-reap"), 0)
+      << "monitor none has nothing to reap in the background";
+  ASSERT_EQ(regcache_destroy(c), 0);
+
+  cfg.monitor = REGCACHE_MONITOR_UFFD;
+  if (regcache_create(&reg, &cfg, &c) == -ENODEV) {
+    GTEST_SKIP() << "no userfaultfd here: " << regcache_last_error();
+  }
+  ASSERT_NE(c, nullptr) << regcache_last_error();
+  const std::vector<std::string> reapers =
+      regcache_test::ThreadIdsNamed("regcache-reap");
+  ASSERT_EQ(reapers.size(), 1u);
+  const uint64_t blocked = regcache_test::BlockedSignals(reapers[0]);
+  for (int sig : {SIGHUP, SIGINT, SIGUSR1, SIGALRM, SIGTERM, SIGCHLD})
+    EXPECT_NE(blocked & (uint64_t{1} << (sig - 1)), 0u) << strsignal(sig);
+  ASSERT_EQ(regcache_destroy(c), 0);
+  EXPECT_EQ(regcache_test::ThreadsNamedOnceGone("regcache-reap"), 0);
 }
 
 TEST(CacheMonitors, TwoUffdCachesBothCacheASharedBufferAndSeeItsMunmap) {

@@ -8,9 +8,13 @@
 // how much memory the process has locked. Under ASan/TSan, libc's mlock()
 // and munlock() are no-ops that return 0 (the runtimes intercept them): a
 // test that needs a real lock calls syscall(SYS_mlock, ...).
+//
+// ThreadsNamed() and BlockedSignals() read /proc/self/task: how many threads
+// have a name, and which signals one blocks.
 #ifndef REGCACHE_TESTS_UNIT_TEST_UTIL_H_
 #define REGCACHE_TESTS_UNIT_TEST_UTIL_H_
 
+#include <dirent.h>
 #include <errno.h>
 #include <linux/capability.h>
 #include <sys/resource.h>
@@ -20,9 +24,11 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <vector>
 
 // Defined when built with ThreadSanitizer, which cannot follow threads
 // started in the child of a multi-threaded fork().
@@ -171,6 +177,64 @@ inline ChildOutcome RunInChild(const std::function<std::string()>& body) {
   outcome.passed = result.empty();
   outcome.message = result;
   return outcome;
+}
+
+// The ids of this process's threads named `name` (from /proc).
+inline std::vector<std::string> ThreadIdsNamed(const std::string& name) {
+  std::vector<std::string> tids;
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return tids;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    char comm[64] = {};
+    const std::string path =
+        std::string("/proc/self/task/") + e->d_name + "/comm";
+    if (FILE* f = fopen(path.c_str(), "r")) {
+      if (fgets(comm, sizeof(comm), f) != nullptr &&
+          std::string(comm) == name + "\n") {
+        tids.push_back(e->d_name);
+      }
+      fclose(f);
+    }
+  }
+  closedir(dir);
+  return tids;
+}
+
+// How many threads of this process are named `name`.
+inline int ThreadsNamed(const std::string& name) {
+  return static_cast<int>(ThreadIdsNamed(name).size());
+}
+
+// ThreadsNamed(name) once it has dropped to 0, or after 5 s. pthread_join()
+// returns when the kernel clears the thread's tid (in exit_mm), a moment
+// before the task leaves /proc/self/task: a joined thread can still be
+// listed there for a little while.
+inline int ThreadsNamedOnceGone(const std::string& name) {
+  int n = ThreadsNamed(name);
+  for (int i = 0; i < 500 && n > 0; ++i) {
+    usleep(10000);
+    n = ThreadsNamed(name);
+  }
+  return n;
+}
+
+// The signal mask of thread `tid` of this process (SigBlk in its status:
+// bit n - 1 is signal n), or 0 if /proc cannot say.
+inline uint64_t BlockedSignals(const std::string& tid) {
+  uint64_t mask = 0;
+  const std::string path = "/proc/self/task/" + tid + "/status";
+  if (FILE* f = fopen(path.c_str(), "r")) {
+    char line[256];
+    while (fgets(line, sizeof(line), f) != nullptr) {
+      if (strncmp(line, "SigBlk:", 7) == 0) {
+        mask = strtoull(line + 7, nullptr, 16);
+        break;
+      }
+    }
+    fclose(f);
+  }
+  return mask;
 }
 
 }  // namespace regcache_test

@@ -272,52 +272,17 @@ class UffdMonitorTest : public ::testing::Test {
   std::unique_ptr<Monitor> monitor_;
 };
 
-// How many threads of this process are named `name` (from /proc).
-int ThreadsNamed(const std::string& name) {
-  int count = 0;
-  DIR* dir = opendir("/proc/self/task");
-  if (dir == nullptr) return -1;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] == '.') continue;
-    char comm[64] = {};
-    const std::string path =
-        std::string("/proc/self/task/") + e->d_name + "/comm";
-    if (FILE* f = fopen(path.c_str(), "r")) {
-      if (fgets(comm, sizeof(comm), f) != nullptr &&
-          std::string(comm) == name + "\n") {
-        ++count;
-      }
-      fclose(f);
-    }
-  }
-  closedir(dir);
-  return count;
-}
-
-// ThreadsNamed(name) once it has dropped to 0, or after 5 s. pthread_join()
-// returns when the kernel clears the thread's tid (in exit_mm), a moment
-// before the task leaves /proc/self/task: a joined thread can still be
-// listed there for a little while.
-int ThreadsNamedOnceGone(const std::string& name) {
-  int n = ThreadsNamed(name);
-  for (int i = 0; i < 500 && n > 0; ++i) {
-    usleep(10000);
-    n = ThreadsNamed(name);
-  }
-  return n;
-}
-
 TEST_F(UffdMonitorTest, StartReturnsWithBothEventThreadsRunning) {
   // Regression: Start() returned while its threads were still starting; a
   // fork at that moment under ASan (whose allocator has no fork handler)
   // left the child's new event threads waiting for ever on a lock the
   // parent's starting thread held. The name is set on entry, so each one
   // is visible as soon as Start() returns.
-  EXPECT_EQ(ThreadsNamed("regcache-uffd-r"), 1);
-  EXPECT_EQ(ThreadsNamed("regcache-uffd-a"), 1);
+  EXPECT_EQ(regcache_test::ThreadsNamed("regcache-uffd-r"), 1);
+  EXPECT_EQ(regcache_test::ThreadsNamed("regcache-uffd-a"), 1);
   monitor_->Stop();
-  EXPECT_EQ(ThreadsNamedOnceGone("regcache-uffd-r"), 0);
-  EXPECT_EQ(ThreadsNamedOnceGone("regcache-uffd-a"), 0);
+  EXPECT_EQ(regcache_test::ThreadsNamedOnceGone("regcache-uffd-r"), 0);
+  EXPECT_EQ(regcache_test::ThreadsNamedOnceGone("regcache-uffd-a"), 0);
 }
 
 TEST_F(UffdMonitorTest, MunmapSetsGateBeforeReturningAndWaitForPendingApplies) {

@@ -156,7 +156,11 @@ int Cache::Create(const CacheSetup& setup, const regcache_config& config,
     return SetError(rc, "regcache_create: monitor %s failed to start: %s",
                     regcache_monitor_name(c->monitor_kind_), why.c_str());
   }
-  c->StartReaper();
+  rc = c->StartReaper(&why);
+  if (rc != 0) {
+    c->monitor_->Stop();
+    return SetError(rc, "regcache_create: %s", why.c_str());
+  }
   RegisterCache(c.get());
   *out = c.release();
   return 0;
@@ -1355,14 +1359,15 @@ void Cache::FreeRetiredTables() {
 // ---------------------------------------------------------------------------
 // The reaper
 
-void Cache::StartReaper() {
-  if (monitor_kind_ == REGCACHE_MONITOR_NONE) return;  // nothing async
+int Cache::StartReaper(std::string* why) {
+  if (monitor_kind_ == REGCACHE_MONITOR_NONE) return 0;  // nothing async
   {
     std::lock_guard<std::mutex> l(reaper_mu_);
     reaper_stop_ = false;
     reaper_wake_ = false;
   }
-  reaper_ = std::thread([this] { ReaperLoop(); });
+  return StartEventThread(
+      "regcache-reap", [this] { ReaperLoop(); }, &reaper_, why);
 }
 
 void Cache::StopReaper() {

@@ -339,7 +339,10 @@ class Cache final : public InvalidationSink {
   void ReaperLoop();
   void WakeReaper();
   void StopReaper();
-  void StartReaper();
+  // Starts the reaper thread (none with monitor none), as StartEventThread()
+  // starts a monitor's: named, every signal blocked, and running before
+  // this returns. -EAGAIN with *why set if the thread cannot be made.
+  int StartReaper(std::string* why);
   void HandleForkInChild() RC_EXCLUDES(mu_);
   // HandleForkInChild() if this is a fork child that has not yet forgotten
   // its parent's entries. Before anything that may deregister outside the
@@ -468,7 +471,8 @@ class Cache final : public InvalidationSink {
   std::atomic<uint64_t> mem_kind_bytes_[kPoolKinds] = {};
   std::atomic<uint64_t> mem_bytes_now_{0}, mem_free_bytes_now_{0};
 
-  // Background reaper: deregisters invalidated, unused entries promptly.
+  // Background reaper ("regcache-reap"): deregisters invalidated, unused
+  // entries promptly.
   std::mutex reaper_mu_;
   std::condition_variable reaper_cv_;
   bool reaper_wake_ = false;  // guarded by reaper_mu_

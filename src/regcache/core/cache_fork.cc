@@ -102,7 +102,15 @@ void Cache::HandleForkInChild() {
     gate_.fetch_and(~kGateForked, std::memory_order_release);
   }
   invalidations_[REGCACHE_INVAL_FORK].fetch_add(forgotten);
-  StartReaper();
+  std::string why;
+  if (StartReaper(&why) != 0) {
+    // Zombies are then deregistered by the gets and puts that meet them.
+    fprintf(stderr,
+            "regcache: after fork the reaper thread could not start (%s); "
+            "invalidated registrations are released on this process's own "
+            "calls\n",
+            why.c_str());
+  }
   ReclaimZombies();
 }
 
